@@ -1,0 +1,37 @@
+"""The FastAPI application: routes, error shapes, metrics."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import Engine
+
+from broker.api import problems
+from broker.api.routes import health, schemas
+from broker.bus import Bus
+from broker.registry.catalogue import SchemaRegistry
+
+DESCRIPTION = """\
+Tsunagu (つなぐ) is a regional data-linkage platform: service companies publish events under
+shared JSON Schemas, residents decide who may read them, municipalities audit every flow.
+
+Every error is an RFC 9457 problem details document (`application/problem+json`).
+"""
+
+
+def create_app(engine: Engine, bus: Bus, registry: SchemaRegistry) -> FastAPI:
+    """The API over one store, one bus and one registry."""
+    app = FastAPI(title="Tsunagu broker API", version="0.1.0", description=DESCRIPTION)
+    app.state.engine = engine
+    app.state.bus = bus
+    app.state.registry = registry
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(schemas.router)
+
+    @app.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics of this process."""
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

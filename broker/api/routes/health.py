@@ -1,0 +1,48 @@
+"""Liveness and readiness for orchestrators and `make run`."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel
+from sqlalchemy import text
+
+from broker.bus import DOMAIN_TOPICS
+
+router = APIRouter(tags=["health"])
+
+
+class Health(BaseModel):
+    """The state of one process and what it depends on."""
+
+    status: str
+    checks: dict[str, str] = {}
+
+
+@router.get("/healthz")
+def healthz() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", responses={503: {"model": Health}})
+def readyz(request: Request, response: Response) -> Health:
+    """The store and the bus answer, and the ingest worker (if any here) is running."""
+    checks: dict[str, str] = {}
+    try:
+        with request.app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        checks["store"] = "ok"
+    except Exception as exc:  # any failure means not ready; say which
+        checks["store"] = f"failing: {exc.__class__.__name__}"
+    try:
+        request.app.state.bus.end_offsets(DOMAIN_TOPICS[0])
+        checks["bus"] = "ok"
+    except Exception as exc:
+        checks["bus"] = f"failing: {exc.__class__.__name__}"
+    worker = getattr(request.app.state, "worker_thread", None)
+    if worker is not None:
+        checks["ingest"] = "ok" if worker.is_alive() else "failing: worker stopped"
+    ready = all(v == "ok" for v in checks.values())
+    if not ready:
+        response.status_code = 503
+    return Health(status="ok" if ready else "unavailable", checks=checks)

@@ -1,0 +1,110 @@
+"""The schema registry over HTTP: every event type, version and compatibility check."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from broker.registry.catalogue import SchemaRegistry, UnknownSchemaError, meta_errors
+from broker.registry.compatibility import CompatibilityMode
+
+router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
+
+
+def get_registry(request: Request) -> SchemaRegistry:
+    """The process's registry."""
+    registry: SchemaRegistry = request.app.state.registry
+    return registry
+
+
+Registry = Annotated[SchemaRegistry, Depends(get_registry)]
+
+
+class SchemaType(BaseModel):
+    """An event type with its versions."""
+
+    type: str
+    compatibility: CompatibilityMode
+    versions: list[int]
+    latest: str
+
+
+class CompatibilityProblem(BaseModel):
+    """One breaking change."""
+
+    kind: str
+    location: str
+    message: str
+
+
+class CompatibilityResult(BaseModel):
+    """Whether a proposed schema could become the next version."""
+
+    type: str
+    compatibility: CompatibilityMode
+    is_compatible: bool
+    problems: list[CompatibilityProblem]
+
+
+def _describe(registry: SchemaRegistry, event_type: str) -> SchemaType:
+    versions = registry.versions(event_type)
+    return SchemaType(
+        type=event_type,
+        compatibility=registry.mode(event_type),
+        versions=[v.version for v in versions],
+        latest=versions[-1].urn,
+    )
+
+
+@router.get("")
+def list_types(registry: Registry) -> list[SchemaType]:
+    """Every event type the platform accepts, with its versions."""
+    return [_describe(registry, t) for t in registry.types()]
+
+
+@router.get("/{event_type}")
+def get_type(event_type: str, registry: Registry) -> SchemaType:
+    """One event type's versions and compatibility mode."""
+    return _describe(registry, event_type)
+
+
+@router.get(
+    "/{event_type}/versions/{version}",
+    responses={200: {"content": {"application/schema+json": {}}}},
+)
+def get_version(event_type: str, version: str, registry: Registry) -> JSONResponse:
+    """One version's JSON Schema (``latest`` for the newest)."""
+    number = None if version == "latest" else _version_number(version)
+    found = registry.get(event_type, number)
+    return JSONResponse(dict(found.schema), media_type="application/schema+json")
+
+
+@router.post("/{event_type}/compatibility")
+def check_compatibility(
+    event_type: str,
+    registry: Registry,
+    schema: Annotated[dict[str, Any], Body(description="The proposed JSON Schema")],
+) -> CompatibilityResult:
+    """Would this schema be accepted as the next version? Changes nothing."""
+    errors = meta_errors(schema)
+    problems = [CompatibilityProblem(kind="invalid_schema", location="", message=e) for e in errors]
+    if not errors:
+        problems = [
+            CompatibilityProblem(kind=p.kind.value, location=p.path, message=p.message)
+            for p in registry.problems(event_type, schema)
+        ]
+    return CompatibilityResult(
+        type=event_type,
+        compatibility=registry.mode(event_type),
+        is_compatible=not problems,
+        problems=problems,
+    )
+
+
+def _version_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise UnknownSchemaError(f"version must be a positive integer or 'latest', not {text!r}")
+    return int(text)

@@ -1,0 +1,120 @@
+"""The bus interface: keyed records on partitioned topics, consumer groups, at-least-once."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import NewType, Protocol
+
+TopicName = NewType("TopicName", str)
+Headers = Sequence[tuple[str, bytes]]
+
+#: The domain topics; each has a `<topic>.dlq` beside it.
+DOMAIN_TOPICS: tuple[TopicName, ...] = (
+    TopicName("transport"),
+    TopicName("health"),
+    TopicName("currency"),
+    TopicName("vacant_house"),
+)
+
+
+def dlq_topic(topic: str) -> TopicName:
+    """Name of the dead-letter topic beside ``topic``."""
+    return TopicName(f"{topic}.dlq")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    """One partition of one topic."""
+
+    topic: str
+    partition: int
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    """What a topic should look like when created."""
+
+    name: str
+    partitions: int = 1
+    compacted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """A record to publish."""
+
+    key: bytes | None
+    value: bytes
+    headers: Headers = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A record read back from the bus."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers = field(default=())
+    timestamp_ms: int = 0
+
+
+class BusError(Exception):
+    """Root of every bus failure (broker unreachable, unknown topic, ...)."""
+
+
+class Consumer(Protocol):
+    """A member of a consumer group; records come at least once."""
+
+    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
+        """Next records of the assigned partitions, in offset order per partition."""
+        ...
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit, per partition, the offset of the next record to read."""
+        ...
+
+    def close(self) -> None:
+        """Leave the group; uncommitted records will be delivered again."""
+        ...
+
+
+class Bus(Protocol):
+    """A message bus: the SQLite log (embedded) or Kafka."""
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create topics that do not exist yet (idempotent)."""
+        ...
+
+    def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
+        """Append records durably; returns once the bus has accepted all of them."""
+        ...
+
+    def consumer(self, group: str, topics: Sequence[str]) -> Consumer:
+        """Join ``group`` consuming ``topics`` from the committed offsets (or the start)."""
+        ...
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next published record will get."""
+        ...
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """Per partition, the group's committed offset (0 when none)."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    """The offsets to commit after ``records`` have been fully processed."""
+    out: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = TopicPartition(r.topic, r.partition)
+        if r.offset + 1 > out.get(tp, 0):
+            out[tp] = r.offset + 1
+    return out

@@ -1,0 +1,559 @@
+"""The Kafka bus: kafka-python against Apache Kafka (production) or Tansu (tests).
+
+Choices worth knowing:
+
+* Topics missing at ``publish`` or ``consumer`` time are created through the admin API with
+  ``default_partitions`` partitions, as the SQLite log does, rather than left to the broker's
+  auto-creation (whose partition count we do not control; Tansu auto-creates even when the
+  client asks it not to).
+* Each consumer runs its ``KafkaConsumer`` on a background thread that polls continuously and
+  buffers records (bounded; partitions are paused when the buffer is full). kafka-python 3.0
+  drops a JoinGroup/SyncGroup result that arrives while no ``poll()`` is in progress and joins
+  again, so a consumer whose application spends time between polls (or two consumers polled
+  from one thread) can miss every rebalance and never get partitions. Polling all the time on
+  a thread of its own avoids that, and heartbeats never wait for the application.
+* Records of partitions revoked in a rebalance are dropped from the buffer; the new owner reads
+  them again from the committed offset (at least once).
+* A commit refused because of a rebalance (CommitFailedError, UNKNOWN_MEMBER_ID,
+  ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) is logged, not raised: the records are delivered
+  again to whoever owns the partition. Other commit failures (broker unreachable) raise BusError.
+* ``end_offsets`` does not trust ListOffsets(LATEST) alone: Tansu answers with the base offset
+  of the last record batch + 1, not the high watermark. We read the last batch to find the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kafka import (
+    ConsumerRebalanceListener,
+    KafkaAdminClient,
+    KafkaConsumer,
+    KafkaProducer,
+    OffsetAndMetadata,
+)
+from kafka import TopicPartition as KafkaTopicPartition
+from kafka.admin import OffsetSpec
+from kafka.errors import (
+    CommitFailedError,
+    IllegalGenerationError,
+    KafkaError,
+    KafkaTimeoutError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+from broker.bus.base import BusError, OutRecord, Record, TopicPartition, TopicSpec
+from broker.bus.sqlite_log import check_topic_name
+
+log = logging.getLogger(__name__)
+
+_TOPIC_ALREADY_EXISTS = 36
+_UNKNOWN_TOPIC = 3
+
+
+class _StaleProducer(BusError):
+    """A producer that had worked before failed; a fresh one may succeed."""
+
+
+#: Commit failures that only mean "a rebalance happened": the records come again.
+_REBALANCE_ERRORS = (
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
+)
+
+
+class KafkaBus:
+    """The bus on a Kafka cluster (or any Kafka-protocol broker)."""
+
+    def __init__(
+        self,
+        bootstrap_servers: Sequence[str],
+        *,
+        client_id: str = "tsunagu",
+        default_partitions: int = 4,
+        replication_factor: int = -1,
+        session_timeout_ms: int = 6000,
+        heartbeat_interval_ms: int = 2000,
+        publish_timeout_s: float = 30.0,
+        request_timeout_ms: int = 30000,
+        linger_ms: int = 5,
+        batch_size: int = 1 << 20,
+        compression_type: str | None = None,
+        max_poll_records: int = 500,
+        buffer_records: int = 5000,
+        check_crcs: bool = True,
+        reconnect_backoff_max_ms: int = 2000,
+    ) -> None:
+        if not bootstrap_servers or not all(bootstrap_servers):
+            raise BusError("KafkaBus needs at least one bootstrap server host:port")
+        self.bootstrap_servers = list(bootstrap_servers)
+        self.client_id = client_id
+        self.default_partitions = default_partitions
+        # -1: the broker's default.replication.factor (Kafka >= 2.4, Tansu).
+        self.replication_factor = replication_factor
+        self.session_timeout_ms = session_timeout_ms
+        self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.publish_timeout_s = publish_timeout_s
+        self.request_timeout_ms = request_timeout_ms
+        self.linger_ms = linger_ms
+        self.batch_size = batch_size
+        self.compression_type = compression_type
+        self.max_poll_records = max_poll_records
+        self.buffer_records = buffer_records
+        # kafka-python checks CRCs in pure Python unless the `crc32c` package is installed
+        # (about 5x slower fetches); turning checks off is the other way out.
+        self.check_crcs = check_crcs
+        self.reconnect_backoff_max_ms = reconnect_backoff_max_ms
+        self._lock = threading.Lock()
+        self._admin_client: Any = None
+        self._producer_client: Any = None
+        self._known_topics: dict[str, int] = {}
+        self._closed = False
+
+    # -- clients (created lazily, so a bus can be built while the broker is still down) ------
+
+    def _common(self) -> dict[str, Any]:
+        return {
+            "bootstrap_servers": self.bootstrap_servers,
+            "request_timeout_ms": self.request_timeout_ms,
+            # kafka-python backs off up to 30 s between reconnects; after an outage that left
+            # consumers idle for ~30 s more. Java clients stop at 1 s.
+            "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
+        }
+
+    def _admin(self) -> Any:
+        with self._lock:
+            self._check_open()
+            if self._admin_client is None:
+                try:
+                    self._admin_client = KafkaAdminClient(
+                        client_id=f"{self.client_id}-admin", **self._common()
+                    )
+                except KafkaError as exc:
+                    raise BusError(f"Kafka at {self._where()} is unreachable: {exc}") from exc
+            return self._admin_client
+
+    def _producer(self) -> tuple[Any, bool]:
+        """The shared producer, and whether it was just created."""
+        with self._lock:
+            self._check_open()
+            fresh = self._producer_client is None
+            if fresh:
+                try:
+                    self._producer_client = KafkaProducer(
+                        client_id=f"{self.client_id}-producer",
+                        acks="all",
+                        linger_ms=self.linger_ms,
+                        batch_size=self.batch_size,
+                        max_request_size=max(self.batch_size, 1 << 20),
+                        compression_type=self.compression_type,
+                        # Bound the wait for metadata when the broker is down, and retries.
+                        max_block_ms=int(self.publish_timeout_s * 1000),
+                        delivery_timeout_ms=max(
+                            int(self.publish_timeout_s * 1000),
+                            self.request_timeout_ms + self.linger_ms,
+                        ),
+                        **self._common(),
+                    )
+                except KafkaError as exc:
+                    raise BusError(f"Kafka at {self._where()} is unreachable: {exc}") from exc
+            return self._producer_client, fresh
+
+    def _where(self) -> str:
+        return ",".join(self.bootstrap_servers)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusError("the Kafka bus is closed")
+
+    # -- topics -------------------------------------------------------------------------------
+
+    def create_topics(self, specs: Sequence[TopicSpec]) -> None:
+        """Create topics that do not exist yet (idempotent; existing ones are left as they are)."""
+        if not specs:
+            return
+        for spec in specs:
+            check_topic_name(spec.name)
+            if spec.partitions < 1:
+                raise BusError(f"topic {spec.name!r}: partitions must be at least 1")
+        new = {
+            spec.name: {
+                "num_partitions": spec.partitions,
+                "replication_factor": self.replication_factor,
+                "configs": {"cleanup.policy": "compact"} if spec.compacted else {},
+            }
+            for spec in specs
+        }
+        try:
+            result = self._admin().create_topics(new, raise_errors=False, wait_for_metadata=True)
+        except KafkaError as exc:
+            raise BusError(f"creating topics {sorted(new)} failed: {exc}") from exc
+        for topic in result["topics"]:
+            code = topic["error_code"]
+            if code not in (0, _TOPIC_ALREADY_EXISTS):
+                raise BusError(
+                    f"creating topic {topic['name']!r} failed: error {code}"
+                    f" {topic.get('error_message') or ''}".rstrip()
+                )
+
+    def _partitions(self, topic: str, *, create: bool) -> list[int]:
+        """Partition ids of ``topic``; creates it with the default count when ``create``."""
+        count = self._known_topics.get(topic)
+        if count is not None:
+            return list(range(count))
+        for attempt in range(2):
+            try:
+                (described,) = self._admin().describe_topics([topic])
+            except KafkaError as exc:
+                raise BusError(f"describing topic {topic!r} failed: {exc}") from exc
+            if described["error_code"] == 0 and described["partitions"]:
+                ids = sorted(p["partition_index"] for p in described["partitions"])
+                self._known_topics[topic] = len(ids)
+                return ids
+            if described["error_code"] not in (0, _UNKNOWN_TOPIC):
+                raise BusError(
+                    f"describing topic {topic!r} failed: error {described['error_code']}"
+                )
+            if not create or attempt:
+                break
+            self.create_topics([TopicSpec(topic, self.default_partitions)])
+        raise BusError(f"unknown topic {topic!r}")
+
+    # -- publish ------------------------------------------------------------------------------
+
+    def publish(self, topic: str, records: Sequence[OutRecord]) -> None:
+        """Send records (acks=all) and return once the broker has acknowledged every one."""
+        if not records:
+            return
+        self._partitions(topic, create=True)
+        try:
+            self._send_all(topic, records)
+        except _StaleProducer as exc:
+            # Typically the broker forgot our idempotent producer id (a restarted Tansu with
+            # memory storage; an expired id on Kafka) and Tansu cannot bump the epoch either:
+            # UnknownProducerId, then a fatal InitProducerId error. One resend on a fresh
+            # producer recovers; batches that had succeeded come twice (at least once).
+            log.warning("publishing to %s failed (%s); resending with a new producer", topic, exc)
+            self._send_all(topic, records)
+
+    def _send_all(self, topic: str, records: Sequence[OutRecord]) -> None:
+        producer, fresh = self._producer()
+        failure: BaseException | None = None
+        pending = False
+        try:
+            futures = [
+                producer.send(topic, key=r.key, value=r.value, headers=list(r.headers) or None)
+                for r in records
+            ]
+            producer.flush(timeout=self.publish_timeout_s)
+            pending = any(not f.is_done for f in futures)
+            failure = next((f.exception for f in futures if f.is_done and f.failed()), None)
+        except KafkaTimeoutError:
+            pending = True
+        except KafkaError as exc:
+            failure = exc
+        if failure is None and not pending:
+            return
+        # A producer that failed may be in a fatal state; the next publish gets a fresh one.
+        self._discard_producer(producer)
+        if pending or isinstance(failure, KafkaTimeoutError):
+            raise BusError(
+                f"publishing to {topic!r} timed out after {self.publish_timeout_s} s"
+                " (broker unreachable?); some records may still have been written"
+            )
+        if not fresh:
+            raise _StaleProducer(str(failure)) from failure
+        raise BusError(f"publishing to {topic!r} failed: {failure}") from failure
+
+    def _discard_producer(self, producer: Any) -> None:
+        with self._lock:
+            if self._producer_client is producer:
+                self._producer_client = None
+        try:
+            producer.close(timeout=0)
+        except Exception as exc:  # it is being thrown away; its own failure was reported
+            log.debug("closing a failed producer: %s", exc)
+
+    # -- offsets ------------------------------------------------------------------------------
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """Per partition, the offset the next published record will get."""
+        ids = self._partitions(topic, create=False)
+        tps = [KafkaTopicPartition(topic, p) for p in ids]
+        try:
+            latest = self._admin().list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
+        except KafkaError as exc:
+            raise BusError(f"reading end offsets of {topic!r} failed: {exc}") from exc
+        ends = {tp.partition: int(latest[tp].offset) for tp in tps}
+        nonempty = {tp: ends[tp.partition] for tp in tps if ends[tp.partition] > 0}
+        if nonempty:
+            for tp, end in self._true_ends(nonempty).items():
+                ends[tp.partition] = max(ends[tp.partition], end)
+        return ends
+
+    def _true_ends(self, latest: Mapping[Any, int]) -> dict[Any, int]:
+        """Read the last batch of each partition: Tansu's LATEST is that batch's base + 1."""
+        try:
+            probe = KafkaConsumer(
+                client_id=f"{self.client_id}-offsets",
+                group_id=None,
+                enable_auto_commit=False,
+                check_crcs=self.check_crcs,
+                **self._common(),
+            )
+        except KafkaError as exc:
+            raise BusError(f"Kafka at {self._where()} is unreachable: {exc}") from exc
+        try:
+            probe.assign(list(latest))
+            for tp, off in latest.items():
+                probe.seek(tp, off - 1)
+            out: dict[Any, int] = {}
+            deadline = time.monotonic() + self.request_timeout_ms / 1000
+            while len(out) < len(latest) and time.monotonic() < deadline:
+                for tp, recs in probe.poll(timeout_ms=200, max_records=100_000).items():
+                    out[tp] = max(out.get(tp, 0), recs[-1].offset + 1)
+                for tp in latest:
+                    high = probe.highwater(tp)
+                    if high is not None:
+                        out[tp] = max(out.get(tp, 0), int(high))
+            return out
+        except KafkaError as exc:
+            raise BusError(f"reading end offsets failed: {exc}") from exc
+        finally:
+            probe.close(autocommit=False)
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """Per partition, the group's committed offset (0 when none)."""
+        ids = self._partitions(topic, create=False)
+        tps = [KafkaTopicPartition(topic, p) for p in ids]
+        try:
+            found = self._admin().list_group_offsets({group: tps}).get(group, {})
+        except KafkaError as exc:
+            raise BusError(f"reading committed offsets of {group!r} failed: {exc}") from exc
+        out = dict.fromkeys(ids, 0)
+        for tp, meta in found.items():
+            if tp.topic == topic and meta.offset is not None and meta.offset >= 0:
+                out[tp.partition] = int(meta.offset)
+        return out
+
+    # -- consumers ----------------------------------------------------------------------------
+
+    def consumer(self, group: str, topics: Sequence[str]) -> KafkaGroupConsumer:
+        """Join ``group`` consuming ``topics`` (created if missing) from the committed offsets."""
+        if not topics:
+            raise BusError("a consumer needs at least one topic")
+        if not group:
+            raise BusError("a consumer needs a group id")
+        for topic in topics:
+            self._partitions(topic, create=True)
+        self._check_open()
+        return KafkaGroupConsumer(self, group, sorted(set(topics)))
+
+    def close(self) -> None:
+        """Flush and close the producer and the admin client."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            producer, admin = self._producer_client, self._admin_client
+            self._producer_client = self._admin_client = None
+        try:
+            if producer is not None:
+                producer.close(timeout=5)
+            if admin is not None:
+                admin.close()
+        except Exception as exc:  # closing must not hide the caller's own error
+            log.warning("closing a Kafka client failed: %s", exc)
+
+    def __enter__(self) -> KafkaBus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _to_record(r: Any) -> Record:
+    return Record(
+        r.topic,
+        r.partition,
+        r.offset,
+        r.key,
+        r.value,
+        tuple(r.headers or ()),
+        int(r.timestamp),
+    )
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
+    """Drops buffered records of partitions taken away in a rebalance."""
+
+    def __init__(self, owner: KafkaGroupConsumer) -> None:
+        self._owner = owner
+
+    def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
+        self._owner._drop({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+
+    def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        log.info(
+            "group %s member %s now reads %s",
+            self._owner.group,
+            self._owner.client_id,
+            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "nothing",
+        )
+
+
+class KafkaGroupConsumer:
+    """A member of a Kafka consumer group, fed by a background polling thread."""
+
+    def __init__(self, bus: KafkaBus, group: str, topics: Sequence[str]) -> None:
+        self.group = group
+        self.topics = tuple(topics)
+        self.client_id = f"{bus.client_id}-{group}-{uuid.uuid4().hex[:8]}"
+        self._max_poll_records = bus.max_poll_records
+        self._buffer_limit = max(bus.buffer_records, bus.max_poll_records)
+        self._commit_timeout_ms = bus.request_timeout_ms
+        self._buffer: deque[Record] = deque()
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._closed = False
+        try:
+            self._kc = KafkaConsumer(
+                **bus._common(),
+                client_id=self.client_id,
+                group_id=group,
+                enable_auto_commit=False,
+                auto_offset_reset="earliest",
+                session_timeout_ms=bus.session_timeout_ms,
+                heartbeat_interval_ms=bus.heartbeat_interval_ms,
+                max_poll_records=bus.max_poll_records,
+                fetch_max_bytes=50 << 20,
+                max_partition_fetch_bytes=4 << 20,
+                check_crcs=bus.check_crcs,
+                allow_auto_create_topics=False,
+            )
+            self._kc.subscribe(topics=list(self.topics), listener=_Revocations(self))
+        except KafkaError as exc:
+            raise BusError(f"joining group {group!r} failed: {exc}") from exc
+        self._thread = threading.Thread(target=self._run, name=f"bus-consumer-{group}", daemon=True)
+        self._thread.start()
+
+    @property
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this member owns now (empty while the group is joining)."""
+        owned = [TopicPartition(tp.topic, tp.partition) for tp in self._kc.assignment()]
+        return sorted(owned, key=lambda tp: (tp.topic, tp.partition))
+
+    # -- background thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        kc = self._kc
+        paused = False
+        while not self._stop.is_set():
+            try:
+                with self._cond:
+                    full = len(self._buffer) >= self._buffer_limit
+                if full:
+                    # Every time: a rebalance may have handed out new, unpaused partitions.
+                    kc.pause(*kc.assignment())
+                    paused = True
+                elif paused:
+                    kc.resume(*kc.paused())
+                    paused = False
+                batch = kc.poll(timeout_ms=100, max_records=self._max_poll_records)
+                if not batch:
+                    continue
+                owned = kc.assignment()
+                records = [_to_record(r) for tp, recs in batch.items() if tp in owned for r in recs]
+                with self._cond:
+                    self._buffer.extend(records)
+                    self._cond.notify_all()
+            except KafkaError as exc:
+                # Rebalances and broker outages: kafka-python recovers on the next poll.
+                log.warning("group %s: poll failed, retrying: %r", self.group, exc)
+                self._stop.wait(0.5)
+            except Exception as exc:
+                log.exception("group %s: consumer thread stopped", self.group)
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+
+    def _drop(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        with self._cond:
+            kept = [r for r in self._buffer if TopicPartition(r.topic, r.partition) not in revoked]
+            self._buffer = deque(kept)
+
+    # -- Consumer interface -------------------------------------------------------------------
+
+    def poll(self, max_records: int = 500, timeout_s: float = 1.0) -> list[Record]:
+        """Next records of the assigned partitions, in offset order per partition."""
+        if max_records < 1:
+            raise BusError("max_records must be at least 1")
+        deadline = time.monotonic() + timeout_s
+        with self._cond:
+            while not self._buffer:
+                if self._closed:
+                    raise BusError(f"consumer of group {self.group!r} is closed")
+                if self._error is not None:
+                    raise BusError(
+                        f"consumer of group {self.group!r} failed: {self._error}"
+                    ) from self._error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                self._cond.wait(remaining)
+            n = min(max_records, len(self._buffer))
+            return [self._buffer.popleft() for _ in range(n)]
+
+    def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit, per partition, the offset of the next record to read."""
+        if not offsets:
+            return
+        if self._closed:
+            raise BusError(f"consumer of group {self.group!r} is closed")
+        for tp, off in offsets.items():
+            if off < 0:
+                raise BusError(f"cannot commit negative offset {off} for {tp}")
+        request = {
+            KafkaTopicPartition(tp.topic, tp.partition): OffsetAndMetadata(off, "", -1)
+            for tp, off in offsets.items()
+        }
+        try:
+            # Called while the background thread polls: kafka-python 3 runs both on its IO
+            # thread and its KafkaConsumer.commit is a blocking hand-off to that thread.
+            self._kc.commit(request, timeout_ms=self._commit_timeout_ms)
+        except _REBALANCE_ERRORS as exc:
+            log.warning(
+                "group %s: commit refused during a rebalance (%r); records will come again",
+                self.group,
+                exc,
+            )
+        except KafkaError as exc:
+            raise BusError(f"committing offsets of group {self.group!r} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Leave the group; uncommitted records will be delivered again."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            self._buffer.clear()
+            self._cond.notify_all()
+        self._stop.set()
+        self._thread.join(timeout=10)
+        try:
+            self._kc.close(autocommit=False, timeout_ms=5000)
+        except Exception as exc:  # leaving late only delays the rebalance by a session timeout
+            log.warning("group %s: closing the consumer failed: %s", self.group, exc)

@@ -1,0 +1,1 @@
+"""The ingest pipeline: bus → validate → project, idempotent by event id."""

@@ -1,0 +1,56 @@
+"""Where a bad event goes and why: the one place that names every dead-letter reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from broker.bus import OutRecord, Record
+
+
+class DeadLetterReason(StrEnum):
+    """Why an event was rejected; the value is the `tsunagu-dlq-reason` header."""
+
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    INVALID_ENVELOPE = "invalid_envelope"
+    UNKNOWN_TYPE = "unknown_type"
+    UNKNOWN_SCHEMA = "unknown_schema"
+    WRONG_TOPIC = "wrong_topic"
+    SCHEMA_VIOLATION = "schema_violation"
+
+
+#: Header names on a dead-lettered record (the original record's headers are kept too).
+H_REASON = "tsunagu-dlq-reason"
+H_DETAIL = "tsunagu-dlq-detail"
+H_PATH = "tsunagu-dlq-path"
+H_SCHEMA = "tsunagu-dlq-schema"
+H_SOURCE = "tsunagu-dlq-source"
+H_EVENT_ID = "tsunagu-dlq-event-id"
+H_ORIGIN = "tsunagu-dlq-origin"  # topic/partition/offset: lets a DLQ reader drop redeliveries
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """A rejected event: the reason and what is known of it."""
+
+    reason: DeadLetterReason
+    detail: str
+    path: str = ""
+    schema: str = ""
+    source: str = ""
+    event_id: str = ""
+
+
+def dead_letter(record: Record, rejection: Rejection) -> OutRecord:
+    """The DLQ record for ``record``: its original bytes, key and headers, plus the reason."""
+    extra = [
+        (H_REASON, rejection.reason.value.encode()),
+        (H_DETAIL, rejection.detail[:2000].encode()),
+        (H_PATH, rejection.path.encode()),
+        (H_SCHEMA, rejection.schema.encode()),
+        (H_SOURCE, rejection.source.encode()),
+        (H_EVENT_ID, rejection.event_id.encode()),
+        (H_ORIGIN, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+    ]
+    return OutRecord(key=record.key, value=record.value, headers=[*record.headers, *extra])

@@ -1,0 +1,79 @@
+"""Turn a bus record into an accepted CloudEvent or a Rejection naming what is wrong."""
+
+from __future__ import annotations
+
+from broker import cloudevents
+from broker.bus import Record
+from broker.cloudevents import CloudEvent
+from broker.ingest.deadletter import DeadLetterReason, Rejection
+from broker.registry.catalogue import SchemaRegistry, UnknownSchemaError, UnknownTypeError
+
+
+def json_pointer(parts: list[str | int]) -> str:
+    """A JSON pointer (RFC 6901) from path parts."""
+    return "".join("/" + str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+class EventValidator:
+    """Checks size, envelope, type, topic and data schema; fast on the valid path."""
+
+    def __init__(
+        self, registry: SchemaRegistry, max_event_bytes: int, topic_prefix: str = ""
+    ) -> None:
+        self.registry = registry
+        self.max_event_bytes = max_event_bytes
+        self.topic_prefix = topic_prefix
+
+    def check_record(self, record: Record) -> CloudEvent | Rejection:
+        """The event in ``record`` if it is acceptable on ``record.topic``, else why not."""
+        if len(record.value) > self.max_event_bytes:
+            return Rejection(
+                DeadLetterReason.TOO_LARGE,
+                f"event is {len(record.value)} bytes, over the limit of {self.max_event_bytes}",
+            )
+        try:
+            event = cloudevents.parse(record.value)
+        except cloudevents.NotJsonError as exc:
+            return Rejection(DeadLetterReason.NOT_JSON, str(exc))
+        except cloudevents.EnvelopeError as exc:
+            return Rejection(DeadLetterReason.INVALID_ENVELOPE, str(exc), path=f"/{exc.attribute}")
+        if self.topic_prefix + event.domain != record.topic:
+            return Rejection(
+                DeadLetterReason.WRONG_TOPIC,
+                f"type {event.type} belongs on topic {self.topic_prefix + event.domain!r}, "
+                f"not {record.topic!r}",
+                path="/type",
+                source=event.source,
+                event_id=event.id,
+            )
+        return self.check_data(event)
+
+    def check_data(self, event: CloudEvent) -> CloudEvent | Rejection:
+        """``event`` if its data matches its schema, else the first violation."""
+        try:
+            version = self.registry.resolve(event.type, event.dataschema)
+        except UnknownTypeError as exc:
+            return Rejection(
+                DeadLetterReason.UNKNOWN_TYPE, str(exc), "/type", "", event.source, event.id
+            )
+        except UnknownSchemaError as exc:
+            return Rejection(
+                DeadLetterReason.UNKNOWN_SCHEMA,
+                str(exc),
+                "/dataschema",
+                event.dataschema or "",
+                event.source,
+                event.id,
+            )
+        validator = self.registry.validator(version)
+        if validator.is_valid(event.data):
+            return event
+        error = next(iter(validator.iter_errors(event.data)))
+        return Rejection(
+            DeadLetterReason.SCHEMA_VIOLATION,
+            f"data{json_pointer(list(error.instance_path)) or ' (root)'}: {error.message}",
+            path="/data" + json_pointer(list(error.instance_path)),
+            schema=version.urn,
+            source=event.source,
+            event_id=event.id,
+        )

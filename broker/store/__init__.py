@@ -1,0 +1,1 @@
+"""The store: projections the views read, on SQLite (embedded) or PostgreSQL."""

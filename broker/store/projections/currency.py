@@ -1,0 +1,70 @@
+"""Local-currency projections: top-ups, payments at merchants, conversions of health points."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Index
+from sqlmodel import Field, SQLModel
+
+from broker.cloudevents import CloudEvent
+from broker.store.bulk import insert_many
+from broker.store.projections.timestamps import UtcDateTime, parse_time
+
+
+class CurrencyTransaction(SQLModel, table=True):
+    """One wallet movement of a resident."""
+
+    __tablename__ = "currency_transactions"
+    __table_args__ = (
+        Index("ix_currency_resident_occurred", "resident_id", "occurred_at"),
+        Index("ix_currency_category_occurred", "merchant_category", "occurred_at"),
+    )
+
+    event_id: str = Field(primary_key=True, max_length=128)
+    resident_id: str = Field(max_length=64)
+    wallet_id: str = Field(max_length=64)
+    kind: str = Field(max_length=16)  # topped_up | payment | conversion
+    amount_jpy: int
+    merchant_id: str | None = Field(default=None, max_length=64)
+    merchant_name: str | None = Field(default=None, max_length=200)
+    merchant_category: str | None = Field(default=None, max_length=32)
+    town: str | None = Field(default=None, max_length=32)
+    points: int | None = None
+    occurred_at: datetime = Field(sa_type=UtcDateTime)
+
+
+_table = CurrencyTransaction.__table__  # type: ignore[attr-defined]
+
+_KIND_AND_TIME = {
+    "currency.wallet.topped_up": ("topped_up", "topped_up_at"),
+    "currency.payment.settled": ("payment", "settled_at"),
+    "currency.points.converted": ("conversion", "converted_at"),
+}
+
+
+def _row(e: CloudEvent) -> dict[str, Any]:
+    d = e.data
+    kind, time_field = _KIND_AND_TIME[e.type]
+    return {
+        "event_id": e.id,
+        "resident_id": d["resident_id"],
+        "wallet_id": d["wallet_id"],
+        "kind": kind,
+        "amount_jpy": d["amount_jpy"],
+        "merchant_id": d.get("merchant_id"),
+        "merchant_name": d.get("merchant_name"),
+        "merchant_category": d.get("merchant_category"),
+        "town": d.get("town"),
+        "points": d.get("points"),
+        "occurred_at": parse_time(d[time_field]),
+    }
+
+
+def project_currency(conn: Connection, events: Sequence[CloudEvent]) -> None:
+    """Write currency events to the transactions table."""
+    rows = [_row(e) for e in events]
+    if rows:
+        insert_many(conn, _table, rows)

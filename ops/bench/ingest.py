@@ -1,0 +1,171 @@
+"""End-to-end ingest throughput (publish → validate → project) on each bus backend.
+
+Prints, per backend, in one run:
+  - raw validation:  events/s through the validator alone (no bus, no store)
+  - raw bus:         events/s published, and consumed by a bare consumer group
+  - end to end:      events/s from a publisher process through one ingest worker into the store
+and the end-to-end figure as a ratio to each baseline. Targets on the 2-core dev machine:
+embedded ≥ 20,000 events/s, Kafka (Tansu) ≥ 10,000 events/s.
+
+    python -m ops.bench.ingest [--events 100000] [--backends sqlite,kafka] [--store URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import resource
+import tempfile
+import threading
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+
+from sqlalchemy import text
+
+from broker.bus import Bus, Record, TopicSpec, open_bus
+from broker.ingest.pipeline import IngestWorker
+from broker.ingest.validation import EventValidator
+from broker.registry.catalogue import SchemaRegistry
+from broker.settings import REPO_SCHEMAS
+from broker.store.database import make_engine
+from ops.bench.events import make_records
+from ops.tansu import TansuBroker
+
+DOMAINS = ("transport", "health", "currency", "vacant_house")
+PUBLISH_CHUNK = 2000
+
+
+def _create_topics(bus: Bus, prefix: str) -> None:
+    specs = [TopicSpec(prefix + d, 4) for d in DOMAINS]
+    bus.create_topics(specs + [TopicSpec(prefix + d + ".dlq", 1) for d in DOMAINS])
+
+
+def _publish(bus: Bus, prefix: str, by_topic: dict[str, list]) -> None:  # type: ignore[type-arg]
+    for topic, records in by_topic.items():
+        for i in range(0, len(records), PUBLISH_CHUNK):
+            bus.publish(prefix + topic, records[i : i + PUBLISH_CHUNK])
+
+
+def _publisher(bus_url: str, prefix: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
+    registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
+    by_topic = make_records(registry, n, seed=hash(prefix) & 0xFFFF)
+    bus = open_bus(bus_url)
+    ready.set()  # type: ignore[attr-defined]
+    go.wait()  # type: ignore[attr-defined]
+    _publish(bus, prefix, by_topic)
+    bus.close()
+
+
+def bench_validation(registry: SchemaRegistry, n: int) -> float:
+    """Events/s through the validator alone."""
+    by_topic = make_records(registry, n)
+    records = [
+        Record(topic, 0, i, r.key, r.value)
+        for topic, rs in by_topic.items()
+        for i, r in enumerate(rs)
+    ]
+    validator = EventValidator(registry, 1024 * 1024)
+    started = time.perf_counter()
+    for record in records:
+        validator.check_record(record)
+    return n / (time.perf_counter() - started)
+
+
+def bench_raw_bus(bus_url: str, registry: SchemaRegistry, n: int) -> tuple[float, float]:
+    """(publish events/s, consume events/s) with no validation and no store."""
+    prefix = f"raw{uuid.uuid4().hex[:6]}."
+    bus = open_bus(bus_url)
+    _create_topics(bus, prefix)
+    by_topic = make_records(registry, n, seed=1)
+    started = time.perf_counter()
+    _publish(bus, prefix, by_topic)
+    publish_rate = n / (time.perf_counter() - started)
+    consumer = bus.consumer(f"raw-{prefix}", [prefix + d for d in DOMAINS])
+    seen = 0
+    first_poll = time.perf_counter()
+    started = 0.0
+    while seen < n and time.perf_counter() - first_poll < 300:
+        got = consumer.poll(2000, 0.5)
+        if got and not started:
+            started = time.perf_counter()  # group join time is not throughput
+        seen += len(got)
+    consume_rate = seen / (time.perf_counter() - started)
+    consumer.close()
+    bus.close()
+    return publish_rate, consume_rate
+
+
+def bench_end_to_end(bus_url: str, store_url: str, n: int) -> float:
+    """Events/s from a publisher process through one worker into the store."""
+    prefix = f"e2e{uuid.uuid4().hex[:6]}."
+    bus = open_bus(bus_url)
+    _create_topics(bus, prefix)
+    engine = make_engine(store_url)
+    registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
+    worker = IngestWorker(
+        bus, engine, registry, group=f"e2e-{prefix}", topic_prefix=prefix, batch_size=2000
+    )
+    ctx = mp.get_context("spawn")
+    ready, go = ctx.Event(), ctx.Event()
+    publisher = ctx.Process(target=_publisher, args=(bus_url, prefix, n, ready, go))
+    publisher.start()
+    ready.wait(120)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop, 0.2))
+    thread.start()
+    time.sleep(0.5 if bus_url.startswith("sqlite") else 4.0)  # let the group form first
+    started = time.perf_counter()
+    go.set()
+    with engine.connect() as conn:
+        while True:
+            done = conn.execute(text("SELECT count(*) FROM ingested_events")).scalar_one()
+            if done >= n or time.perf_counter() - started > 600:
+                break
+            time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    stop.set()
+    thread.join()
+    publisher.join()
+    bus.close()
+    engine.dispose()
+    return int(done) / elapsed
+
+
+def main() -> None:
+    """Run the benchmark and print its figures."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--backends", default="sqlite,kafka")
+    parser.add_argument("--store", default="", help="store URL (default: a temp SQLite file)")
+    args = parser.parse_args()
+    registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
+    n = args.events
+    validation = bench_validation(registry, n)
+    print(f"raw validation                {validation:>10,.0f} events/s")
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        store = args.store or f"sqlite:///{tmp / 'store.db'}"
+        for backend in args.backends.split(","):
+            if backend == "kafka":
+                bus_url = stack.enter_context(TansuBroker()).url
+            else:
+                bus_url = f"sqlite:///{tmp / 'bus.db'}"
+            publish, consume = bench_raw_bus(bus_url, registry, n)
+            e2e = bench_end_to_end(bus_url, store, n)
+            raw = 1 / (1 / publish + 1 / consume)
+            print(f"\n[{backend}] {n:,} events, store {store.split(':')[0]}")
+            print(f"  raw bus publish             {publish:>10,.0f} events/s")
+            print(f"  raw bus consume             {consume:>10,.0f} events/s")
+            print(f"  raw bus round trip          {raw:>10,.0f} events/s  (1/(1/pub+1/con))")
+            print(f"  end to end, one worker      {e2e:>10,.0f} events/s")
+            print(f"  ratio to raw bus publish    {e2e / publish:>10.2f}")
+            print(f"  ratio to raw bus consume    {e2e / consume:>10.2f}")
+            print(f"  ratio to raw validation     {e2e / validation:>10.2f}")
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"\npeak RSS of the benchmark process (worker side): {rss_mb:,.0f} MB")
+
+
+if __name__ == "__main__":
+    main()

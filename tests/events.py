@@ -1,0 +1,66 @@
+"""Valid CloudEvents for tests, built from the examples every shipped schema carries."""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+import orjson
+
+from broker.registry.catalogue import SchemaRegistry
+from broker.settings import REPO_SCHEMAS
+
+_SUBJECT = re.compile(r"^(res|prop|veh)-")
+
+
+@cache
+def registry() -> SchemaRegistry:
+    """The shipped schemas."""
+    return SchemaRegistry.from_directory(REPO_SCHEMAS)
+
+
+def example_data(event_type: str) -> dict[str, Any]:
+    """A deep copy of the first example of the type's latest schema."""
+    schema = registry().get(event_type).schema
+    data: dict[str, Any] = copy.deepcopy(schema["examples"][0])
+    return data
+
+
+def _subject_of(data: dict[str, Any]) -> str:
+    for value in data.values():
+        if isinstance(value, str) and _SUBJECT.match(value):
+            return value
+    return "res-0000test"
+
+
+def make_event(
+    event_type: str = "transport.trip.completed",
+    *,
+    event_id: str | None = None,
+    data: dict[str, Any] | None = None,
+    **attributes: Any,
+) -> dict[str, Any]:
+    """A valid structured-mode CloudEvent of ``event_type`` as a dict."""
+    body = example_data(event_type) if data is None else data
+    doc: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id or str(uuid.uuid4()),
+        "source": "urn:tsunagu:connector:test",
+        "type": event_type,
+        "subject": _subject_of(body),
+        "time": datetime.now(UTC).isoformat(),
+        "datacontenttype": "application/json",
+        "dataschema": registry().get(event_type).urn,
+        "data": body,
+    }
+    doc.update(attributes)
+    return doc
+
+
+def encode(doc: dict[str, Any]) -> bytes:
+    """JSON bytes of an event document."""
+    return orjson.dumps(doc)

@@ -1,0 +1,84 @@
+"""The registry: loading the shipped schemas, resolving versions, registering new ones."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from broker.registry.catalogue import (
+    IncompatibleSchemaError,
+    InvalidSchemaError,
+    SchemaRegistry,
+    UnknownSchemaError,
+    UnknownTypeError,
+)
+from broker.registry.compatibility import CompatibilityMode
+from broker.settings import REPO_SCHEMAS
+
+TRIP = "transport.trip.completed"
+
+
+@pytest.fixture
+def registry() -> SchemaRegistry:
+    return SchemaRegistry.from_directory(REPO_SCHEMAS)
+
+
+def _v1(registry: SchemaRegistry) -> dict[str, Any]:
+    return copy.deepcopy(dict(registry.get(TRIP).schema))
+
+
+def test_shipped_types_load_in_their_domains(registry: SchemaRegistry) -> None:
+    assert {t.split(".")[0] for t in registry.types()} == {
+        "transport",
+        "health",
+        "currency",
+        "vacant_house",
+    }
+    assert registry.mode(TRIP) is CompatibilityMode.BACKWARD
+
+
+def test_compatible_version_is_registered_as_the_next_number(registry: SchemaRegistry) -> None:
+    schema = _v1(registry)
+    schema["properties"]["co2_g"] = {"type": "integer"}
+    v2 = registry.register(TRIP, schema)
+    assert v2.version == 2
+    assert v2.urn == "urn:tsunagu:schema:transport.trip.completed:v2"
+    assert registry.resolve(TRIP, None) == v2  # no dataschema: the latest
+    assert registry.resolve(TRIP, registry.get(TRIP, 1).urn).version == 1
+
+
+def test_incompatible_version_is_refused_naming_the_change(registry: SchemaRegistry) -> None:
+    schema = _v1(registry)
+    schema["properties"]["co2_g"] = {"type": "integer"}
+    schema["required"].append("co2_g")
+    with pytest.raises(IncompatibleSchemaError, match="field `co2_g` became required"):
+        registry.register(TRIP, schema)
+    assert [v.version for v in registry.versions(TRIP)] == [1]
+
+
+def test_mode_none_accepts_what_backward_refuses(registry: SchemaRegistry) -> None:
+    schema = _v1(registry)
+    schema["required"].append("distance_m")
+    registry.set_mode(TRIP, CompatibilityMode.NONE)
+    assert registry.register(TRIP, schema).version == 2
+
+
+def test_registering_the_same_schema_again_changes_nothing(registry: SchemaRegistry) -> None:
+    assert registry.register(TRIP, _v1(registry)).version == 1
+    assert len(registry.versions(TRIP)) == 1
+
+
+def test_invalid_schema_is_refused(registry: SchemaRegistry) -> None:
+    with pytest.raises(InvalidSchemaError, match="not a valid JSON Schema"):
+        registry.register(TRIP, {"type": "objekt"})
+
+
+def test_unknown_type_and_unknown_version_are_named(registry: SchemaRegistry) -> None:
+    with pytest.raises(UnknownTypeError, match=r"transport\.boat\.sailed"):
+        registry.get("transport.boat.sailed")
+    with pytest.raises(UnknownSchemaError, match="no version 3"):
+        registry.get(TRIP, 3)
+    with pytest.raises(UnknownSchemaError, match="is not a schema of"):
+        registry.resolve(TRIP, "urn:tsunagu:schema:health.points.awarded:v1")
