@@ -31,9 +31,12 @@ def up() -> None:
     _logging()
     settings = Settings()
     platform = Platform.open(settings)
-    api = create_app(platform.engine, platform.bus, platform.registry)
+    api = create_app(platform)
     api.state.worker_thread = platform.start_worker_thread()
     base = f"http://{settings.host}:{settings.port}"
+    token_source = (
+        "$TSUNAGU_ADMIN_TOKEN" if settings.admin_token else str(settings.data_dir / "admin-token")
+    )
     typer.echo(
         "\nTsunagu is running.\n"
         f"  API docs        {base}/docs\n"
@@ -43,6 +46,7 @@ def up() -> None:
         f"  Metrics         {base}/metrics\n"
         f"  Bus             {settings.bus_url}\n"
         f"  Store           {settings.store_url}\n"
+        f"  Admin token     {token_source}\n"
     )
     try:
         uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")

@@ -11,6 +11,7 @@ from sqlalchemy import Engine
 from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
 from broker.ingest.pipeline import IngestWorker
 from broker.registry.catalogue import SchemaRegistry
+from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
 from broker.store.database import make_engine
 
@@ -33,6 +34,7 @@ class Platform:
     bus: Bus
     engine: Engine
     registry: SchemaRegistry
+    stored: StoredRegistry
     stop: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
@@ -43,7 +45,7 @@ class Platform:
         bus.create_topics(topic_specs(settings))
         engine = make_engine(settings.store_url)
         registry = SchemaRegistry.from_directory(settings.schemas_dir)
-        return cls(settings, bus, engine, registry)
+        return cls(settings, bus, engine, registry, StoredRegistry(registry, engine))
 
     def worker(self) -> IngestWorker:
         """An ingest worker over this platform's bus and store."""
@@ -54,6 +56,7 @@ class Platform:
             group=self.settings.ingest_group,
             topic_prefix=self.settings.topic_prefix,
             batch_size=self.settings.ingest_batch_size,
+            refresh_registry=self.stored.reload_if_stale,
             max_event_bytes=self.settings.max_event_bytes,
         )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: Where `schemas/` lives when running from a checkout or an editable install.
@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=256)
     ingest_batch_size: int = Field(default=2000, ge=1, le=100_000)
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    admin_token: SecretStr | None = Field(
+        default=None, description="Operator bearer token; generated into data_dir when unset."
+    )
 
     @cached_property
     def bus_url(self) -> str:

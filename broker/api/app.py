@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import Engine
 
 from broker.api import problems
+from broker.api.admin import admin_token
 from broker.api.routes import health, schemas
-from broker.bus import Bus
-from broker.registry.catalogue import SchemaRegistry
+from broker.runtime import Platform
 
 DESCRIPTION = """\
 Tsunagu (つなぐ) is a regional data-linkage platform: service companies publish events under
@@ -19,12 +18,14 @@ Every error is an RFC 9457 problem details document (`application/problem+json`)
 """
 
 
-def create_app(engine: Engine, bus: Bus, registry: SchemaRegistry) -> FastAPI:
-    """The API over one store, one bus and one registry."""
+def create_app(platform: Platform) -> FastAPI:
+    """The API over one platform's store, bus and registry."""
     app = FastAPI(title="Tsunagu broker API", version="0.1.0", description=DESCRIPTION)
-    app.state.engine = engine
-    app.state.bus = bus
-    app.state.registry = registry
+    app.state.engine = platform.engine
+    app.state.bus = platform.bus
+    app.state.registry = platform.registry
+    app.state.stored_registry = platform.stored
+    app.state.admin_token = admin_token(platform.settings)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(schemas.router)

@@ -17,6 +17,7 @@ from broker.registry.catalogue import (
     UnknownSchemaError,
     UnknownTypeError,
 )
+from broker.registry.stored import SchemaVersionConflictError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -75,6 +76,10 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(InvalidSchemaError)
     async def _invalid_schema(request: Request, exc: InvalidSchemaError) -> JSONResponse:
         return problem_response(request, 422, str(exc), type_="urn:tsunagu:problem:invalid-schema")
+
+    @app.exception_handler(SchemaVersionConflictError)
+    async def _conflict(request: Request, exc: SchemaVersionConflictError) -> JSONResponse:
+        return problem_response(request, 409, str(exc))
 
     @app.exception_handler(IncompatibleSchemaError)
     async def _incompatible(request: Request, exc: IncompatibleSchemaError) -> JSONResponse:

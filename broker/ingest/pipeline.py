@@ -6,14 +6,23 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from broker.bus import DOMAIN_TOPICS, Bus, Consumer, OutRecord, Record, dlq_topic, next_offsets
+from broker.bus import (
+    DOMAIN_TOPICS,
+    Bus,
+    BusError,
+    Consumer,
+    OutRecord,
+    Record,
+    dlq_topic,
+    next_offsets,
+)
 from broker.cloudevents import CloudEvent
 from broker.ingest.deadletter import Rejection, dead_letter
 from broker.ingest.validation import EventValidator
@@ -57,10 +66,11 @@ class IngestWorker:
         batch_size: int = 2000,
         max_event_bytes: int = 1024 * 1024,
         linger_s: float = 0.02,
+        refresh_registry: Callable[[], bool] | None = None,
     ) -> None:
         self.bus = bus
         self.engine = engine
-        self.validator = EventValidator(registry, max_event_bytes, topic_prefix)
+        self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
         self.group = group
         self.topics = [topic_prefix + t for t in topics]
         self.batch_size = batch_size
@@ -102,12 +112,21 @@ class IngestWorker:
         consumer = self.bus.consumer(self.group, self.topics)
         try:
             while not stop.is_set():
-                records = self._fill(consumer, consumer.poll(self.batch_size, poll_timeout_s))
+                try:
+                    records = self._fill(consumer, consumer.poll(self.batch_size, poll_timeout_s))
+                except BusError as exc:
+                    log.warning("bus unavailable, polling again in 1 s: %s", exc)
+                    stop.wait(1.0)
+                    continue
                 if not records:
                     continue
                 started = time.perf_counter()
                 self._process_with_retry(records, stop)
-                consumer.commit(next_offsets(records))
+                try:
+                    consumer.commit(next_offsets(records))
+                except BusError as exc:
+                    # The batch is projected; uncommitted, it comes again and the ledger skips it.
+                    log.warning("offset commit failed, the batch will be redelivered: %s", exc)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
         finally:
             consumer.close()
@@ -132,11 +151,12 @@ class IngestWorker:
             try:
                 self.process(records)
                 return
-            except (IntegrityError, OperationalError) as exc:
+            except (IntegrityError, OperationalError, BusError) as exc:
                 # Another member projected an overlapping batch during a rebalance, or the
-                # store is briefly unavailable: retry; the ledger makes the retry idempotent.
+                # store or the dead-letter topic is briefly unavailable: retry the same batch
+                # (the consumer has moved past it); the ledger makes the retry idempotent.
                 if stop.is_set():
                     raise
                 log.warning("batch failed, retrying in %.1fs: %s", delay, exc)
-                time.sleep(delay)
+                stop.wait(delay)
                 delay = min(delay * 2, 5.0)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from broker import cloudevents
 from broker.bus import Record
 from broker.cloudevents import CloudEvent
@@ -18,9 +20,14 @@ class EventValidator:
     """Checks size, envelope, type, topic and data schema; fast on the valid path."""
 
     def __init__(
-        self, registry: SchemaRegistry, max_event_bytes: int, topic_prefix: str = ""
+        self,
+        registry: SchemaRegistry,
+        max_event_bytes: int,
+        topic_prefix: str = "",
+        refresh: Callable[[], bool] | None = None,
     ) -> None:
         self.registry = registry
+        self.refresh = refresh
         self.max_event_bytes = max_event_bytes
         self.topic_prefix = topic_prefix
 
@@ -51,7 +58,13 @@ class EventValidator:
     def check_data(self, event: CloudEvent) -> CloudEvent | Rejection:
         """``event`` if its data matches its schema, else the first violation."""
         try:
-            version = self.registry.resolve(event.type, event.dataschema)
+            try:
+                version = self.registry.resolve(event.type, event.dataschema)
+            except (UnknownTypeError, UnknownSchemaError):
+                # It may have been registered by another process a moment ago.
+                if self.refresh is None or not self.refresh():
+                    raise
+                version = self.registry.resolve(event.type, event.dataschema)
         except UnknownTypeError as exc:
             return Rejection(
                 DeadLetterReason.UNKNOWN_TYPE, str(exc), "/type", "", event.source, event.id

@@ -207,6 +207,13 @@ class SchemaRegistry:
                     subject.versions.append(v)
                     subject.versions.sort(key=lambda s: s.version)
 
+    def remove_version(self, version: SchemaVersion) -> None:
+        """Forget a version that could not be stored."""
+        with self._lock:
+            subject = self._subjects[version.event_type]
+            subject.versions = [v for v in subject.versions if v.version != version.version]
+            self._resolved.clear()
+
     def _subject(self, event_type: str) -> _Subject:
         subject = self._subjects.get(event_type)
         if subject is None or not subject.versions:

@@ -8,8 +8,17 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from broker.registry.catalogue import SchemaRegistry, UnknownSchemaError, meta_errors
+from broker.api.admin import AdminOnly
+from broker.api.problems import Problem
+from broker.bus import DOMAIN_TOPICS
+from broker.registry.catalogue import (
+    SchemaRegistry,
+    UnknownSchemaError,
+    UnknownTypeError,
+    meta_errors,
+)
 from broker.registry.compatibility import CompatibilityMode
+from broker.registry.stored import StoredRegistry
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
 
@@ -80,6 +89,46 @@ def get_version(event_type: str, version: str, registry: Registry) -> JSONRespon
     number = None if version == "latest" else _version_number(version)
     found = registry.get(event_type, number)
     return JSONResponse(dict(found.schema), media_type="application/schema+json")
+
+
+class RegisteredVersion(BaseModel):
+    """A version the registry accepted."""
+
+    type: str
+    version: int
+    id: str
+
+
+def get_stored_registry(request: Request) -> StoredRegistry:
+    """The process's registry with its stored versions."""
+    stored: StoredRegistry = request.app.state.stored_registry
+    return stored
+
+
+@router.post(
+    "/{event_type}/versions",
+    status_code=201,
+    dependencies=[AdminOnly],
+    responses={
+        401: {"model": Problem, "description": "No or wrong admin token"},
+        409: {"model": Problem, "description": "Not compatible; each breaking change named"},
+        422: {"model": Problem, "description": "Not a valid JSON Schema 2020-12 document"},
+    },
+)
+def register_version(
+    event_type: str,
+    stored: Annotated[StoredRegistry, Depends(get_stored_registry)],
+    schema: Annotated[dict[str, Any], Body(description="The new version's JSON Schema")],
+) -> RegisteredVersion:
+    """Register the next version of a type, if it is compatible under the type's mode."""
+    domain = event_type.split(".", 1)[0]
+    if domain not in DOMAIN_TOPICS or event_type.count(".") != 2:
+        raise UnknownTypeError(
+            f"{event_type!r} is not <domain>.<entity>.<action> with a domain of "
+            f"{', '.join(DOMAIN_TOPICS)}"
+        )
+    version = stored.register(event_type, schema)
+    return RegisteredVersion(type=event_type, version=version.version, id=version.urn)
 
 
 @router.post("/{event_type}/compatibility")
