@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import Engine
 
 from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
+from broker.ingest.deadletter import UNROUTED_DLQ
+from broker.ingest.gateway import IngestGateway
 from broker.ingest.pipeline import IngestWorker
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
@@ -23,6 +25,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     domains = [settings.topic_prefix + t for t in DOMAIN_TOPICS]
     specs = [TopicSpec(t, settings.topic_partitions) for t in domains]
     specs += [TopicSpec(dlq_topic(t), 1) for t in domains]
+    specs.append(TopicSpec(settings.topic_prefix + UNROUTED_DLQ, 1))
     return specs
 
 
@@ -58,6 +61,18 @@ class Platform:
             batch_size=self.settings.ingest_batch_size,
             refresh_registry=self.stored.reload_if_stale,
             max_event_bytes=self.settings.max_event_bytes,
+        )
+
+    def gateway(self) -> IngestGateway:
+        """HTTP ingest over this platform's bus."""
+        return IngestGateway(
+            self.bus,
+            self.engine,
+            self.registry,
+            domains=DOMAIN_TOPICS,
+            topic_prefix=self.settings.topic_prefix,
+            max_event_bytes=self.settings.max_event_bytes,
+            refresh_registry=self.stored.reload_if_stale,
         )
 
     def start_worker_thread(self) -> threading.Thread:

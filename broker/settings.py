@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(default=4, ge=1, le=256)
     ingest_batch_size: int = Field(default=2000, ge=1, le=100_000)
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
+    http_max_body_bytes: int = Field(
+        default=5 * 1024 * 1024, ge=1024, description="Largest HTTP ingest body (413 above)."
+    )
     admin_token: SecretStr | None = Field(
         default=None, description="Operator bearer token; generated into data_dir when unset."
     )

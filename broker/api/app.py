@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import problems
 from broker.api.admin import admin_token
-from broker.api.routes import health, schemas
+from broker.api.routes import events, health, schemas
 from broker.runtime import Platform
 
 DESCRIPTION = """\
@@ -26,9 +26,12 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.registry = platform.registry
     app.state.stored_registry = platform.stored
     app.state.admin_token = admin_token(platform.settings)
+    app.state.settings = platform.settings
+    app.state.gateway = platform.gateway()
     problems.install(app)
     app.include_router(health.router)
     app.include_router(schemas.router)
+    app.include_router(events.router)
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:

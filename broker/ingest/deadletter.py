@@ -6,6 +6,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from broker.bus import OutRecord, Record
+from broker.bus.base import Headers
+
+#: Where rejected bytes go when no domain can be told from them (HTTP ingest of non-events).
+UNROUTED_DLQ = "unrouted.dlq"
 
 
 class DeadLetterReason(StrEnum):
@@ -44,6 +48,14 @@ class Rejection:
 
 def dead_letter(record: Record, rejection: Rejection) -> OutRecord:
     """The DLQ record for ``record``: its original bytes, key and headers, plus the reason."""
+    origin = f"{record.topic}/{record.partition}/{record.offset}"
+    return dead_letter_bytes(record.key, record.value, record.headers, origin, rejection)
+
+
+def dead_letter_bytes(
+    key: bytes | None, value: bytes, headers: Headers, origin: str, rejection: Rejection
+) -> OutRecord:
+    """A DLQ record for bytes that never made it onto a domain topic (e.g. HTTP ingest)."""
     extra = [
         (H_REASON, rejection.reason.value.encode()),
         (H_DETAIL, rejection.detail[:2000].encode()),
@@ -51,6 +63,6 @@ def dead_letter(record: Record, rejection: Rejection) -> OutRecord:
         (H_SCHEMA, rejection.schema.encode()),
         (H_SOURCE, rejection.source.encode()),
         (H_EVENT_ID, rejection.event_id.encode()),
-        (H_ORIGIN, f"{record.topic}/{record.partition}/{record.offset}".encode()),
+        (H_ORIGIN, origin.encode()),
     ]
-    return OutRecord(key=record.key, value=record.value, headers=[*record.headers, *extra])
+    return OutRecord(key=key, value=value, headers=[*headers, *extra])

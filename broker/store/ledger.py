@@ -29,16 +29,21 @@ _table = IngestedEvent.__table__  # type: ignore[attr-defined]
 _CHUNK = 500  # keeps IN (...) lists under every backend's parameter limit
 
 
+def known_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    """Which of ``ids`` have been ingested already."""
+    seen: set[str] = set()
+    for i in range(0, len(ids), _CHUNK):
+        chunk = ids[i : i + _CHUNK]
+        seen.update(conn.execute(select(_table.c.id).where(_table.c.id.in_(chunk))).scalars())
+    return seen
+
+
 def claim(conn: Connection, events: Sequence[CloudEvent]) -> list[CloudEvent]:
     """Record ``events`` as ingested and return those not seen before (first of in-batch twins)."""
     unique: dict[str, CloudEvent] = {}
     for e in events:
         unique.setdefault(e.id, e)
-    ids = list(unique)
-    seen: set[str] = set()
-    for i in range(0, len(ids), _CHUNK):
-        chunk = ids[i : i + _CHUNK]
-        seen.update(conn.execute(select(_table.c.id).where(_table.c.id.in_(chunk))).scalars())
+    seen = known_ids(conn, list(unique))
     fresh = [e for e in unique.values() if e.id not in seen]
     if fresh:
         now = datetime.now(UTC)

@@ -1,0 +1,140 @@
+"""HTTP ingest: the CloudEvents HTTP binding, structured and batch mode."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from broker.api.problems import Problem
+from broker.ingest.deadletter import DeadLetterReason
+from broker.ingest.gateway import EventResult, IngestGateway, Outcome
+
+router = APIRouter(prefix="/v1/events", tags=["ingest"])
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+
+
+class EventStatus(BaseModel):
+    """What became of one event of the request, in request order."""
+
+    index: int
+    id: str | None
+    status: Outcome
+    reason: DeadLetterReason | None = None
+    detail: str | None = None
+    path: str | None = None
+
+
+class IngestReceipt(BaseModel):
+    """The answer to an ingest request: counts and a result per event."""
+
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[EventStatus]
+
+
+def get_gateway(request: Request) -> IngestGateway:
+    """The process's ingest gateway."""
+    gateway: IngestGateway = request.app.state.gateway
+    return gateway
+
+
+_EXAMPLE = {
+    "specversion": "1.0",
+    "id": "odt-20250612-000123",
+    "source": "urn:tsunagu:connector:mitoyo-ondemand",
+    "type": "transport.trip.completed",
+    "subject": "res-a1b2c3d4",
+    "time": "2025-06-12T09:58:02+09:00",
+    "datacontenttype": "application/json",
+    "dataschema": "urn:tsunagu:schema:transport.trip.completed:v1",
+    "data": {"...": "see GET /v1/schemas/transport.trip.completed/versions/latest"},
+}
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                STRUCTURED: {"schema": {"type": "object"}, "example": _EXAMPLE},
+                BATCH: {"schema": {"type": "array", "items": {"type": "object"}}},
+            },
+        }
+    },
+    responses={
+        400: {"model": Problem, "description": "The body is not JSON, or a batch is not an array"},
+        413: {"model": Problem, "description": "The body is over the configured limit"},
+        415: {"model": Problem, "description": "Not a CloudEvents JSON media type"},
+    },
+)
+async def ingest(
+    request: Request, gateway: Annotated[IngestGateway, Depends(get_gateway)]
+) -> IngestReceipt:
+    """Accept CloudEvents; each is checked like on the bus, and a bad one is dead-lettered."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in (STRUCTURED, BATCH):
+        raise HTTPException(
+            415, f"content type must be {STRUCTURED} or {BATCH}, not {media_type or 'missing'!r}"
+        )
+    body = await _read_limited(request, request.app.state.settings.http_max_body_bytes)
+    origin = uuid.uuid4().hex[:12]
+    try:
+        parsed: Any = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        await run_in_threadpool(
+            gateway.reject_body, body, DeadLetterReason.NOT_JSON, f"not JSON: {exc}", origin
+        )
+        raise HTTPException(400, f"the body is not JSON: {exc}") from None
+    if media_type == BATCH and not isinstance(parsed, list):
+        detail = f"a batch is a JSON array of CloudEvents, not {type(parsed).__name__}"
+        await run_in_threadpool(
+            gateway.reject_body, body, DeadLetterReason.INVALID_ENVELOPE, detail, origin
+        )
+        raise HTTPException(400, detail)
+    docs = parsed if media_type == BATCH else [parsed]
+    results = await run_in_threadpool(gateway.submit, docs, origin)
+    return _receipt(results)
+
+
+def _receipt(results: list[EventResult]) -> IngestReceipt:
+    statuses = [
+        EventStatus(
+            index=r.index,
+            id=r.id,
+            status=r.status,
+            reason=DeadLetterReason(r.reason) if r.reason else None,
+            detail=r.detail,
+            path=r.path,
+        )
+        for r in results
+    ]
+    return IngestReceipt(
+        accepted=sum(r.status is Outcome.ACCEPTED for r in results),
+        duplicates=sum(r.status is Outcome.DUPLICATE for r in results),
+        rejected=sum(r.status is Outcome.REJECTED for r in results),
+        results=statuses,
+    )
+
+
+async def _read_limited(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise HTTPException(413, f"the body is {declared} bytes, over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # a chunked body without Content-Length is cut off here
+            raise HTTPException(413, f"the body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,161 @@
+"""HTTP ingest for operators without Kafka: check each CloudEvent, then put it on the bus.
+
+The same checks as the worker's, so a bad event is refused at the door with its reason and
+still lands in the dead-letter topic; good events go to their domain topic, where the ingest
+worker projects them exactly as if a Kafka connector had published them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine
+
+from broker import cloudevents
+from broker.bus import Bus, OutRecord, dlq_topic
+from broker.cloudevents import CloudEvent
+from broker.ingest.deadletter import (
+    UNROUTED_DLQ,
+    DeadLetterReason,
+    Rejection,
+    dead_letter_bytes,
+)
+from broker.ingest.pipeline import DEAD_LETTERS
+from broker.ingest.validation import EventValidator
+from broker.registry.catalogue import SchemaRegistry
+from broker.store import ledger
+
+
+class Outcome(StrEnum):
+    """What became of one event."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class EventResult:
+    """The per-event answer of HTTP ingest."""
+
+    index: int
+    id: str | None
+    status: Outcome
+    reason: str | None = None
+    detail: str | None = None
+    path: str | None = None
+
+
+class IngestGateway:
+    """Checks CloudEvents arriving over HTTP and publishes them (or their dead letters)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        engine: Engine,
+        registry: SchemaRegistry,
+        *,
+        domains: Sequence[str],
+        topic_prefix: str = "",
+        max_event_bytes: int = 1024 * 1024,
+        refresh_registry: Callable[[], bool] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.engine = engine
+        self.domains = frozenset(domains)
+        self.topic_prefix = topic_prefix
+        self.max_event_bytes = max_event_bytes
+        self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
+
+    def submit(self, docs: Sequence[Any], origin: str) -> list[EventResult]:
+        """Check and publish ``docs`` (decoded JSON values); one result per document, in order."""
+        results: list[EventResult] = []
+        good: dict[str, list[tuple[int, CloudEvent]]] = {}
+        dead: dict[str, list[OutRecord]] = {}
+        for index, doc in enumerate(docs):
+            raw = orjson.dumps(doc)
+            checked = self._check(doc, raw)
+            if isinstance(checked, CloudEvent):
+                good.setdefault(self.topic_prefix + checked.domain, []).append((index, checked))
+                results.append(EventResult(index, checked.id, Outcome.ACCEPTED))
+                continue
+            topic = self._dlq_for(doc)
+            key = doc.get("subject", "").encode() if isinstance(doc, dict) else None
+            dead.setdefault(topic, []).append(
+                dead_letter_bytes(key or None, raw, (), f"http/{origin}/{index}", checked)
+            )
+            DEAD_LETTERS.labels(topic.removesuffix(".dlq"), checked.reason.value).inc()
+            doc_id = doc.get("id") if isinstance(doc, dict) else None
+            results.append(
+                EventResult(
+                    index,
+                    doc_id if isinstance(doc_id, str) else None,
+                    Outcome.REJECTED,
+                    checked.reason.value,
+                    checked.detail,
+                    checked.path or None,
+                )
+            )
+        seen = self._already_ingested([e.id for batch in good.values() for _, e in batch])
+        for topic, batch in good.items():
+            fresh = [(i, e) for i, e in batch if e.id not in seen]
+            self.bus.publish(topic, [OutRecord(e.subject.encode(), e.to_json()) for _, e in fresh])
+            for i, e in batch:
+                if e.id in seen:
+                    results[i] = EventResult(i, e.id, Outcome.DUPLICATE)
+        for topic, records in dead.items():
+            self.bus.publish(topic, records)
+        return results
+
+    def reject_body(self, body: bytes, reason: DeadLetterReason, detail: str, origin: str) -> None:
+        """Keep a body that could not be split into events in the unrouted dead-letter topic."""
+        rejection = Rejection(reason, detail)
+        topic = self.topic_prefix + UNROUTED_DLQ
+        self.bus.publish(topic, [dead_letter_bytes(None, body, (), f"http/{origin}", rejection)])
+        DEAD_LETTERS.labels(topic.removesuffix(".dlq"), reason.value).inc()
+
+    def _check(self, doc: Any, raw: bytes) -> CloudEvent | Rejection:
+        if len(raw) > self.max_event_bytes:
+            return Rejection(
+                DeadLetterReason.TOO_LARGE,
+                f"event is {len(raw)} bytes, over the limit of {self.max_event_bytes}",
+            )
+        if not isinstance(doc, dict):
+            return Rejection(
+                DeadLetterReason.NOT_JSON,
+                f"a CloudEvent is a JSON object, not {type(doc).__name__}",
+            )
+        try:
+            event = cloudevents.from_dict(doc)
+        except cloudevents.EnvelopeError as exc:
+            given = doc.get("source")
+            source = given if isinstance(given, str) else ""
+            return Rejection(
+                DeadLetterReason.INVALID_ENVELOPE, str(exc), f"/{exc.attribute}", "", source
+            )
+        if event.domain not in self.domains:
+            return Rejection(
+                DeadLetterReason.UNKNOWN_TYPE,
+                f"no schema is registered for event type {event.type!r}",
+                "/type",
+                "",
+                event.source,
+                event.id,
+            )
+        return self.validator.check_data(event)
+
+    def _dlq_for(self, doc: Any) -> str:
+        # A rejected event goes beside its domain's topic when its type names a known domain.
+        if isinstance(doc, dict) and isinstance(doc.get("type"), str):
+            domain = doc["type"].split(".", 1)[0]
+            if domain in self.domains:
+                return dlq_topic(self.topic_prefix + domain)
+        return self.topic_prefix + UNROUTED_DLQ
+
+    def _already_ingested(self, ids: list[str]) -> set[str]:
+        with self.engine.connect() as conn:
+            return ledger.known_ids(conn, ids)

@@ -1,0 +1,37 @@
+"""What a connector's reader yields: events to publish, or rows it could not read."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+#: Namespace of stable event ids: the same source row always gives the same event id, so a
+#: re-run of an export (or a connector restarted mid-file) is deduplicated by the platform.
+EVENT_ID_NAMESPACE = uuid.UUID("6f1c3a52-8e0b-5d7e-9a41-2b7c0d9e4f11")
+
+
+def stable_event_id(source: str, event_type: str, natural_key: str) -> str:
+    """A deterministic event id from the source, the type and the row's own key."""
+    return str(uuid.uuid5(EVENT_ID_NAMESPACE, f"{source}|{event_type}|{natural_key}"))
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """One event a reader wants published; the SDK adds the CloudEvents envelope."""
+
+    event_type: str
+    subject: str
+    data: dict[str, Any]
+    natural_key: str  # the row's own id (trip id, award id, ...): makes the event id stable
+    time: datetime
+    line: int = 0  # where it came from, for reports
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """A row a reader could not turn into an event, with where and why."""
+
+    line: int
+    reason: str
