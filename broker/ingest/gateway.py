@@ -45,7 +45,7 @@ class EventResult:
     index: int
     id: str | None
     status: Outcome
-    reason: str | None = None
+    reason: DeadLetterReason | None = None
     detail: str | None = None
     path: str | None = None
 
@@ -95,7 +95,7 @@ class IngestGateway:
                     index,
                     doc_id if isinstance(doc_id, str) else None,
                     Outcome.REJECTED,
-                    checked.reason.value,
+                    checked.reason,
                     checked.detail,
                     checked.path or None,
                 )

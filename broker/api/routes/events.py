@@ -20,24 +20,13 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 
 
-class EventStatus(BaseModel):
-    """What became of one event of the request, in request order."""
-
-    index: int
-    id: str | None
-    status: Outcome
-    reason: DeadLetterReason | None = None
-    detail: str | None = None
-    path: str | None = None
-
-
 class IngestReceipt(BaseModel):
     """The answer to an ingest request: counts and a result per event."""
 
     accepted: int
     duplicates: int
     rejected: int
-    results: list[EventStatus]
+    results: list[EventResult]
 
 
 def get_gateway(request: Request) -> IngestGateway:
@@ -107,22 +96,11 @@ async def ingest(
 
 
 def _receipt(results: list[EventResult]) -> IngestReceipt:
-    statuses = [
-        EventStatus(
-            index=r.index,
-            id=r.id,
-            status=r.status,
-            reason=DeadLetterReason(r.reason) if r.reason else None,
-            detail=r.detail,
-            path=r.path,
-        )
-        for r in results
-    ]
     return IngestReceipt(
         accepted=sum(r.status is Outcome.ACCEPTED for r in results),
         duplicates=sum(r.status is Outcome.DUPLICATE for r in results),
         rejected=sum(r.status is Outcome.REJECTED for r in results),
-        results=statuses,
+        results=results,
     )
 
 
