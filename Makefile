@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/tsunagu up
+	$(BIN)/tsunagu up --demo
 
 # PostgreSQL runs on every development and CI machine; start it if it is down (never skip its tests).
 postgres:

@@ -1,0 +1,169 @@
+"""`tsunagu connector run <name>`: read a firm's export and publish it through the SDK."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from broker.settings import Settings
+from connectors.sdk import BusSink, Connector, HttpSink, LocalSchemas, RemoteSchemas, Schemas, Sink
+from connectors.sdk.rows import EventDraft, RowError
+from connectors.services import SERVICES
+
+app = typer.Typer(help="Service connectors: publish a firm's exports.", no_args_is_help=True)
+run_app = typer.Typer(help="Read files and publish them; bad rows are reported, good rows go.")
+app.add_typer(run_app, name="run")
+
+HttpOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--http",
+        help="Publish through the platform's HTTP ingest at this base URL "
+        "(default: straight to the bus of TSUNAGU_BUS).",
+    ),
+]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="TSUNAGU_CONNECTOR_TOKEN")]
+OutboxOpt = Annotated[
+    Path | None, typer.Option("--outbox", help="Outbox file (default: $DATA_DIR/outbox/<name>.db)")
+]
+EncodingOpt = Annotated[str, typer.Option("--encoding", help="CSV encoding, e.g. cp932")]
+
+#: Exit code when some rows were refused (the good rows were still published).
+EXIT_ROWS_REFUSED = 3
+
+
+def _publish(
+    name: str,
+    items: Iterable[EventDraft | RowError],
+    http: str | None,
+    token: str | None,
+    outbox: Path | None,
+) -> None:
+    settings = Settings()
+    service = SERVICES[name]
+    sink: Sink
+    schemas: Schemas
+    if http:
+        sink, schemas = HttpSink(http, token), RemoteSchemas(http, token=token)
+    else:
+        from broker.bus import open_bus
+
+        sink, schemas = (
+            BusSink(open_bus(settings.bus_url), settings.topic_prefix),
+            LocalSchemas(settings.schemas_dir),
+        )
+    path = outbox or settings.data_dir / "outbox" / f"{name}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with Connector(
+        service.source,
+        service.event_types,
+        schemas,
+        path,
+        sink,
+        topic_prefix=settings.topic_prefix,
+    ) as connector:
+        report = connector.publish_all(items)
+        typer.echo(report.summary())
+        drained = connector.drain()
+        typer.echo(
+            f"sent {drained.sent}, already at the platform {drained.duplicates}, "
+            f"refused by the platform {drained.failed}, retries {drained.retries}; "
+            f"still in the outbox {connector.depth()}"
+        )
+    if not report.ok:
+        raise typer.Exit(EXIT_ROWS_REFUSED)
+
+
+def _chain(*sources: Iterable[EventDraft | RowError]) -> Iterator[EventDraft | RowError]:
+    for source in sources:
+        yield from source
+
+
+@run_app.command("transport")
+def run_transport(
+    stops: Annotated[Path, typer.Option(help="GTFS (GTFS-JP) static feed: zip or folder")],
+    trips: Annotated[Path | None, typer.Option(help="Operator's trip export (CSV)")] = None,
+    requests: Annotated[Path | None, typer.Option(help="Ride requests (CSV)")] = None,
+    positions: Annotated[Path | None, typer.Option(help="GTFS-Realtime feed (.pb)")] = None,
+    encoding: EncodingOpt = "utf-8-sig",
+    http: HttpOpt = None,
+    token: TokenOpt = None,
+    outbox: OutboxOpt = None,
+) -> None:
+    """On-demand trips and ride requests (CSV), vehicle positions (GTFS-Realtime)."""
+    from connectors import transport
+
+    table = transport.read_gtfs_stops(stops)
+    parts: list[Iterable[EventDraft | RowError]] = []
+    if requests:
+        parts.append(transport.read_ride_requests_csv(requests, table, encoding=encoding))
+    if trips:
+        parts.append(transport.read_trips_csv(trips, table, encoding=encoding))
+    if positions:
+        parts.append(transport.read_vehicle_positions(positions))
+    _publish("transport", _chain(*parts), http, token, outbox)
+
+
+@run_app.command("health")
+def run_health(
+    activities: Annotated[Path | None, typer.Option(help="Steps and check-ups (CSV)")] = None,
+    redemptions: Annotated[Path | None, typer.Option(help="Point redemptions (CSV)")] = None,
+    rules: Annotated[Path | None, typer.Option(help="The programme's rules (JSON)")] = None,
+    encoding: EncodingOpt = "utf-8-sig",
+    http: HttpOpt = None,
+    token: TokenOpt = None,
+    outbox: OutboxOpt = None,
+) -> None:
+    """Health points computed by the programme's published rules, and redemptions."""
+    from connectors import health
+
+    programme = health.load_programme(rules) if rules else health.load_programme()
+    parts: list[Iterable[EventDraft | RowError]] = []
+    if activities:
+        parts.append(health.read_activities_csv(activities, programme, encoding=encoding))
+    if redemptions:
+        parts.append(health.read_redemptions_csv(redemptions, programme, encoding=encoding))
+    _publish("health", _chain(*parts), http, token, outbox)
+
+
+@run_app.command("currency")
+def run_currency(
+    transactions: Annotated[Path, typer.Option(help="The operator's transaction export (CSV)")],
+    encoding: EncodingOpt = "utf-8-sig",
+    http: HttpOpt = None,
+    token: TokenOpt = None,
+    outbox: OutboxOpt = None,
+) -> None:
+    """Wallet top-ups, merchant payments and health-point conversions."""
+    from connectors import currency
+
+    _publish(
+        "currency",
+        currency.read_transactions_csv(transactions, encoding=encoding),
+        http,
+        token,
+        outbox,
+    )
+
+
+@run_app.command("vacant_house")
+def run_vacant_house(
+    listings: Annotated[Path | None, typer.Option(help="Vacant-house bank listings (CSV)")] = None,
+    inquiries: Annotated[Path | None, typer.Option(help="Inquiries (CSV)")] = None,
+    encoding: EncodingOpt = "utf-8-sig",
+    http: HttpOpt = None,
+    token: TokenOpt = None,
+    outbox: OutboxOpt = None,
+) -> None:
+    """Listings of the vacant-house bank (空き家バンク), with owner details, and inquiries."""
+    from connectors import vacant_house
+
+    parts: list[Iterable[EventDraft | RowError]] = []
+    if listings:
+        parts.append(vacant_house.read_listings_csv(listings, encoding=encoding))
+    if inquiries:
+        parts.append(vacant_house.read_inquiries_csv(inquiries, encoding=encoding))
+    _publish("vacant_house", _chain(*parts), http, token, outbox)

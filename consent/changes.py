@@ -1,0 +1,88 @@
+"""The ``consent.changes`` records: what changed, so every process can drop what it cached.
+
+The topic is compacted and keyed by the subject id (consent changes) or the partner id
+(partners and purpose approvals), so compaction keeps the latest change of each. It has one
+partition: consent changes are few, one total order is simpler to reason about, and a
+listener can tell it has caught up by seeing its own marker come back (see ``listener``).
+
+A record only says *that* something changed and where; the store stays the truth. Readers
+must not rebuild consents from this topic: compaction drops all but the last change per key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+
+import orjson
+
+from broker.bus import OutRecord, Record, TopicSpec
+
+#: The topic name before the platform's topic prefix.
+CONSENT_CHANGES_TOPIC = "consent.changes"
+#: The key of listeners' catch-up markers; ids of subjects and partners never look like it.
+MARKER_KEY = "_listener"
+
+
+class ChangeScope(StrEnum):
+    """Which cached entries a change invalidates."""
+
+    SUBJECT = "subject"  # the subject's consents (key = subject id)
+    PARTNER = "partner"  # the partner and its purpose approvals (key = partner id)
+    MARKER = "marker"  # nothing: a listener checking that it has caught up
+
+
+def changes_topic(topic: str = CONSENT_CHANGES_TOPIC) -> TopicSpec:
+    """How the changes topic is created: one partition, compacted."""
+    return TopicSpec(topic, partitions=1, compacted=True)
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentChange:
+    """One change, as published on ``consent.changes``."""
+
+    scope: ChangeScope
+    key: str
+    #: granted, amended, paused, resumed, revoked, partner_registered, purpose_approved,
+    #: purpose_withdrawn, erased (future), or marker.
+    event: str
+    at: str
+    consent_id: str | None = None
+    supersedes: str | None = None
+    partner_id: str | None = None
+    purpose: str | None = None
+    status: str | None = None
+
+    def to_value(self) -> dict[str, str | None]:
+        """The JSON object published as the record value."""
+        return asdict(self)
+
+    def to_record(self) -> OutRecord:
+        """The bus record: key = subject or partner id, value = JSON."""
+        return OutRecord(self.key.encode("utf-8"), orjson.dumps(self.to_value()))
+
+    @classmethod
+    def from_value(cls, value: dict[str, str | None]) -> ConsentChange:
+        """Parse a record value; unknown fields (from newer writers) are ignored."""
+        scope, key, event, at = value["scope"], value["key"], value["event"], value["at"]
+        if scope is None or key is None or event is None or at is None:
+            raise ValueError("a consent change needs scope, key, event and at")
+        return cls(
+            scope=ChangeScope(scope),
+            key=key,
+            event=event,
+            at=at,
+            consent_id=value.get("consent_id"),
+            supersedes=value.get("supersedes"),
+            partner_id=value.get("partner_id"),
+            purpose=value.get("purpose"),
+            status=value.get("status"),
+        )
+
+    @classmethod
+    def from_record(cls, record: Record) -> ConsentChange:
+        """Parse a record read from the topic (ValueError when it is not one)."""
+        value = orjson.loads(record.value)
+        if not isinstance(value, dict):
+            raise ValueError("a consent change is a JSON object")
+        return cls.from_value(value)

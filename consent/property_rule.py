@@ -1,0 +1,40 @@
+"""The property rule (dual-residence law, 2024): a vacant house's owner-identifying details
+(exact address, lot number, owner name and contact: category ``property.details``) go to a
+partner only with an active consent of *that house's owner* for *that partner and purpose*.
+Without it the partner gets the public listing only (``property.listing``).
+
+The owner is the listing's ``owner_id`` as the store holds it, never an id the partner
+supplies. There is deliberately no parameter for a role, a scope, an admin token or any
+other override: nothing can lift this refusal, and code that wants owner details has no
+other way to ask (``DecisionPoint.decide`` applies the same rule to ``property.details``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from consent.decisions import Decision, DecisionPoint
+from consent.ids import CategoryCode
+
+PROPERTY_DETAILS = CategoryCode("property.details")
+PROPERTY_LISTING = CategoryCode("property.listing")
+
+
+def property_details_allowed(
+    decision_point: DecisionPoint,
+    partner: str,
+    purpose: str,
+    listing_owner_id: str,
+    *,
+    at: datetime | None = None,
+) -> Decision:
+    """The property rule: may ``partner`` see the owner details of a listing owned by
+    ``listing_owner_id``, for ``purpose``? Recorded like every decision.
+
+    Allowed only under an active, unexpired consent of that owner, given as owner, for that
+    partner and purpose and covering ``property.details``, with the partner approved for the
+    purpose. Refused with ``owner_consent_missing`` when the owner has no such consent (none
+    at all, or one not covering the details), or with the specific reason (``revoked``,
+    ``expired``, ``paused``, ``purpose_not_approved``, ...) when that says more.
+    """
+    return decision_point.decide(partner, purpose, PROPERTY_DETAILS, listing_owner_id, at=at)

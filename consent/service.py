@@ -1,0 +1,552 @@
+"""Granting and changing consents; registering partners and the purposes they are approved for.
+
+Every change is one store transaction that also writes the change to the outbox table. After
+the commit the change is handed to this process's hooks (its decision point drops what it
+cached: the change is effective here at once), then the outbox is published to
+``consent.changes`` for every other process. A failed publish leaves the outbox rows for the
+next change or ``flush_outbox`` to send, so no committed change is ever lost on the way.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, select
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from broker.bus import Bus, BusError, OutRecord
+from broker.store.projections.vacant_house import Listing
+from consent.catalogue import Catalogue
+from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange, changes_topic
+from consent.errors import (
+    ConcurrentChangeError,
+    ConsentNotFoundError,
+    InvalidConsentError,
+    InvalidPartnerError,
+    InvalidTransitionError,
+    NotPropertyOwnerError,
+    PartnerExistsError,
+    PurposeNotApprovedError,
+    UnknownPartnerError,
+)
+from consent.ids import PARTNER_ID, SUBJECT_ID, new_consent_id, new_partner_id
+from consent.keys import Jwks, KeyRing
+from consent.model import (
+    Consent,
+    ConsentChangeKind,
+    ConsentOutbox,
+    ConsentStatus,
+    Partner,
+    PartnerPurpose,
+    SubjectKind,
+    create_tables,
+)
+from consent.receipts import Controller, receipt_claims, sign_receipt
+
+log = logging.getLogger(__name__)
+
+Publish = Callable[[str, Sequence[OutRecord]], None]
+ChangeHook = Callable[[ConsentChange], None]
+
+_partners = Partner.__table__  # type: ignore[attr-defined]
+_approvals = PartnerPurpose.__table__  # type: ignore[attr-defined]
+_consents = Consent.__table__  # type: ignore[attr-defined]
+_outbox = ConsentOutbox.__table__  # type: ignore[attr-defined]
+_listings = Listing.__table__  # type: ignore[attr-defined]
+
+_OUTBOX_BATCH = 500
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def _aware(name: str, moment: datetime | None) -> None:
+    if moment is not None and moment.tzinfo is None:
+        raise InvalidConsentError(f"{name} needs a UTC offset (got a naive datetime)")
+
+
+class ConsentService:
+    """Consents and partners in the store, every change published on ``consent.changes``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        keys: KeyRing,
+        publisher: Bus | Publish,
+        *,
+        catalogue: Catalogue | None = None,
+        controller: Controller | None = None,
+        topic: str = CONSENT_CHANGES_TOPIC,
+        on_change: Iterable[ChangeHook] = (),
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.engine = engine
+        self.keys = keys
+        if callable(publisher):
+            self._publish: Publish = publisher  # the caller has created the topic
+        else:
+            publisher.create_topics([changes_topic(topic)])
+            self._publish = publisher.publish
+        self.catalogue = catalogue or Catalogue.load()
+        self.controller = controller or Controller()
+        self.topic = topic
+        self._hooks = list(on_change)
+        self._clock = clock
+        self._outbox_lock = threading.Lock()
+        create_tables(engine)
+
+    def add_change_hook(self, hook: ChangeHook) -> None:
+        """Call ``hook`` synchronously after each committed change (e.g. a decision point)."""
+        self._hooks.append(hook)
+
+    # -- partners and approvals (the municipality) ---------------------------------------------
+
+    def register_partner(
+        self,
+        name_ja: str,
+        name_en: str,
+        *,
+        partner_id: str | None = None,
+        webhook_url: str | None = None,
+    ) -> Partner:
+        """Register a partner firm; its id is generated unless given."""
+        pid = partner_id or new_partner_id()
+        if not PARTNER_ID.fullmatch(pid):
+            raise InvalidPartnerError(f"partner id {pid!r} does not match {PARTNER_ID.pattern}")
+        if webhook_url is not None and not webhook_url.startswith(("https://", "http://")):
+            raise InvalidPartnerError("webhook_url must be an http(s) URL")
+        partner = Partner(
+            id=pid,
+            name_ja=name_ja,
+            name_en=name_en,
+            webhook_url=webhook_url,
+            created_at=self._clock(),
+        )
+        change = self._partner_change(pid, "partner_registered")
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(_partners.insert().values(**partner.model_dump()))
+                self._enqueue(conn, change)
+        except IntegrityError as exc:
+            raise PartnerExistsError(f"partner {pid!r} is already registered") from exc
+        self._after_commit(change)
+        return partner
+
+    def partner(self, partner_id: str) -> Partner:
+        """The partner ``partner_id``, or UnknownPartnerError."""
+        with self.engine.connect() as conn:
+            return self._partner(conn, partner_id)
+
+    def partners(self) -> list[Partner]:
+        """Every registered partner."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_partners).order_by(_partners.c.id)).all()
+        return [Partner(**r._mapping) for r in rows]
+
+    def approve_purpose(self, partner_id: str, purpose: str, *, approved_by: str) -> PartnerPurpose:
+        """Approve ``purpose`` for the partner (returns the standing approval if there is one)."""
+        self.catalogue.purpose(purpose)
+        change = self._partner_change(partner_id, "purpose_approved", purpose)
+        try:
+            with self.engine.begin() as conn:
+                self._partner(conn, partner_id)
+                standing = self._standing_approval(conn, partner_id, purpose)
+                if standing is not None:
+                    return standing
+                approval = PartnerPurpose(
+                    partner_id=partner_id,
+                    purpose=purpose,
+                    approved_by=approved_by,
+                    approved_at=self._clock(),
+                )
+                values = approval.model_dump(exclude={"id"})
+                approval.id = conn.execute(
+                    _approvals.insert().values(**values).returning(_approvals.c.id)
+                ).scalar_one()
+                self._enqueue(conn, change)
+        except IntegrityError as exc:
+            raise ConcurrentChangeError(
+                f"{purpose} was approved for {partner_id} meanwhile"
+            ) from exc
+        self._after_commit(change)
+        return approval
+
+    def withdraw_purpose(
+        self, partner_id: str, purpose: str, *, withdrawn_by: str
+    ) -> PartnerPurpose:
+        """Withdraw the partner's approval for ``purpose``: its consents stop allowing reads."""
+        change = self._partner_change(partner_id, "purpose_withdrawn", purpose)
+        with self.engine.begin() as conn:
+            self._partner(conn, partner_id)
+            standing = self._standing_approval(conn, partner_id, purpose)
+            if standing is None:
+                raise PurposeNotApprovedError(f"{purpose} is not approved for {partner_id}")
+            standing.revoked_by, standing.revoked_at = withdrawn_by, self._clock()
+            conn.execute(
+                _approvals.update()
+                .where(_approvals.c.id == standing.id)
+                .values(revoked_by=standing.revoked_by, revoked_at=standing.revoked_at)
+            )
+            self._enqueue(conn, change)
+        self._after_commit(change)
+        return standing
+
+    def approvals(
+        self, partner_id: str, *, include_withdrawn: bool = False
+    ) -> list[PartnerPurpose]:
+        """The partner's approvals (standing ones, or all of them with the withdrawn)."""
+        query = select(_approvals).where(_approvals.c.partner_id == partner_id)
+        if not include_withdrawn:
+            query = query.where(_approvals.c.revoked_at.is_(None))
+        with self.engine.connect() as conn:
+            self._partner(conn, partner_id)
+            rows = conn.execute(query.order_by(_approvals.c.id)).all()
+        return [PartnerPurpose(**r._mapping) for r in rows]
+
+    # -- consents (the subject) ----------------------------------------------------------------
+
+    def grant(
+        self,
+        subject_id: str,
+        partner_id: str,
+        purpose: str,
+        categories: Sequence[str],
+        *,
+        expires_at: datetime,
+        valid_from: datetime | None = None,
+        data_from: datetime | None = None,
+        data_to: datetime | None = None,
+    ) -> Consent:
+        """Grant a consent with its signed receipt; it supersedes the chain's current consent.
+
+        Refused when the subject id is malformed, the partner unknown, the purpose or a
+        category unknown, a category not personal (it needs no consent), the partner not
+        approved for the purpose, the dates out of order or already past, or when owner
+        categories (``property.details``) come from someone who owns no listing.
+        """
+        if not SUBJECT_ID.fullmatch(subject_id):
+            raise InvalidConsentError(f"subject id {subject_id!r} is not a platform id")
+        now = self._clock()
+        valid_from = valid_from or now
+        for name, moment in (
+            ("expires_at", expires_at),
+            ("valid_from", valid_from),
+            ("data_from", data_from),
+            ("data_to", data_to),
+        ):
+            _aware(name, moment)
+        kind = self._check_terms(categories, purpose, valid_from, expires_at, data_from, data_to)
+        if expires_at <= now:
+            raise InvalidConsentError("expires_at is already past")
+        with self.engine.begin() as conn:
+            partner = self._partner(conn, partner_id)
+            if self._standing_approval(conn, partner_id, purpose) is None:
+                raise PurposeNotApprovedError(
+                    f"partner {partner_id} is not approved for purpose {purpose}"
+                )
+            if kind is SubjectKind.OWNER and not self._owns_a_listing(conn, subject_id):
+                raise NotPropertyOwnerError(
+                    f"{subject_id} owns no listing: only an owner can consent to"
+                    f" {', '.join(sorted(self.catalogue.owner_categories()))}"
+                )
+            current = self._current_of_chain(conn, subject_id, partner_id, purpose)
+            live = current is not None and current.effective_status(now) in (
+                ConsentStatus.ACTIVE,
+                ConsentStatus.PAUSED,
+            )
+            consent = Consent(
+                id=new_consent_id(),
+                subject_id=subject_id,
+                subject_kind=kind,
+                partner_id=partner_id,
+                purpose=purpose,
+                categories=sorted(set(categories)),
+                valid_from=valid_from,
+                expires_at=expires_at,
+                data_from=data_from,
+                data_to=data_to,
+                status=ConsentStatus.ACTIVE,
+                change=ConsentChangeKind.AMENDED if live else ConsentChangeKind.GRANTED,
+                version=current.version + 1 if current else 1,
+                created_at=now,
+                supersedes=current.id if current else None,
+                receipt="",
+            )
+            change = self._write(conn, consent, current, partner)
+        self._after_commit(change)
+        return consent
+
+    def pause(self, subject_id: str, consent_id: str) -> Consent:
+        """Pause an active consent (a new consent, status paused, supersedes it)."""
+        return self._transition(
+            subject_id, consent_id, ConsentChangeKind.PAUSED, {ConsentStatus.ACTIVE}
+        )
+
+    def resume(self, subject_id: str, consent_id: str) -> Consent:
+        """Resume a paused consent (a new consent, status active, supersedes it)."""
+        return self._transition(
+            subject_id, consent_id, ConsentChangeKind.RESUMED, {ConsentStatus.PAUSED}
+        )
+
+    def revoke(self, subject_id: str, consent_id: str) -> Consent:
+        """Revoke a consent, also a paused or expired one (a new, revoked consent supersedes it)."""
+        return self._transition(
+            subject_id,
+            consent_id,
+            ConsentChangeKind.REVOKED,
+            {ConsentStatus.ACTIVE, ConsentStatus.PAUSED, ConsentStatus.EXPIRED},
+        )
+
+    def get(self, consent_id: str) -> Consent:
+        """One consent row (current or superseded), or ConsentNotFoundError."""
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_consents).where(_consents.c.id == consent_id)).first()
+        if row is None:
+            raise ConsentNotFoundError(f"no consent {consent_id!r}")
+        return Consent(**row._mapping)
+
+    def history(self, subject_id: str) -> list[Consent]:
+        """Every consent row of the subject, superseded ones included, oldest first."""
+        query = (
+            select(_consents)
+            .where(_consents.c.subject_id == subject_id)
+            .order_by(_consents.c.created_at, _consents.c.version)
+        )
+        with self.engine.connect() as conn:
+            return [Consent(**r._mapping) for r in conn.execute(query)]
+
+    def current(self, subject_id: str) -> list[Consent]:
+        """The subject's current consent of each chain (whatever its status)."""
+        query = (
+            select(_consents)
+            .where(_consents.c.subject_id == subject_id, _consents.c.superseded_by.is_(None))
+            .order_by(_consents.c.partner_id, _consents.c.purpose)
+        )
+        with self.engine.connect() as conn:
+            return [Consent(**r._mapping) for r in conn.execute(query)]
+
+    def for_partner(self, partner_id: str, *, current_only: bool = True) -> list[Consent]:
+        """Consents given to the partner: the current ones, or every row."""
+        query = select(_consents).where(_consents.c.partner_id == partner_id)
+        if current_only:
+            query = query.where(_consents.c.superseded_by.is_(None))
+        with self.engine.connect() as conn:
+            self._partner(conn, partner_id)
+            rows = conn.execute(query.order_by(_consents.c.created_at)).all()
+        return [Consent(**r._mapping) for r in rows]
+
+    def jwks(self) -> Jwks:
+        """The public keys receipts verify against (serve at ``/.well-known/jwks.json``)."""
+        return self.keys.jwks()
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def flush_outbox(self) -> int:
+        """Publish changes committed but not yet published; returns how many were sent."""
+        sent = 0
+        with self._outbox_lock:
+            while True:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(
+                        select(_outbox.c.seq, _outbox.c.key, _outbox.c.value)
+                        .order_by(_outbox.c.seq)
+                        .limit(_OUTBOX_BATCH)
+                    ).all()
+                if not rows:
+                    return sent
+                records = [OutRecord(r.key.encode("utf-8"), orjson.dumps(r.value)) for r in rows]
+                self._publish(self.topic, records)
+                with self.engine.begin() as conn:
+                    # Another process may have sent them too: duplicates only invalidate twice.
+                    conn.execute(_outbox.delete().where(_outbox.c.seq <= rows[-1].seq))
+                sent += len(rows)
+
+    def relay(self, stop: threading.Event, interval_s: float = 5.0) -> None:
+        """Retry unpublished changes every ``interval_s`` until ``stop`` is set (a thread body)."""
+        while not stop.wait(interval_s):
+            try:
+                self.flush_outbox()
+            except (BusError, SQLAlchemyError) as exc:
+                log.warning("consent outbox: publishing failed, will retry: %s", exc)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _check_terms(
+        self,
+        categories: Sequence[str],
+        purpose: str,
+        valid_from: datetime,
+        expires_at: datetime,
+        data_from: datetime | None,
+        data_to: datetime | None,
+    ) -> SubjectKind:
+        """Validate the terms against the catalogue; returns who must be giving them."""
+        self.catalogue.purpose(purpose)
+        if not categories:
+            raise InvalidConsentError("a consent covers at least one data category")
+        found = [self.catalogue.category(c) for c in categories]
+        public = [c.code for c in found if not c.personal]
+        if public:
+            raise InvalidConsentError(f"{', '.join(public)} is not personal: it needs no consent")
+        if expires_at <= valid_from:
+            raise InvalidConsentError("expires_at must be after valid_from")
+        if data_from is not None and data_to is not None and data_to <= data_from:
+            raise InvalidConsentError("data_to must be after data_from")
+        owner = any(c.subject == "owner" for c in found)
+        return SubjectKind.OWNER if owner else SubjectKind.RESIDENT
+
+    def _transition(
+        self,
+        subject_id: str,
+        consent_id: str,
+        change_kind: ConsentChangeKind,
+        allowed_from: set[ConsentStatus],
+    ) -> Consent:
+        now = self._clock()
+        new_status = {
+            ConsentChangeKind.PAUSED: ConsentStatus.PAUSED,
+            ConsentChangeKind.RESUMED: ConsentStatus.ACTIVE,
+            ConsentChangeKind.REVOKED: ConsentStatus.REVOKED,
+        }[change_kind]
+        with self.engine.begin() as conn:
+            row = conn.execute(select(_consents).where(_consents.c.id == consent_id)).first()
+            # Someone else's consent is "not found": its existence is not theirs to learn.
+            if row is None or row.subject_id != subject_id:
+                raise ConsentNotFoundError(f"no consent {consent_id!r} of {subject_id}")
+            old = Consent(**row._mapping)
+            if old.superseded_by is not None:
+                raise InvalidTransitionError(
+                    f"{consent_id} was superseded by {old.superseded_by}; change the current one"
+                )
+            status = old.effective_status(now)
+            if status not in allowed_from:
+                raise InvalidTransitionError(f"cannot {change_kind.rstrip('d')} a {status} consent")
+            consent = old.model_copy(
+                update={
+                    "id": new_consent_id(),
+                    "status": new_status,
+                    "change": change_kind,
+                    "version": old.version + 1,
+                    "created_at": now,
+                    "supersedes": old.id,
+                    "superseded_by": None,
+                    "receipt": "",
+                }
+            )
+            change = self._write(conn, consent, old, self._partner(conn, old.partner_id))
+        self._after_commit(change)
+        return consent
+
+    def _write(
+        self, conn: Connection, consent: Consent, old: Consent | None, partner: Partner
+    ) -> ConsentChange:
+        """Sign, insert ``consent`` over ``old`` and queue the change, in ``conn``'s transaction."""
+        claims = receipt_claims(consent, partner, self.catalogue, self.controller, self._clock())
+        consent.receipt = sign_receipt(claims, self.keys.signing_key)
+        try:
+            if old is not None:
+                # The old row stops being current first, so the partial unique index holds.
+                updated = conn.execute(
+                    _consents.update()
+                    .where(and_(_consents.c.id == old.id, _consents.c.superseded_by.is_(None)))
+                    .values(superseded_by=consent.id)
+                ).rowcount
+                if updated != 1:
+                    raise ConcurrentChangeError(f"{old.id} was changed meanwhile; read it again")
+                old.superseded_by = consent.id
+            conn.execute(_consents.insert().values(**consent.model_dump()))
+        except IntegrityError as exc:
+            raise ConcurrentChangeError(
+                f"the consent of {consent.subject_id} for {consent.partner_id}/{consent.purpose}"
+                " was changed meanwhile; read it again"
+            ) from exc
+        change = ConsentChange(
+            scope=ChangeScope.SUBJECT,
+            key=consent.subject_id,
+            event=consent.change,
+            at=consent.created_at.isoformat(),
+            consent_id=consent.id,
+            supersedes=consent.supersedes,
+            partner_id=consent.partner_id,
+            purpose=consent.purpose,
+            status=consent.status,
+        )
+        self._enqueue(conn, change)
+        return change
+
+    def _partner_change(
+        self, partner_id: str, event: str, purpose: str | None = None
+    ) -> ConsentChange:
+        return ConsentChange(
+            scope=ChangeScope.PARTNER,
+            key=partner_id,
+            event=event,
+            at=self._clock().isoformat(),
+            partner_id=partner_id,
+            purpose=purpose,
+        )
+
+    def _enqueue(self, conn: Connection, change: ConsentChange) -> None:
+        conn.execute(
+            _outbox.insert().values(
+                key=change.key, value=change.to_value(), created_at=self._clock()
+            )
+        )
+
+    def _after_commit(self, change: ConsentChange) -> None:
+        # This process first, synchronously: the change holds here before the call returns.
+        for hook in self._hooks:
+            hook(change)
+        try:
+            self.flush_outbox()
+        except (BusError, SQLAlchemyError) as exc:
+            # Committed and effective here; the outbox keeps it for the next flush.
+            log.warning("consent change %s not published yet (%s); kept in the outbox", change, exc)
+
+    @staticmethod
+    def _partner(conn: Connection, partner_id: str) -> Partner:
+        row = conn.execute(select(_partners).where(_partners.c.id == partner_id)).first()
+        if row is None:
+            raise UnknownPartnerError(f"no partner {partner_id!r}")
+        return Partner(**row._mapping)
+
+    @staticmethod
+    def _standing_approval(
+        conn: Connection, partner_id: str, purpose: str
+    ) -> PartnerPurpose | None:
+        row = conn.execute(
+            select(_approvals).where(
+                _approvals.c.partner_id == partner_id,
+                _approvals.c.purpose == purpose,
+                _approvals.c.revoked_at.is_(None),
+            )
+        ).first()
+        return None if row is None else PartnerPurpose(**row._mapping)
+
+    @staticmethod
+    def _current_of_chain(
+        conn: Connection, subject_id: str, partner_id: str, purpose: str
+    ) -> Consent | None:
+        row = conn.execute(
+            select(_consents).where(
+                _consents.c.subject_id == subject_id,
+                _consents.c.partner_id == partner_id,
+                _consents.c.purpose == purpose,
+                _consents.c.superseded_by.is_(None),
+            )
+        ).first()
+        return None if row is None else Consent(**row._mapping)
+
+    @staticmethod
+    def _owns_a_listing(conn: Connection, subject_id: str) -> bool:
+        found: Any = conn.execute(
+            select(_listings.c.listing_id).where(_listings.c.owner_id == subject_id).limit(1)
+        ).first()
+        return found is not None

@@ -1,0 +1,1 @@
+"""Tests of the connector SDK and the service connectors."""

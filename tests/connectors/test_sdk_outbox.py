@@ -1,0 +1,93 @@
+"""The outbox file and the backoff: what a connector relies on between publish and delivery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors.sdk import Backoff, Outbox, OutboxEntry
+
+
+def _entries(n: int, start: int = 0) -> list[OutboxEntry]:
+    return [
+        OutboxEntry(f"id-{i}", "transport", f"res-{i % 3:04d}".encode(), b'{"n": %d}' % i)
+        for i in range(start, start + n)
+    ]
+
+
+def test_queued_events_survive_reopening_in_publish_order(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    assert outbox.add_many(_entries(5)) == 5
+    outbox.close()
+    reopened = Outbox(tmp_path / "o.db")
+    rows = reopened.peek(10)
+    assert [r.event_id for r in rows] == [f"id-{i}" for i in range(5)]
+    assert rows[0].key == b"res-0000" and rows[0].value == b'{"n": 0}'
+    assert [r.seq for r in rows] == sorted(r.seq for r in rows)
+    assert reopened.depth() == 5
+    reopened.close()
+
+
+def test_an_event_id_is_queued_once(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    assert outbox.add_many(_entries(3)) == 3
+    assert outbox.add_many(_entries(5)) == 2  # ids 0-2 are queued already
+    assert outbox.add(_entries(1)[0]) is False
+    assert outbox.depth() == 5
+    outbox.close()
+
+
+def test_delivered_ids_are_remembered_so_a_rerun_does_not_queue_them_again(
+    tmp_path: Path,
+) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.add_many(_entries(4))
+    outbox.ack(outbox.peek(2)[-1].seq)
+    assert outbox.depth() == 2 and outbox.was_sent("id-1") and not outbox.was_sent("id-2")
+    assert [r.event_id for r in outbox.peek(10)] == ["id-2", "id-3"]
+    assert outbox.add_many(_entries(4)) == 0
+    outbox.close()
+    reopened = Outbox(tmp_path / "o.db")
+    assert reopened.depth() == 2 and reopened.was_sent("id-0")
+    reopened.close()
+    # Past the retention period delivered ids are forgotten (the platform still drops
+    # repeats); queued ones never are.
+    forgetful = Outbox(tmp_path / "o.db", sent_retention_s=-1)
+    assert not forgetful.was_sent("id-0")
+    assert forgetful.add_many(_entries(4)) == 2
+    assert [r.event_id for r in forgetful.peek(10)] == ["id-2", "id-3", "id-0", "id-1"]
+    forgetful.close()
+
+
+def test_failed_attempts_are_recorded_and_refused_events_kept_aside(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.add_many(_entries(3))
+    first, second, _ = outbox.peek(3)
+    outbox.record_attempt([first.seq, second.seq], "bus is down")
+    outbox.record_attempt([first.seq], "bus is still down")
+    rows = {r.event_id: r for r in outbox.peek(3)}
+    assert (rows["id-0"].attempts, rows["id-0"].last_error) == (2, "bus is still down")
+    assert (rows["id-2"].attempts, rows["id-2"].last_error) == (0, None)
+    outbox.fail({second.seq: "schema_violation: data/fare_jpy: ..."})
+    assert [r.event_id for r in outbox.peek(3)] == ["id-0", "id-2"]
+    assert outbox.depth() == 2
+    (failed,) = outbox.failed()
+    assert (failed.event_id, failed.reason) == ("id-1", "schema_violation: data/fare_jpy: ...")
+    assert failed.value == b'{"n": 1}'
+    # A refused event is not remembered as sent: publishing it again (fixed) queues it again.
+    assert outbox.add(_entries(1, start=1)[0]) is True
+    outbox.close()
+
+
+def test_an_outbox_must_be_a_file(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="must be a file"):
+        Outbox(":memory:")
+
+
+def test_backoff_doubles_from_a_tenth_of_a_second_up_to_thirty_with_jitter() -> None:
+    backoff = Backoff()
+    for failures, nominal in [(1, 0.1), (2, 0.2), (3, 0.4), (9, 25.6), (10, 30.0), (10_000, 30.0)]:
+        delays = [backoff.delay(failures) for _ in range(50)]
+        assert all(nominal * 0.5 <= d <= nominal for d in delays)
+        assert len(set(delays)) > 1  # jittered, so many connectors do not retry in lockstep
