@@ -22,6 +22,7 @@ class DeadLetterReason(StrEnum):
     UNKNOWN_SCHEMA = "unknown_schema"
     WRONG_TOPIC = "wrong_topic"
     SCHEMA_VIOLATION = "schema_violation"
+    SOURCE_NOT_ALLOWED = "source_not_allowed"
 
 
 #: Header names on a dead-lettered record (the original record's headers are kept too).

@@ -71,14 +71,22 @@ class IngestGateway:
         self.max_event_bytes = max_event_bytes
         self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
 
-    def submit(self, docs: Sequence[Any], origin: str) -> list[EventResult]:
-        """Check and publish ``docs`` (decoded JSON values); one result per document, in order."""
+    def submit(
+        self, docs: Sequence[Any], origin: str, sources: frozenset[str] | None = None
+    ) -> list[EventResult]:
+        """Check and publish ``docs`` (decoded JSON values); one result per document, in order.
+
+        ``sources``, when given, are the CloudEvents sources the caller may publish as (a
+        connector's identity binds it to its own): an event from any other is rejected.
+        """
         results: list[EventResult] = []
         good: dict[str, list[tuple[int, CloudEvent]]] = {}
         dead: dict[str, list[OutRecord]] = {}
         for index, doc in enumerate(docs):
             raw = orjson.dumps(doc)
             checked = self._check(doc, raw)
+            if isinstance(checked, CloudEvent) and sources is not None:
+                checked = _bound_to(checked, sources)
             if isinstance(checked, CloudEvent):
                 good.setdefault(self.topic_prefix + checked.domain, []).append((index, checked))
                 results.append(EventResult(index, checked.id, Outcome.ACCEPTED))
@@ -159,3 +167,17 @@ class IngestGateway:
     def _already_ingested(self, ids: list[str]) -> set[str]:
         with self.engine.connect() as conn:
             return ledger.known_ids(conn, ids)
+
+
+def _bound_to(event: CloudEvent, sources: frozenset[str]) -> CloudEvent | Rejection:
+    if event.source in sources:
+        return event
+    return Rejection(
+        DeadLetterReason.SOURCE_NOT_ALLOWED,
+        f"this caller may publish as {', '.join(sorted(sources)) or 'no source'}, "
+        f"not as {event.source!r}",
+        "/source",
+        "",
+        event.source,
+        event.id,
+    )
