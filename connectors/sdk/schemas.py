@@ -91,14 +91,12 @@ class RemoteSchemas(Schemas):
         self._http = httpx.Client(
             base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s, transport=transport
         )
-        self.fetches = 0  # how many schema documents were downloaded (once per type)
 
     def _lookup(self, event_type: str, number: int | None) -> SchemaVersion:
         wanted = "latest" if number is None else str(number)
         doc = self._get(f"/v1/schemas/{event_type}/versions/{wanted}", event_type, number)
         if not isinstance(doc, dict):
             raise SchemaUnavailableError(f"{event_type}: the registry sent a non-object schema")
-        self.fetches += 1
         # The version number is in the schema's $id; ask the type's summary if it has none.
         parsed = parse_urn(doc.get("$id", "")) if isinstance(doc.get("$id"), str) else None
         if parsed is None or parsed[0] != event_type:
