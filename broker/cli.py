@@ -83,7 +83,7 @@ def _start_demo(platform: Any, speed: float, population: int) -> threading.Threa
     settings = platform.settings
     connectors = open_connectors(
         LocalSchemas(settings.schemas_dir),
-        BusSink(platform.bus, settings.topic_prefix),
+        BusSink(platform.bus),
         settings.data_dir / "outbox",
         settings.topic_prefix,
     )

@@ -52,7 +52,7 @@ def _publish(
         from broker.bus import open_bus
 
         sink, schemas = (
-            BusSink(open_bus(settings.bus_url), settings.topic_prefix),
+            BusSink(open_bus(settings.bus_url)),
             LocalSchemas(settings.schemas_dir),
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"

@@ -58,19 +58,19 @@ class Sink(Protocol):
 
 
 class BusSink:
-    """Publishes to the bus: each row on its topic (``topic_prefix`` + row topic), keyed."""
+    """Publishes to the bus: each row on the topic the connector chose for it, keyed.
 
-    def __init__(self, bus: Bus, topic_prefix: str = "") -> None:
+    The connector owns topic naming (its ``topic_prefix``), so the sink adds nothing.
+    """
+
+    def __init__(self, bus: Bus) -> None:
         self.bus = bus
-        self.topic_prefix = topic_prefix
 
     def send(self, records: Sequence[OutboxRow]) -> SendResult | None:
         """Publish every record; a bus failure leaves all of them queued."""
         by_topic: dict[str, list[OutRecord]] = {}
         for row in records:
-            by_topic.setdefault(self.topic_prefix + row.topic, []).append(
-                OutRecord(row.key, row.value)
-            )
+            by_topic.setdefault(row.topic, []).append(OutRecord(row.key, row.value))
         for topic, out in by_topic.items():
             try:
                 self.bus.publish(topic, out)

@@ -48,8 +48,8 @@ RUNS: dict[str, list[str]] = {
 }
 
 
-def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TSUNAGU_DATA_DIR": str(data_dir)}
+def _run(data_dir: Path, *args: str, prefix: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TSUNAGU_DATA_DIR": str(data_dir), "TSUNAGU_TOPIC_PREFIX": prefix}
     return subprocess.run(
         [sys.executable, "-m", "broker.cli", "connector", "run", *args],
         env=env,
@@ -59,13 +59,13 @@ def _run(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _project(data_dir: Path) -> dict[str, int]:
+def _project(data_dir: Path, prefix: str = "") -> dict[str, int]:
     """Run the ingest worker over everything published and count events by type."""
-    settings = Settings(data_dir=data_dir)
+    settings = Settings(data_dir=data_dir, topic_prefix=prefix)
     bus = open_bus(settings.bus_url)
     bus.create_topics(topic_specs(settings))
     engine = make_engine(settings.store_url)
-    worker = IngestWorker(bus, engine, registry(), group="cli-test")
+    worker = IngestWorker(bus, engine, registry(), group="cli-test", topic_prefix=prefix)
     consumer = bus.consumer("cli-test", worker.topics)
     while records := consumer.poll(1000, 0.5):
         worker.process(records)
@@ -90,6 +90,15 @@ def test_connector_run_publishes_every_sample_row_once(name: str, tmp_path: Path
     again = _run(tmp_path, name, *RUNS[name])
     assert again.returncode == 0, again.stdout + again.stderr
     assert _project(tmp_path) == counts
+
+
+def test_connector_run_publishes_on_prefixed_topics(tmp_path: Path) -> None:
+    result = _run(tmp_path, "currency", *RUNS["currency"], prefix="region-a.")
+    assert result.returncode == 0, result.stdout + result.stderr
+    bus = open_bus(f"sqlite:///{tmp_path / 'bus.db'}")
+    assert sum(bus.end_offsets("region-a.currency").values()) > 0
+    bus.close()
+    assert sum(_project(tmp_path, "region-a.").values()) > 0
 
 
 def test_connector_run_names_bad_rows_and_sends_the_good(tmp_path: Path) -> None:

@@ -47,8 +47,8 @@ SOURCE = "urn:tsunagu:connector:crash-test"
 class _SlowSink(BusSink):
     """Publishes, then dawdles before the outbox forgets the batch: the window a crash hits."""
 
-    def __init__(self, bus_url: str, topic_prefix: str, delay_s: float) -> None:
-        super().__init__(open_bus(bus_url), topic_prefix)
+    def __init__(self, bus_url: str, delay_s: float) -> None:
+        super().__init__(open_bus(bus_url))
         self.delay_s = delay_s
 
     def send(self, records: Sequence[OutboxRow]) -> SendResult | None:
@@ -67,7 +67,7 @@ def _child(argv: list[str]) -> None:
     args.add_argument("--batch", type=int, default=500)
     args.add_argument("--delay", type=float, default=0.0)
     opts = args.parse_args(argv)
-    sink = _SlowSink(opts.bus, "", opts.delay)
+    sink = _SlowSink(opts.bus, opts.delay)
     connector = Connector(
         SOURCE,
         [TRIP],
