@@ -34,6 +34,8 @@ test: lint typecheck pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m ops.bench.ingest
+	$(BIN)/python -m ops.bench.connectors
+	$(BIN)/python -m ops.bench.consent
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
