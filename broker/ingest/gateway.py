@@ -80,7 +80,8 @@ class IngestGateway:
         connector's identity binds it to its own): an event from any other is rejected.
         """
         results: list[EventResult] = []
-        good: dict[str, list[tuple[int, CloudEvent]]] = {}
+        # The event goes on as it was sent (extension attributes included), not re-encoded.
+        good: dict[str, list[tuple[int, CloudEvent, bytes]]] = {}
         dead: dict[str, list[OutRecord]] = {}
         for index, doc in enumerate(docs):
             raw = orjson.dumps(doc)
@@ -88,7 +89,9 @@ class IngestGateway:
             if isinstance(checked, CloudEvent) and sources is not None:
                 checked = _bound_to(checked, sources)
             if isinstance(checked, CloudEvent):
-                good.setdefault(self.topic_prefix + checked.domain, []).append((index, checked))
+                good.setdefault(self.topic_prefix + checked.domain, []).append(
+                    (index, checked, raw)
+                )
                 results.append(EventResult(index, checked.id, Outcome.ACCEPTED))
                 continue
             topic = self._dlq_for(doc)
@@ -108,11 +111,11 @@ class IngestGateway:
                     checked.path or None,
                 )
             )
-        seen = self._already_ingested([e.id for batch in good.values() for _, e in batch])
+        seen = self._already_ingested([e.id for batch in good.values() for _, e, _ in batch])
         for topic, batch in good.items():
-            fresh = [(i, e) for i, e in batch if e.id not in seen]
-            self.bus.publish(topic, [OutRecord(e.subject.encode(), e.to_json()) for _, e in fresh])
-            for i, e in batch:
+            fresh = [OutRecord(e.subject.encode(), raw) for _, e, raw in batch if e.id not in seen]
+            self.bus.publish(topic, fresh)
+            for i, e, _ in batch:
                 if e.id in seen:
                     results[i] = EventResult(i, e.id, Outcome.DUPLICATE)
         for topic, records in dead.items():

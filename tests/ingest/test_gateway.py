@@ -33,3 +33,17 @@ def test_event_published_as_another_firm_is_rejected(tmp_path: Path) -> None:
     assert result.reason is not None and result.reason.value == "source_not_allowed"
     assert result.path == "/source"
     assert "other-taxi" in (result.detail or "")
+
+
+def test_accepted_event_goes_on_the_bus_as_sent_with_its_extensions(tmp_path: Path) -> None:
+    import orjson
+
+    gateway = _gateway(tmp_path)
+    doc = make_event(traceparent="00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    [result] = gateway.submit([doc], "t")
+    assert result.status is Outcome.ACCEPTED
+    consumer = gateway.bus.consumer("reader", ["transport"])
+    records = consumer.poll(10, 2.0)
+    consumer.close()
+    assert [orjson.loads(r.value) for r in records] == [doc]
+    assert records[0].key == doc["subject"].encode()
