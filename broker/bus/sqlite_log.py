@@ -49,6 +49,7 @@ from typing import Literal
 import orjson
 
 from broker.bus.base import BusError, Headers, OutRecord, Record, TopicPartition, TopicSpec
+from broker.sqlite_tx import immediate
 
 log = logging.getLogger(__name__)
 
@@ -245,15 +246,8 @@ class SqliteLog:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction; IMMEDIATE takes the write lock up front so offsets never race."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._conn()) as conn:
             yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from broker.sqlite_tx import immediate
+
 __all__ = ["FailedRow", "Outbox", "OutboxEntry", "OutboxRow"]
 
 _SCHEMA = (
@@ -146,16 +148,8 @@ class Outbox:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction; IMMEDIATE so a second process waits instead of failing."""
-        with self._lock:
-            conn = self._conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+        with self._lock, immediate(self._conn) as conn:
+            yield conn
 
     def add_many(self, entries: Iterable[OutboxEntry]) -> int:
         """Queue ``entries`` in one transaction; returns how many were new (not duplicates)."""
