@@ -15,7 +15,9 @@ from connectors.cli import app as connector_app
 
 app = typer.Typer(help="Tsunagu: a regional data-linkage platform.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The shared JSON Schemas.", no_args_is_help=True)
+token_app = typer.Typer(help="Tokens of the embedded identity provider.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
+app.add_typer(token_app, name="token")
 app.add_typer(connector_app, name="connector")
 
 
@@ -37,6 +39,7 @@ def up(
     import uvicorn
 
     from broker.api.app import create_app
+    from broker.api.serve import limit_threads
     from broker.runtime import Platform
 
     _logging()
@@ -44,10 +47,13 @@ def up(
     platform = Platform.open(settings)
     api = create_app(platform)
     api.state.worker_thread = platform.start_worker_thread()
+    platform.start_consent_threads()
     demo_thread = _start_demo(platform, demo_speed, population) if demo else None
     base = f"http://{settings.host}:{settings.port}"
-    token_source = (
-        "$TSUNAGU_ADMIN_TOKEN" if settings.admin_token else str(settings.data_dir / "admin-token")
+    identity = (
+        f"OIDC {settings.oidc_issuer}"
+        if settings.oidc_issuer
+        else "embedded; tsunagu token issue --role admin --sub ops"
     )
     typer.echo(
         "\nTsunagu is running.\n"
@@ -58,7 +64,8 @@ def up(
         f"  Metrics         {base}/metrics\n"
         f"  Bus             {settings.bus_url}\n"
         f"  Store           {settings.store_url}\n"
-        f"  Admin token     {token_source}\n"
+        f"  Keys (JWKS)     {base}/.well-known/jwks.json\n"
+        f"  Tokens          {identity}\n"
         + (
             f"  Demo            the synthetic region ({population:,} residents) streams through "
             f"the four connectors at {demo_speed:g}x; outboxes in {settings.data_dir / 'outbox'}\n"
@@ -67,7 +74,20 @@ def up(
         )
     )
     try:
-        uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
+        if settings.api_processes > 1:
+            # Extra processes serve the API; this one keeps ingest (and the demo) and the
+            # readiness of its worker is not visible to them.
+            uvicorn.run(
+                "broker.api.serve:app_for_process",
+                factory=True,
+                workers=settings.api_processes,
+                host=settings.host,
+                port=settings.port,
+                log_level="warning",
+            )
+        else:
+            limit_threads(api, settings.api_threads)
+            uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:
         platform.stop.set()
         if demo_thread is not None:
@@ -76,14 +96,26 @@ def up(
 
 
 def _start_demo(platform: Any, speed: float, population: int) -> threading.Thread:
+    from broker.auth.principals import Role
     from connectors.demo import open_connectors, stream_region
     from connectors.region import Region
     from connectors.sdk import BusSink, LocalSchemas
 
     settings = platform.settings
+    issuer = platform.identity.issuer
+
+    def sink_for(source: str) -> BusSink:
+        # The demo connectors sign in like any connector: a token naming their own source.
+        token = (
+            issuer.issue(source, Role.CONNECTOR, sources=[source], ttl_s=30 * 24 * 3600)
+            if issuer is not None
+            else None
+        )
+        return BusSink(platform.bus, token)
+
     connectors = open_connectors(
         LocalSchemas(settings.schemas_dir),
-        BusSink(platform.bus),
+        sink_for,
         settings.data_dir / "outbox",
         settings.topic_prefix,
     )
@@ -116,6 +148,49 @@ def worker() -> None:
         platform.worker().run(platform.stop)
     finally:
         platform.close()
+
+
+@token_app.command("issue")
+def token_issue(
+    role: Annotated[str, typer.Option(help="connector, partner, resident, auditor or admin")],
+    sub: Annotated[
+        str, typer.Option(help="The subject: a partner id, a resident id, a connector name, ...")
+    ],
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="A CloudEvents source a connector may publish as (repeatable)."),
+    ] = None,
+    scope: Annotated[list[str] | None, typer.Option(help="An OAuth scope (repeatable).")] = None,
+    ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
+) -> None:
+    """Print a token signed by the embedded issuer (development and the embedded default)."""
+    from broker.auth.issuer import EmbeddedIssuer
+    from broker.auth.principals import Role
+
+    settings = Settings()
+    if settings.oidc_issuer:
+        typer.echo(
+            f"this platform trusts {settings.oidc_issuer}: ask that provider for tokens", err=True
+        )
+        raise typer.Exit(2)
+    try:
+        role_ = Role(role)
+    except ValueError:
+        typer.echo(f"unknown role {role!r}; one of {', '.join(r.value for r in Role)}", err=True)
+        raise typer.Exit(2) from None
+    issuer = EmbeddedIssuer.in_data_dir(settings.data_dir, audience=settings.oidc_audience)
+    try:
+        token = issuer.issue(
+            sub,
+            role_,
+            sources=source or (),
+            scopes=scope or (),
+            ttl_s=ttl or settings.token_ttl_s,
+        )
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(token)
 
 
 @schemas_app.command("check")

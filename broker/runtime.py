@@ -8,14 +8,25 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 
+from broker.auth.provider import Identity, open_identity
 from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
 from broker.ingest.deadletter import UNROUTED_DLQ
 from broker.ingest.gateway import IngestGateway
 from broker.ingest.pipeline import IngestWorker
+from broker.ingest.provenance import SourceAuthenticator
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
 from broker.store.database import make_engine
+from broker.views.pseudonyms import Pseudonyms, key_of
+from consent.catalogue import Catalogue
+from consent.changes import CONSENT_CHANGES_TOPIC, changes_topic
+from consent.decisions import DecisionPoint
+from consent.keys import KeyRing
+from consent.listener import ConsentChangeListener
+from consent.service import ConsentService
+from consent.vault import SubjectVault
+from consent.webhooks import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +37,7 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     specs = [TopicSpec(t, settings.topic_partitions) for t in domains]
     specs += [TopicSpec(dlq_topic(t), 1) for t in domains]
     specs.append(TopicSpec(settings.topic_prefix + UNROUTED_DLQ, 1))
+    specs.append(changes_topic(settings.topic_prefix + CONSENT_CHANGES_TOPIC))
     return specs
 
 
@@ -38,7 +50,15 @@ class Platform:
     engine: Engine
     registry: SchemaRegistry
     stored: StoredRegistry
+    identity: Identity
+    keys: KeyRing
+    decisions: DecisionPoint
+    consent: ConsentService
+    vault: SubjectVault
+    pseudonyms: Pseudonyms
     stop: threading.Event = field(default_factory=threading.Event)
+    listener: ConsentChangeListener | None = None
+    webhooks: WebhookDispatcher | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:
@@ -48,7 +68,32 @@ class Platform:
         bus.create_topics(topic_specs(settings))
         engine = make_engine(settings.store_url)
         registry = SchemaRegistry.from_directory(settings.schemas_dir)
-        return cls(settings, bus, engine, registry, StoredRegistry(registry, engine))
+        catalogue = Catalogue.load(settings.schemas_dir)
+        keys = KeyRing.in_data_dir(settings.data_dir)
+        decisions = DecisionPoint(engine, catalogue)
+        consent = ConsentService(
+            engine,
+            keys,
+            bus.publish,  # the topic was created above
+            catalogue=catalogue,
+            topic=settings.topic_prefix + CONSENT_CHANGES_TOPIC,
+            on_change=[decisions.apply],
+        )
+        # Apart from the store, so that no backup of the store holds a subject key.
+        vault = SubjectVault.open_url(settings.vault_store_url)
+        return cls(
+            settings,
+            bus,
+            engine,
+            registry,
+            StoredRegistry(registry, engine),
+            open_identity(settings),
+            keys,
+            decisions,
+            consent,
+            vault,
+            Pseudonyms(key_of(settings)),
+        )
 
     def worker(self) -> IngestWorker:
         """An ingest worker over this platform's bus and store."""
@@ -56,11 +101,15 @@ class Platform:
             self.bus,
             self.engine,
             self.registry,
+            self.vault,
             group=self.settings.ingest_group,
             topic_prefix=self.settings.topic_prefix,
             batch_size=self.settings.ingest_batch_size,
             refresh_registry=self.stored.reload_if_stale,
             max_event_bytes=self.settings.max_event_bytes,
+            authenticate=SourceAuthenticator(self.identity.verifier)
+            if self.settings.ingest_require_token
+            else None,
         )
 
     def gateway(self) -> IngestGateway:
@@ -83,8 +132,38 @@ class Platform:
         thread.start()
         return thread
 
+    def start_consent_threads(self) -> None:
+        """Apply other processes' consent changes here, publish this process's, and notify
+        partners of revocations and expiries (signed webhooks, retried)."""
+        self.listener = ConsentChangeListener(
+            self.bus,
+            self.decisions,
+            topic=self.settings.topic_prefix + CONSENT_CHANGES_TOPIC,
+        )
+        self.listener.start()
+        threading.Thread(
+            target=self.consent.relay, args=(self.stop,), name="consent-relay", daemon=True
+        ).start()
+        self.webhooks = WebhookDispatcher(
+            self.engine,
+            self.keys,
+            max_attempts=self.settings.webhook_max_attempts,
+            timeout_s=self.settings.webhook_timeout_s,
+            pseudonym=self.pseudonyms.of,
+        )
+        self.consent.add_change_hook(self.webhooks.on_change)
+        threading.Thread(
+            target=self.webhooks.run, args=(self.stop,), name="partner-webhooks", daemon=True
+        ).start()
+
     def close(self) -> None:
         """Stop the worker and release the bus and the store."""
         self.stop.set()
+        if self.listener is not None:
+            self.listener.stop()
+        if self.webhooks is not None:
+            self.webhooks.wake()
+            self.webhooks.close()
         self.bus.close()
         self.engine.dispose()
+        self.vault.close()

@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    api_processes: int = Field(
+        default=1, ge=1, le=64, description="API server processes sharing the port (`up`)."
+    )
+    api_threads: int = Field(
+        default=2, ge=1, le=256, description="Threads per API process for blocking store reads."
+    )
     schemas_dir: Path = REPO_SCHEMAS
     topic_prefix: str = Field(
         default="",
@@ -39,13 +45,50 @@ class Settings(BaseSettings):
     ingest_group: str = Field(default="tsunagu-ingest", min_length=1)
     topic_partitions: int = Field(default=4, ge=1, le=256)
     ingest_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    ingest_require_token: bool = Field(
+        default=True,
+        description="Dead-letter bus records without a connector token naming their source.",
+    )
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     http_max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest HTTP ingest body (413 above)."
     )
-    admin_token: SecretStr | None = Field(
-        default=None, description="Operator bearer token; generated into data_dir when unset."
+    # -- identities (broker/auth) ------------------------------------------------------------
+    oidc_issuer: str = Field(
+        default="",
+        description="Issuer of the region's OIDC provider; empty runs the embedded issuer.",
     )
+    oidc_jwks_url: str = Field(
+        default="",
+        description="JWKS of the OIDC provider (default: <issuer>/.well-known/jwks.json).",
+    )
+    oidc_audience: str = Field(default="tsunagu", min_length=1)
+    jwks_cache_s: float = Field(
+        default=300.0, ge=0, description="How long fetched OIDC keys are trusted before refetch."
+    )
+    jwks_refetch_cooldown_s: float = Field(
+        default=5.0, ge=0, description="Least time between refetches caused by unknown kids."
+    )
+    clock_skew_s: int = Field(default=30, ge=0, le=300)
+    token_ttl_s: int = Field(default=3600, ge=60, description="Lifetime of embedded tokens.")
+    # -- partner reads ------------------------------------------------------------------------
+    pseudonym_key: SecretStr | None = Field(
+        default=None, description="HMAC key of partners' pseudonyms; generated when unset."
+    )
+    k_anonymity: int = Field(default=10, ge=2, description="Smallest published statistic cell.")
+    partner_rate_per_s: float = Field(default=50.0, gt=0, description="Sustained reads/s/partner.")
+    partner_burst: int = Field(default=100, ge=1, description="Reads a partner may burst.")
+    # -- crypto-shredding ---------------------------------------------------------------------
+    vault_url: str = Field(
+        default="",
+        description="SQLAlchemy URL of the subject-key vault, apart from the store so that "
+        "store backups hold no keys; empty means SQLite in data_dir/keys.",
+    )
+    # -- partner webhooks ---------------------------------------------------------------------
+    webhook_max_attempts: int = Field(
+        default=50, ge=1, description="Tries before a notification is marked failed (~1 day)."
+    )
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
 
     @cached_property
     def bus_url(self) -> str:
@@ -56,3 +99,8 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         """The store's SQLAlchemy URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'store.db'}"
+
+    @cached_property
+    def vault_store_url(self) -> str:
+        """The subject-key vault's URL, defaulting to SQLite beside the platform's keys."""
+        return self.vault_url or f"sqlite:///{self.data_dir.resolve() / 'keys' / 'vault.db'}"

@@ -33,6 +33,8 @@ EncodingOpt = Annotated[str, typer.Option("--encoding", help="CSV encoding, e.g.
 
 #: Exit code when some rows were refused (the good rows were still published).
 EXIT_ROWS_REFUSED = 3
+#: Exit code when the platform refused the connector's token (everything stays queued).
+EXIT_CREDENTIALS_REFUSED = 4
 
 
 def _publish(
@@ -52,7 +54,7 @@ def _publish(
         from broker.bus import open_bus
 
         sink, schemas = (
-            BusSink(open_bus(settings.bus_url)),
+            BusSink(open_bus(settings.bus_url), token or _embedded_token(service.source)),
             LocalSchemas(settings.schemas_dir),
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"
@@ -67,7 +69,15 @@ def _publish(
     ) as connector:
         report = connector.publish_all(items)
         typer.echo(report.summary())
-        drained = connector.drain()
+        drained = connector.drain(give_up_on_credentials=True)
+        if drained.refused_credentials:
+            typer.echo(
+                f"the platform refused this connector's token: {drained.refused_credentials}\n"
+                f"{connector.depth()} events stay in the outbox; run again with --token "
+                "(a connector token naming this connector's source)",
+                err=True,
+            )
+            raise typer.Exit(EXIT_CREDENTIALS_REFUSED)
         typer.echo(
             f"sent {drained.sent}, already at the platform {drained.duplicates}, "
             f"refused by the platform {drained.failed}, retries {drained.retries}; "
@@ -75,6 +85,19 @@ def _publish(
         )
     if not report.ok:
         raise typer.Exit(EXIT_ROWS_REFUSED)
+
+
+def _embedded_token(source: str) -> str | None:
+    """On the platform's own machine (embedded identity), a token for ``source`` signed with
+    the data directory's issuer key; None when the platform trusts an external provider."""
+    from broker.auth.issuer import EmbeddedIssuer
+    from broker.auth.principals import Role
+
+    settings = Settings()
+    if settings.oidc_issuer:
+        return None
+    issuer = EmbeddedIssuer.in_data_dir(settings.data_dir, audience=settings.oidc_audience)
+    return issuer.issue(source, Role.CONNECTOR, sources=[source], ttl_s=settings.token_ttl_s)
 
 
 def _chain(*sources: Iterable[EventDraft | RowError]) -> Iterator[EventDraft | RowError]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime, time
 from pathlib import Path
 
@@ -16,9 +17,13 @@ log = logging.getLogger(__name__)
 
 
 def open_connectors(
-    schemas: Schemas, sink: Sink, outbox_dir: Path, topic_prefix: str = ""
+    schemas: Schemas,
+    sink: Sink | Callable[[str], Sink],
+    outbox_dir: Path,
+    topic_prefix: str = "",
 ) -> dict[str, Connector]:
-    """The four service connectors, each with its own outbox file in ``outbox_dir``."""
+    """The four service connectors, each with its own outbox file in ``outbox_dir``; ``sink``
+    is shared, or made per connector from its source (each with its own token)."""
     outbox_dir.mkdir(parents=True, exist_ok=True)
     return {
         name: Connector(
@@ -26,7 +31,7 @@ def open_connectors(
             service.event_types,
             schemas,
             outbox_dir / f"{name}.db",
-            sink,
+            sink(service.source) if callable(sink) else sink,
             topic_prefix=topic_prefix,
         )
         for name, service in SERVICES.items()

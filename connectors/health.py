@@ -76,7 +76,9 @@ REWARDS = ("local_currency", "goods", "public_transport_ticket", "donation")
 #: Columns every activities export must have.
 ACTIVITY_REQUIRED = ("record_id", "resident_id", "date", "kind")
 #: Every column the activities reader reads, in the documented order.
-ACTIVITY_COLUMNS = (*ACTIVITY_REQUIRED, "steps", "checkup_kind", "recorded_at")
+ACTIVITY_COLUMNS = (*ACTIVITY_REQUIRED, "steps", "checkup_kind", "recorded_at", "age_band")
+#: Age bands of the programme's participants, as published for statistics (optional column).
+AGE_BANDS = ("0-14", "15-39", "40-64", "65-74", "75+")
 #: Columns every redemptions export must have.
 REDEMPTION_REQUIRED = ("redemption_id", "resident_id", "points", "reward", "redeemed_at")
 #: Every column the redemptions reader reads, in the documented order.
@@ -290,6 +292,8 @@ def _awards(
         expires = programme.expires_on(day)
         if expires is not None:
             data["expires_on"] = expires.isoformat()
+        if f.has("age_band"):
+            data["age_band"] = f.choice("age_band", AGE_BANDS)
         return EventDraft(POINTS_AWARDED, resident_id, data, record_id, at, line)
 
     return map_rows(rows, convert)

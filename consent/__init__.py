@@ -11,4 +11,8 @@ Modules, one job each:
 * ``decisions``     the decision point: ``decide(partner, purpose, category, subject)``
 * ``listener``      applies ``consent.changes`` to a process's decision point
 * ``property_rule`` the property rule: owner details only with the owner's consent
+* ``notifications`` which revocations and expiries partners must be told of (a durable queue)
+* ``webhooks``      delivering them: signed (detached JWS), retried, verifiable with the JWKS
+* ``vault``         one AES-GCM key per subject, kept apart from the store; blind row refs
+* ``erasure``       crypto-shredding: revoke, destroy the key, delete the rows, record it
 """

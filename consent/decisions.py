@@ -233,6 +233,13 @@ class DecisionPoint:
             return DecisionReason.OUTSIDE_DATA_RANGE, c
         return DecisionReason.ALLOWED, c
 
+    def approved_purposes(self, partner: str) -> frozenset[str] | None:
+        """The purposes the partner is approved for now; None for an unknown partner.
+
+        For reads that need no consent (k-anonymous statistics) but still bind a purpose.
+        """
+        return self._approved(partner)
+
     # -- the cache -----------------------------------------------------------------------------
 
     def _approved(self, partner: str) -> frozenset[str] | None:

@@ -95,3 +95,14 @@ class KeyStoreError(ConsentError):
     """The signing-key directory is unusable (unreadable key, wrong permissions, ...)."""
 
     code = "key_store_error"
+
+
+class NotificationInvalidError(ConsentError):
+    """A partner notification failed verification; ``reason`` says which check."""
+
+    code = "notification_invalid"
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

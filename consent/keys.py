@@ -24,6 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
 from consent.errors import KeyStoreError
 
@@ -78,7 +79,7 @@ class SigningKey:
         )
 
 
-def _write_private(path: Path, data: bytes) -> Path:
+def write_private_file(path: Path, data: bytes) -> Path:
     """Write ``data`` to a fresh temporary file beside ``path`` with mode 0600; return it."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -89,15 +90,20 @@ def _write_private(path: Path, data: bytes) -> Path:
     return tmp
 
 
-def _load_private(path: Path) -> SigningKey:
+def read_private_pem(path: Path) -> PrivateKeyTypes:
+    """Load a PEM private key, refusing one that others may read."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         # Like ssh: a key others can read may have leaked; refuse rather than sign with it.
         raise KeyStoreError(f"{path} is readable by others (mode {oct(mode & 0o777)}); chmod 600")
     try:
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        return serialization.load_pem_private_key(path.read_bytes(), password=None)
     except ValueError as exc:
         raise KeyStoreError(f"{path} is not a PEM private key: {exc}") from exc
+
+
+def _load_private(path: Path) -> SigningKey:
+    key = read_private_pem(path)
     if not isinstance(key, Ed25519PrivateKey):
         raise KeyStoreError(f"{path} is not an Ed25519 key")
     return SigningKey(public_jwk(key.public_key())["kid"], key)
@@ -135,7 +141,7 @@ class KeyRing:
             if not path.exists():
                 key = SigningKey.generate()
                 self._publish(key)
-                tmp = _write_private(path, key.pem())
+                tmp = write_private_file(path, key.pem())
                 try:
                     # link() never replaces: if another process got there first, use its key.
                     os.link(tmp, path)
@@ -163,7 +169,7 @@ class KeyRing:
         try:
             self._publish(key)  # published before use, so no receipt is ever unverifiable
             path = self.directory / _SIGNING
-            os.replace(_write_private(path, key.pem()), path)
+            os.replace(write_private_file(path, key.pem()), path)
         except OSError as exc:
             raise KeyStoreError(f"rotating the key in {self.directory}: {exc}") from exc
         self._signing = key

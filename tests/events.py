@@ -7,6 +7,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -64,3 +65,17 @@ def make_event(
 def encode(doc: dict[str, Any]) -> bytes:
     """JSON bytes of an event document."""
     return orjson.dumps(doc)
+
+
+def connector_headers(
+    data_dir: Path, source: str = "urn:tsunagu:connector:test"
+) -> list[tuple[str, bytes]]:
+    """Record headers carrying a connector token for ``source``, signed by the embedded
+    issuer of the platform whose data directory is ``data_dir`` (as its connectors have)."""
+    from broker.auth.issuer import EmbeddedIssuer
+    from broker.auth.principals import Role
+    from broker.ingest.deadletter import H_CONNECTOR_TOKEN
+
+    issuer = EmbeddedIssuer.in_data_dir(data_dir, audience="tsunagu")
+    token = issuer.issue("test-connector", Role.CONNECTOR, sources=[source])
+    return [(H_CONNECTOR_TOKEN, token.encode())]

@@ -6,15 +6,31 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import problems
-from broker.api.admin import admin_token
-from broker.api.routes import events, health, schemas
+from broker.api.limits import BodyLimit, TokenBuckets
+from broker.api.routes import (
+    events,
+    health,
+    me,
+    partner_views,
+    partners,
+    schemas,
+    statistics,
+    wellknown,
+)
 from broker.runtime import Platform
+
+#: The largest request body outside HTTP ingest (a consent, a partner, a schema).
+API_MAX_BODY_BYTES = 256 * 1024
 
 DESCRIPTION = """\
 Tsunagu (つなぐ) is a regional data-linkage platform: service companies publish events under
 shared JSON Schemas, residents decide who may read them, municipalities audit every flow.
 
 Every error is an RFC 9457 problem details document (`application/problem+json`).
+
+Callers present a JWT bearer token (`Authorization: Bearer ...`) whose `role` claim is one of
+connector, partner, resident, auditor or admin: 401 without a valid token, 403 for a role the
+operation is not for. The embedded platform issues its own tokens (`tsunagu token issue`).
 """
 
 
@@ -25,13 +41,30 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.bus = platform.bus
     app.state.registry = platform.registry
     app.state.stored_registry = platform.stored
-    app.state.admin_token = admin_token(platform.settings)
+    app.state.verifier = platform.identity.verifier
+    app.state.issuer = platform.identity.issuer
+    app.state.keys = platform.keys
+    app.state.catalogue = platform.decisions.catalogue
+    app.state.consent = platform.consent
+    app.state.decisions = platform.decisions
+    app.state.vault = platform.vault
+    app.state.pseudonyms = platform.pseudonyms
+    app.state.partner_buckets = TokenBuckets(
+        platform.settings.partner_rate_per_s, platform.settings.partner_burst
+    )
     app.state.settings = platform.settings
     app.state.gateway = platform.gateway()
     problems.install(app)
     app.include_router(health.router)
     app.include_router(schemas.router)
     app.include_router(events.router)
+    app.include_router(wellknown.router)
+    app.include_router(partners.router)
+    app.include_router(me.router)
+    app.include_router(partner_views.router)
+    app.include_router(statistics.router)
+    # HTTP ingest has its own, larger limit (it streams); every other body is small.
+    app.add_middleware(BodyLimit, limit=API_MAX_BODY_BYTES, exempt=("/v1/events",))
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:

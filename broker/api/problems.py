@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -18,6 +19,18 @@ from broker.registry.catalogue import (
     UnknownTypeError,
 )
 from broker.registry.stored import SchemaVersionConflictError
+from consent.errors import ConsentError
+
+#: HTTP status of each consent error code; a code not listed is a 422.
+CONSENT_STATUS = {
+    "consent_not_found": 404,
+    "unknown_partner": 404,
+    "partner_exists": 409,
+    "invalid_transition": 409,
+    "concurrent_change": 409,
+    "not_property_owner": 403,
+    "key_store_error": 500,
+}
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -34,7 +47,12 @@ class Problem(BaseModel):
 
 
 def problem_response(
-    request: Request, status: int, detail: str, type_: str = "about:blank", **extra: Any
+    request: Request,
+    status: int,
+    detail: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     """A problem+json response with the standard title for ``status``."""
     body = Problem(
@@ -46,16 +64,58 @@ def problem_response(
         **extra,
     )
     return JSONResponse(
-        body.model_dump(exclude_none=True), status_code=status, media_type=PROBLEM_JSON
+        body.model_dump(exclude_none=True),
+        status_code=status,
+        media_type=PROBLEM_JSON,
+        headers=headers,
     )
+
+
+def declare_problems(app: FastAPI) -> None:
+    """Declare every 4xx/5xx in the OpenAPI document as what it is: problem+json.
+
+    FastAPI files ``model=Problem`` responses under ``application/json`` and adds a default
+    422 with its own shape, which this app never sends; clients and contract tests would
+    then read error bodies against the wrong media type or schema.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+                tags=app.openapi_tags,
+                servers=app.servers,
+            )
+            for item in doc.get("paths", {}).values():
+                for operation in item.values():
+                    for status, response in operation.get("responses", {}).items():
+                        if status[:1] in ("4", "5"):
+                            response["content"] = {PROBLEM_JSON: {"schema": dict(_PROBLEM_REF)}}
+            schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+            schemas.setdefault("Problem", Problem.model_json_schema())
+            app.openapi_schema = doc
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 
 def install(app: FastAPI) -> None:
     """Turn every error the app can raise into problem details."""
+    declare_problems(app)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem_response(request, exc.status_code, str(exc.detail))
+        return problem_response(
+            request, exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -72,6 +132,15 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(UnknownSchemaError)
     async def _unknown(request: Request, exc: Exception) -> JSONResponse:
         return problem_response(request, 404, str(exc))
+
+    @app.exception_handler(ConsentError)
+    async def _consent(request: Request, exc: ConsentError) -> JSONResponse:
+        return problem_response(
+            request,
+            CONSENT_STATUS.get(exc.code, 422),
+            str(exc),
+            type_=f"urn:tsunagu:problem:{exc.code.replace('_', '-')}",
+        )
 
     @app.exception_handler(InvalidSchemaError)
     async def _invalid_schema(request: Request, exc: InvalidSchemaError) -> JSONResponse:

@@ -23,6 +23,7 @@ class DeadLetterReason(StrEnum):
     WRONG_TOPIC = "wrong_topic"
     SCHEMA_VIOLATION = "schema_violation"
     SOURCE_NOT_ALLOWED = "source_not_allowed"
+    UNAUTHENTICATED = "unauthenticated"  # no valid connector token on a bus record
 
 
 #: Header names on a dead-lettered record (the original record's headers are kept too).
@@ -33,6 +34,9 @@ H_SCHEMA = "tsunagu-dlq-schema"
 H_SOURCE = "tsunagu-dlq-source"
 H_EVENT_ID = "tsunagu-dlq-event-id"
 H_ORIGIN = "tsunagu-dlq-origin"  # topic/partition/offset: lets a DLQ reader drop redeliveries
+#: The connector's token on a bus record (see ``broker.ingest.provenance``); never kept in a
+#: dead letter, where whoever reads the DLQ could reuse it.
+H_CONNECTOR_TOKEN = "tsunagu-connector-token"
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,4 +70,5 @@ def dead_letter_bytes(
         (H_EVENT_ID, rejection.event_id.encode()),
         (H_ORIGIN, origin.encode()),
     ]
-    return OutRecord(key=key, value=value, headers=[*headers, *extra])
+    kept = [(name, v) for name, v in headers if name != H_CONNECTOR_TOKEN]
+    return OutRecord(key=key, value=value, headers=[*kept, *extra])

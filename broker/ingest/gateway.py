@@ -19,6 +19,7 @@ from broker import cloudevents
 from broker.bus import Bus, OutRecord, dlq_topic
 from broker.cloudevents import CloudEvent
 from broker.ingest.deadletter import (
+    H_CONNECTOR_TOKEN,
     UNROUTED_DLQ,
     DeadLetterReason,
     Rejection,
@@ -72,13 +73,19 @@ class IngestGateway:
         self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
 
     def submit(
-        self, docs: Sequence[Any], origin: str, sources: frozenset[str] | None = None
+        self,
+        docs: Sequence[Any],
+        origin: str,
+        sources: frozenset[str] | None = None,
+        token: str | None = None,
     ) -> list[EventResult]:
         """Check and publish ``docs`` (decoded JSON values); one result per document, in order.
 
         ``sources``, when given, are the CloudEvents sources the caller may publish as (a
         connector's identity binds it to its own): an event from any other is rejected.
+        ``token``, the caller's, goes on with each event for the ingest worker to check again.
         """
+        headers = [(H_CONNECTOR_TOKEN, token.encode("ascii"))] if token else []
         results: list[EventResult] = []
         # The event goes on as it was sent (extension attributes included), not re-encoded.
         good: dict[str, list[tuple[int, CloudEvent, bytes]]] = {}
@@ -113,7 +120,11 @@ class IngestGateway:
             )
         seen = self._already_ingested([e.id for batch in good.values() for _, e, _ in batch])
         for topic, batch in good.items():
-            fresh = [OutRecord(e.subject.encode(), raw) for _, e, raw in batch if e.id not in seen]
+            fresh = [
+                OutRecord(e.subject.encode(), raw, headers)
+                for _, e, raw in batch
+                if e.id not in seen
+            ]
             self.bus.publish(topic, fresh)
             for i, e, _ in batch:
                 if e.id in seen:

@@ -25,10 +25,12 @@ from broker.bus import (
 )
 from broker.cloudevents import CloudEvent
 from broker.ingest.deadletter import Rejection, dead_letter
+from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
 from broker.store import ledger
 from broker.store.projections import project
+from consent.vault import SubjectVault
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ INGESTED = Counter("tsunagu_ingest_events_total", "Events projected", ["topic", 
 DUPLICATES = Counter("tsunagu_ingest_duplicates_total", "Redelivered events skipped", ["topic"])
 DEAD_LETTERS = Counter(
     "tsunagu_dead_letters_total", "Events sent to the dead-letter topic", ["topic", "reason"]
+)
+ERASED_SUBJECT_EVENTS = Counter(
+    "tsunagu_ingest_erased_subject_events_total",
+    "Events about erased subjects: recorded in the ledger, projected nowhere",
+    ["topic", "type"],
 )
 BATCH_SECONDS = Histogram("tsunagu_ingest_batch_seconds", "Time to validate and project a batch")
 
@@ -49,6 +56,7 @@ class BatchOutcome:
     projected: int
     duplicates: int
     rejected: int
+    erased: int = 0  # about erased subjects: taken in, projected nowhere
 
 
 class IngestWorker:
@@ -59,6 +67,7 @@ class IngestWorker:
         bus: Bus,
         engine: Engine,
         registry: SchemaRegistry,
+        vault: SubjectVault,
         *,
         group: str = DEFAULT_GROUP,
         topics: Sequence[str] = DOMAIN_TOPICS,
@@ -67,9 +76,14 @@ class IngestWorker:
         max_event_bytes: int = 1024 * 1024,
         linger_s: float = 0.02,
         refresh_registry: Callable[[], bool] | None = None,
+        authenticate: SourceAuthenticator | None = None,
     ) -> None:
         self.bus = bus
+        #: Checks each record's connector token against its event's source (the platform
+        #: always sets it; None only where a test drives the pipeline alone).
+        self.authenticate = authenticate
         self.engine = engine
+        self.vault = vault
         self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
         self.group = group
         self.topics = [topic_prefix + t for t in topics]
@@ -82,6 +96,10 @@ class IngestWorker:
         rejected: dict[str, list[OutRecord]] = {}
         for record in records:
             result = self.validator.check_record(record)
+            if self.authenticate is not None and not isinstance(result, Rejection):
+                result = (
+                    self.authenticate.check(record.headers, result, record.timestamp_ms) or result
+                )
             if isinstance(result, Rejection):
                 rejected.setdefault(record.topic, []).append(dead_letter(record, result))
                 DEAD_LETTERS.labels(record.topic, result.reason.value).inc()
@@ -92,20 +110,34 @@ class IngestWorker:
         for topic, dlq_records in rejected.items():
             self.bus.publish(dlq_topic(topic), dlq_records)
         events = [e for _, e in accepted]
-        with self.engine.begin() as conn:
+        # Under sealing(): an erasure in this process waits for this batch, then deletes its rows.
+        with self.vault.sealing(), self.engine.begin() as conn:
             fresh = ledger.claim(conn, events)
-            project(conn, fresh)
+            erased = project(conn, fresh, self.vault)
         fresh_ids = {e.id for e in fresh}
+        erased_ids = {e.id for e in erased}
         projected = collections.Counter(
-            (topic, e.type) for topic, e in accepted if e.id in fresh_ids
+            (topic, e.type) for topic, e in accepted if e.id in fresh_ids and e.id not in erased_ids
         )
         for (topic, event_type), n in projected.items():
             INGESTED.labels(topic, event_type).inc(n)
+        if erased:
+            self._count_erased(accepted, erased_ids)
         duplicates = collections.Counter(topic for topic, e in accepted if e.id not in fresh_ids)
         for topic, n in duplicates.items():
             DUPLICATES.labels(topic).inc(n)
         n_rejected = sum(len(v) for v in rejected.values())
-        return BatchOutcome(len(fresh), len(accepted) - len(fresh), n_rejected)
+        return BatchOutcome(
+            len(fresh) - len(erased), len(accepted) - len(fresh), n_rejected, len(erased)
+        )
+
+    @staticmethod
+    def _count_erased(accepted: Sequence[tuple[str, CloudEvent]], erased_ids: set[str]) -> None:
+        counts = collections.Counter((topic, e.type) for topic, e in accepted if e.id in erased_ids)
+        for (topic, event_type), n in counts.items():
+            ERASED_SUBJECT_EVENTS.labels(topic, event_type).inc(n)
+            # Never the subject: they asked to be forgotten, the log must not remember them.
+            log.info("%d %s event(s) about erased subjects taken in, not projected", n, event_type)
 
     def run(self, stop: threading.Event, poll_timeout_s: float = 0.5) -> None:
         """Consume until ``stop`` is set; offsets are committed only after each transaction."""

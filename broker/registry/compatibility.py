@@ -376,6 +376,23 @@ def _same(a: Any, b: Any) -> bool:
     return _json_equal(_strip(a), _strip(b)) and not _has_ref(a)
 
 
+def _drop_parts_the_writer_has(r: Schema, w: Schema) -> Schema:
+    """``r`` without the ``allOf`` parts that ``w`` also has: every writer instance meets them.
+
+    A conditional (``if``/``then``/``else``) kept unchanged from one version to the next is
+    then never compared through the flattened writer, where it cannot be proven.
+    """
+    if not (isinstance(r, Mapping) and isinstance(w, Mapping)):
+        return r
+    reader_parts, writer_parts = r.get("allOf"), w.get("allOf")
+    if not (isinstance(reader_parts, list) and isinstance(writer_parts, list)):
+        return r
+    kept = [p for p in reader_parts if not any(_same(p, q) for q in writer_parts)]
+    if len(kept) == len(reader_parts):
+        return r
+    return {**r, "allOf": kept} if kept else _without(r, "allOf")
+
+
 def _strip(schema: Any) -> Any:
     """The schema without annotations (title, description, ...), which never reject anything."""
     if not isinstance(schema, Mapping):
@@ -745,6 +762,7 @@ class _Checker:
     ) -> list[Incompatibility]:
         if _same(r, w):
             return []
+        r = _drop_parts_the_writer_has(r, w)
         w = self._flatten_writer(w)
         if w is False:
             return []

@@ -3,7 +3,12 @@
 from broker.store.ledger import IngestedEvent
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
-from broker.store.projections.transport import RideRequest, Trip, VehiclePosition
+from broker.store.projections.transport import (
+    RideRequest,
+    TransportStop,
+    Trip,
+    VehiclePosition,
+)
 from broker.store.projections.vacant_house import Inquiry, Listing
 
 __all__ = [
@@ -13,6 +18,7 @@ __all__ = [
     "Inquiry",
     "Listing",
     "RideRequest",
+    "TransportStop",
     "Trip",
     "VehiclePosition",
 ]

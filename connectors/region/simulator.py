@@ -615,6 +615,7 @@ class Region:
                             "kind": "walking",
                             "steps": str(min(steps, 60_000)),
                             "recorded_at": at.isoformat(timespec="seconds"),
+                            "age_band": band,
                         }
                     )
             if weekday and band in ("40-64", "65-74", "75+") and rng.random() < 1 / 300:
@@ -628,6 +629,7 @@ class Region:
                         "kind": "checkup",
                         "checkup_kind": _pick(rng, kinds),
                         "recorded_at": at.isoformat(timespec="seconds"),
+                        "age_band": band,
                     }
                 )
         for cells in activities:

@@ -206,9 +206,14 @@ class Connector:
             self._depth.inc(new)
             self.sender.wake()
 
-    def drain(self, timeout_s: float | None = None) -> DrainReport:
-        """Deliver everything queued, retrying with backoff (at most ``timeout_s`` if given)."""
-        return self.sender.drain(until_empty=True, timeout_s=timeout_s)
+    def drain(
+        self, timeout_s: float | None = None, *, give_up_on_credentials: bool = False
+    ) -> DrainReport:
+        """Deliver everything queued, retrying with backoff (at most ``timeout_s`` if given);
+        with ``give_up_on_credentials``, stop at a 401/403 instead of retrying."""
+        return self.sender.drain(
+            until_empty=True, timeout_s=timeout_s, give_up_on_credentials=give_up_on_credentials
+        )
 
     def flush(self, timeout_s: float | None = None) -> DrainReport:
         """Same as ``drain()``."""

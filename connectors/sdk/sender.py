@@ -49,6 +49,8 @@ class DrainReport:
     failed: int = 0
     retries: int = 0
     remaining: int = 0
+    #: Set when the drain stopped because the platform refused the credentials.
+    refused_credentials: str | None = None
 
 
 class Sender:
@@ -88,9 +90,15 @@ class Sender:
         until_empty: bool = True,
         stop: threading.Event | None = None,
         timeout_s: float | None = None,
+        *,
+        give_up_on_credentials: bool = False,
     ) -> DrainReport:
         """Send batches until the outbox is empty (or, with ``until_empty=False``, until
-        ``stop`` is set), retrying failures with backoff; ``timeout_s`` bounds the wait."""
+        ``stop`` is set), retrying failures with backoff; ``timeout_s`` bounds the wait.
+
+        With ``give_up_on_credentials`` a 401/403 ends the drain (a one-shot command should
+        say so at once); the events stay in the outbox for the next run.
+        """
         stop = stop or threading.Event()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         report = DrainReport()
@@ -103,6 +111,9 @@ class Sender:
             except Exception as exc:
                 # SinkUnavailable, or anything unexpected from a sink: the events are safe in
                 # the outbox, so a connector keeps trying rather than dying.
+                if give_up_on_credentials and getattr(exc, "credentials", False):
+                    report.refused_credentials = str(exc)
+                    break
                 failures += 1
                 delay = self._after_failure(exc, failures)
                 report.retries += 1

@@ -11,6 +11,7 @@ import httpx
 import orjson
 
 from broker.bus import Bus, BusError, OutRecord
+from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from connectors.sdk.outbox import OutboxRow
 
 __all__ = [
@@ -30,9 +31,14 @@ CLOUDEVENTS_BATCH = "application/cloudevents-batch+json"
 class SinkUnavailable(Exception):
     """The destination did not take the batch; every event stays queued and is retried."""
 
-    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+    def __init__(
+        self, message: str, retry_after_s: float | None = None, *, credentials: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+        #: The platform refused the connector's credentials (401/403): retrying cannot help
+        #: until an operator fixes the token, but the events stay queued meanwhile.
+        self.credentials = credentials
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +69,19 @@ class BusSink:
     The connector owns topic naming (its ``topic_prefix``), so the sink adds nothing.
     """
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, token: str | None = None) -> None:
         self.bus = bus
+        # The connector's token rides on every record: the platform's ingest checks that it
+        # names the event's source (a connector cannot publish as another firm).
+        self._headers: list[tuple[str, bytes]] = (
+            [(H_CONNECTOR_TOKEN, token.encode("ascii"))] if token else []
+        )
 
     def send(self, records: Sequence[OutboxRow]) -> SendResult | None:
         """Publish every record; a bus failure leaves all of them queued."""
         by_topic: dict[str, list[OutRecord]] = {}
         for row in records:
-            by_topic.setdefault(row.topic, []).append(OutRecord(row.key, row.value))
+            by_topic.setdefault(row.topic, []).append(OutRecord(row.key, row.value, self._headers))
         for topic, out in by_topic.items():
             try:
                 self.bus.publish(topic, out)
@@ -156,7 +167,7 @@ class HttpSink:
         # 400/401/403/415...: not the events' fault (a wrong token or URL, a contract change).
         # Dropping them would lose data, so they stay queued until an operator fixes it.
         log.error("%s; the batch stays queued", message)
-        raise SinkUnavailable(message)
+        raise SinkUnavailable(message, credentials=status in (401, 403))
 
     @staticmethod
     def _results(chunk: list[OutboxRow], response: httpx.Response) -> SendResult:

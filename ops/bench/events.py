@@ -24,7 +24,16 @@ MIX = {
 }
 
 
-def make_records(registry: SchemaRegistry, n: int, seed: int = 7) -> dict[str, list[OutRecord]]:
+#: The CloudEvents source of every benchmark event.
+SOURCE = "urn:tsunagu:connector:bench"
+
+
+def make_records(
+    registry: SchemaRegistry,
+    n: int,
+    seed: int = 7,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> dict[str, list[OutRecord]]:
     """``n`` valid events as bus records, grouped by topic."""
     rng = random.Random(seed)
     types = list(MIX)
@@ -44,7 +53,7 @@ def make_records(registry: SchemaRegistry, n: int, seed: int = 7) -> dict[str, l
         doc = {
             "specversion": "1.0",
             "id": f"bench-{seed}-{i:09d}",
-            "source": "urn:tsunagu:connector:bench",
+            "source": SOURCE,
             "type": event_type,
             "subject": subject,
             "time": now,
@@ -52,5 +61,7 @@ def make_records(registry: SchemaRegistry, n: int, seed: int = 7) -> dict[str, l
             "data": data,
         }
         topic = event_type.split(".", 1)[0]
-        by_topic.setdefault(topic, []).append(OutRecord(subject.encode(), orjson.dumps(doc)))
+        by_topic.setdefault(topic, []).append(
+            OutRecord(subject.encode(), orjson.dumps(doc), headers or ())
+        )
     return by_topic

@@ -7,7 +7,8 @@ Prints, per backend, in one run:
 and the end-to-end figure as a ratio to each baseline. Targets on the 2-core dev machine:
 embedded ≥ 20,000 events/s, Kafka (Tansu) ≥ 10,000 events/s.
 
-    python -m ops.bench.ingest [--events 100000] [--backends sqlite,kafka] [--store URL]
+    python -m ops.bench.ingest [--events 100000] [--backends sqlite,kafka]
+                               [--store URL] [--vault URL]
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from broker.auth.issuer import EmbeddedIssuer
+from broker.auth.principals import Role
+from broker.auth.verifier import StaticKeys, TokenVerifier
 from broker.bus import Bus, Record, TopicSpec, open_bus
+from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from broker.ingest.pipeline import IngestWorker
+from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
 from broker.settings import REPO_SCHEMAS
 from broker.store.database import make_engine
-from ops.bench.events import make_records
+from consent.vault import SubjectVault
+from ops.bench.events import SOURCE, make_records
 from ops.tansu import TansuBroker
 
 DOMAINS = ("transport", "health", "currency", "vacant_house")
@@ -48,9 +55,17 @@ def _publish(bus: Bus, prefix: str, by_topic: dict[str, list]) -> None:  # type:
             bus.publish(prefix + topic, records[i : i + PUBLISH_CHUNK])
 
 
-def _publisher(bus_url: str, prefix: str, n: int, ready: mp.Event, go: mp.Event) -> None:  # type: ignore[valid-type]
+def _publisher(
+    bus_url: str,
+    prefix: str,
+    n: int,
+    ready: mp.Event,  # type: ignore[valid-type]
+    go: mp.Event,  # type: ignore[valid-type]
+    token: str = "",
+) -> None:
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
-    by_topic = make_records(registry, n, seed=hash(prefix) & 0xFFFF)
+    headers = [(H_CONNECTOR_TOKEN, token.encode())] if token else None
+    by_topic = make_records(registry, n, seed=hash(prefix) & 0xFFFF, headers=headers)
     bus = open_bus(bus_url)
     ready.set()  # type: ignore[attr-defined]
     go.wait()  # type: ignore[attr-defined]
@@ -97,19 +112,37 @@ def bench_raw_bus(bus_url: str, registry: SchemaRegistry, n: int) -> tuple[float
     return publish_rate, consume_rate
 
 
-def bench_end_to_end(bus_url: str, store_url: str, n: int) -> float:
-    """Events/s from a publisher process through one worker into the store."""
+def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> float:
+    """Events/s from a publisher process through one worker into the store.
+
+    The vault starts empty: the worker makes every resident's key on the way, as a new
+    region's first hour would.
+    """
     prefix = f"e2e{uuid.uuid4().hex[:6]}."
     bus = open_bus(bus_url)
     _create_topics(bus, prefix)
     engine = make_engine(store_url)
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
-    worker = IngestWorker(
-        bus, engine, registry, group=f"e2e-{prefix}", topic_prefix=prefix, batch_size=2000
+    vault = SubjectVault.open_url(vault_url)
+    # As the platform runs it: every record's connector token checked against its source.
+    issuer = EmbeddedIssuer(
+        Path(tempfile.mkdtemp(prefix="bench-issuer-")) / "issuer.pem", audience="tsunagu"
     )
+    verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
+    worker = IngestWorker(
+        bus,
+        engine,
+        registry,
+        vault,
+        group=f"e2e-{prefix}",
+        topic_prefix=prefix,
+        batch_size=2000,
+        authenticate=SourceAuthenticator(verifier),
+    )
+    token = issuer.issue("bench", Role.CONNECTOR, sources=[SOURCE])
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    publisher = ctx.Process(target=_publisher, args=(bus_url, prefix, n, ready, go))
+    publisher = ctx.Process(target=_publisher, args=(bus_url, prefix, n, ready, go, token))
     publisher.start()
     ready.wait(120)
     stop = threading.Event()
@@ -133,6 +166,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int) -> float:
     publisher.join()
     bus.close()
     engine.dispose()
+    vault.close()
     return done / elapsed
 
 
@@ -142,6 +176,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--backends", default="sqlite,kafka")
     parser.add_argument("--store", default="", help="store URL (default: a temp SQLite file)")
+    parser.add_argument("--vault", default="", help="vault URL (default: a temp SQLite file)")
     args = parser.parse_args()
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
     n = args.events
@@ -151,12 +186,13 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for backend in args.backends.split(","):
             store = args.store or f"sqlite:///{tmp / f'store-{backend}.db'}"
+            vault = args.vault or f"sqlite:///{tmp / 'keys' / f'vault-{backend}.db'}"
             if backend == "kafka":
                 bus_url = stack.enter_context(TansuBroker()).url
             else:
                 bus_url = f"sqlite:///{tmp / 'bus.db'}"
             publish, consume = bench_raw_bus(bus_url, registry, n)
-            e2e = bench_end_to_end(bus_url, store, n)
+            e2e = bench_end_to_end(bus_url, store, n, vault)
             raw = 1 / (1 / publish + 1 / consume)
             print(f"\n[{backend}] {n:,} events, store {store.split(':')[0]}")
             print(f"  raw bus publish             {publish:>10,.0f} events/s")

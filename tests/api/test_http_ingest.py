@@ -32,10 +32,14 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfo
     stop_platform(running)
 
 
+def _connector(platform: RunningPlatform) -> dict[str, str]:
+    return platform.auth("connector", "test-connector", sources=("urn:tsunagu:connector:test",))
+
+
 def _post(platform: RunningPlatform, body: Any, headers: dict[str, str]) -> httpx.Response:
     content = body if isinstance(body, bytes) else orjson.dumps(body)
     with platform.client() as http:
-        return http.post("/v1/events", content=content, headers=headers)
+        return http.post("/v1/events", content=content, headers={**_connector(platform), **headers})
 
 
 def _projected(platform: RunningPlatform, ids: set[str], timeout_s: float = 15) -> set[str]:
@@ -164,7 +168,7 @@ def test_chunked_body_over_the_limit_is_a_413_problem(platform: RunningPlatform)
             yield payload[i : i + 4096]
 
     with platform.client() as http:
-        r = http.post("/v1/events", content=chunks(), headers=BATCH)
+        r = http.post("/v1/events", content=chunks(), headers={**_connector(platform), **BATCH})
     assert r.status_code == 413
 
 

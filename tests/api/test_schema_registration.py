@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from broker.bus import OutRecord, open_bus
-from tests.events import encode, make_event, registry
+from tests.events import connector_headers, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 TRIP = "transport.trip.completed"
@@ -18,8 +18,7 @@ URL = f"/v1/schemas/{TRIP}/versions"
 
 
 def _token(platform: RunningPlatform) -> dict[str, str]:
-    token = (platform.data_dir / "admin-token").read_text().strip()
-    return {"Authorization": f"Bearer {token}"}
+    return platform.auth("admin", "ops-test")
 
 
 def _v2(required: bool = False) -> dict[str, Any]:
@@ -31,15 +30,20 @@ def _v2(required: bool = False) -> dict[str, Any]:
     return schema
 
 
-def test_registration_without_the_admin_token_is_refused(platform: RunningPlatform) -> None:
+def test_registration_without_an_admin_token_is_refused(platform: RunningPlatform) -> None:
     with platform.client() as http:
         missing = http.post(URL, json=_v2())
         wrong = http.post(URL, json=_v2(), headers={"Authorization": "Bearer guess"})
+        partner = http.post(URL, json=_v2(), headers=platform.auth("partner", "ptn-x"))
         versions = http.get(f"/v1/schemas/{TRIP}").json()["versions"]
     assert missing.status_code == 401
     assert missing.headers["content-type"] == "application/problem+json"
-    assert "admin bearer token" in missing.json()["detail"]
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert "bearer token" in missing.json()["detail"]
     assert wrong.status_code == 401
+    assert "not a JWT" in wrong.json()["detail"]
+    assert partner.status_code == 403
+    assert "admin role" in partner.json()["detail"]
     assert versions == [1]
 
 
@@ -91,7 +95,8 @@ def test_compatible_version_is_registered_and_events_under_it_are_ingested(
     doc = make_event(dataschema="urn:tsunagu:schema:transport.trip.completed:v2")
     doc["data"]["co2_g"] = 1200
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
-    bus.publish("transport", [OutRecord(doc["subject"].encode(), encode(doc))])
+    headers = connector_headers(platform.data_dir)
+    bus.publish("transport", [OutRecord(doc["subject"].encode(), encode(doc), headers)])
     bus.close()
     engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
     deadline = time.monotonic() + 15

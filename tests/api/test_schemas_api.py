@@ -7,7 +7,7 @@ import copy
 import orjson
 
 from broker.bus import OutRecord, open_bus
-from tests.events import encode, make_event, registry
+from tests.events import connector_headers, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform
 
 
@@ -104,8 +104,9 @@ def test_published_events_reach_the_store_of_a_running_platform(
 
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
     docs = [make_event() for _ in range(20)]
-    bus.publish("transport", [OutRecord(d["subject"].encode(), encode(d)) for d in docs])
-    bus.publish("transport", [OutRecord(b"x", orjson.dumps({"not": "an event"}))])
+    headers = connector_headers(platform.data_dir)
+    bus.publish("transport", [OutRecord(d["subject"].encode(), encode(d), headers) for d in docs])
+    bus.publish("transport", [OutRecord(b"x", orjson.dumps({"not": "an event"}), headers)])
     bus.close()
     engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
     ids = {d["id"] for d in docs}

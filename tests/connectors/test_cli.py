@@ -16,6 +16,8 @@ from broker.ingest.pipeline import IngestWorker
 from broker.runtime import topic_specs
 from broker.settings import Settings
 from broker.store.database import make_engine
+from connectors.services import SERVICES
+from consent.vault import SubjectVault
 from tests.events import registry
 from tests.fixtures.platform import start_platform, stop_platform
 
@@ -65,7 +67,8 @@ def _project(data_dir: Path, prefix: str = "") -> dict[str, int]:
     bus = open_bus(settings.bus_url)
     bus.create_topics(topic_specs(settings))
     engine = make_engine(settings.store_url)
-    worker = IngestWorker(bus, engine, registry(), group="cli-test", topic_prefix=prefix)
+    vault = SubjectVault.open_url(settings.vault_store_url)
+    worker = IngestWorker(bus, engine, registry(), vault, group="cli-test", topic_prefix=prefix)
     consumer = bus.consumer("cli-test", worker.topics)
     while records := consumer.poll(1000, 0.5):
         worker.process(records)
@@ -74,6 +77,7 @@ def _project(data_dir: Path, prefix: str = "") -> dict[str, int]:
         rows = conn.execute(text("SELECT type, count(*) FROM ingested_events GROUP BY type"))
         counts = {t: int(n) for t, n in rows}
     engine.dispose()
+    vault.close()
     bus.close()
     return counts
 
@@ -129,10 +133,19 @@ def test_connector_run_reads_a_cp932_export(tmp_path: Path) -> None:
 
 def test_connector_run_over_http_ingest(tmp_path: Path) -> None:
     platform = start_platform(tmp_path / "platform")
+    source = SERVICES["currency"].source
     try:
-        result = _run(
-            tmp_path / "connector", "currency", *RUNS["currency"], "--http", platform.base_url
-        )
+        args = ["currency", *RUNS["currency"], "--http", platform.base_url]
+        refused = _run(tmp_path / "connector", *args)
+        other = platform.token("connector", "c", sources=("urn:tsunagu:connector:another",))
+        wrong_source = _run(tmp_path / "connector", *args, "--token", other)
+        token = platform.token("connector", "mitoyo-pay", sources=(source,))
+        result = _run(tmp_path / "connector", *args, "--token", token)
+        assert refused.returncode == 4, refused.stdout + refused.stderr
+        assert "refused this connector's token" in refused.stderr
+        assert "stay in the outbox" in refused.stderr
+        # A token of another source: the platform rejects each event as source_not_allowed.
+        assert "source_not_allowed" in wrong_source.stdout + wrong_source.stderr
         assert result.returncode == 0, result.stdout + result.stderr
         engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
         deadline = time.monotonic() + 15

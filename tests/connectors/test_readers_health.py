@@ -228,3 +228,25 @@ class TestSamples:
             ),
         ]
         assert [d.line for d in drafts] == [2, 5]
+
+
+class TestAgeBand:
+    def test_an_age_band_column_is_carried_for_statistics(self, programme: Programme) -> None:
+        row = {**walk("res-a1b2c3d4", "2025-06-11", 9120, "s1"), "age_band": "65-74"}
+        [award] = list(health.award_drafts([row], programme))
+        assert not isinstance(award, RowError)
+        assert award.data["age_band"] == "65-74"
+        assert schema_problems([award]) == []
+
+    def test_an_unknown_age_band_refuses_the_row(self, programme: Programme) -> None:
+        row = {**walk("res-a1b2c3d4", "2025-06-11", 9120, "s1"), "age_band": "sixties"}
+        [refused] = list(health.award_drafts([row], programme))
+        assert isinstance(refused, RowError)
+        assert "age_band" in refused.reason
+
+    def test_without_the_column_the_award_has_no_age_band(self, programme: Programme) -> None:
+        [award] = list(
+            health.award_drafts([walk("res-a1b2c3d4", "2025-06-11", 9120, "s1")], programme)
+        )
+        assert not isinstance(award, RowError)
+        assert "age_band" not in award.data

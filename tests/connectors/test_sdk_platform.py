@@ -31,8 +31,9 @@ def test_http_ingest_takes_valid_events_and_refuses_what_its_schema_refuses(
         *trip_drafts(5),
         EventDraft(TRIP, "res-a1b2c3d4", negative, "trip-negative", trip_drafts(1)[0].time, 7),
     ]
-    sink = HttpSink(platform.base_url)
-    with Connector(unique_source(), [TRIP], LocalSchemas(local), tmp_path / "o.db", sink) as c:
+    source = unique_source()
+    sink = HttpSink(platform.base_url, platform.token("connector", "t", sources=(source,)))
+    with Connector(source, [TRIP], LocalSchemas(local), tmp_path / "o.db", sink) as c:
         assert c.publish_all(drafts).accepted == 6
         report = c.drain(timeout_s=30)
         (refused,) = c.outbox.failed()
@@ -44,9 +45,10 @@ def test_http_ingest_takes_valid_events_and_refuses_what_its_schema_refuses(
 def test_remote_schemas_come_from_the_platform_registry(
     platform: RunningPlatform, tmp_path: Path
 ) -> None:
+    source = unique_source()
     schemas = RemoteSchemas(platform.base_url)
-    sink = HttpSink(platform.base_url)
-    with Connector(unique_source(), [TRIP], schemas, tmp_path / "o.db", sink) as connector:
+    sink = HttpSink(platform.base_url, platform.token("connector", "t", sources=(source,)))
+    with Connector(source, [TRIP], schemas, tmp_path / "o.db", sink) as connector:
         assert connector.versions[TRIP].urn == "urn:tsunagu:schema:transport.trip.completed:v1"
         assert connector.publish_all(trip_drafts(3)).accepted == 3
         assert connector.drain(timeout_s=30).sent == 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import re
+import tempfile
 import threading
 import time
 import uuid
@@ -35,6 +36,7 @@ from connectors.sdk import (
     stable_event_id,
 )
 from connectors.sdk.sender import Backoff
+from consent.vault import SubjectVault
 from tests.events import example_data, registry
 from tests.fixtures.tansu import unique_topic
 
@@ -83,8 +85,32 @@ def ingest_all(
     """Run the real ingest worker until it has committed everything on the transport topic."""
     topic = topic_prefix + "transport"
     end = sum(bus.end_offsets(topic).values())
+    with tempfile.TemporaryDirectory() as keys:
+        vault = SubjectVault.open_url(f"sqlite:///{Path(keys) / 'vault.db'}")
+        try:
+            _run_worker(bus, engine, vault, topic, end, topic_prefix, group, timeout_s)
+        finally:
+            vault.close()
+
+
+def _run_worker(
+    bus: Bus,
+    engine: Engine,
+    vault: SubjectVault,
+    topic: str,
+    end: int,
+    topic_prefix: str,
+    group: str,
+    timeout_s: float,
+) -> None:
     worker = IngestWorker(
-        bus, engine, registry(), group=group, topics=["transport"], topic_prefix=topic_prefix
+        bus,
+        engine,
+        registry(),
+        vault,
+        group=group,
+        topics=["transport"],
+        topic_prefix=topic_prefix,
     )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop, 0.1))

@@ -56,12 +56,7 @@ def add_listing(engine: Engine, listing_id: str, owner_id: str) -> None:
                 district="仁尾町",
                 building_type="detached",
                 status="available",
-                owner_details={
-                    "exact_address": "香川県三豊市仁尾町仁尾丁1-2",
-                    "lot_number": "仁尾町仁尾丁123番",
-                    "owner_name": "山田 花子",
-                },
-                updated_at=now(),
+                updated_at=now(),  # owner details would be sealed under the owner's key
             )
         )
 

@@ -18,7 +18,8 @@ from broker.bus import OutRecord, open_bus
 from broker.runtime import topic_specs
 from broker.settings import Settings
 from broker.store.database import make_engine
-from tests.events import encode, make_event
+from consent.vault import SubjectVault
+from tests.events import connector_headers, encode, make_event
 
 EVENTS = 12_000
 
@@ -77,10 +78,12 @@ def test_worker_killed_mid_batch_projects_every_event_exactly_once(
         doc["data"]["fare_jpy"] = i % 1500
         doc["data"]["resident_id"] = doc["subject"] = f"res-{i % 97:04d}"
         docs.append(doc)
+    headers = connector_headers(tmp_path)
     for start in range(0, EVENTS, 1000):
         chunk = docs[start : start + 1000]
         bus.publish(
-            prefix + "transport", [OutRecord(d["subject"].encode(), encode(d)) for d in chunk]
+            prefix + "transport",
+            [OutRecord(d["subject"].encode(), encode(d), headers) for d in chunk],
         )
     engine = make_engine(store_url)
 
@@ -101,11 +104,15 @@ def test_worker_killed_mid_batch_projects_every_event_exactly_once(
 
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT event_id, fare_jpy, resident_id FROM transport_trips")
+            text("SELECT event_id, fare_jpy, subject_ref FROM transport_trips")
         ).all()
     assert _count(engine) == EVENTS
     assert len(rows) == EVENTS
-    expected = {(d["id"], d["data"]["fare_jpy"], d["data"]["resident_id"]) for d in docs}
+    # Each row names its resident by the blind reference the workers' shared vault gives.
+    vault = SubjectVault.open_url(Settings(data_dir=tmp_path).vault_store_url)
+    refs = {r: vault.ref(r) for r in {d["data"]["resident_id"] for d in docs}}
+    vault.close()
+    expected = {(d["id"], d["data"]["fare_jpy"], refs[d["data"]["resident_id"]]) for d in docs}
     assert {tuple(r) for r in rows} == expected
     engine.dispose()
     bus.close()

@@ -19,6 +19,7 @@ from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import Trip, VehiclePosition
 from broker.store.projections.vacant_house import Listing
+from consent.vault import SubjectVault
 from tests.events import encode, make_event, registry
 
 TOPICS = ["transport", "health", "currency", "vacant_house"]
@@ -39,15 +40,26 @@ def engine(store_url: str) -> Iterator[Engine]:
     e.dispose()
 
 
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[SubjectVault]:
+    v = SubjectVault.open_url(f"sqlite:///{tmp_path / 'keys' / 'vault.db'}")
+    yield v
+    v.close()
+
+
 def _publish(bus: Bus, docs: list[dict[str, Any]]) -> None:
     for doc in docs:
         topic = doc["type"].split(".")[0]
         bus.publish(topic, [OutRecord(doc["subject"].encode(), encode(doc))])
 
 
-def _drain(bus: Bus, engine: Engine, expected_offsets: int, group: str = "ingest") -> None:
+def _drain(
+    bus: Bus, engine: Engine, vault: SubjectVault, expected_offsets: int, group: str = "ingest"
+) -> None:
     """Run a worker until the group has committed everything published."""
-    worker = IngestWorker(bus, engine, registry(), group=group, topics=TOPICS, batch_size=100)
+    worker = IngestWorker(
+        bus, engine, registry(), vault, group=group, topics=TOPICS, batch_size=100
+    )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop, 0.1))
     thread.start()
@@ -69,38 +81,45 @@ def _count(engine: Engine, model: Any) -> int:
         return int(conn.execute(select(func.count()).select_from(model.__table__)).scalar_one())
 
 
-def test_every_type_is_projected_with_its_content(bus: Bus, engine: Engine) -> None:
+def test_every_type_is_projected_with_its_content(
+    bus: Bus, engine: Engine, vault: SubjectVault
+) -> None:
     docs = [make_event(t) for t in registry().types()]
     _publish(bus, docs)
-    _drain(bus, engine, len(docs))
+    _drain(bus, engine, vault, len(docs))
     trip_doc = next(d for d in docs if d["type"] == "transport.trip.completed")
     with engine.connect() as conn:
         trip = conn.execute(select(Trip.__table__)).one()  # type: ignore[attr-defined]
         assert trip.event_id == trip_doc["id"]
         assert trip.fare_jpy == trip_doc["data"]["fare_jpy"]
-        assert trip.resident_id == trip_doc["data"]["resident_id"]
+        resident = trip_doc["data"]["resident_id"]
+        assert trip.subject_ref == vault.ref(resident)
+        assert vault.open(resident, trip.sealed)["vehicle_id"] == trip_doc["data"]["vehicle_id"]
         listing = conn.execute(select(Listing.__table__)).one()  # type: ignore[attr-defined]
         reg = next(d for d in docs if d["type"] == "vacant_house.listing.registered")
-        assert listing.owner_details["owner_name"] == reg["data"]["owner_details"]["owner_name"]
+        details = vault.open(listing.owner_id, listing.owner_details_sealed)
+        assert details["owner_name"] == reg["data"]["owner_details"]["owner_name"]
         assert conn.execute(text("SELECT count(*) FROM ingested_events")).scalar() == len(docs)
     assert _count(engine, HealthPoints) == 2  # awarded and redeemed
     assert _count(engine, CurrencyTransaction) == 3
     assert _count(engine, VehiclePosition) == 1
 
 
-def test_redelivered_events_change_nothing(bus: Bus, engine: Engine) -> None:
+def test_redelivered_events_change_nothing(bus: Bus, engine: Engine, vault: SubjectVault) -> None:
     docs = [make_event() for _ in range(5)]
     _publish(bus, docs)
     _publish(bus, docs)  # the same ids again, as a connector retrying would send them
-    _drain(bus, engine, 10)
+    _drain(bus, engine, vault, 10)
     assert _count(engine, Trip) == 5
     # And a second group replaying the whole topic from the start changes nothing either.
-    _drain(bus, engine, 10, group="replay")
+    _drain(bus, engine, vault, 10, group="replay")
     assert _count(engine, Trip) == 5
 
 
-def test_redelivered_batch_is_skipped_by_the_ledger(bus: Bus, engine: Engine) -> None:
-    worker = IngestWorker(bus, engine, registry(), topics=TOPICS)
+def test_redelivered_batch_is_skipped_by_the_ledger(
+    bus: Bus, engine: Engine, vault: SubjectVault
+) -> None:
+    worker = IngestWorker(bus, engine, registry(), vault, topics=TOPICS)
     _publish(bus, [make_event() for _ in range(3)])
     consumer = bus.consumer("direct", TOPICS)
     records: list[Record] = []
@@ -135,14 +154,14 @@ def _bad_kinds() -> dict[str, bytes]:
 
 @pytest.mark.parametrize("reason", list(_bad_kinds()))
 def test_bad_event_goes_to_dlq_with_reason_and_does_not_block_its_partition(
-    bus: Bus, engine: Engine, reason: str
+    bus: Bus, engine: Engine, vault: SubjectVault, reason: str
 ) -> None:
     bad = _bad_kinds()[reason]
     good = make_event()
     key = good["subject"].encode()  # same key: same partition, bad one first
     bus.publish("transport", [OutRecord(key, bad, [("traceparent", b"00-abc")])])
     bus.publish("transport", [OutRecord(key, encode(good))])
-    _drain(bus, engine, 2)
+    _drain(bus, engine, vault, 2)
     assert _count(engine, Trip) == 1
     dlq = bus.consumer("dlq-reader", ["transport.dlq"])
     got: list[Record] = []
@@ -164,7 +183,7 @@ def test_bad_event_goes_to_dlq_with_reason_and_does_not_block_its_partition(
         assert headers[H_SOURCE] == b"urn:tsunagu:connector:test"
 
 
-def test_dead_letters_are_counted_by_reason(bus: Bus, engine: Engine) -> None:
+def test_dead_letters_are_counted_by_reason(bus: Bus, engine: Engine, vault: SubjectVault) -> None:
     from prometheus_client import REGISTRY
 
     def value() -> float:
@@ -175,5 +194,5 @@ def test_dead_letters_are_counted_by_reason(bus: Bus, engine: Engine) -> None:
 
     before = value()
     bus.publish("transport", [OutRecord(b"k", b"nope"), OutRecord(b"k", b"nope again")])
-    _drain(bus, engine, 2)
+    _drain(bus, engine, vault, 2)
     assert value() - before == 2

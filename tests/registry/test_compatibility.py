@@ -79,6 +79,33 @@ def test_backward_accepts_new_optional_field_in_closed_model() -> None:
     assert check(new, [old], CompatibilityMode.BACKWARD) == []
 
 
+CONDITIONAL: Schema = {
+    "if": {"properties": {"reason": {"const": "checkup"}}, "required": ["reason"]},
+    "then": {"required": ["checkup_kind"]},
+    "else": {"not": {"required": ["checkup_kind"]}},
+}
+
+
+def test_backward_accepts_new_optional_field_beside_an_unchanged_conditional() -> None:
+    props = {"reason": STOP_ID, "checkup_kind": STOP_ID}
+    old = obj(props, ["reason"], closed=True, allOf=[CONDITIONAL])
+    new = obj({**props, "age_band": STOP_ID}, ["reason"], closed=True, allOf=[CONDITIONAL])
+
+    assert check(new, [old], CompatibilityMode.BACKWARD) == []
+
+
+def test_backward_refuses_a_conditional_added_to_an_existing_one() -> None:
+    props = {"reason": STOP_ID, "checkup_kind": STOP_ID, "steps": FARE}
+    walking: Schema = {
+        "if": {"properties": {"reason": {"const": "walking"}}, "required": ["reason"]},
+        "then": {"required": ["steps"]},
+    }
+    old = obj(props, ["reason"], closed=True, allOf=[CONDITIONAL])
+    new = obj(props, ["reason"], closed=True, allOf=[CONDITIONAL, walking])
+
+    assert check(new, [old], CompatibilityMode.BACKWARD) != []
+
+
 def test_backward_refuses_new_optional_field_in_open_model_naming_it() -> None:
     # Confluent: the old open schema may already have sent `fare_jpy` with any value.
     old = obj({"stop_id": STOP_ID}, ["stop_id"])

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from broker.api.identity import AsConnector
 from broker.api.problems import Problem
 from broker.ingest.deadletter import DeadLetterReason
 from broker.ingest.gateway import EventResult, IngestGateway, Outcome
@@ -62,14 +63,22 @@ _EXAMPLE = {
     },
     responses={
         400: {"model": Problem, "description": "The body is not JSON, or a batch is not an array"},
+        401: {"model": Problem, "description": "No bearer token, or not a valid one"},
+        403: {"model": Problem, "description": "The token's role is not connector"},
         413: {"model": Problem, "description": "The body is over the configured limit"},
         415: {"model": Problem, "description": "Not a CloudEvents JSON media type"},
     },
 )
 async def ingest(
-    request: Request, gateway: Annotated[IngestGateway, Depends(get_gateway)]
+    request: Request,
+    gateway: Annotated[IngestGateway, Depends(get_gateway)],
+    connector: AsConnector,
 ) -> IngestReceipt:
-    """Accept CloudEvents; each is checked like on the bus, and a bad one is dead-lettered."""
+    """Accept CloudEvents; each is checked like on the bus, and a bad one is dead-lettered.
+
+    The connector's token names the CloudEvents `source`s it publishes as: an event from any
+    other source is rejected (`source_not_allowed`) and dead-lettered.
+    """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in (STRUCTURED, BATCH):
         raise HTTPException(
@@ -91,7 +100,9 @@ async def ingest(
         )
         raise HTTPException(400, detail)
     docs = parsed if media_type == BATCH else [parsed]
-    results = await run_in_threadpool(gateway.submit, docs, origin)
+    # The verified token goes on with the events: the worker checks what it ingests.
+    token = request.headers.get("authorization", "").partition(" ")[2].strip()
+    results = await run_in_threadpool(gateway.submit, docs, origin, connector.sources, token)
     return _receipt(results)
 
 

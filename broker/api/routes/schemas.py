@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from broker.api.admin import AdminOnly
+from broker.api.identity import Role, require
 from broker.api.problems import Problem
 from broker.bus import DOMAIN_TOPICS
 from broker.registry.catalogue import (
@@ -74,7 +74,9 @@ def list_types(registry: Registry) -> list[SchemaType]:
     return [_describe(registry, t) for t in registry.types()]
 
 
-@router.get("/{event_type}")
+@router.get(
+    "/{event_type}", responses={404: {"model": Problem, "description": "No such event type"}}
+)
 def get_type(event_type: str, registry: Registry) -> SchemaType:
     """One event type's versions and compatibility mode."""
     return _describe(registry, event_type)
@@ -82,7 +84,10 @@ def get_type(event_type: str, registry: Registry) -> SchemaType:
 
 @router.get(
     "/{event_type}/versions/{version}",
-    responses={200: {"content": {"application/schema+json": {}}}},
+    responses={
+        200: {"content": {"application/schema+json": {}}},
+        404: {"model": Problem, "description": "No such event type, or no such version of it"},
+    },
 )
 def get_version(event_type: str, version: str, registry: Registry) -> JSONResponse:
     """One version's JSON Schema (``latest`` for the newest)."""
@@ -108,9 +113,12 @@ def get_stored_registry(request: Request) -> StoredRegistry:
 @router.post(
     "/{event_type}/versions",
     status_code=201,
-    dependencies=[AdminOnly],
+    dependencies=[Depends(require(Role.ADMIN))],
     responses={
-        401: {"model": Problem, "description": "No or wrong admin token"},
+        400: {"model": Problem, "description": "The body cannot be read (not UTF-8)"},
+        401: {"model": Problem, "description": "No bearer token, or not a valid one"},
+        403: {"model": Problem, "description": "The token's role is not admin"},
+        404: {"model": Problem, "description": "Not <domain>.<entity>.<action> of a known domain"},
         409: {"model": Problem, "description": "Not compatible; each breaking change named"},
         422: {"model": Problem, "description": "Not a valid JSON Schema 2020-12 document"},
     },
@@ -131,7 +139,14 @@ def register_version(
     return RegisteredVersion(type=event_type, version=version.version, id=version.urn)
 
 
-@router.post("/{event_type}/compatibility")
+@router.post(
+    "/{event_type}/compatibility",
+    responses={
+        400: {"model": Problem, "description": "The body cannot be read (not UTF-8)"},
+        404: {"model": Problem, "description": "No such event type"},
+        422: {"model": Problem, "description": "The body is not a JSON object"},
+    },
+)
 def check_compatibility(
     event_type: str,
     registry: Registry,

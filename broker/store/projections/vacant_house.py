@@ -1,17 +1,28 @@
-"""Vacant-house projections: listings (public part and owner details apart) and inquiries."""
+"""Vacant-house projections: listings (public part and owner details apart) and inquiries.
+
+A listing keeps its public part and its ``owner_id`` in clear (the property rule decides on
+the owner), and its owner-identifying details sealed under the owner's key, so erasing the
+owner shreds them. An inquiry names the inquiring resident by their row reference and seals
+what they wrote.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Index, select
+from sqlalchemy import Connection, Index, LargeBinary, String, select
 from sqlmodel import Field, SQLModel
 
 from broker.cloudevents import CloudEvent
 from broker.store.bulk import insert_many
+from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, parse_time
+from consent.errors import ConsentError
+
+log = logging.getLogger(__name__)
 
 #: The public part of a listing, as columns; everything else about the owner stays apart.
 PUBLIC_FIELDS = (
@@ -56,44 +67,53 @@ class Listing(SQLModel, table=True):
     nearest_stop_id: str | None = Field(default=None, max_length=64)
     walk_minutes_to_stop: int | None = None
     status: str | None = Field(default=None, max_length=32)
-    # Owner-identifying (property.details): leaves only under the property rule.
-    owner_details: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Owner-identifying (property.details), sealed under the owner's key: leaves only under
+    # the property rule, and is shredded with the owner's key.
+    owner_details_sealed: bytes | None = Field(default=None, sa_type=LargeBinary)
     registered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     updated_at: datetime = Field(sa_type=UtcDateTime)
 
 
 class Inquiry(SQLModel, table=True):
-    """A prospective resident's inquiry about a listing."""
+    """A prospective resident's inquiry about a listing.
+
+    Sealed: message, preferred_move_in, household_size.
+    """
 
     __tablename__ = "vacant_house_inquiries"
+    __table_args__ = (Index("ix_inquiries_subject_received", "subject_ref", "received_at"),)
 
     event_id: str = Field(primary_key=True, max_length=128)
     inquiry_id: str = Field(index=True, max_length=64)
     listing_id: str = Field(index=True, max_length=64)
-    resident_id: str = Field(index=True, max_length=64)
+    subject_ref: str = Field(sa_type=String(REF_LENGTH))
     kind: str = Field(max_length=32)
-    message: str | None = Field(default=None, max_length=4000)
-    preferred_move_in: str | None = Field(default=None, max_length=16)
-    household_size: int | None = None
     received_at: datetime = Field(sa_type=UtcDateTime)
+    sealed: bytes = Field(sa_type=LargeBinary)
 
 
 _listings = Listing.__table__  # type: ignore[attr-defined]
 _inquiries = Inquiry.__table__  # type: ignore[attr-defined]
 
 
-def _apply_listing(conn: Connection, e: CloudEvent) -> None:
+def _apply_listing(conn: Connection, e: CloudEvent, keys: BatchKeys) -> None:
     d = e.data
     registered = e.type == "vacant_house.listing.registered"
+    owner = keys[d["owner_id"]]
     changes: dict[str, Any] = {"owner_id": d["owner_id"]}
     changes.update({k: v for k, v in d.get("public", {}).items() if k in PUBLIC_FIELDS})
     stored = conn.execute(
-        select(_listings.c.owner_details).where(_listings.c.listing_id == d["listing_id"])
+        select(_listings.c.owner_id, _listings.c.owner_details_sealed).where(
+            _listings.c.listing_id == d["listing_id"]
+        )
     ).first()
-    if "owner_details" in d:
-        # An update may carry only the changed owner fields: merge over what is stored.
-        base = (stored[0] or {}) if stored and not registered else {}
-        changes["owner_details"] = {**base, **d["owner_details"]}
+    # An update may carry only the changed owner fields: merge over what is stored. Details
+    # always sit under the current owner's key, so a new owner's key takes them over.
+    new_owner = stored is not None and stored.owner_id != d["owner_id"]
+    if "owner_details" in d or new_owner:
+        base = {} if stored is None or registered else _stored_details(keys, *stored)
+        merged = {**base, **d.get("owner_details", {})}
+        changes["owner_details_sealed"] = owner.seal(merged) if merged else None
     if registered:
         changes["registered_at"] = parse_time(d["registered_at"])
         changes["updated_at"] = changes["registered_at"]
@@ -107,26 +127,46 @@ def _apply_listing(conn: Connection, e: CloudEvent) -> None:
         )
 
 
-def _inquiry_row(e: CloudEvent) -> dict[str, Any]:
+def _stored_details(keys: BatchKeys, owner_id: str, sealed: bytes | None) -> dict[str, Any]:
+    """The stored owner details; none when there are none or their owner was erased."""
+    if sealed is None:
+        return {}
+    key = keys.existing(owner_id)
+    if key is None:
+        return {}
+    try:
+        return key.open(sealed)
+    except ConsentError:
+        # Bytes that do not authenticate were tampered with: drop them, never stop ingest.
+        log.error("listing owner details do not authenticate; replacing them")
+        return {}
+
+
+def _inquiry_row(e: CloudEvent, keys: BatchKeys) -> dict[str, Any]:
     d = e.data
+    key = keys[d["resident_id"]]
     return {
         "event_id": e.id,
         "inquiry_id": d["inquiry_id"],
         "listing_id": d["listing_id"],
-        "resident_id": d["resident_id"],
+        "subject_ref": key.ref,
         "kind": d["kind"],
-        "message": d.get("message"),
-        "preferred_move_in": d.get("preferred_move_in"),
-        "household_size": d.get("household_size"),
         "received_at": parse_time(d["received_at"]),
+        "sealed": key.seal(
+            {
+                "message": d.get("message"),
+                "preferred_move_in": d.get("preferred_move_in"),
+                "household_size": d.get("household_size"),
+            }
+        ),
     }
 
 
-def project_vacant_house(conn: Connection, events: Sequence[CloudEvent]) -> None:
+def project_vacant_house(conn: Connection, events: Sequence[CloudEvent], keys: BatchKeys) -> None:
     """Apply listing events in order and write inquiries."""
     for e in events:
         if e.type.startswith("vacant_house.listing."):
-            _apply_listing(conn, e)
-    inquiries = [_inquiry_row(e) for e in events if e.type == "vacant_house.inquiry.received"]
+            _apply_listing(conn, e, keys)
+    inquiries = [_inquiry_row(e, keys) for e in events if e.type == "vacant_house.inquiry.received"]
     if inquiries:
         insert_many(conn, _inquiries, inquiries)

@@ -1,0 +1,76 @@
+"""Who is calling: the bearer token verified into a principal, and role checks (401 / 403)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+
+from broker.auth.errors import TokenRejectedError
+from broker.auth.principals import Principal, Role
+from broker.auth.verifier import TokenVerifier
+
+__all__ = ["Principal", "Role", "current_principal", "require"]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A JWT from the region's OIDC provider (or `tsunagu token issue` when embedded)",
+)
+
+
+def _unauthorized(detail: str) -> HTTPException:
+    # RFC 6750: a 401 names the scheme, and why the token failed.
+    quoted = detail.replace('"', "'")
+    return HTTPException(
+        401,
+        detail,
+        headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
+    )
+
+
+async def current_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    """The verified caller; 401 when the token is missing or not valid."""
+    if credentials is None:
+        raise HTTPException(
+            401,
+            "this operation needs a bearer token (Authorization: Bearer <JWT>)",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    verifier: TokenVerifier = request.app.state.verifier
+    # A token seen before is answered on the event loop; a new one may need the provider's
+    # keys fetched over the network, so it is verified in a worker thread.
+    known = verifier.cached(credentials.credentials)
+    if known is not None:
+        return known
+    try:
+        return await run_in_threadpool(verifier.verify, credentials.credentials)
+    except TokenRejectedError as exc:
+        raise _unauthorized(exc.detail) from None
+
+
+def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency admitting only ``roles``: 403 for a valid token of another role."""
+    allowed = frozenset(roles)
+    names = " or ".join(r.value for r in roles)
+
+    async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
+        if principal.role not in allowed:
+            raise HTTPException(
+                403, f"this operation is for the {names} role; the token's role is {principal.role}"
+            )
+        return principal
+
+    return check
+
+
+AsAdmin = Annotated[Principal, Depends(require(Role.ADMIN))]
+AsConnector = Annotated[Principal, Depends(require(Role.CONNECTOR))]
+AsPartner = Annotated[Principal, Depends(require(Role.PARTNER))]
+AsResident = Annotated[Principal, Depends(require(Role.RESIDENT))]
+AsAuditor = Annotated[Principal, Depends(require(Role.AUDITOR))]

@@ -1,0 +1,398 @@
+"""What a partner firm reads: the residents who consented to it, a resident's cross-service
+view, and vacant houses with transport access. Every read names its purpose; the purpose
+must be approved for the partner, and each subject and category is decided on its own.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, HTTPException, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, Field
+
+from broker.api.limits import AsLimitedPartner
+from broker.api.problems import Problem
+from broker.views import cursors
+from broker.views.activity import CATEGORIES, CategoryResult, activity
+from broker.views.housing import HouseView, vacant_houses
+from broker.views.pseudonyms import Pseudonyms
+from broker.views.residents import consented, subjects_of
+from consent.decisions import Decision, DecisionPoint
+
+router = APIRouter(
+    prefix="/v1/partner",
+    tags=["partner views"],
+    responses={
+        401: {"model": Problem, "description": "No bearer token, or not a valid one"},
+        403: {"model": Problem, "description": "Not a partner, or not approved for the purpose"},
+        422: {"model": Problem, "description": "A parameter is malformed (purpose, dates, cursor)"},
+        429: {"model": Problem, "description": "Over the partner's rate; see Retry-After"},
+    },
+)
+
+MAX_PERIOD = timedelta(days=5 * 366)
+DEFAULT_PERIOD = timedelta(days=90)
+
+Purpose = Annotated[
+    str,
+    Query(
+        description="The purpose of this read, from the purpose catalogue; approved for you",
+        examples=["transport.planning"],
+        min_length=1,
+        max_length=100,
+    ),
+]
+Cursor = Annotated[
+    str | None,
+    Query(description="`next_cursor` of the previous page; absent for the first page"),
+]
+From = Annotated[
+    AwareDatetime | None,
+    Query(alias="from", description="Start of the period (inclusive); default: `to` − 90 days"),
+]
+To = Annotated[
+    AwareDatetime | None,
+    Query(alias="to", description="End of the period (exclusive); default: now"),
+]
+
+
+def _approved(request: Request, partner: str, purpose: str) -> DecisionPoint:
+    decisions: DecisionPoint = request.app.state.decisions
+    if purpose not in decisions.catalogue.purposes:
+        raise HTTPException(422, f"purpose {purpose!r} is not in the purpose catalogue")
+    approved = decisions.approved_purposes(partner)
+    if approved is None:
+        raise HTTPException(403, f"partner {partner} is not registered with the platform")
+    if purpose not in approved:
+        raise HTTPException(403, f"partner {partner} is not approved for purpose {purpose}")
+    return decisions
+
+
+def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = end or datetime.now(UTC)
+    start = start or end - DEFAULT_PERIOD
+    if start >= end:
+        raise HTTPException(422, "`from` must be before `to`")
+    if end - start > MAX_PERIOD:
+        raise HTTPException(422, "the period is longer than 5 years; ask page by period")
+    return start, end
+
+
+def _position(cursor: str | None, scope: str) -> cursors.Position | None:
+    if cursor is None:
+        return None
+    try:
+        return cursors.decode(cursor, scope)
+    except cursors.InvalidCursorError as exc:
+        raise HTTPException(422, str(exc)) from None
+
+
+class Withheld(BaseModel):
+    """Why a part of the view is not there: the consent decision's reason."""
+
+    reason: str = Field(examples=["no_consent"])
+    consent_id: str | None = None
+
+
+# -- residents --------------------------------------------------------------------------------
+
+
+class ConsentedResident(BaseModel):
+    """A resident who consented to you for the purpose, under your pseudonym for them."""
+
+    resident: str = Field(description="Your pairwise pseudonym", examples=["psn-3kq2m4..."])
+    consent_id: str
+    categories: list[str] = Field(examples=[["transport.trips", "health.points"]])
+    granted_at: datetime
+    expires_at: datetime
+    data_from: datetime | None = None
+    data_to: datetime | None = None
+
+
+class ResidentsPage(BaseModel):
+    """One page of consented residents."""
+
+    purpose: str
+    residents: list[ConsentedResident]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
+
+
+@router.get("/residents")
+def residents(
+    request: Request,
+    partner: AsLimitedPartner,
+    purpose: Purpose,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> ResidentsPage:
+    """The residents with an active consent to you for the purpose, under your pseudonyms."""
+    _approved(request, partner.subject, purpose)
+    scope = f"residents:{partner.subject}:{purpose}"
+    page, last = consented(
+        request.app.state.engine,
+        partner=partner.subject,
+        purpose=purpose,
+        now=datetime.now(UTC),
+        after=_position(cursor, scope),
+        limit=limit,
+    )
+    pseudonyms: Pseudonyms = request.app.state.pseudonyms
+    return ResidentsPage(
+        purpose=purpose,
+        residents=[
+            ConsentedResident(
+                resident=pseudonyms.of(partner.subject, c.subject),
+                consent_id=c.consent_id,
+                categories=c.categories,
+                granted_at=c.granted_at,
+                expires_at=c.expires_at,
+                data_from=c.data_from,
+                data_to=c.data_to,
+            )
+            for c in page
+        ],
+        next_cursor=cursors.encode(last, scope) if last else None,
+    )
+
+
+# -- a resident's cross-service view ----------------------------------------------------------
+
+
+class ActivityItem(BaseModel):
+    """One event of the resident in one service."""
+
+    category: str = Field(examples=["transport.trips"])
+    kind: str = Field(examples=["trip"])
+    id: str
+    at: datetime
+    data: dict[str, Any]
+
+
+class CategoryPart(BaseModel):
+    """A category of the view: included with its totals over the period, or withheld."""
+
+    category: str
+    included: bool
+    consent_id: str | None = None
+    totals: dict[str, int] | None = Field(
+        default=None, examples=[{"trips": 12, "fare_jpy": 3600, "passengers": 13}]
+    )
+    period_from: datetime | None = Field(
+        default=None, description="The period read: the request's, within the consent's range"
+    )
+    period_to: datetime | None = None
+    withheld: Withheld | None = None
+
+
+class ActivityView(BaseModel):
+    """A resident's trips, health points and local-currency activity side by side."""
+
+    resident: str
+    purpose: str
+    period_from: datetime
+    period_to: datetime
+    categories: list[CategoryPart]
+    items: list[ActivityItem]
+    next_cursor: str | None
+
+
+def _part(result: CategoryResult) -> CategoryPart:
+    d = result.decision
+    if not d.allowed:
+        return CategoryPart(
+            category=result.category,
+            included=False,
+            withheld=Withheld(reason=d.reason.value, consent_id=d.consent_id),
+        )
+    return CategoryPart(
+        category=result.category,
+        included=True,
+        consent_id=d.consent_id,
+        totals=result.totals,
+        period_from=result.data_from,
+        period_to=result.data_to,
+    )
+
+
+@router.get(
+    "/residents/{resident}/activity",
+    response_model=ActivityView,
+    responses={404: {"model": Problem, "description": "Not one of your pseudonyms"}},
+)
+def resident_activity(
+    request: Request,
+    resident: str,
+    partner: AsLimitedPartner,
+    purpose: Purpose,
+    start: From = None,
+    end: To = None,
+    category: Annotated[
+        list[str] | None,
+        Query(description="Categories to read (default: all three)", examples=["health.points"]),
+    ] = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """The resident's cross-service view over the period, each category as consent allows.
+
+    A category without consent is not silently missing: it is listed as withheld with the
+    decision's reason (`no_consent`, `revoked`, `expired`, `paused`, `category_not_covered`...).
+    Totals cover the whole period; items come a page at a time in time order.
+    """
+    decisions = _approved(request, partner.subject, purpose)
+    categories = category or list(CATEGORIES)
+    unknown = [c for c in categories if c not in CATEGORIES]
+    if unknown:
+        raise HTTPException(
+            422, f"unknown categories {unknown}; this view has {', '.join(CATEGORIES)}"
+        )
+    lo, hi = _period(start, end)
+    pseudonyms: Pseudonyms = request.app.state.pseudonyms
+    engine = request.app.state.engine
+    subject = pseudonyms.resolve(
+        partner.subject, resident, lambda: subjects_of(engine, partner.subject)
+    )
+    if subject is None:
+        raise HTTPException(
+            404, f"{resident} is not a pseudonym of a resident who consented to you"
+        )
+    scope = f"activity:{partner.subject}:{resident}:{purpose}:{lo.isoformat()}:{hi.isoformat()}"
+    page = activity(
+        engine,
+        request.app.state.vault,
+        decisions,
+        partner=partner.subject,
+        purpose=purpose,
+        subject=subject,
+        start=lo,
+        end=hi,
+        categories=sorted(set(categories), key=list(CATEGORIES).index),
+        after=_position(cursor, scope),
+        limit=limit,
+    )
+    # Serialised straight to JSON: validating a model per item cost more than the queries.
+    # The shape is ActivityView's, which the OpenAPI document declares (and tests check).
+    body = {
+        "resident": resident,
+        "purpose": purpose,
+        "period_from": lo,
+        "period_to": hi,
+        "categories": [_part(r).model_dump() for r in page.categories],
+        "items": [
+            {"category": i.category, "kind": i.kind, "id": i.id, "at": i.at, "data": i.data}
+            for i in page.items
+        ],
+        "next_cursor": cursors.encode(page.next, scope) if page.next else None,
+    }
+    return Response(orjson.dumps(body), media_type="application/json")
+
+
+# -- vacant houses ----------------------------------------------------------------------------
+
+
+class TransportAccess(BaseModel):
+    """How a house reaches transport."""
+
+    nearest_stop_id: str | None
+    walk_minutes: int | None
+    distance_m: int | None = Field(description="Walk minutes × 80 m (公正競争規約)")
+    stop_town: str | None
+    stop_lat: float | None
+    stop_lon: float | None
+    on_demand: bool = Field(description="On-demand transport picks up or drops off there")
+    bus: bool = Field(description="A bus serves the stop")
+    trips_nearby: int = Field(description="Trips that started or ended there in the period")
+
+
+class House(BaseModel):
+    """A vacant house: the public listing, transport access, owner details if allowed."""
+
+    listing_id: str
+    registered_at: datetime | None
+    listing: dict[str, Any]
+    transport: TransportAccess
+    owner_details: dict[str, Any] | None = Field(
+        description="Only with the owner's consent to you for this purpose (property rule)"
+    )
+    owner_details_withheld: Withheld | None = None
+
+
+class HousesPage(BaseModel):
+    """One page of vacant houses."""
+
+    purpose: str
+    period_from: datetime
+    period_to: datetime
+    houses: list[House]
+    next_cursor: str | None
+
+
+def _house(h: HouseView) -> House:
+    d: Decision = h.owner_decision
+    return House(
+        listing_id=h.listing_id,
+        registered_at=h.registered_at,
+        listing=h.public,
+        transport=TransportAccess(
+            nearest_stop_id=h.access.stop_id,
+            walk_minutes=h.access.walk_minutes,
+            distance_m=h.access.distance_m,
+            stop_town=h.access.stop_town,
+            stop_lat=h.access.stop_lat,
+            stop_lon=h.access.stop_lon,
+            on_demand=h.access.on_demand,
+            bus=h.access.bus,
+            trips_nearby=h.access.trips_nearby,
+        ),
+        owner_details=h.owner_details,
+        owner_details_withheld=None
+        if d.allowed and h.owner_details is not None
+        else Withheld(reason=d.reason.value if not d.allowed else "no_details", consent_id=None),
+    )
+
+
+@router.get("/vacant-houses")
+def houses(
+    request: Request,
+    partner: AsLimitedPartner,
+    purpose: Purpose,
+    town: Annotated[str | None, Query(max_length=32, examples=["takuma"])] = None,
+    available: Annotated[bool, Query(description="Only listings still available")] = False,
+    start: From = None,
+    end: To = None,
+    cursor: Cursor = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> HousesPage:
+    """Vacant houses with their transport access; owner details only under the property rule.
+
+    Without the owner's consent to you for this purpose, a house shows its public listing
+    only (district, type, size, rent band), and `owner_details_withheld` says why.
+    """
+    decisions = _approved(request, partner.subject, purpose)
+    lo, hi = _period(start, end)
+    scope = f"houses:{town}:{available}"
+    position = _position(cursor, scope)
+    page = vacant_houses(
+        request.app.state.engine,
+        request.app.state.vault,
+        decisions,
+        partner=partner.subject,
+        purpose=purpose,
+        start=lo,
+        end=hi,
+        town=town,
+        available_only=available,
+        after=(position.at, position.id) if position else None,
+        limit=limit,
+    )
+    if not page.listing_decision.allowed:
+        raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")
+    return HousesPage(
+        purpose=purpose,
+        period_from=lo,
+        period_to=hi,
+        houses=[_house(h) for h in page.houses],
+        next_cursor=cursors.encode(cursors.Position(*page.next), scope) if page.next else None,
+    )

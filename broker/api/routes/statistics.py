@@ -1,0 +1,223 @@
+"""k-anonymous statistics for planning (`/v1/statistics`), for partners, auditors and admins.
+
+Statistics need no consent: every published cell counts at least k distinct residents, and
+smaller cells are listed as suppressed with no measures. k is the platform's minimum
+(``TSUNAGU_K_ANONYMITY``); a caller may raise it, never lower it. A partner names the purpose
+of its read, which must be approved for it, and is rate-limited like every partner read.
+
+Periods are whole, complete months of the region's calendar (Japan time). A period of any
+other shape would let two requests that differ by a minute isolate one trip or one payment by
+subtraction, however large each published cell is; so `from` is moved back to the start of
+its month, `to` forward to the start of the next one, and the month still under way is left
+out (re-reading it as events arrive would isolate them the same way). The response's
+`period` says what was counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from pydantic import AwareDatetime
+from sqlalchemy import Engine
+
+from broker.api.identity import require
+from broker.api.limits import partner_within_limit
+from broker.api.problems import Problem
+from broker.auth.principals import Principal, Role
+from broker.settings import Settings
+from broker.views.statistics import (
+    PointsByAgeBand,
+    SpendingByMerchantCategory,
+    TownFlows,
+    TripsByTownMonth,
+    add_months,
+    jst_month_start,
+    months_between,
+    points_by_age_band,
+    spending_by_merchant_category,
+    town_flows,
+    trips_by_town_month,
+)
+from consent.decisions import DecisionPoint
+
+router = APIRouter(
+    prefix="/v1/statistics",
+    tags=["statistics"],
+    responses={
+        401: {"model": Problem, "description": "No bearer token, or not a valid one"},
+        403: {
+            "model": Problem,
+            "description": "Not a partner, auditor or admin; or a partner not approved for the "
+            "purpose",
+        },
+        422: {
+            "model": Problem,
+            "description": "A malformed period, a k below the platform's minimum, or a partner "
+            "read without a purpose",
+        },
+        429: {"model": Problem, "description": "Over the partner's rate; see Retry-After"},
+    },
+)
+
+#: The longest period one request may cover.
+MAX_MONTHS = 60
+#: The period when neither end is given: the last twelve complete months.
+DEFAULT_MONTHS = 12
+
+
+async def limited_caller(
+    request: Request,
+    caller: Annotated[Principal, Depends(require(Role.PARTNER, Role.AUDITOR, Role.ADMIN))],
+) -> Principal:
+    """The caller; a partner also takes a token from its rate bucket (429 when empty)."""
+    if caller.role is Role.PARTNER:
+        await partner_within_limit(request, caller)
+    return caller
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsRequest:
+    """What a statistic is computed over, once the caller and parameters are checked."""
+
+    engine: Engine
+    start: datetime
+    end: datetime
+    k: int
+
+
+def _purpose_approved(request: Request, caller: Principal, purpose: str | None) -> None:
+    if caller.role is not Role.PARTNER:
+        return  # auditors and admins read statistics as the municipality, for no partner purpose
+    if purpose is None:
+        raise HTTPException(
+            422, "a partner names the purpose of its read: ?purpose=<a purpose approved for you>"
+        )
+    decisions: DecisionPoint = request.app.state.decisions
+    if purpose not in decisions.catalogue.purposes:
+        raise HTTPException(422, f"purpose {purpose!r} is not in the purpose catalogue")
+    approved = decisions.approved_purposes(caller.subject)
+    if approved is None:
+        raise HTTPException(403, f"partner {caller.subject} is not registered with the platform")
+    if purpose not in approved:
+        raise HTTPException(403, f"partner {caller.subject} is not approved for purpose {purpose}")
+
+
+def _k(request: Request, k: int | None) -> int:
+    settings: Settings = request.app.state.settings
+    minimum = settings.k_anonymity
+    if k is None:
+        return minimum
+    if k < minimum:
+        raise HTTPException(
+            422,
+            f"k may only raise the platform's minimum of {minimum}, not lower it: "
+            f"k={k} would publish cells about fewer than {minimum} residents",
+        )
+    return k
+
+
+def complete_months(
+    start: datetime | None, end: datetime | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The whole, complete JST months covering [start, end); 422 when there are none."""
+    this_month = jst_month_start(now)
+    if start is not None and end is not None and start >= end:
+        raise HTTPException(422, "`from` must be before `to`")
+    if end is None:
+        last = this_month
+    else:
+        last = jst_month_start(end)
+        if last < end:
+            last = add_months(last, 1)  # `to` inside a month: the whole month is counted
+        last = min(last, this_month)
+    first = add_months(last, -DEFAULT_MONTHS) if start is None else jst_month_start(start)
+    if first >= last:
+        raise HTTPException(
+            422,
+            f"statistics cover complete months (Japan time); the period asked for is within "
+            f"the month still under way, {this_month:%Y-%m}",
+        )
+    months = months_between(first, last)
+    if months > MAX_MONTHS:
+        raise HTTPException(
+            422,
+            f"the period spans {months} months, over the limit of {MAX_MONTHS} (5 years); "
+            "ask for it in parts",
+        )
+    return first, last
+
+
+def statistics_request(
+    request: Request,
+    caller: Annotated[Principal, Depends(limited_caller)],
+    from_: Annotated[
+        AwareDatetime | None,
+        Query(
+            alias="from",
+            description="Start of the period (inclusive), moved back to the start of its month "
+            "(Japan time); default: twelve months before `to`",
+            examples=["2024-06-01T00:00:00+09:00"],
+        ),
+    ] = None,
+    to: Annotated[
+        AwareDatetime | None,
+        Query(
+            description="End of the period (exclusive), moved forward to the next month start "
+            "(Japan time) and never past the start of the current month; default: the start of "
+            "the current month",
+            examples=["2025-06-01T00:00:00+09:00"],
+        ),
+    ] = None,
+    k: Annotated[
+        int | None,
+        Query(
+            description="Smallest published cell, in distinct residents; may only raise the "
+            "platform's minimum (the default)",
+            examples=[20],
+        ),
+    ] = None,
+    purpose: Annotated[
+        str | None,
+        Query(
+            description="The purpose of the read, approved for you; required for partners",
+            examples=["transport.planning"],
+            min_length=1,
+            max_length=100,
+        ),
+    ] = None,
+) -> StatisticsRequest:
+    """The checked caller, purpose, k and period of a statistics request."""
+    _purpose_approved(request, caller, purpose)
+    chosen_k = _k(request, k)
+    start, end = complete_months(from_, to, datetime.now(UTC))
+    return StatisticsRequest(request.app.state.engine, start, end, chosen_k)
+
+
+Asked = Annotated[StatisticsRequest, Depends(statistics_request)]
+
+
+@router.get("/trips-by-town-month")
+def get_trips_by_town_month(asked: Asked) -> TripsByTownMonth:
+    """Trips and distinct residents by origin town and month (Japan time)."""
+    return trips_by_town_month(asked.engine, asked.start, asked.end, k=asked.k)
+
+
+@router.get("/points-by-age-band")
+def get_points_by_age_band(asked: Asked) -> PointsByAgeBand:
+    """Health points awarded and redeemed, and distinct residents, by age band."""
+    return points_by_age_band(asked.engine, asked.start, asked.end, k=asked.k)
+
+
+@router.get("/spending-by-merchant-category")
+def get_spending_by_merchant_category(asked: Asked) -> SpendingByMerchantCategory:
+    """Local-currency payments (amount, count, distinct residents) by merchant category."""
+    return spending_by_merchant_category(asked.engine, asked.start, asked.end, k=asked.k)
+
+
+@router.get("/town-flows")
+def get_town_flows(asked: Asked) -> TownFlows:
+    """Trips and distinct residents by origin and destination town."""
+    return town_flows(asked.engine, asked.start, asked.end, k=asked.k)

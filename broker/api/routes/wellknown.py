@@ -1,0 +1,91 @@
+"""Public, unauthenticated documents: the platform's keys and the catalogues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from broker.auth.issuer import EmbeddedIssuer
+from consent.catalogue import Catalogue
+from consent.keys import KeyRing
+
+router = APIRouter(tags=["public"])
+
+
+class Jwks(BaseModel):
+    """A JSON Web Key Set (RFC 7517)."""
+
+    keys: list[dict[str, Any]]
+
+
+@router.get("/.well-known/jwks.json", response_model=Jwks)
+def jwks(request: Request) -> dict[str, Any]:
+    """The platform's public keys: receipts and webhooks (EdDSA) and embedded tokens (ES256).
+
+    Every key that ever signed a receipt stays here, so a receipt verifies offline for ever
+    with this document alone.
+    """
+    keys: KeyRing = request.app.state.keys
+    document: dict[str, Any] = {"keys": list(keys.jwks()["keys"])}
+    issuer: EmbeddedIssuer | None = request.app.state.issuer
+    if issuer is not None:
+        document["keys"] += issuer.jwks()["keys"]
+    return document
+
+
+class PurposeOut(BaseModel):
+    """A purpose partners may be approved for."""
+
+    code: str
+    name_ja: str
+    name_en: str
+    description_ja: str
+    description_en: str
+
+
+class CategoryOut(BaseModel):
+    """A data category consents cover."""
+
+    code: str
+    name_ja: str
+    name_en: str
+    description_ja: str
+    description_en: str
+    personal: bool
+    subject: str
+
+
+@router.get("/v1/catalogue/purposes")
+def purposes(request: Request) -> list[PurposeOut]:
+    """The purpose catalogue the municipality approves partners for."""
+    catalogue: Catalogue = request.app.state.catalogue
+    return [
+        PurposeOut(
+            code=p.code,
+            name_ja=p.name_ja,
+            name_en=p.name_en,
+            description_ja=p.description_ja,
+            description_en=p.description_en,
+        )
+        for p in catalogue.purposes.values()
+    ]
+
+
+@router.get("/v1/catalogue/categories")
+def categories(request: Request) -> list[CategoryOut]:
+    """The data categories; personal ones need a consent, public ones do not."""
+    catalogue: Catalogue = request.app.state.catalogue
+    return [
+        CategoryOut(
+            code=c.code,
+            name_ja=c.name_ja,
+            name_en=c.name_en,
+            description_ja=c.description_ja,
+            description_en=c.description_en,
+            personal=c.personal,
+            subject=c.subject,
+        )
+        for c in catalogue.categories.values()
+    ]

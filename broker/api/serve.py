@@ -1,0 +1,54 @@
+"""Serving the API: in the process that runs the platform, or in extra processes beside it.
+
+``tsunagu up`` with ``TSUNAGU_API_PROCESSES`` > 1 has uvicorn start that many processes
+sharing the port; each calls ``app_for_process`` to open its own platform (store, bus, vault,
+consent cache with its change listener) — every consent change reaches each of them through
+``consent.changes`` like any other process. The ingest worker stays in the main process.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from broker.api.app import create_app
+from broker.runtime import Platform
+from broker.settings import Settings
+
+
+def limit_threads(
+    app: FastAPI, threads: int, on_shutdown: Callable[[], None] | None = None
+) -> None:
+    """Cap the threads serving blocking routes (a few threads contend less for the GIL), and
+    call ``on_shutdown`` when the server stops."""
+    previous = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = threads
+        # What was loaded at start lives as long as the process: keep the collector from
+        # scanning it again and again (full collections were the slowest requests' pauses).
+        gc.freeze()
+        try:
+            async with previous(app) as state:
+                yield state
+        finally:
+            if on_shutdown is not None:
+                on_shutdown()
+
+    app.router.lifespan_context = lifespan
+
+
+def app_for_process() -> FastAPI:
+    """A whole API process: its own platform, closed when the server stops (uvicorn factory)."""
+    settings = Settings()
+    platform = Platform.open(settings)
+    platform.start_consent_threads()
+    app = create_app(platform)
+    limit_threads(app, settings.api_threads, on_shutdown=platform.close)
+    return app

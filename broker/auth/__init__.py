@@ -1,0 +1,1 @@
+"""Identities: who calls the API (JWT bearer tokens), with which role."""

@@ -1,0 +1,180 @@
+"""Vacant houses with transport access, for dual-residence support.
+
+Each listing carries its public part (anyone approved for the purpose sees it), its access
+to transport (the nearest stop and its distance, whether on-demand transport serves that
+stop, and the trips that started or ended there in the period) and, only where the property
+rule allows, the owner-identifying details. The rule is asked for every listing, with the
+owner as the store records it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Engine, Table, and_, func, or_, select, union_all
+
+from broker.store.projections.transport import TransportStop, Trip
+from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from consent.decisions import Decision, DecisionPoint
+from consent.errors import ConsentError
+from consent.property_rule import PROPERTY_LISTING, property_details_allowed
+from consent.vault import SubjectVault
+
+_listings: Table = Listing.__table__  # type: ignore[attr-defined]
+_stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
+_trips: Table = Trip.__table__  # type: ignore[attr-defined]
+
+#: Japan's real-estate advertising rule (不動産の表示に関する公正競争規約): one minute on foot
+#: is 80 m, so a listing's "walk minutes" is a distance of at most that many 80 m.
+METRES_PER_WALK_MINUTE = 80
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """A listing's access to transport."""
+
+    stop_id: str | None
+    walk_minutes: int | None
+    distance_m: int | None
+    stop_town: str | None
+    stop_lat: float | None
+    stop_lon: float | None
+    on_demand: bool
+    bus: bool
+    trips_nearby: int
+
+
+@dataclass(frozen=True, slots=True)
+class HouseView:
+    """One listing as the partner may see it."""
+
+    listing_id: str
+    registered_at: datetime | None
+    public: dict[str, Any]
+    access: Access
+    owner_decision: Decision
+    owner_details: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class HousePage:
+    """One page of listings, with the decision on the public listing itself."""
+
+    listing_decision: Decision
+    houses: list[HouseView]
+    next: tuple[datetime, str] | None
+
+
+def _trips_at(stop_ids: list[str], start: datetime, end: datetime) -> Any:
+    """Trips per stop in [start, end), started or ended there (one within a stop counts once)."""
+    window = and_(_trips.c.pickup_at >= start, _trips.c.pickup_at < end)
+    touching = union_all(
+        select(_trips.c.event_id, _trips.c.origin_stop_id.label("stop_id")).where(
+            window, _trips.c.origin_stop_id.in_(stop_ids)
+        ),
+        select(_trips.c.event_id, _trips.c.destination_stop_id.label("stop_id")).where(
+            window,
+            _trips.c.destination_stop_id.in_(stop_ids),
+            or_(
+                _trips.c.origin_stop_id.is_(None),
+                _trips.c.origin_stop_id != _trips.c.destination_stop_id,
+            ),
+        ),
+    ).subquery()
+    return select(touching.c.stop_id, func.count()).group_by(touching.c.stop_id)
+
+
+def vacant_houses(
+    engine: Engine,
+    vault: SubjectVault,
+    decisions: DecisionPoint,
+    *,
+    partner: str,
+    purpose: str,
+    start: datetime,
+    end: datetime,
+    town: str | None = None,
+    available_only: bool = False,
+    after: tuple[datetime, str] | None = None,
+    limit: int = 50,
+) -> HousePage:
+    """One page of listings in (registered_at, listing_id) order, as ``partner`` may see them."""
+    listing_decision = decisions.decide(partner, purpose, PROPERTY_LISTING, "")
+    if not listing_decision.allowed:
+        return HousePage(listing_decision, [], None)
+    query = select(_listings).where(_listings.c.registered_at.is_not(None))
+    if town is not None:
+        query = query.where(_listings.c.town == town)
+    if available_only:
+        query = query.where(_listings.c.status == "available")
+    if after is not None:
+        at, listing_id = after
+        query = query.where(
+            or_(
+                _listings.c.registered_at > at,
+                and_(_listings.c.registered_at == at, _listings.c.listing_id > listing_id),
+            )
+        )
+    query = query.order_by(_listings.c.registered_at, _listings.c.listing_id).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        stop_ids = sorted({r["nearest_stop_id"] for r in rows if r["nearest_stop_id"]})
+        stops = {
+            s["stop_id"]: s
+            for s in conn.execute(select(_stops).where(_stops.c.stop_id.in_(stop_ids))).mappings()
+        }
+        nearby: dict[str, int] = (
+            dict(conn.execute(_trips_at(stop_ids, start, end)).tuples().all()) if stop_ids else {}
+        )
+    houses = [_house(r, stops, nearby, vault, decisions, partner, purpose) for r in rows]
+    last = rows[-1] if rows and more else None
+    return HousePage(
+        listing_decision,
+        houses,
+        (last["registered_at"], last["listing_id"]) if last else None,
+    )
+
+
+def _house(
+    row: dict[str, Any],
+    stops: dict[str, Any],
+    nearby: dict[str, int],
+    vault: SubjectVault,
+    decisions: DecisionPoint,
+    partner: str,
+    purpose: str,
+) -> HouseView:
+    stop_id = row["nearest_stop_id"]
+    stop = stops.get(stop_id) if stop_id else None
+    walk = row["walk_minutes_to_stop"]
+    access = Access(
+        stop_id=stop_id,
+        walk_minutes=walk,
+        distance_m=walk * METRES_PER_WALK_MINUTE if walk is not None else None,
+        stop_town=stop["town"] if stop else None,
+        stop_lat=stop["lat"] if stop else None,
+        stop_lon=stop["lon"] if stop else None,
+        on_demand=bool(stop and stop["on_demand"]),
+        bus=bool(stop and stop["bus"]),
+        trips_nearby=nearby.get(stop_id, 0) if stop_id else 0,
+    )
+    # The property rule, for this house's owner as the store has it; nothing overrides it.
+    decision = property_details_allowed(decisions, partner, purpose, row["owner_id"])
+    details: dict[str, Any] | None = None
+    if decision.allowed and row["owner_details_sealed"] is not None:
+        try:
+            details = vault.open(row["owner_id"], row["owner_details_sealed"])
+        except ConsentError:
+            details = None  # the owner was erased meanwhile: nothing to show
+    return HouseView(
+        listing_id=row["listing_id"],
+        registered_at=row["registered_at"],
+        public={name: row[name] for name in PUBLIC_FIELDS},
+        access=access,
+        owner_decision=decision,
+        owner_details=details,
+    )

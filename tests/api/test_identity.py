@@ -1,0 +1,156 @@
+"""Identities at the API: the region's OIDC provider, the embedded issuer's CLI, roles, sources."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.auth.oidc import Provider, new_key, running_provider
+from tests.events import make_event
+from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
+
+CE_BATCH = {"content-type": "application/cloudevents-batch+json"}
+
+
+@pytest.fixture(scope="module")
+def oidc() -> Iterator[tuple[Provider, RunningPlatform]]:
+    """A platform trusting a local OIDC provider, with a short key cache."""
+    with running_provider("RS256", "ES256") as provider:
+        data_dir = Path(tempfile.mkdtemp(prefix="oidc-"))
+        running = start_platform(
+            data_dir,
+            {
+                "TSUNAGU_OIDC_ISSUER": provider.issuer,
+                "TSUNAGU_JWKS_CACHE_S": "0.5",
+                "TSUNAGU_JWKS_REFETCH_COOLDOWN_S": "0",
+            },
+        )
+        try:
+            yield provider, running
+        finally:
+            stop_platform(running)
+
+
+def _get(platform: RunningPlatform, token: str) -> tuple[int, dict[str, str], dict[str, str]]:
+    with platform.client() as http:
+        r = http.get("/v1/me/consents", headers={"Authorization": f"Bearer {token}"})
+    body = r.json() if r.headers["content-type"].endswith("json") else {}
+    return r.status_code, dict(r.headers), body
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_tokens_of_the_regions_provider_are_accepted(
+    oidc: tuple[Provider, RunningPlatform], alg: str
+) -> None:
+    provider, platform = oidc
+    key = next(k for k in provider.keys if k.alg == alg)
+    status, _, _ = _get(platform, provider.sign(key, role="resident", sub="res-abcd1234"))
+    assert status == 200
+
+
+def test_forged_tokens_are_401_problems_saying_why(oidc: tuple[Provider, RunningPlatform]) -> None:
+    provider, platform = oidc
+    good = provider.keys[0]
+    forger = new_key("RS256")
+    forger.kid = good.kid
+    cases = {
+        "wrong key": (provider.sign(forger, role="resident"), "signature"),
+        "wrong issuer": (
+            provider.sign(good, role="resident", issuer="https://evil.example"),
+            "not issued by",
+        ),
+        "expired": (
+            provider.sign(good, role="resident", lifetime=timedelta(minutes=-5)),
+            "expired",
+        ),
+        "alg none": (
+            "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJyZXMtYWJjZDEyMzQifQ.",
+            "'none' is not accepted",
+        ),
+        "embedded issuer's token": (platform.token("resident", "res-abcd1234"), "no key"),
+    }
+    for name, (token, why) in cases.items():
+        status, headers, body = _get(platform, token)
+        assert status == 401, name
+        assert headers["content-type"] == "application/problem+json", name
+        assert headers["www-authenticate"].startswith('Bearer error="invalid_token"'), name
+        assert why in body["detail"], (name, body["detail"])
+
+
+def test_a_valid_token_without_the_right_role_is_403(
+    oidc: tuple[Provider, RunningPlatform],
+) -> None:
+    provider, platform = oidc
+    status, _, body = _get(platform, provider.sign(provider.keys[1], role="partner"))
+    assert status == 403
+    assert "resident role" in body["detail"]
+
+
+def test_a_removed_provider_key_is_refused_after_rotation(
+    oidc: tuple[Provider, RunningPlatform],
+) -> None:
+    provider, platform = oidc
+    retired = new_key("ES256")
+    provider.keys.append(retired)
+    token = provider.sign(retired, role="resident", sub="res-abcd1234")
+    assert _get(platform, token)[0] == 200  # a new kid is fetched on first sight
+    provider.keys.remove(retired)
+    time.sleep(1.0)  # past TSUNAGU_JWKS_CACHE_S: the next unknown-key check refetches
+    status, _, body = _get(platform, token)
+    assert status == 401
+    assert "no key with kid" in body["detail"]
+
+
+def test_token_cli_issues_a_working_admin_token(platform: RunningPlatform) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "token", "issue", "--role", "admin", "--sub", "ops"],
+        env={**os.environ, "TSUNAGU_DATA_DIR": str(platform.data_dir)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    token = out.stdout.strip()
+    with platform.client() as http:
+        r = http.get("/v1/partners", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+
+
+def test_token_cli_refuses_a_connector_without_a_source(platform: RunningPlatform) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "token", "issue", "--role", "connector", "--sub", "c"],
+        env={**os.environ, "TSUNAGU_DATA_DIR": str(platform.data_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "source" in out.stderr
+
+
+def test_a_connector_cannot_publish_as_another_firm(platform: RunningPlatform) -> None:
+    ours = make_event()
+    theirs = make_event(source="urn:tsunagu:connector:another-firm")
+    headers = {
+        **CE_BATCH,
+        **platform.auth("connector", "odt", sources=(ours["source"],)),
+    }
+    with platform.client() as http:
+        r = http.post("/v1/events", json=[ours, theirs], headers=headers)
+        anonymous = http.post("/v1/events", json=[ours], headers=CE_BATCH)
+        partner = http.post(
+            "/v1/events", json=[ours], headers={**CE_BATCH, **platform.auth("partner", "p")}
+        )
+    assert r.status_code == 202
+    first, second = r.json()["results"]
+    assert first["status"] == "accepted"
+    assert second["status"] == "rejected"
+    assert second["reason"] == "source_not_allowed"
+    assert anonymous.status_code == 401
+    assert partner.status_code == 403

@@ -1,0 +1,410 @@
+"""Partner views on a running platform: pseudonyms, the cross-service view, vacant houses."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+
+from consent.webhooks import ID_HEADER, SIGNATURE_HEADER, verify_notification
+from tests.consent.test_webhooks import PartnerServer
+from tests.events import example_data, make_event
+from tests.fixtures.platform import RunningPlatform
+
+PLANNING = "transport.planning"
+HOUSING = "housing.dual_residence_support"
+JST = "+09:00"
+PERIOD = {"from": "2025-06-01T00:00:00+09:00", "to": "2025-07-01T00:00:00+09:00"}
+ALL_SCOPES = ("admin", "property.details", "override", "consent:bypass", "*")
+
+
+def _id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def _partner(platform: RunningPlatform, http: httpx.Client, *purposes: str) -> str:
+    admin = platform.auth("admin", "city-ops")
+    pid = _id("ptn")
+    r = http.post(
+        "/v1/partners", json={"id": pid, "name_ja": "協力", "name_en": "P"}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    for purpose in purposes:
+        r = http.post(f"/v1/partners/{pid}/purposes", json={"purpose": purpose}, headers=admin)
+        assert r.status_code == 201, r.text
+    return pid
+
+
+def _grant(
+    platform: RunningPlatform,
+    http: httpx.Client,
+    subject: str,
+    partner: str,
+    purpose: str,
+    categories: list[str],
+) -> str:
+    r = http.post(
+        "/v1/me/consents",
+        json={
+            "partner_id": partner,
+            "purpose": purpose,
+            "categories": categories,
+            "expires_at": (datetime.now(UTC) + timedelta(days=30)).isoformat(),
+        },
+        headers=platform.auth("resident", subject),
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def _trip(resident: str, day: int, minute: int = 0, stop: str = "takuma-shisho") -> dict[str, Any]:
+    data = example_data("transport.trip.completed")
+    data.update(
+        trip_id=_id("trip"),
+        resident_id=resident,
+        requested_at=f"2025-06-{day:02d}T08:{minute:02d}:00{JST}",
+        pickup_at=f"2025-06-{day:02d}T09:{minute:02d}:00{JST}",
+        dropoff_at=f"2025-06-{day:02d}T09:{minute + 20:02d}:00{JST}",
+    )
+    data["origin"] = {**data["origin"], "stop_id": stop}
+    return make_event("transport.trip.completed", data=data, subject=resident)
+
+
+def _points(resident: str, day: int) -> dict[str, Any]:
+    data = example_data("health.points.awarded")
+    data.update(award_id=_id("aw"), resident_id=resident, date=f"2025-06-{day:02d}")
+    return make_event("health.points.awarded", data=data, subject=resident)
+
+
+def _payment(resident: str, day: int) -> dict[str, Any]:
+    data = example_data("currency.payment.settled")
+    data.update(
+        payment_id=_id("pay"), resident_id=resident, settled_at=f"2025-06-{day:02d}T12:00:00{JST}"
+    )
+    return make_event("currency.payment.settled", data=data, subject=resident)
+
+
+def _listing(owner: str, stop: str) -> dict[str, Any]:
+    data = example_data("vacant_house.listing.registered")
+    data.update(listing_id=_id("prop"), owner_id=owner)
+    data["public"] = {**data["public"], "nearest_stop_id": stop, "walk_minutes_to_stop": 6}
+    return make_event("vacant_house.listing.registered", data=data, subject=data["listing_id"])
+
+
+def _activity(
+    platform: RunningPlatform,
+    http: httpx.Client,
+    partner: str,
+    pseudonym: str,
+    purpose: str = PLANNING,
+    **params: Any,
+) -> httpx.Response:
+    return http.get(
+        f"/v1/partner/residents/{pseudonym}/activity",
+        params={"purpose": purpose, **PERIOD, **params},
+        headers=platform.auth("partner", partner),
+    )
+
+
+def _pseudonyms(
+    platform: RunningPlatform, http: httpx.Client, partner: str, purpose: str = PLANNING
+) -> list[str]:
+    r = http.get(
+        "/v1/partner/residents",
+        params={"purpose": purpose},
+        headers=platform.auth("partner", partner),
+    )
+    assert r.status_code == 200, r.text
+    return [x["resident"] for x in r.json()["residents"]]
+
+
+@pytest.fixture(scope="module")
+def world(platform: RunningPlatform) -> dict[str, Any]:
+    """Two partners; a resident with trips, points and payments consenting to trips only."""
+    resident = _id("res")
+    with platform.client() as http:
+        one = _partner(platform, http, PLANNING, HOUSING)
+        two = _partner(platform, http, PLANNING)
+        consent = _grant(platform, http, resident, one, PLANNING, ["transport.trips"])
+        _grant(platform, http, resident, two, PLANNING, ["transport.trips"])
+    platform.ingest(
+        [_trip(resident, d) for d in (3, 4, 5)] + [_points(resident, 3), _payment(resident, 4)]
+    )
+    return {"resident": resident, "one": one, "two": two, "consent": consent}
+
+
+def test_partners_see_pairwise_pseudonyms_never_the_resident_id(
+    platform: RunningPlatform, world: dict[str, Any]
+) -> None:
+    with platform.client() as http:
+        seen_by_one = _pseudonyms(platform, http, world["one"])
+        seen_by_two = _pseudonyms(platform, http, world["two"])
+        cross = _activity(platform, http, world["two"], seen_by_one[0])
+    assert len(seen_by_one) == len(seen_by_two) == 1
+    assert seen_by_one[0].startswith("psn-")
+    assert seen_by_one != seen_by_two
+    assert world["resident"] not in seen_by_one[0]
+    # One partner's pseudonym is useless to the other.
+    assert cross.status_code == 404
+
+
+def test_cross_service_view_includes_consented_and_marks_the_rest_withheld(
+    platform: RunningPlatform, world: dict[str, Any]
+) -> None:
+    with platform.client() as http:
+        (pseudonym,) = _pseudonyms(platform, http, world["one"])
+        r = _activity(platform, http, world["one"], pseudonym)
+    assert r.status_code == 200, r.text
+    view = r.json()
+    assert world["resident"] not in r.text
+    parts = {p["category"]: p for p in view["categories"]}
+    trips = parts["transport.trips"]
+    assert trips["included"] is True
+    assert trips["consent_id"] == world["consent"]
+    assert trips["totals"]["trips"] == 3
+    assert trips["totals"]["fare_jpy"] == 3 * 600
+    for withheld in ("health.points", "currency.transactions"):
+        assert parts[withheld]["included"] is False
+        assert parts[withheld]["withheld"]["reason"] == "category_not_covered"
+    kinds = {i["kind"] for i in view["items"]}
+    assert kinds == {"trip"}
+    trip = next(i for i in view["items"] if i["kind"] == "trip")
+    # Sealed fields are opened for an allowed read.
+    assert trip["data"]["vehicle_id"] == "veh-od07"
+    assert trip["data"]["origin_stop_id"] == "takuma-shisho"
+
+
+def test_paging_is_stable_under_concurrent_inserts(
+    platform: RunningPlatform, world: dict[str, Any]
+) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        platform.ingest([_trip(resident, d) for d in (10, 12, 14, 16, 18)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        first = _activity(platform, http, partner, pseudonym, category="transport.trips", limit=2)
+        page = first.json()
+        trips = [i for i in page["items"] if i["kind"] == "trip"]
+        # Meanwhile, trips arrive before the cursor and after it.
+        platform.ingest([_trip(resident, 11), _trip(resident, 20)])
+        seen = [i["id"] for i in page["items"]]
+        seen_at = [i["at"] for i in page["items"]]
+        cursor = page["next_cursor"]
+        while cursor:
+            page = _activity(
+                platform,
+                http,
+                partner,
+                pseudonym,
+                category="transport.trips",
+                limit=2,
+                cursor=cursor,
+            ).json()
+            assert "items" in page, page
+            seen += [i["id"] for i in page["items"]]
+            seen_at += [i["at"] for i in page["items"]]
+            cursor = page["next_cursor"]
+    assert [datetime.fromisoformat(i["at"]).day for i in trips] == [10, 12]
+    served = {datetime.fromisoformat(at).day for at in seen_at}
+    assert len(seen) == len(set(seen)), "no item is served twice"
+    # Every trip after the first page is served, including one inserted after the cursor; one
+    # inserted before the cursor is not (it belongs to a page already read).
+    assert served == {10, 12, 14, 16, 18, 20}
+
+
+def test_revocation_withholds_every_category_on_the_next_read(platform: RunningPlatform) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        consent = _grant(
+            platform, http, resident, partner, PLANNING, ["transport.trips", "health.points"]
+        )
+        platform.ingest([_trip(resident, 7), _points(resident, 7)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        before = _activity(platform, http, partner, pseudonym).json()
+        http.post(
+            f"/v1/me/consents/{consent}/revoke", headers=platform.auth("resident", resident)
+        ).raise_for_status()
+        after = _activity(platform, http, partner, pseudonym).json()
+        listed = _pseudonyms(platform, http, partner)
+    included = {p["category"]: p["included"] for p in before["categories"]}
+    assert included == {
+        "transport.trips": True,
+        "health.points": True,
+        "currency.transactions": False,
+    }
+    assert before["items"]
+    assert after["items"] == []
+    assert {p["withheld"]["reason"] for p in after["categories"]} == {"revoked"}
+    assert listed == []
+
+
+def test_paused_consent_is_withheld_as_paused(platform: RunningPlatform) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        http.post(
+            f"/v1/me/consents/{consent}/pause", headers=platform.auth("resident", resident)
+        ).raise_for_status()
+        view = _activity(platform, http, partner, pseudonym).json()
+    trips = next(p for p in view["categories"] if p["category"] == "transport.trips")
+    assert trips["withheld"]["reason"] == "paused"
+
+
+def test_a_purpose_the_partner_is_not_approved_for_is_403(
+    platform: RunningPlatform, world: dict[str, Any]
+) -> None:
+    with platform.client() as http:
+        (pseudonym,) = _pseudonyms(platform, http, world["one"])
+        other = _activity(platform, http, world["one"], pseudonym, purpose="currency.promotion")
+        unknown = _activity(platform, http, world["one"], pseudonym, purpose="spying")
+        stranger = http.get(
+            "/v1/partner/residents",
+            params={"purpose": PLANNING},
+            headers=platform.auth("partner", "ptn-notregistered"),
+        )
+    assert other.status_code == 403
+    assert "not approved for purpose currency.promotion" in other.json()["detail"]
+    assert unknown.status_code == 422
+    assert stranger.status_code == 403
+
+
+@pytest.mark.parametrize("role", ["resident", "auditor", "admin", "connector"])
+def test_partner_views_are_for_partners_only(platform: RunningPlatform, role: str) -> None:
+    sources = ("urn:tsunagu:connector:x",) if role == "connector" else ()
+    with platform.client() as http:
+        r = http.get(
+            "/v1/partner/vacant-houses",
+            params={"purpose": HOUSING},
+            headers=platform.auth(role, "res-abcd1234", sources=sources),
+        )
+        anonymous = http.get("/v1/partner/vacant-houses", params={"purpose": HOUSING})
+    assert r.status_code == 403
+    assert anonymous.status_code == 401
+
+
+def _houses(
+    platform: RunningPlatform, http: httpx.Client, partner: str, scopes: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    r = http.get(
+        "/v1/partner/vacant-houses",
+        params={"purpose": HOUSING, **PERIOD, "limit": 500},
+        headers=platform.auth("partner", partner, scopes=scopes),
+    )
+    assert r.status_code == 200, r.text
+    houses: dict[str, Any] = r.json()
+    return houses
+
+
+def test_vacant_house_owner_details_follow_the_property_rule(platform: RunningPlatform) -> None:
+    owner, rider = _id("res"), _id("res")
+    stop = _id("stop")
+    listing = _listing(owner, stop)
+    with platform.client() as http:
+        allowed = _partner(platform, http, HOUSING)
+        other = _partner(platform, http, HOUSING)
+        platform.ingest([listing, _trip(rider, 8, stop=stop), _trip(rider, 9, stop=stop)])
+        before = _houses(platform, http, allowed)
+        _grant(platform, http, owner, allowed, HOUSING, ["property.details"])
+        after = _houses(platform, http, allowed)
+        # Another partner, even with a token carrying every scope, gets the public listing.
+        theirs = _houses(platform, http, other, scopes=ALL_SCOPES)
+    lid = listing["data"]["listing_id"]
+    house_before = next(h for h in before["houses"] if h["listing_id"] == lid)
+    house_after = next(h for h in after["houses"] if h["listing_id"] == lid)
+    house_theirs = next(h for h in theirs["houses"] if h["listing_id"] == lid)
+    assert house_before["owner_details"] is None
+    assert house_before["owner_details_withheld"]["reason"] == "owner_consent_missing"
+    assert house_before["listing"]["district"] == "粟島"
+    assert "大西" not in str(house_before)
+    assert house_after["owner_details"]["owner_name"] == "大西 花子"
+    assert house_after["owner_details_withheld"] is None
+    assert house_theirs["owner_details"] is None
+    assert house_theirs["owner_details_withheld"]["reason"] == "owner_consent_missing"
+    access = house_before["transport"]
+    assert access["nearest_stop_id"] == stop
+    assert access["distance_m"] == 6 * 80
+    assert access["on_demand"] is True
+    assert access["trips_nearby"] == 2
+
+
+def test_request_body_over_the_api_limit_is_413(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        r = http.post(
+            "/v1/me/consents",
+            content=b"{" + b" " * (300 * 1024) + b"}",
+            headers={
+                "content-type": "application/json",
+                **platform.auth("resident", "res-ab12cd34"),
+            },
+        )
+    assert r.status_code == 413
+    assert r.headers["content-type"] == "application/problem+json"
+
+
+def test_erased_resident_is_gone_from_every_view(platform: RunningPlatform) -> None:
+    resident = _id("res")
+    me = platform.auth("resident", resident)
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        platform.ingest([_trip(resident, 21), _trip(resident, 22)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        before = _activity(platform, http, partner, pseudonym).json()
+        erased = http.post("/v1/me/erasure", headers=me)
+        after = _activity(platform, http, partner, pseudonym).json()
+        listed = _pseudonyms(platform, http, partner)
+        again = http.post("/v1/me/erasure", headers=me)
+    assert len([i for i in before["items"] if i["kind"] == "trip"]) == 2
+    assert erased.status_code == 200, erased.text
+    record = erased.json()
+    assert record["consents_revoked"] == 1
+    assert record["key_destroyed"] is True
+    assert record["rows_deleted"]["transport_trips"] == 2
+    assert resident not in erased.text.replace(record["digest_salt"], "")
+    assert after["items"] == []
+    assert {p["withheld"]["reason"] for p in after["categories"]} == {"revoked"}
+    assert listed == []
+    assert again.json()["key_destroyed"] is False
+    assert sum(again.json()["rows_deleted"].values()) == 0
+
+
+def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
+    platform: RunningPlatform,
+) -> None:
+    hooks = PartnerServer()
+    resident = _id("res")
+    admin = platform.auth("admin", "city-ops")
+    try:
+        with platform.client() as http:
+            partner = _id("ptn")
+            http.post(
+                "/v1/partners",
+                json={"id": partner, "name_ja": "通知", "name_en": "N", "webhook_url": hooks.url},
+                headers=admin,
+            ).raise_for_status()
+            http.post(
+                f"/v1/partners/{partner}/purposes", json={"purpose": PLANNING}, headers=admin
+            ).raise_for_status()
+            consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+            (pseudonym,) = _pseudonyms(platform, http, partner)
+            http.post(
+                f"/v1/me/consents/{consent}/revoke", headers=platform.auth("resident", resident)
+            ).raise_for_status()
+            assert hooks.wait_for(1, timeout_s=15)
+            jwks = http.get("/.well-known/jwks.json").json()
+        (received,) = hooks.received
+        payload = verify_notification(received.body, received.headers[SIGNATURE_HEADER], jwks)
+    finally:
+        hooks.close()
+    assert payload["type"] == "consent.revoked"
+    assert payload["supersedes"] == consent
+    assert payload["subject_pseudonym"] == pseudonym
+    assert resident.encode() not in received.body
+    assert received.headers[ID_HEADER.lower()] == payload["notification_id"]

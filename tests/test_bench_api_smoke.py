@@ -1,0 +1,42 @@
+"""`python -m ops.bench.api --quick` runs end to end and prints its figures (no timing asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROW = re.compile(r"^\s*[\d,]+\s+(GET \S+ \([^)]*\))\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)")
+
+
+@pytest.mark.slow
+def test_the_api_benchmark_prints_its_table() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "ops.bench.api", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    rows = [m.groups() for line in out.splitlines() if (m := ROW.match(line))]
+    endpoints = {r[0] for r in rows}
+    assert endpoints == {
+        "GET /healthz (baseline)",
+        "GET .../activity (view)",
+        "GET .../activity (1 client)",
+    }, out
+    assert len(rows) == 6, out  # three endpoints at each of the two sizes
+    assert all(int(r[1].replace(",", "")) > 0 for r in rows), out  # every one answered
+    assert "view latency by stored events" in out
+    assert re.search(r"^\s+ratio\s+[\d.]+\s+[\d.]+", out, re.M), out
+    assert re.search(r"now [\d,]+, peak [\d,]+", out), out  # the server's memory
+    targets = re.findall(r"^  (.+?)\s{2,}.*\s(PASS|FAIL)$", out, re.M)
+    assert len(targets) == 4, out
+    # A broken view (every answer refused) must not pass as a figure.
+    assert dict(targets)["every answer a complete 200"] == "PASS", out

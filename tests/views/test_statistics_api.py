@@ -1,0 +1,305 @@
+"""`/v1/statistics` on a running platform: who may read, purposes, k, periods, suppression."""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import insert
+
+from broker.store.database import make_engine
+from broker.store.projections.transport import Trip
+from broker.views.statistics import add_months, jst_month_start
+from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
+
+_trips = Trip.__table__  # type: ignore[attr-defined]
+_ids = itertools.count()
+
+PURPOSE = "statistics.municipal"
+PATHS = (
+    "/v1/statistics/trips-by-town-month",
+    "/v1/statistics/points-by-age-band",
+    "/v1/statistics/spending-by-merchant-category",
+    "/v1/statistics/town-flows",
+)
+THIS_MONTH = jst_month_start(datetime.now(UTC))
+#: A complete month in the past: every test's data is in it.
+MONTH = add_months(THIS_MONTH, -2)
+PERIOD = {"from": MONTH.isoformat(), "to": add_months(MONTH, 1).isoformat()}
+
+
+def _partner(platform: RunningPlatform, http: httpx.Client, *purposes: str) -> str:
+    admin = platform.auth("admin", "city-ops")
+    pid = f"ptn-{uuid.uuid4().hex[:12]}"
+    r = http.post(
+        "/v1/partners",
+        json={"id": pid, "name_ja": "三豊交通", "name_en": "Mitoyo Transport"},
+        headers=admin,
+    )
+    assert r.status_code == 201, r.text
+    for purpose in purposes:
+        r = http.post(f"/v1/partners/{pid}/purposes", json={"purpose": purpose}, headers=admin)
+        assert r.status_code == 201, r.text
+    return pid
+
+
+def _town() -> str:
+    return f"town-{uuid.uuid4().hex[:8]}"
+
+
+def _trips_from(platform: RunningPlatform, town: str, subjects: int, *, each: int = 1) -> None:
+    """Trips straight into the platform's store (as the ingest worker would have written)."""
+    at = MONTH + timedelta(days=3, hours=5)
+    rows = []
+    for subject in range(subjects):
+        for _ in range(each):
+            n = next(_ids)
+            rows.append(
+                {
+                    "event_id": f"evt-{uuid.uuid4().hex}-{n}",
+                    "trip_id": f"trip-{n}",
+                    "subject_ref": uuid.uuid5(uuid.NAMESPACE_OID, f"{town}/{subject}").hex,
+                    "mode": "on_demand",
+                    "operator_id": "op-1",
+                    "origin_town": town,
+                    "destination_town": "mino",
+                    "pickup_at": at,
+                    "dropoff_at": at + timedelta(minutes=20),
+                    "fare_jpy": 300,
+                    "passengers": 1,
+                    "sealed": b"x",
+                }
+            )
+    engine = make_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(_trips), rows)
+    finally:
+        engine.dispose()
+
+
+def _cell(body: dict[str, object], town: str) -> dict[str, object]:
+    cells = body["cells"]
+    assert isinstance(cells, list)
+    [found] = [c for c in cells if c["town"] == town]
+    return found  # type: ignore[no-any-return]
+
+
+# -- who may read ----------------------------------------------------------------------------
+
+
+def test_a_partner_approved_for_the_purpose_reads_statistics_with_small_cells_suppressed(
+    platform: RunningPlatform,
+) -> None:
+    big, small = _town(), _town()
+    _trips_from(platform, big, 10, each=2)
+    _trips_from(platform, small, 3, each=10)  # 30 trips, but by 3 residents
+    with platform.client() as http:
+        partner = _partner(platform, http, PURPOSE)
+        r = http.get(
+            "/v1/statistics/trips-by-town-month",
+            params={**PERIOD, "purpose": PURPOSE},
+            headers=platform.auth("partner", partner),
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    month = f"{MONTH:%Y-%m}"
+    assert _cell(body, big) == {
+        "town": big,
+        "month": month,
+        "suppressed": False,
+        "measures": {"trips": 20, "subjects": 10},
+    }
+    assert _cell(body, small) == {
+        "town": small,
+        "month": month,
+        "suppressed": True,
+        "measures": None,
+    }
+    assert body["k"] == 10
+    assert body["totals_cover"] == "published cells only"
+    assert body["suppressed_cells"] >= 1
+
+
+def test_a_partner_must_name_its_purpose(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        partner = _partner(platform, http, PURPOSE)
+        r = http.get(PATHS[0], params=PERIOD, headers=platform.auth("partner", partner))
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "purpose" in r.json()["detail"]
+
+
+def test_a_partner_not_approved_for_the_purpose_is_refused(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        partner = _partner(platform, http, "transport.planning")
+        r = http.get(
+            PATHS[0],
+            params={**PERIOD, "purpose": PURPOSE},
+            headers=platform.auth("partner", partner),
+        )
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+    assert PURPOSE in r.json()["detail"]
+
+
+def test_an_unregistered_partner_is_refused(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        r = http.get(
+            PATHS[0],
+            params={**PERIOD, "purpose": PURPOSE},
+            headers=platform.auth("partner", "ptn-nobody"),
+        )
+    assert r.status_code == 403
+    assert "not registered" in r.json()["detail"]
+
+
+@pytest.mark.parametrize("role", ["auditor", "admin"])
+def test_the_municipality_reads_every_statistic_without_a_purpose(
+    platform: RunningPlatform, role: str
+) -> None:
+    with platform.client() as http:
+        responses = [
+            http.get(path, params=PERIOD, headers=platform.auth(role, "city-ops")) for path in PATHS
+        ]
+    assert [r.status_code for r in responses] == [200] * len(PATHS)
+    assert [r.json()["statistic"] for r in responses] == [p.rsplit("/", 1)[1] for p in PATHS]
+
+
+@pytest.mark.parametrize("role", ["resident", "connector"])
+def test_residents_and_connectors_read_no_statistics(platform: RunningPlatform, role: str) -> None:
+    with platform.client() as http:
+        sources = ("urn:tsunagu:connector:bus",) if role == "connector" else ()
+        r = http.get(
+            PATHS[3], params=PERIOD, headers=platform.auth(role, "someone", sources=sources)
+        )
+    assert r.status_code == 403
+
+
+def test_statistics_need_a_token(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        r = http.get(PATHS[3], params=PERIOD)
+    assert r.status_code == 401
+
+
+# -- k ---------------------------------------------------------------------------------------
+
+
+def test_k_below_the_platform_minimum_is_refused_saying_so(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        r = http.get(
+            PATHS[0], params={**PERIOD, "k": 5}, headers=platform.auth("auditor", "city-audit")
+        )
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "minimum of 10" in r.json()["detail"]
+
+
+def test_a_higher_k_suppresses_cells_the_minimum_publishes(platform: RunningPlatform) -> None:
+    town = _town()
+    _trips_from(platform, town, 12)
+    auditor = platform.auth("auditor", "city-audit")
+    with platform.client() as http:
+        at_minimum = http.get(PATHS[0], params=PERIOD, headers=auditor).json()
+        raised = http.get(PATHS[0], params={**PERIOD, "k": 13}, headers=auditor).json()
+    assert _cell(at_minimum, town)["suppressed"] is False
+    assert _cell(raised, town)["suppressed"] is True
+    assert raised["k"] == 13
+
+
+# -- periods ---------------------------------------------------------------------------------
+
+
+def test_a_period_is_widened_to_whole_months_in_japan_time(platform: RunningPlatform) -> None:
+    inside = {
+        "from": (MONTH + timedelta(days=10)).isoformat(),
+        "to": (MONTH + timedelta(days=11)).isoformat(),
+    }
+    with platform.client() as http:
+        r = http.get(PATHS[3], params=inside, headers=platform.auth("auditor", "city-audit"))
+    assert r.status_code == 200, r.text
+    period = r.json()["period"]
+    assert datetime.fromisoformat(period["from"]) == MONTH
+    assert datetime.fromisoformat(period["to"]) == add_months(MONTH, 1)
+
+
+def test_the_default_period_is_the_last_twelve_complete_months(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        r = http.get(PATHS[3], headers=platform.auth("auditor", "city-audit"))
+    period = r.json()["period"]
+    assert datetime.fromisoformat(period["to"]) == THIS_MONTH
+    assert datetime.fromisoformat(period["from"]) == add_months(THIS_MONTH, -12)
+
+
+def test_the_month_under_way_is_not_published(platform: RunningPlatform) -> None:
+    now = datetime.now(UTC)
+    with platform.client() as http:
+        r = http.get(
+            PATHS[3],
+            params={"from": THIS_MONTH.isoformat(), "to": (now + timedelta(hours=1)).isoformat()},
+            headers=platform.auth("auditor", "city-audit"),
+        )
+    assert r.status_code == 422
+    assert "complete months" in r.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    ("params", "says"),
+    [
+        ({"from": PERIOD["to"], "to": PERIOD["from"]}, "before"),
+        (
+            {"from": add_months(MONTH, -61).isoformat(), "to": add_months(MONTH, 1).isoformat()},
+            "5 years",
+        ),
+        ({"from": "2025-01-01T00:00:00", "to": PERIOD["to"]}, "timezone"),
+    ],
+    ids=["inverted", "over-five-years", "naive"],
+)
+def test_a_malformed_period_is_a_problem(
+    platform: RunningPlatform, params: dict[str, str], says: str
+) -> None:
+    with platform.client() as http:
+        r = http.get(PATHS[0], params=params, headers=platform.auth("auditor", "city-audit"))
+    assert r.status_code == 422
+    assert r.headers["content-type"] == "application/problem+json"
+    assert says in r.json()["detail"]
+
+
+# -- the document and the rate ---------------------------------------------------------------
+
+
+def test_the_openapi_document_shows_each_statistic_with_an_example(
+    platform: RunningPlatform,
+) -> None:
+    with platform.client() as http:
+        doc = http.get("/openapi.json").json()
+    for path in PATHS:
+        assert path in doc["paths"]
+    schema = doc["components"]["schemas"]["TripsByTownMonth"]
+    [example] = schema["examples"]
+    assert example["totals_cover"] == "published cells only"
+    assert any(cell["suppressed"] for cell in example["cells"])
+
+
+def test_a_partner_over_its_rate_gets_429_with_retry_after(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A platform of its own, whose partners may make one request and then wait a long time.
+    slow = start_platform(
+        tmp_path_factory.mktemp("slow"),
+        extra_env={"TSUNAGU_PARTNER_BURST": "1", "TSUNAGU_PARTNER_RATE_PER_S": "0.01"},
+    )
+    try:
+        with slow.client() as http:
+            partner = _partner(slow, http, PURPOSE)
+            params = {**PERIOD, "purpose": PURPOSE}
+            first = http.get(PATHS[1], params=params, headers=slow.auth("partner", partner))
+            second = http.get(PATHS[1], params=params, headers=slow.auth("partner", partner))
+    finally:
+        stop_platform(slow)
+    assert first.status_code == 200, first.text
+    assert second.status_code == 429
+    assert int(second.headers["retry-after"]) >= 1
