@@ -97,6 +97,8 @@ def vacant_houses(
     end: datetime,
     town: str | None = None,
     available_only: bool = False,
+    registered_from: datetime | None = None,
+    registered_to: datetime | None = None,
     after: tuple[datetime, str] | None = None,
     limit: int = 50,
 ) -> HousePage:
@@ -109,6 +111,10 @@ def vacant_houses(
         query = query.where(_listings.c.town == town)
     if available_only:
         query = query.where(_listings.c.status == "available")
+    if registered_from is not None:
+        query = query.where(_listings.c.registered_at >= registered_from)
+    if registered_to is not None:
+        query = query.where(_listings.c.registered_at < registered_to)
     if after is not None:
         at, listing_id = after
         query = query.where(

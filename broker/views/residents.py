@@ -33,10 +33,13 @@ def consented(
     partner: str,
     purpose: str,
     now: datetime,
+    granted_from: datetime | None = None,
+    granted_to: datetime | None = None,
     after: Position | None = None,
     limit: int = 100,
 ) -> tuple[list[Consented], Position | None]:
-    """One page of current, active, unexpired consents, oldest grant first."""
+    """One page of current, active, unexpired consents, oldest grant first; optionally only
+    those granted in [granted_from, granted_to)."""
     query = select(_consents).where(
         _consents.c.partner_id == partner,
         _consents.c.purpose == purpose,
@@ -45,6 +48,10 @@ def consented(
         _consents.c.valid_from <= now,
         _consents.c.expires_at > now,
     )
+    if granted_from is not None:
+        query = query.where(_consents.c.created_at >= granted_from)
+    if granted_to is not None:
+        query = query.where(_consents.c.created_at < granted_to)
     if after is not None:
         query = query.where(
             or_(

@@ -408,3 +408,37 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
     assert payload["subject_pseudonym"] == pseudonym
     assert resident.encode() not in received.body
     assert received.headers[ID_HEADER.lower()] == payload["notification_id"]
+
+
+def test_lists_filter_by_time_range(platform: RunningPlatform) -> None:
+    first, second = _id("res"), _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING, HOUSING)
+        _grant(platform, http, first, partner, PLANNING, ["transport.trips"])
+        between = datetime.now(UTC)
+        _grant(platform, http, second, partner, PLANNING, ["transport.trips"])
+        headers = platform.auth("partner", partner)
+        params = {"purpose": PLANNING}
+        everyone = http.get("/v1/partner/residents", params=params, headers=headers).json()
+        later = http.get(
+            "/v1/partner/residents", params={**params, "from": between.isoformat()}, headers=headers
+        ).json()
+        earlier = http.get(
+            "/v1/partner/residents", params={**params, "to": between.isoformat()}, headers=headers
+        ).json()
+        old, new = _listing(_id("res"), "s1"), _listing(_id("res"), "s2")
+        old["data"]["registered_at"] = "2024-04-01T10:00:00+09:00"
+        new["data"]["registered_at"] = "2025-09-01T10:00:00+09:00"
+        platform.ingest([old, new])
+        recent = http.get(
+            "/v1/partner/vacant-houses",
+            params={"purpose": HOUSING, "registered_from": "2025-08-01T00:00:00+09:00"},
+            headers=headers,
+        ).json()
+    pseudonyms = [r["resident"] for r in everyone["residents"]]
+    assert len(pseudonyms) == 2
+    assert [r["resident"] for r in later["residents"]] == pseudonyms[1:]
+    assert [r["resident"] for r in earlier["residents"]] == pseudonyms[:1]
+    listed = {h["listing_id"] for h in recent["houses"]}
+    assert new["data"]["listing_id"] in listed
+    assert old["data"]["listing_id"] not in listed

@@ -124,17 +124,26 @@ def residents(
     request: Request,
     partner: AsLimitedPartner,
     purpose: Purpose,
+    granted_from: Annotated[
+        AwareDatetime | None,
+        Query(alias="from", description="Only consents granted at or after this time"),
+    ] = None,
+    granted_to: Annotated[
+        AwareDatetime | None, Query(alias="to", description="Only consents granted before this")
+    ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ResidentsPage:
     """The residents with an active consent to you for the purpose, under your pseudonyms."""
     _approved(request, partner.subject, purpose)
-    scope = f"residents:{partner.subject}:{purpose}"
+    scope = f"residents:{partner.subject}:{purpose}:{granted_from}:{granted_to}"
     page, last = consented(
         request.app.state.engine,
         partner=partner.subject,
         purpose=purpose,
         now=datetime.now(UTC),
+        granted_from=granted_from,
+        granted_to=granted_to,
         after=_position(cursor, scope),
         limit=limit,
     )
@@ -362,17 +371,26 @@ def houses(
     available: Annotated[bool, Query(description="Only listings still available")] = False,
     start: From = None,
     end: To = None,
+    registered_from: Annotated[
+        AwareDatetime | None, Query(description="Only listings registered at or after this")
+    ] = None,
+    registered_to: Annotated[
+        AwareDatetime | None, Query(description="Only listings registered before this")
+    ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> HousesPage:
     """Vacant houses with their transport access; owner details only under the property rule.
+
+    `from`/`to` is the period whose trips count as served nearby; `registered_from`/
+    `registered_to` filter the listings by when they were registered.
 
     Without the owner's consent to you for this purpose, a house shows its public listing
     only (district, type, size, rent band), and `owner_details_withheld` says why.
     """
     decisions = _approved(request, partner.subject, purpose)
     lo, hi = _period(start, end)
-    scope = f"houses:{town}:{available}"
+    scope = f"houses:{town}:{available}:{registered_from}:{registered_to}"
     position = _position(cursor, scope)
     page = vacant_houses(
         request.app.state.engine,
@@ -384,6 +402,8 @@ def houses(
         end=hi,
         town=town,
         available_only=available,
+        registered_from=registered_from,
+        registered_to=registered_to,
         after=(position.at, position.id) if position else None,
         limit=limit,
     )
