@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m ops.bench.ingest
 	$(BIN)/python -m ops.bench.connectors
 	$(BIN)/python -m ops.bench.consent
+	$(BIN)/python -m ops.bench.api
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
