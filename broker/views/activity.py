@@ -8,6 +8,7 @@ are merged across services in (time, id) order and paginated by a keyset cursor.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -138,36 +139,85 @@ def _window(decision: Decision, start: datetime, end: datetime) -> tuple[datetim
 _TIME = _trips.c.pickup_at.type
 
 
-def _in_window(table: Table, time: str) -> Any:
+def _in_window(table: Table, time: str, suffix: str = "") -> Any:
     t = table.c[time]
     return and_(
         table.c.subject_ref == bindparam("ref"),
-        t >= bindparam("lo", type_=_TIME),
-        t < bindparam("hi", type_=_TIME),
+        t >= bindparam("lo" + suffix, type_=_TIME),
+        t < bindparam("hi" + suffix, type_=_TIME),
     )
 
 
-_TOTALS: dict[str, tuple[Select[Any], ...]] = {
-    "transport.trips": (
-        select(
-            func.count(),
-            func.coalesce(func.sum(_trips.c.fare_jpy), 0),
-            func.coalesce(func.sum(_trips.c.passengers), 0),
-        ).where(_in_window(_trips, "pickup_at")),
-        select(func.count()).select_from(_rides).where(_in_window(_rides, "requested_at")),
-    ),
-    "health.points": (
-        select(
-            func.coalesce(func.sum(case((_points.c.points > 0, _points.c.points), else_=0)), 0),
-            func.coalesce(func.sum(case((_points.c.points < 0, -_points.c.points), else_=0)), 0),
-        ).where(_in_window(_points, "occurred_at")),
-    ),
-    "currency.transactions": (
-        select(_money.c.kind, func.count(), func.coalesce(func.sum(_money.c.amount_jpy), 0))
-        .where(_in_window(_money, "occurred_at"))
-        .group_by(_money.c.kind),
-    ),
-}
+def _sum(expression: Any) -> Any:
+    return func.coalesce(func.sum(expression), 0)
+
+
+def _total_columns(category: str) -> list[tuple[str, Any]]:
+    """Each total of ``category`` as a named scalar subquery over its own window."""
+    suffix = "_" + category.replace(".", "_")
+    if category == "transport.trips":
+        trips = _in_window(_trips, "pickup_at", suffix)
+        return [
+            ("trips", select(func.count()).select_from(_trips).where(trips)),
+            ("fare_jpy", select(_sum(_trips.c.fare_jpy)).where(trips)),
+            ("passengers", select(_sum(_trips.c.passengers)).where(trips)),
+            (
+                "ride_requests",
+                select(func.count())
+                .select_from(_rides)
+                .where(_in_window(_rides, "requested_at", suffix)),
+            ),
+        ]
+    if category == "health.points":
+        points = _in_window(_points, "occurred_at", suffix)
+        p = _points.c.points
+        return [
+            ("awarded", select(_sum(case((p > 0, p), else_=0))).where(points)),
+            ("redeemed", select(_sum(case((p < 0, -p), else_=0))).where(points)),
+        ]
+    money = _in_window(_money, "occurred_at", suffix)
+    kind, amount = _money.c.kind, _money.c.amount_jpy
+    return [
+        ("payments", select(_sum(case((kind == "payment", 1), else_=0))).where(money)),
+        ("spent_jpy", select(_sum(case((kind == "payment", amount), else_=0))).where(money)),
+        ("topped_up_jpy", select(_sum(case((kind == "topped_up", amount), else_=0))).where(money)),
+        ("converted_jpy", select(_sum(case((kind == "conversion", amount), else_=0))).where(money)),
+    ]
+
+
+@functools.cache
+def _totals_statement(categories: frozenset[str]) -> tuple[Select[Any], list[tuple[str, str]]]:
+    """One statement for the totals of every included category (one round trip, not eight)."""
+    names: list[tuple[str, str]] = []
+    columns = []
+    for category in CATEGORIES:
+        if category in categories:
+            for name, subquery in _total_columns(category):
+                names.append((category, name))
+                columns.append(subquery.scalar_subquery())
+    return select(*columns), names
+
+
+def _window_params(category: str, lo: datetime, hi: datetime) -> dict[str, datetime]:
+    suffix = "_" + category.replace(".", "_")
+    return {"lo" + suffix: lo, "hi" + suffix: hi}
+
+
+def _totals(
+    conn: Connection, windows: dict[str, tuple[datetime, datetime]], ref: str
+) -> dict[str, dict[str, int]]:
+    statement, names = _totals_statement(frozenset(windows))
+    params: dict[str, Any] = {"ref": ref}
+    for category, (lo, hi) in windows.items():
+        params.update(_window_params(category, lo, hi))
+    row = conn.execute(statement, params).one()
+    totals: dict[str, dict[str, int]] = {c: {} for c in windows}
+    for (category, name), value in zip(names, row, strict=True):
+        totals[category][name] = int(value)
+    if "health.points" in totals:
+        points = totals["health.points"]
+        points["net"] = points["awarded"] - points["redeemed"]
+    return totals
 
 
 def _page_statement(source: _Source, after: bool) -> Select[Any]:
@@ -186,24 +236,6 @@ _PAGES = {
     for source in sources
     for after in (False, True)
 }
-
-
-def _totals(conn: Connection, category: str, params: dict[str, Any]) -> dict[str, int]:
-    statements = _TOTALS[category]
-    if category == "transport.trips":
-        trips, fare, passengers = conn.execute(statements[0], params).one()
-        rides = conn.execute(statements[1], params).scalar_one()
-        return {"trips": trips, "fare_jpy": fare, "passengers": passengers, "ride_requests": rides}
-    if category == "health.points":
-        awarded, redeemed = conn.execute(statements[0], params).one()
-        return {"awarded": awarded, "redeemed": redeemed, "net": awarded - redeemed}
-    by_kind = {kind: (n, amount) for kind, n, amount in conn.execute(statements[0], params)}
-    return {
-        "payments": by_kind.get("payment", (0, 0))[0],
-        "spent_jpy": by_kind.get("payment", (0, 0))[1],
-        "topped_up_jpy": by_kind.get("topped_up", (0, 0))[1],
-        "converted_jpy": by_kind.get("conversion", (0, 0))[1],
-    }
 
 
 def activity(
@@ -229,22 +261,26 @@ def activity(
     results: list[CategoryResult] = []
     candidates: list[Item] = []
     more = False
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for category, decision in decided:
+        window = _window(decision, start, end) if decision.allowed else None
+        if window is not None and key is not None:
+            windows[category] = window
     with engine.connect() as conn:
+        totals = _totals(conn, windows, key.ref) if windows and key is not None else {}
         for category, decision in decided:
-            window = _window(decision, start, end) if decision.allowed else None
-            if not decision.allowed or window is None or key is None:
-                # Allowed but nothing to read (no overlap with the consent's data range, or
-                # the subject has no data at all): included, with zero totals.
+            if category not in windows or key is None:
+                # Refused, or allowed with nothing to read (no overlap with the consent's
+                # data range, or no data at all): an allowed one is included with zeros.
                 results.append(
                     CategoryResult(category, decision, _zero(category) if decision.allowed else {})
                 )
                 continue
-            lo, hi = window
+            lo, hi = windows[category]
+            results.append(CategoryResult(category, decision, totals[category], lo, hi))
             params: dict[str, Any] = {"ref": key.ref, "lo": lo, "hi": hi, "n": limit + 1}
             if after is not None:
                 params.update(after_at=after.at, after_id=after.id)
-            totals = _totals(conn, category, params)
-            results.append(CategoryResult(category, decision, totals, lo, hi))
             for source in CATEGORIES[category]:
                 shown = _SHOWN[source.table.name]
                 fetched = 0

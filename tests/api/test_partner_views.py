@@ -237,6 +237,9 @@ def test_revocation_withholds_every_category_on_the_next_read(platform: RunningP
         "health.points": True,
         "currency.transactions": False,
     }
+    totals = {p["category"]: p["totals"] for p in before["categories"]}
+    assert totals["health.points"] == {"awarded": 10, "redeemed": 0, "net": 10}
+    assert totals["transport.trips"]["trips"] == 1
     assert before["items"]
     assert after["items"] == []
     assert {p["withheld"]["reason"] for p in after["categories"]} == {"revoked"}
@@ -442,3 +445,21 @@ def test_lists_filter_by_time_range(platform: RunningPlatform) -> None:
     listed = {h["listing_id"] for h in recent["houses"]}
     assert new["data"]["listing_id"] in listed
     assert old["data"]["listing_id"] not in listed
+
+
+def test_currency_totals_add_up_each_kind(platform: RunningPlatform) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["currency.transactions"])
+        platform.ingest([_payment(resident, 4), _payment(resident, 5)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        view = _activity(platform, http, partner, pseudonym).json()
+    money = next(p for p in view["categories"] if p["category"] == "currency.transactions")
+    assert money["totals"] == {
+        "payments": 2,
+        "spent_jpy": 2 * 1280,
+        "topped_up_jpy": 0,
+        "converted_jpy": 0,
+    }
+    assert [i["data"]["merchant_name"] for i in view["items"]] == ["仁尾うどん本舗"] * 2
