@@ -143,6 +143,7 @@ def worker() -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    platform.start_change_listener()  # an erasure elsewhere evicts the subject's key here
     typer.echo(f"ingest worker consuming {platform.settings.bus_url}")
     try:
         platform.worker().run(platform.stop)

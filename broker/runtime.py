@@ -20,7 +20,7 @@ from broker.settings import Settings
 from broker.store.database import make_engine
 from broker.views.pseudonyms import Pseudonyms, key_of
 from consent.catalogue import Catalogue
-from consent.changes import CONSENT_CHANGES_TOPIC, changes_topic
+from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange, changes_topic
 from consent.decisions import DecisionPoint
 from consent.keys import KeyRing
 from consent.listener import ConsentChangeListener
@@ -132,15 +132,25 @@ class Platform:
         thread.start()
         return thread
 
-    def start_consent_threads(self) -> None:
-        """Apply other processes' consent changes here, publish this process's, and notify
-        partners of revocations and expiries (signed webhooks, retried)."""
+    def start_change_listener(self) -> None:
+        """Apply other processes' consent changes here: decisions, and the subject keys of
+        erased subjects (an erasure elsewhere holds here at once, not when a cache ages)."""
         self.listener = ConsentChangeListener(
             self.bus,
             self.decisions,
             topic=self.settings.topic_prefix + CONSENT_CHANGES_TOPIC,
+            also=[self._evict_subject_key],
         )
         self.listener.start()
+
+    def _evict_subject_key(self, change: ConsentChange) -> None:
+        if change.scope is ChangeScope.SUBJECT:
+            self.vault.evict(change.key)
+
+    def start_consent_threads(self) -> None:
+        """Apply other processes' consent changes here, publish this process's, and notify
+        partners of revocations and expiries (signed webhooks, retried)."""
+        self.start_change_listener()
         threading.Thread(
             target=self.consent.relay, args=(self.stop,), name="consent-relay", daemon=True
         ).start()

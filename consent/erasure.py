@@ -137,6 +137,9 @@ def erase(
         finish_pending_erasures(store, but=record_id)
     destroyed = vault.destroy(subject_id)  # waits for this process's in-flight batches
     vault.evict(subject_id)
+    if consent_service is not None:
+        # Other processes evict the key from their caches when they read this.
+        consent_service.announce_erasure(subject_id)
     with store.begin() as conn:
         deleted = _delete_rows(conn, ref)
         deleted[LISTINGS.name] = conn.execute(

@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from broker.bus import Bus, BusError, Consumer
@@ -41,9 +42,12 @@ class ConsentChangeListener:
         topic: str = CONSENT_CHANGES_TOPIC,
         group: str | None = None,
         poll_timeout_s: float = 0.2,
+        also: Sequence[Callable[[ConsentChange], None]] = (),
     ) -> None:
         self.bus = bus
         self.decision_point = decision_point
+        #: Other caches of this process that a change invalidates (the subject-key vault).
+        self.also = tuple(also)
         self.topic = topic
         # One group per process: a shared group would split the changes between processes.
         self.group = group or (
@@ -132,4 +136,6 @@ class ConsentChangeListener:
                         log.info("consent.changes: caught up; caching decisions")
                     continue
                 self.decision_point.apply(change)
+                for apply in self.also:
+                    apply(change)
                 self.applied += 1

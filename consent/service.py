@@ -342,6 +342,16 @@ class ConsentService:
             rows = conn.execute(query.order_by(_consents.c.created_at)).all()
         return [Consent(**r._mapping) for r in rows]
 
+    def announce_erasure(self, subject_id: str) -> None:
+        """Tell every process that ``subject_id`` was erased, so each drops what it cached of
+        them (decisions and the subject's key) at once rather than when its cache ages out."""
+        change = ConsentChange(
+            scope=ChangeScope.SUBJECT, key=subject_id, event="erased", at=self._clock().isoformat()
+        )
+        with self.engine.begin() as conn:
+            self._enqueue(conn, change)
+        self._after_commit(change)
+
     def jwks(self) -> Jwks:
         """The public keys receipts verify against (serve at ``/.well-known/jwks.json``)."""
         return self.keys.jwks()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,8 +21,10 @@ import consent.erasure
 from broker.bus.sqlite_log import SqliteLog
 from broker.store.database import make_engine
 from broker.store.projections import LISTINGS
+from consent.changes import ChangeScope, ConsentChange
 from consent.decisions import DecisionPoint, DecisionReason
 from consent.erasure import BY_SUBJECT, ErasureRecord, erase, erasure_records
+from consent.listener import ConsentChangeListener
 from consent.service import ConsentService
 from consent.vault import SealedDataError, SubjectErasedError, SubjectVault, subject_keys
 from tests.consent.world import BUS_FIRM, OPERATION, PLANNING, TRIPS, days, now
@@ -281,3 +284,35 @@ def test_a_sqlite_store_copied_as_a_file_before_erasure_is_unreadable_after(
             except SealedDataError:
                 assert subject == BOB  # his key does not open the rows that were hers
     assert opened == 8  # Bob's eight rows; none of Alice's
+
+
+def test_an_erasure_evicts_the_subjects_key_from_other_processes_at_once(
+    world: Engine,
+    vault: SubjectVault,
+    vault_url: str,
+    service: ConsentService,
+    decision_point: DecisionPoint,
+    sqlite_bus: SqliteLog,
+) -> None:
+    # Another process: its own vault cache (holding Alice's key) and its change listener.
+    other = SubjectVault.open_url(vault_url, max_age_s=3600)
+    assert ALICE in other.keys_for([ALICE], create=False)
+
+    def evict(change: ConsentChange) -> None:
+        if change.scope is ChangeScope.SUBJECT:
+            other.evict(change.key)
+
+    listener = ConsentChangeListener(sqlite_bus, decision_point, also=[evict])
+    listener.start()
+    try:
+        assert listener.wait_ready(10)
+        erase(ALICE, vault=vault, store=world, requested_by=OPERATOR, consent_service=service)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and other.keys_for([ALICE], create=False):
+            time.sleep(0.02)
+        # Without the announcement the other process would seal with the key for an hour.
+        assert other.keys_for([ALICE], create=False) == {}
+        assert other.keys_for([ALICE], create=True) == {}  # and never makes a new one
+    finally:
+        listener.stop()
+        other.close()

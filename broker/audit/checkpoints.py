@@ -1,0 +1,102 @@
+"""Signed checkpoints: the platform key (Ed25519) attests "the chain up to seq N ends in hash H".
+
+A checkpoint is a compact JWS (EdDSA, ``kid`` and ``typ`` ``audit-checkpoint+jwt`` in the
+header) over ``{iss, iat, seq, hash, at, prev_seq, prev_hash}``. ``prev_*`` name the previous
+checkpoint, so the checkpoints form a chain of their own and removing one is seen at the next.
+It verifies with only the platform's JWKS, as consent receipts do; plain PyJWT can do the same.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from consent.keys import Jwks, SigningKey
+
+ALGORITHM = "EdDSA"
+MEDIA_TYPE = "audit-checkpoint+jwt"
+ISSUER = "urn:tsunagu:platform"
+
+
+@dataclass(frozen=True, slots=True)
+class Checkpoint:
+    """One checkpoint row: the seq and hash it covers, when, and the JWS over them."""
+
+    seq: int
+    hash: str
+    at: str
+    signature: str
+
+
+def sign_checkpoint(
+    key: SigningKey, seq: int, hash_: str, at: str, prev_seq: int, prev_hash: str
+) -> Checkpoint:
+    """A checkpoint of the chain at ``seq`` (whose entry hash is ``hash_``)."""
+    claims = {
+        "iss": ISSUER,
+        "iat": int(time.time()),
+        "seq": seq,
+        "hash": hash_,
+        "at": at,
+        "prev_seq": prev_seq,
+        "prev_hash": prev_hash,
+    }
+    token = jwt.encode(
+        claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": MEDIA_TYPE}
+    )
+    return Checkpoint(seq, hash_, at, token)
+
+
+class CheckpointInvalid(Exception):
+    """A checkpoint whose signature does not verify under the platform's JWKS."""
+
+
+class CheckpointVerifier:
+    """Verifies checkpoint signatures against a JWKS (keys parsed once per ``kid``)."""
+
+    def __init__(self, jwks: Jwks) -> None:
+        self._jwks = {k.get("kid"): k for k in jwks.get("keys", [])}
+        self._keys: dict[str, jwt.PyJWK] = {}
+
+    def claims(self, token: str) -> dict[str, Any]:
+        """The verified payload of ``token``; CheckpointInvalid otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.DecodeError as exc:
+            raise CheckpointInvalid(f"not a compact JWS: {exc}") from exc
+        if header.get("alg") != ALGORITHM:
+            # Never let the token pick its algorithm ("none", HMAC with the public key, …).
+            raise CheckpointInvalid(f"alg {header.get('alg')!r} is not {ALGORITHM}")
+        kid = header.get("kid")
+        key = self._key(kid)
+        try:
+            payload: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=ISSUER,
+                options={"require": ["iss", "seq", "hash", "prev_seq", "prev_hash"]},
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise CheckpointInvalid(f"signature does not verify under key {kid!r}") from exc
+        except jwt.InvalidTokenError as exc:
+            raise CheckpointInvalid(f"bad claims: {exc}") from exc
+        return payload
+
+    def _key(self, kid: Any) -> jwt.PyJWK:
+        if not isinstance(kid, str) or kid not in self._jwks:
+            raise CheckpointInvalid(f"signed by key {kid!r}, which is not in the platform's JWKS")
+        key = self._keys.get(kid)
+        if key is None:
+            jwk = self._jwks[kid]
+            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+                raise CheckpointInvalid(f"key {kid!r} is not an Ed25519 key")
+            try:
+                key = jwt.PyJWK(dict(jwk), algorithm=ALGORITHM)
+            except jwt.PyJWKError as exc:
+                raise CheckpointInvalid(f"key {kid!r}: {exc}") from exc
+            self._keys[kid] = key
+        return key
