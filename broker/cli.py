@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
+from broker.audit.cli import audit_app
 from broker.settings import Settings
 from connectors.cli import app as connector_app
 
@@ -18,6 +19,7 @@ schemas_app = typer.Typer(help="The shared JSON Schemas.", no_args_is_help=True)
 token_app = typer.Typer(help="Tokens of the embedded identity provider.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")
 app.add_typer(connector_app, name="connector")
 
 
@@ -191,7 +193,33 @@ def token_issue(
     except ValueError as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
+    _audit_token(settings, role_, sub, token)
     typer.echo(token)
+
+
+def _audit_token(settings: Settings, role: Any, sub: str, token: str) -> None:
+    """Record the issue in the audit log (a resident's id only as their audit reference)."""
+    import jwt
+
+    from broker.audit import AuditLog, EntryKind
+    from broker.auth.principals import Role
+    from broker.store.database import make_engine
+    from consent.keys import KeyRing
+
+    claims = jwt.decode(token, options={"verify_signature": False})
+    engine = make_engine(settings.store_url)
+    personal = role in (Role.RESIDENT,)
+    with AuditLog(engine, KeyRing.in_data_dir(settings.data_dir), background=False) as audit:
+        audit.append_now(
+            EntryKind.TOKEN_ISSUED,
+            actor="tsunagu token issue",
+            subject=sub if personal else None,
+            role=role.value,
+            jti=claims["jti"],
+            expires_at=claims["exp"],
+            **({} if personal else {"sub": sub}),
+        )
+    engine.dispose()
 
 
 @schemas_app.command("check")

@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import Engine
 
+from broker.audit import AuditLog, EntryKind
 from broker.auth.provider import Identity, open_identity
 from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
 from broker.ingest.deadletter import UNROUTED_DLQ
@@ -56,6 +58,7 @@ class Platform:
     consent: ConsentService
     vault: SubjectVault
     pseudonyms: Pseudonyms
+    audit: AuditLog
     stop: threading.Event = field(default_factory=threading.Event)
     listener: ConsentChangeListener | None = None
     webhooks: WebhookDispatcher | None = None
@@ -79,6 +82,10 @@ class Platform:
             topic=settings.topic_prefix + CONSENT_CHANGES_TOPIC,
             on_change=[decisions.apply],
         )
+        # Every decision, allow or deny, goes to the hash-chained audit log.
+        audit = AuditLog(engine, keys)
+        decisions.on_decision = audit.record_decision
+        consent.add_change_hook(partial(_audit_consent_change, audit))
         # Apart from the store, so that no backup of the store holds a subject key.
         vault = SubjectVault.open_url(settings.vault_store_url)
         return cls(
@@ -93,6 +100,7 @@ class Platform:
             consent,
             vault,
             Pseudonyms(key_of(settings)),
+            audit,
         )
 
     def worker(self) -> IngestWorker:
@@ -174,6 +182,28 @@ class Platform:
         if self.webhooks is not None:
             self.webhooks.wake()
             self.webhooks.close()
+        self.audit.close()  # writes what is still queued
         self.bus.close()
         self.engine.dispose()
         self.vault.close()
+
+
+def _audit_consent_change(audit: AuditLog, change: ConsentChange) -> None:
+    """Record a consent or partner change (subjects only by their audit reference)."""
+    if change.event == "erased":
+        return  # the erasure entry records it, deliberately without whose
+    fields = {
+        "consent_id": change.consent_id,
+        "supersedes": change.supersedes,
+        "partner": change.partner_id,
+        "purpose": change.purpose,
+        "status": change.status,
+    }
+    subject = change.key if change.scope is ChangeScope.SUBJECT else None
+    audit.append(
+        EntryKind.CONSENT_CHANGE,
+        actor="resident" if subject else "municipality",
+        subject=subject,
+        event=change.event,
+        **{k: v for k, v in fields.items() if v is not None},
+    )

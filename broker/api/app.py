@@ -48,6 +48,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.consent = platform.consent
     app.state.decisions = platform.decisions
     app.state.vault = platform.vault
+    app.state.audit = platform.audit
     app.state.pseudonyms = platform.pseudonyms
     app.state.partner_buckets = TokenBuckets(
         platform.settings.partner_rate_per_s, platform.settings.partner_burst

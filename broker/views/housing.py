@@ -51,6 +51,7 @@ class HouseView:
     """One listing as the partner may see it."""
 
     listing_id: str
+    owner_id: str
     registered_at: datetime | None
     public: dict[str, Any]
     access: Access
@@ -178,6 +179,7 @@ def _house(
             details = None  # the owner was erased meanwhile: nothing to show
     return HouseView(
         listing_id=row["listing_id"],
+        owner_id=row["owner_id"],
         registered_at=row["registered_at"],
         public={name: row[name] for name in PUBLIC_FIELDS},
         access=access,

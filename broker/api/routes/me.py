@@ -7,12 +7,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from broker.api.identity import AsResident
 from broker.api.problems import Problem
 from broker.api.routes.partners import get_consent_service
+from broker.audit import AuditLog, EntryKind
 from consent.erasure import ErasureRecord, erase
 from consent.errors import ConsentNotFoundError
 from consent.model import Consent
@@ -199,4 +201,55 @@ def erase_me(request: Request, me: AsResident, service: Consents) -> ErasureOut:
         requested_by="the resident, through /v1/me/erasure",
         consent_service=service,
     )
+    audit: AuditLog = request.app.state.audit
+    audit.append_now(
+        EntryKind.ERASURE,
+        actor="resident",
+        erasure_id=record.id,
+        consents_revoked=record.consents_revoked,
+        key_destroyed=record.key_destroyed,
+        rows_deleted={str(table): n for table, n in record.rows_deleted.items()},
+    )
     return ErasureOut.of(record)
+
+
+class AccessOut(BaseModel):
+    """One read of my data by a partner, from the audit log."""
+
+    seq: int = Field(description="The audit entry's position in the hash chain")
+    at: datetime
+    partner: str
+    purpose: str
+    categories: list[str]
+    view: str | None = None
+    consent_ids: list[str] = []
+    rows: int | None = None
+
+
+@router.get("/access-log")
+def my_access_log(
+    request: Request,
+    me: AsResident,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> list[AccessOut]:
+    """Who read my data: every partner read of it, when, for which purpose and categories,
+    under which consents (the data tracker)."""
+    audit: AuditLog = request.app.state.audit
+    reads = [
+        (e.seq, e.at, orjson.loads(e.fields))
+        for e in audit.entries_of(me.subject, limit=10_000)
+        if e.kind == EntryKind.PARTNER_READ
+    ]
+    return [
+        AccessOut(
+            seq=seq,
+            at=datetime.fromisoformat(at),
+            partner=fields["partner"],
+            purpose=fields["purpose"],
+            categories=fields["categories"],
+            view=fields.get("view"),
+            consent_ids=fields.get("consent_ids", []),
+            rows=fields.get("rows"),
+        )
+        for seq, at, fields in reads[-limit:]
+    ]

@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 
 from broker.api.limits import AsLimitedPartner
 from broker.api.problems import Problem
+from broker.audit import AuditLog, EntryKind
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
@@ -56,6 +57,11 @@ To = Annotated[
     AwareDatetime | None,
     Query(alias="to", description="End of the period (exclusive); default: now"),
 ]
+
+
+def _audit(request: Request) -> AuditLog:
+    audit: AuditLog = request.app.state.audit
+    return audit
 
 
 def _approved(request: Request, partner: str, purpose: str) -> DecisionPoint:
@@ -148,6 +154,15 @@ def residents(
         limit=limit,
     )
     pseudonyms: Pseudonyms = request.app.state.pseudonyms
+    _audit(request).append_now(
+        EntryKind.PARTNER_READ,
+        actor=partner.subject,
+        partner=partner.subject,
+        purpose=purpose,
+        categories=[],
+        view="residents",
+        rows=len(page),
+    )
     return ResidentsPage(
         purpose=purpose,
         residents=[
@@ -281,6 +296,20 @@ def resident_activity(
         after=_position(cursor, scope),
         limit=limit,
     )
+    included = [r for r in page.categories if r.decision.allowed]
+    # Recorded before the data leaves (append_now also writes the decisions queued before it).
+    _audit(request).append_now(
+        EntryKind.PARTNER_READ,
+        actor=partner.subject,
+        subject=subject,
+        partner=partner.subject,
+        purpose=purpose,
+        categories=[r.category for r in included],
+        view="activity",
+        pseudonym=resident,
+        consent_ids=sorted({r.decision.consent_id for r in included if r.decision.consent_id}),
+        rows=len(page.items),
+    )
     # Serialised straight to JSON: validating a model per item cost more than the queries.
     # The shape is ActivityView's, which the OpenAPI document declares (and tests check).
     body = {
@@ -409,6 +438,30 @@ def houses(
     )
     if not page.listing_decision.allowed:
         raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")
+    audit = _audit(request)
+    audit.append_now(
+        EntryKind.PARTNER_READ,
+        actor=partner.subject,
+        partner=partner.subject,
+        purpose=purpose,
+        categories=["property.listing"],
+        view="vacant_houses",
+        rows=len(page.houses),
+    )
+    for house in page.houses:
+        if house.owner_details is not None:
+            # Owner details are personal data of the owner: each read is theirs to see.
+            audit.append_now(
+                EntryKind.PARTNER_READ,
+                actor=partner.subject,
+                subject=house.owner_id,
+                partner=partner.subject,
+                purpose=purpose,
+                categories=["property.details"],
+                view="vacant_houses",
+                consent_ids=[house.owner_decision.consent_id or ""],
+                rows=1,
+            )
     return HousesPage(
         purpose=purpose,
         period_from=lo,

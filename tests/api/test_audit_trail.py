@@ -1,0 +1,95 @@
+"""What the running platform writes to the audit log: partner reads a resident can see in
+their data tracker, refused decisions, issued tokens; and the chain verifies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import orjson
+from sqlalchemy import create_engine, text
+
+from tests.api.test_partner_views import (
+    PLANNING,
+    _activity,
+    _grant,
+    _id,
+    _partner,
+    _pseudonyms,
+    _trip,
+)
+from tests.fixtures.platform import RunningPlatform
+
+
+def _entries(platform: RunningPlatform, kind: str) -> list[dict[str, object]]:
+    engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text("SELECT fields, subject_ref FROM audit_entries WHERE kind = :k"), {"k": kind}
+        ).all()
+    engine.dispose()
+    return [{**orjson.loads(fields), "_subject_ref": ref} for fields, ref in rows]
+
+
+def _cli(platform: RunningPlatform, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "broker.cli", *args],
+        env={**os.environ, "TSUNAGU_DATA_DIR": str(platform.data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_a_partner_read_is_in_the_residents_data_tracker_and_no_one_elses(
+    platform: RunningPlatform,
+) -> None:
+    resident, neighbour = _id("res"), _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        platform.ingest([_trip(resident, 6)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        _activity(platform, http, partner, pseudonym).raise_for_status()
+        mine = http.get("/v1/me/access-log", headers=platform.auth("resident", resident)).json()
+        theirs = http.get("/v1/me/access-log", headers=platform.auth("resident", neighbour))
+    (read,) = [r for r in mine if r["view"] == "activity"]
+    assert read["partner"] == partner
+    assert read["purpose"] == PLANNING
+    assert read["categories"] == ["transport.trips"]  # the withheld ones were not read
+    assert read["consent_ids"] == [consent]
+    assert read["rows"] >= 1
+    assert theirs.json() == []
+
+
+def test_refused_decisions_are_recorded_with_their_reason_and_no_subject_id(
+    platform: RunningPlatform,
+) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = _partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        _activity(platform, http, partner, pseudonym).raise_for_status()
+    deadline = time.monotonic() + 5
+    mine: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(mine) < 3:
+        mine = [d for d in _entries(platform, "decision") if d["partner"] == partner]
+        time.sleep(0.1)  # decisions are flushed by the log's writer within ~0.1 s
+    by_category = {d["category"]: d for d in mine}
+    assert by_category["transport.trips"]["allowed"] is True
+    assert by_category["health.points"]["allowed"] is False
+    assert by_category["health.points"]["reason"] == "category_not_covered"
+    assert all(d["_subject_ref"] for d in mine)
+    assert resident not in str(_entries(platform, "decision"))
+
+
+def test_issued_tokens_are_recorded_and_the_chain_verifies(platform: RunningPlatform) -> None:
+    issued = _cli(platform, "token", "issue", "--role", "auditor", "--sub", "city-audit")
+    assert issued.returncode == 0, issued.stderr
+    tokens = [t for t in _entries(platform, "token_issued") if t.get("sub") == "city-audit"]
+    assert tokens and tokens[-1]["role"] == "auditor"
+    verified = _cli(platform, "audit", "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
