@@ -9,6 +9,7 @@ consent cache with its change listener) — every consent change reaches each of
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,6 +20,8 @@ from fastapi import FastAPI
 from broker.api.app import create_app
 from broker.runtime import Platform
 from broker.settings import Settings
+
+SWITCH_INTERVAL_S = 0.001
 
 
 def limit_threads(
@@ -34,6 +37,9 @@ def limit_threads(
         # What was loaded at start lives as long as the process: keep the collector from
         # scanning it again and again (full collections were the slowest requests' pauses).
         gc.freeze()
+        # The event loop, the store threads and the audit writer share one GIL: hand it over
+        # every millisecond rather than every 5, or the loop waits behind a busy thread.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             async with previous(app) as state:
                 yield state

@@ -5,12 +5,15 @@ must be approved for the partner, and each subject and category is decided on it
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from broker.api.limits import AsLimitedPartner
 from broker.api.problems import Problem
@@ -34,6 +37,8 @@ router = APIRouter(
 )
 
 MAX_PERIOD = timedelta(days=5 * 366)
+#: How long a read waits for its audit entry to be stored before it is refused (503).
+AUDIT_WAIT_S = 10.0
 DEFAULT_PERIOD = timedelta(days=90)
 
 Purpose = Annotated[
@@ -243,9 +248,12 @@ def _part(result: CategoryResult) -> CategoryPart:
 @router.get(
     "/residents/{resident}/activity",
     response_model=ActivityView,
-    responses={404: {"model": Problem, "description": "Not one of your pseudonyms"}},
+    responses={
+        404: {"model": Problem, "description": "Not one of your pseudonyms"},
+        503: {"model": Problem, "description": "The audit log cannot be written: no read"},
+    },
 )
-def resident_activity(
+async def resident_activity(
     request: Request,
     resident: str,
     partner: AsLimitedPartner,
@@ -265,7 +273,6 @@ def resident_activity(
     decision's reason (`no_consent`, `revoked`, `expired`, `paused`, `category_not_covered`...).
     Totals cover the whole period; items come a page at a time in time order.
     """
-    decisions = _approved(request, partner.subject, purpose)
     categories = category or list(CATEGORIES)
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown:
@@ -273,58 +280,77 @@ def resident_activity(
             422, f"unknown categories {unknown}; this view has {', '.join(CATEGORIES)}"
         )
     lo, hi = _period(start, end)
-    pseudonyms: Pseudonyms = request.app.state.pseudonyms
-    engine = request.app.state.engine
-    subject = pseudonyms.resolve(
-        partner.subject, resident, lambda: subjects_of(engine, partner.subject)
-    )
-    if subject is None:
-        raise HTTPException(
-            404, f"{resident} is not a pseudonym of a resident who consented to you"
-        )
     scope = f"activity:{partner.subject}:{resident}:{purpose}:{lo.isoformat()}:{hi.isoformat()}"
-    page = activity(
-        engine,
-        request.app.state.vault,
-        decisions,
-        partner=partner.subject,
-        purpose=purpose,
-        subject=subject,
-        start=lo,
-        end=hi,
-        categories=sorted(set(categories), key=list(CATEGORIES).index),
-        after=_position(cursor, scope),
-        limit=limit,
-    )
-    included = [r for r in page.categories if r.decision.allowed]
-    # Recorded before the data leaves (append_now also writes the decisions queued before it).
-    _audit(request).append_now(
-        EntryKind.PARTNER_READ,
-        actor=partner.subject,
-        subject=subject,
-        partner=partner.subject,
-        purpose=purpose,
-        categories=[r.category for r in included],
-        view="activity",
-        pseudonym=resident,
-        consent_ids=sorted({r.decision.consent_id for r in included if r.decision.consent_id}),
-        rows=len(page.items),
-    )
-    # Serialised straight to JSON: validating a model per item cost more than the queries.
-    # The shape is ActivityView's, which the OpenAPI document declares (and tests check).
-    body = {
-        "resident": resident,
-        "purpose": purpose,
-        "period_from": lo,
-        "period_to": hi,
-        "categories": [_part(r).model_dump() for r in page.categories],
-        "items": [
-            {"category": i.category, "kind": i.kind, "id": i.id, "at": i.at, "data": i.data}
-            for i in page.items
-        ],
-        "next_cursor": cursors.encode(page.next, scope) if page.next else None,
-    }
-    return Response(orjson.dumps(body), media_type="application/json")
+    after = _position(cursor, scope)
+
+    def read() -> tuple[bytes, Future[int]]:
+        # The store work, in a worker thread; the wait for the audit entry is not.
+        decisions = _approved(request, partner.subject, purpose)
+        pseudonyms: Pseudonyms = request.app.state.pseudonyms
+        engine = request.app.state.engine
+        subject = pseudonyms.resolve(
+            partner.subject, resident, lambda: subjects_of(engine, partner.subject)
+        )
+        if subject is None:
+            raise HTTPException(
+                404, f"{resident} is not a pseudonym of a resident who consented to you"
+            )
+        page = activity(
+            engine,
+            request.app.state.vault,
+            decisions,
+            partner=partner.subject,
+            purpose=purpose,
+            subject=subject,
+            start=lo,
+            end=hi,
+            categories=sorted(set(categories), key=list(CATEGORIES).index),
+            after=after,
+            limit=limit,
+        )
+        included = [r for r in page.categories if r.decision.allowed]
+        ticket = _audit(request).append_durable(
+            EntryKind.PARTNER_READ,
+            actor=partner.subject,
+            subject=subject,
+            partner=partner.subject,
+            purpose=purpose,
+            categories=[r.category for r in included],
+            view="activity",
+            pseudonym=resident,
+            consent_ids=sorted({r.decision.consent_id for r in included if r.decision.consent_id}),
+            rows=len(page.items),
+        )
+        # Serialised straight to JSON: validating a model per item cost more than the
+        # queries. The shape is ActivityView's, which the OpenAPI document declares.
+        body = {
+            "resident": resident,
+            "purpose": purpose,
+            "period_from": lo,
+            "period_to": hi,
+            "categories": [_part(r).model_dump() for r in page.categories],
+            "items": [
+                {"category": i.category, "kind": i.kind, "id": i.id, "at": i.at, "data": i.data}
+                for i in page.items
+            ],
+            "next_cursor": cursors.encode(page.next, scope) if page.next else None,
+        }
+        return orjson.dumps(body), ticket
+
+    content, ticket = await run_in_threadpool(read)
+    await _recorded(ticket)
+    return Response(content, media_type="application/json")
+
+
+async def _recorded(ticket: Future[int]) -> None:
+    """Wait until the read's audit entry is stored: no data leaves ahead of its record. The
+    entries of concurrent reads are written together (one transaction for many requests)."""
+    try:
+        await asyncio.wait_for(asyncio.wrap_future(ticket), AUDIT_WAIT_S)
+    except TimeoutError:
+        raise HTTPException(
+            503, "the audit log cannot be written; the read is refused until it can"
+        ) from None
 
 
 # -- vacant houses ----------------------------------------------------------------------------
