@@ -3,6 +3,7 @@ their data tracker, refused decisions, issued tokens; and the chain verifies."""
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from tests.api.test_partner_views import (
     _pseudonyms,
     _trip,
 )
+from tests.events import registry
 from tests.fixtures.platform import RunningPlatform
 
 
@@ -27,10 +29,14 @@ def _entries(platform: RunningPlatform, kind: str) -> list[dict[str, object]]:
     engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
     with engine.connect() as conn:
         rows = conn.execute(
-            text("SELECT fields, subject_ref FROM audit_entries WHERE kind = :k"), {"k": kind}
+            text("SELECT fields, subject_ref, actor FROM audit_entries WHERE kind = :k"),
+            {"k": kind},
         ).all()
     engine.dispose()
-    return [{**orjson.loads(fields), "_subject_ref": ref} for fields, ref in rows]
+    return [
+        {**orjson.loads(fields), "_subject_ref": ref, "_actor": actor}
+        for fields, ref, actor in rows
+    ]
 
 
 def _cli(platform: RunningPlatform, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,3 +99,21 @@ def test_issued_tokens_are_recorded_and_the_chain_verifies(platform: RunningPlat
     assert tokens and tokens[-1]["role"] == "auditor"
     verified = _cli(platform, "audit", "verify")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_schema_registration_is_an_admin_change_naming_who(platform: RunningPlatform) -> None:
+    schema = copy.deepcopy(dict(registry().get("currency.payment.settled").schema))
+    schema["$id"] = "urn:tsunagu:schema:currency.payment.settled:v2"
+    schema["properties"]["receipt_no"] = {"type": "string", "maxLength": 40}
+    with platform.client() as http:
+        r = http.post(
+            "/v1/schemas/currency.payment.settled/versions",
+            json=schema,
+            headers=platform.auth("admin", "city-ops"),
+        )
+    assert r.status_code == 201, r.text
+    (change,) = [
+        e for e in _entries(platform, "admin_change") if e["action"] == "schema_registered"
+    ]
+    assert change["target"] == "urn:tsunagu:schema:currency.payment.settled:v2"
+    assert change["_actor"] == "city-ops"

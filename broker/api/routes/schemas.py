@@ -8,8 +8,9 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from broker.api.identity import Role, require
+from broker.api.identity import Principal, Role, require
 from broker.api.problems import Problem
+from broker.audit import AuditLog, EntryKind
 from broker.bus import DOMAIN_TOPICS
 from broker.registry.catalogue import (
     SchemaRegistry,
@@ -113,7 +114,6 @@ def get_stored_registry(request: Request) -> StoredRegistry:
 @router.post(
     "/{event_type}/versions",
     status_code=201,
-    dependencies=[Depends(require(Role.ADMIN))],
     responses={
         400: {"model": Problem, "description": "The body cannot be read (not UTF-8)"},
         401: {"model": Problem, "description": "No bearer token, or not a valid one"},
@@ -124,9 +124,11 @@ def get_stored_registry(request: Request) -> StoredRegistry:
     },
 )
 def register_version(
+    request: Request,
     event_type: str,
     stored: Annotated[StoredRegistry, Depends(get_stored_registry)],
     schema: Annotated[dict[str, Any], Body(description="The new version's JSON Schema")],
+    admin: Annotated[Principal, Depends(require(Role.ADMIN))],
 ) -> RegisteredVersion:
     """Register the next version of a type, if it is compatible under the type's mode."""
     domain = event_type.split(".", 1)[0]
@@ -136,6 +138,13 @@ def register_version(
             f"{', '.join(DOMAIN_TOPICS)}"
         )
     version = stored.register(event_type, schema)
+    audit: AuditLog = request.app.state.audit
+    audit.append_now(
+        EntryKind.ADMIN_CHANGE,
+        actor=admin.subject,
+        action="schema_registered",
+        target=version.urn,
+    )
     return RegisteredVersion(type=event_type, version=version.version, id=version.urn)
 
 
