@@ -41,14 +41,13 @@ def up(
     import uvicorn
 
     from broker.api.app import create_app
-    from broker.api.serve import limit_threads
+    from broker.api.serve import configure_serving
     from broker.runtime import Platform
 
     _logging()
     settings = Settings()
     platform = Platform.open(settings)
-    api = create_app(platform)
-    api.state.worker_thread = platform.start_worker_thread()
+    worker_thread = platform.start_worker_thread()
     platform.start_consent_threads()
     demo_thread = _start_demo(platform, demo_speed, population) if demo else None
     base = f"http://{settings.host}:{settings.port}"
@@ -88,7 +87,9 @@ def up(
                 log_level="warning",
             )
         else:
-            limit_threads(api, settings.api_threads)
+            api = create_app(platform)
+            api.state.worker_thread = worker_thread  # /readyz reports on it
+            configure_serving(api, settings.api_threads)
             uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:
         platform.stop.set()

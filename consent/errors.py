@@ -80,15 +80,21 @@ class ConcurrentChangeError(InvalidTransitionError):
     code = "concurrent_change"
 
 
-class ReceiptInvalidError(ConsentError):
-    """A receipt failed verification; ``reason`` says which check."""
+class SignatureInvalidError(ConsentError):
+    """A signed document of the platform failed verification; ``reason`` says which check."""
 
-    code = "receipt_invalid"
+    code = "signature_invalid"
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+class ReceiptInvalidError(SignatureInvalidError):
+    """A receipt failed verification; ``reason`` says which check."""
+
+    code = "receipt_invalid"
 
 
 class KeyStoreError(ConsentError):
@@ -97,12 +103,7 @@ class KeyStoreError(ConsentError):
     code = "key_store_error"
 
 
-class NotificationInvalidError(ConsentError):
+class NotificationInvalidError(SignatureInvalidError):
     """A partner notification failed verification; ``reason`` says which check."""
 
     code = "notification_invalid"
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail

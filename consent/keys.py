@@ -16,6 +16,7 @@ import base64
 import hashlib
 import json
 import os
+import secrets
 import stat
 import uuid
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from consent.errors import KeyStoreError
+from consent.errors import KeyStoreError, SignatureInvalidError
 
 Jwk = dict[str, str]
 Jwks = dict[str, list[Jwk]]
@@ -90,6 +91,29 @@ def write_private_file(path: Path, data: bytes) -> Path:
     return tmp
 
 
+def create_private_file_once(path: Path, data: bytes) -> None:
+    """Create ``path`` (mode 0600) holding ``data`` unless it exists: of several processes
+    starting at once, the first one's file wins and the others use it."""
+    tmp = write_private_file(path, data)
+    try:
+        os.link(tmp, path)  # link() never replaces an existing file
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The secret key (32 bytes or more) in ``path``, generated (mode 0600) when missing."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        create_private_file_once(path, secrets.token_bytes(32))
+    key = path.read_bytes()
+    if len(key) < 32:
+        raise ValueError(f"{path} holds {len(key)} bytes; a key needs 32")
+    return key
+
+
 def read_private_pem(path: Path) -> PrivateKeyTypes:
     """Load a PEM private key, refusing one that others may read."""
     mode = path.stat().st_mode
@@ -141,14 +165,7 @@ class KeyRing:
             if not path.exists():
                 key = SigningKey.generate()
                 self._publish(key)
-                tmp = write_private_file(path, key.pem())
-                try:
-                    # link() never replaces: if another process got there first, use its key.
-                    os.link(tmp, path)
-                except FileExistsError:
-                    pass
-                finally:
-                    tmp.unlink()
+                create_private_file_once(path, key.pem())
             key = _load_private(path)
             self._publish(key)  # idempotent; repairs a missing public file
             return key
@@ -190,3 +207,14 @@ class KeyRing:
         keys.setdefault(current, self._signing.public_jwk())
         ordered = [keys[current], *(k for kid, k in keys.items() if kid != current)]
         return {"keys": ordered}
+
+
+def ed25519_jwk(jwks: Jwks, kid: object, error: type[SignatureInvalidError]) -> Jwk:
+    """The Ed25519 public key ``kid`` names in ``jwks``; ``error`` (reason ``unknown_kid`` or
+    ``unsupported_key``) when there is none."""
+    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None)
+    if jwk is None:
+        raise error("unknown_kid", f"kid {kid!r} is not in the platform's JWKS")
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+        raise error("unsupported_key", f"key {kid!r} is not an Ed25519 key")
+    return jwk

@@ -24,7 +24,7 @@ import jwt
 from consent.catalogue import Catalogue
 from consent.errors import ReceiptInvalidError
 from consent.ids import new_receipt_id
-from consent.keys import Jwks, SigningKey
+from consent.keys import Jwks, SigningKey, ed25519_jwk
 from consent.model import Consent, Partner
 
 ALGORITHM = "EdDSA"
@@ -145,12 +145,7 @@ def verify_receipt(receipt: str, jwks: Jwks, *, issuer: str | None = None) -> di
     if alg != ALGORITHM:
         # Never let the token pick its algorithm: "none" and HMAC-with-public-key both end here.
         raise ReceiptInvalidError("unsupported_alg", f"alg {alg!r} is not {ALGORITHM}")
-    kid = header.get("kid")
-    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None)
-    if jwk is None:
-        raise ReceiptInvalidError("unknown_kid", f"kid {kid!r} is not in the platform's JWKS")
-    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        raise ReceiptInvalidError("unsupported_key", f"key {kid!r} is not an Ed25519 key")
+    jwk = ed25519_jwk(jwks, header.get("kid"), ReceiptInvalidError)
     try:
         key = jwt.PyJWK(dict(jwk), algorithm=ALGORITHM)
         payload: dict[str, Any] = jwt.decode(

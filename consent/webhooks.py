@@ -49,7 +49,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consent import notifications
 from consent.changes import ConsentChange
 from consent.errors import NotificationInvalidError
-from consent.keys import Jwks, KeyRing, SigningKey
+from consent.keys import Jwks, KeyRing, SigningKey, ed25519_jwk
 from consent.model import Consent, ConsentChangeKind, Partner
 from consent.notifications import DeliveryStatus, NotificationKind, PartnerNotification, iso
 
@@ -131,12 +131,7 @@ def verify_notification(body: bytes, signature: str, jwks: Jwks) -> dict[str, An
     if header.get("typ") != MEDIA_TYPE:
         # A receipt's signature over its own claims must not pass for a notification.
         raise NotificationInvalidError("wrong_type", f"typ {header.get('typ')!r}")
-    kid = header.get("kid")
-    jwk = next((k for k in jwks.get("keys", []) if k.get("kid") == kid), None)
-    if jwk is None:
-        raise NotificationInvalidError("unknown_kid", f"kid {kid!r} is not in the platform's JWKS")
-    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-        raise NotificationInvalidError("unsupported_key", f"key {kid!r} is not an Ed25519 key")
+    jwk = ed25519_jwk(jwks, header.get("kid"), NotificationInvalidError)
     try:
         jwt.api_jws.decode(compact, jwt.PyJWK(dict(jwk), algorithm=ALGORITHM), [ALGORITHM])
     except jwt.InvalidSignatureError as exc:

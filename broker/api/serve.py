@@ -8,7 +8,6 @@ consent cache with its change listener) — every consent change reaches each of
 
 from __future__ import annotations
 
-import gc
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from broker.settings import Settings
 SWITCH_INTERVAL_S = 0.001
 
 
-def limit_threads(
+def configure_serving(
     app: FastAPI, threads: int, on_shutdown: Callable[[], None] | None = None
 ) -> None:
     """Cap the threads serving blocking routes (a few threads contend less for the GIL), and
@@ -34,11 +33,8 @@ def limit_threads(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[Any]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = threads
-        # What was loaded at start lives as long as the process: keep the collector from
-        # scanning it again and again (full collections were the slowest requests' pauses).
-        gc.freeze()
         # The event loop, the store threads and the audit writer share one GIL: hand it over
-        # every millisecond rather than every 5, or the loop waits behind a busy thread.
+        # every millisecond rather than every 5, so the loop waits less behind a busy thread.
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         try:
             async with previous(app) as state:
@@ -56,5 +52,5 @@ def app_for_process() -> FastAPI:
     platform = Platform.open(settings)
     platform.start_consent_threads()
     app = create_app(platform)
-    limit_threads(app, settings.api_threads, on_shutdown=platform.close)
+    configure_serving(app, settings.api_threads, on_shutdown=platform.close)
     return app

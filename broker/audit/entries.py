@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from broker.views.pseudonyms import load_or_create_key
+from consent.keys import load_or_create_key
 
 #: ``prev_hash`` of the first entry.
 GENESIS = "0" * 64

@@ -56,9 +56,8 @@ from broker.audit.entries import (
     entry_hash,
     timestamp,
 )
-from broker.views.pseudonyms import load_or_create_key
 from consent.decisions import Decision
-from consent.keys import KeyRing
+from consent.keys import KeyRing, load_or_create_key
 
 log = logging.getLogger(__name__)
 

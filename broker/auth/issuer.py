@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,7 @@ from jwt.algorithms import ECAlgorithm
 
 from broker.auth.principals import Role
 from consent.errors import KeyStoreError
-from consent.keys import read_private_pem, write_private_file
+from consent.keys import create_private_file_once, read_private_pem
 
 #: The ``iss`` of tokens the embedded provider signs.
 EMBEDDED_ISSUER = "urn:tsunagu:issuer:embedded"
@@ -65,13 +64,7 @@ class EmbeddedIssuer:
                     serialization.PrivateFormat.PKCS8,
                     serialization.NoEncryption(),
                 )
-                tmp = write_private_file(path, pem)
-                try:
-                    os.link(tmp, path)  # never replaces: a concurrent first run keeps its key
-                except FileExistsError:
-                    pass
-                finally:
-                    tmp.unlink()
+                create_private_file_once(path, pem)
             key = read_private_pem(path)
         except OSError as exc:
             raise KeyStoreError(f"issuer key {path}: {exc}") from exc

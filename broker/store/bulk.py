@@ -1,4 +1,5 @@
-"""Bulk inserts on the ingest hot path: one compiled statement, driver-level executemany."""
+"""Bulk writes on the ingest hot path: a statement compiled once per dialect, its rows sent to
+the driver as one executemany, converted as SQLAlchemy would convert them."""
 
 from __future__ import annotations
 
@@ -7,37 +8,29 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Table
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import Compiled
 
 
 @dataclass(frozen=True, slots=True)
-class _Plan:
+class Plan:
+    """A compiled statement and how to bind a row (a mapping of column name to value) to it."""
+
     sql: str
     names: tuple[str, ...]
     processors: tuple[Callable[[Any], Any] | None, ...]
     positional: bool
 
-
-_plans: dict[tuple[str, str], _Plan] = {}
-
-
-def _plan(conn: Connection, table: Table) -> _Plan:
-    key = (table.name, conn.dialect.name)
-    plan = _plans.get(key)
-    if plan is None:
-        compiled = table.insert().compile(dialect=conn.dialect)
-        names = tuple(compiled.positiontup or [c.key for c in table.columns])
-        columns = {c.key: c for c in table.columns}
-        processors = tuple(columns[n].type.bind_processor(conn.dialect) for n in names)
-        plan = _Plan(str(compiled), names, processors, compiled.positional)
-        _plans[key] = plan
-    return plan
+    @classmethod
+    def of(cls, compiled: Compiled, table: Table, dialect: Dialect) -> Plan:
+        """The plan of ``compiled``, a statement whose parameters are ``table``'s columns."""
+        names = tuple(compiled.positiontup or [c.key for c in table.columns])  # type: ignore[attr-defined]
+        processors = tuple(table.c[n].type.bind_processor(dialect) for n in names)
+        return cls(str(compiled), names, processors, compiled.positional)  # type: ignore[attr-defined]
 
 
-def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Insert ``rows`` (each naming every column) as SQLAlchemy would, without its per-row cost."""
-    if not rows:
-        return
-    plan = _plan(conn, table)
+def run_many(conn: Connection, plan: Plan, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Execute ``plan`` once per row, in one driver call."""
     pairs = tuple(zip(plan.names, plan.processors, strict=True))
     values = [
         tuple(p(row[n]) if p else row[n] for n, p in pairs)
@@ -46,3 +39,18 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
         for row in rows
     ]
     conn.exec_driver_sql(plan.sql, values)
+
+
+_inserts: dict[tuple[str, str], Plan] = {}
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert ``rows`` (each naming every column) as SQLAlchemy would, without its per-row cost."""
+    if not rows:
+        return
+    key = (table.name, conn.dialect.name)
+    plan = _inserts.get(key)
+    if plan is None:
+        compiled = table.insert().compile(dialect=conn.dialect)
+        plan = _inserts[key] = Plan.of(compiled, table, conn.dialect)
+    run_many(conn, plan, rows)

@@ -152,9 +152,14 @@ def _sum(expression: Any) -> Any:
     return func.coalesce(func.sum(expression), 0)
 
 
+def _suffix(category: str) -> str:
+    """What a category's window parameters are named with (``lo_health_points``, ...)."""
+    return "_" + category.replace(".", "_")
+
+
 def _total_columns(category: str) -> list[tuple[str, Any]]:
     """Each total of ``category`` as a named scalar subquery over its own window."""
-    suffix = "_" + category.replace(".", "_")
+    suffix = _suffix(category)
     if category == "transport.trips":
         trips = _in_window(_trips, "pickup_at", suffix)
         return [
@@ -199,8 +204,15 @@ def _totals_statement(categories: frozenset[str]) -> tuple[Select[Any], list[tup
 
 
 def _window_params(category: str, lo: datetime, hi: datetime) -> dict[str, datetime]:
-    suffix = "_" + category.replace(".", "_")
+    suffix = _suffix(category)
     return {"lo" + suffix: lo, "hi" + suffix: hi}
+
+
+def _with_net(category: str, totals: dict[str, int]) -> dict[str, int]:
+    """Health points also show their balance."""
+    if category == "health.points":
+        totals["net"] = totals["awarded"] - totals["redeemed"]
+    return totals
 
 
 def _totals(
@@ -214,10 +226,7 @@ def _totals(
     totals: dict[str, dict[str, int]] = {c: {} for c in windows}
     for (category, name), value in zip(names, row, strict=True):
         totals[category][name] = int(value)
-    if "health.points" in totals:
-        points = totals["health.points"]
-        points["net"] = points["awarded"] - points["redeemed"]
-    return totals
+    return {category: _with_net(category, t) for category, t in totals.items()}
 
 
 def _page_statement(source: _Source, after: bool) -> Select[Any]:
@@ -305,13 +314,4 @@ def activity(
 
 
 def _zero(category: str) -> dict[str, int]:
-    return {
-        "transport.trips": {"trips": 0, "fare_jpy": 0, "passengers": 0, "ride_requests": 0},
-        "health.points": {"awarded": 0, "redeemed": 0, "net": 0},
-        "currency.transactions": {
-            "payments": 0,
-            "spent_jpy": 0,
-            "topped_up_jpy": 0,
-            "converted_jpy": 0,
-        },
-    }[category]
+    return _with_net(category, {name: 0 for name, _ in _total_columns(category)})

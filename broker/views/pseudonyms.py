@@ -11,34 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
-import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable
-from pathlib import Path
 
 from broker.settings import Settings
-from consent.keys import write_private_file
+from consent.keys import load_or_create_key
 
 PREFIX = "psn-"
-
-
-def load_or_create_key(path: Path) -> bytes:
-    """The 32-byte key in ``path``, generated (mode 0600) when the file does not exist."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = write_private_file(path, secrets.token_bytes(32))
-        try:
-            os.link(tmp, path)  # never replaces: a concurrent first run keeps its key
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    key = path.read_bytes()
-    if len(key) < 32:
-        raise ValueError(f"{path} holds {len(key)} bytes; a pseudonym key needs 32")
-    return key
 
 
 def key_of(settings: Settings) -> bytes:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.api.test_partner_views import PLANNING, _grant, _id, _partner, _pseudonyms, _trip
-from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
+from tests.api.test_partner_views import PLANNING, _grant, _id, _pseudonyms, _trip
+from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
 
 PERIOD = {"from": "2025-06-01T00:00:00+09:00", "to": "2025-07-01T00:00:00+09:00"}
 
@@ -58,7 +58,7 @@ def test_a_revocation_holds_in_every_api_process(two_processes: RunningPlatform)
     platform = two_processes
     resident = _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
         platform.ingest([_trip(resident, 3)])
         (pseudonym,) = _pseudonyms(platform, http, partner)

@@ -17,12 +17,11 @@ from tests.api.test_partner_views import (
     _activity,
     _grant,
     _id,
-    _partner,
     _pseudonyms,
     _trip,
 )
 from tests.events import registry
-from tests.fixtures.platform import RunningPlatform
+from tests.fixtures.platform import RunningPlatform, register_partner
 
 
 def _entries(platform: RunningPlatform, kind: str) -> list[dict[str, object]]:
@@ -54,7 +53,7 @@ def test_a_partner_read_is_in_the_residents_data_tracker_and_no_one_elses(
 ) -> None:
     resident, neighbour = _id("res"), _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
         platform.ingest([_trip(resident, 6)])
         (pseudonym,) = _pseudonyms(platform, http, partner)
@@ -75,7 +74,7 @@ def test_refused_decisions_are_recorded_with_their_reason_and_no_subject_id(
 ) -> None:
     resident = _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
         (pseudonym,) = _pseudonyms(platform, http, partner)
         _activity(platform, http, partner, pseudonym).raise_for_status()

@@ -12,7 +12,6 @@ bounded and reproducible: a fixed seed, deterministic generation, no example dat
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.events import example_data, make_event
+from tests.api.test_partner_views import _id, _listing, _payment, _points, _trip
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 PLANNING = "transport.planning"
@@ -101,10 +100,6 @@ MAX_EXAMPLES = 25
 SEED = 20250612
 
 
-def _id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
 @dataclass
 class World:
     """What the platform holds before schemathesis starts, and who calls what."""
@@ -161,40 +156,6 @@ class World:
             sources = (CONNECTOR_SOURCE,) if role == "connector" else ()
             self.tokens[key] = self.platform.auth(role, subject, sources=sources)
         return self.tokens[key]
-
-
-def _trip(resident: str, day: int) -> dict[str, Any]:
-    data = example_data("transport.trip.completed")
-    data.update(
-        trip_id=_id("trip"),
-        resident_id=resident,
-        requested_at=f"2025-06-{day:02d}T08:00:00+09:00",
-        pickup_at=f"2025-06-{day:02d}T09:00:00+09:00",
-        dropoff_at=f"2025-06-{day:02d}T09:20:00+09:00",
-    )
-    return make_event("transport.trip.completed", data=data, subject=resident)
-
-
-def _points(resident: str, day: int) -> dict[str, Any]:
-    data = example_data("health.points.awarded")
-    data.update(award_id=_id("aw"), resident_id=resident, date=f"2025-06-{day:02d}")
-    return make_event("health.points.awarded", data=data, subject=resident)
-
-
-def _payment(resident: str, day: int) -> dict[str, Any]:
-    data = example_data("currency.payment.settled")
-    data.update(
-        payment_id=_id("pay"),
-        resident_id=resident,
-        settled_at=f"2025-06-{day:02d}T12:00:00+09:00",
-    )
-    return make_event("currency.payment.settled", data=data, subject=resident)
-
-
-def _listing(owner: str) -> dict[str, Any]:
-    data = example_data("vacant_house.listing.registered")
-    data.update(listing_id=_id("prop"), owner_id=owner)
-    return make_event("vacant_house.listing.registered", data=data, subject=data["listing_id"])
 
 
 def _ok(r: httpx.Response, status: int = 201) -> dict[str, Any]:
@@ -256,7 +217,7 @@ def world(platform: RunningPlatform) -> World:
             [_trip(subject, d) for d in (3, 4, 5, 6)]
             + [_points(subject, d) for d in (3, 4)]
             + [_payment(subject, d) for d in (4, 5)]
-            + [_listing(subject), _listing(me)]
+            + [_listing(subject, "awashima-port"), _listing(me, "awashima-port")]
         )
         _grant(platform, http, subject, reader, PLANNING)
         _grant(platform, http, subject, reader, HOUSING)

@@ -12,7 +12,7 @@ import pytest
 from consent.webhooks import ID_HEADER, SIGNATURE_HEADER, verify_notification
 from tests.consent.test_webhooks import PartnerServer
 from tests.events import example_data, make_event
-from tests.fixtures.platform import RunningPlatform
+from tests.fixtures.platform import RunningPlatform, register_partner
 
 PLANNING = "transport.planning"
 HOUSING = "housing.dual_residence_support"
@@ -23,19 +23,6 @@ ALL_SCOPES = ("admin", "property.details", "override", "consent:bypass", "*")
 
 def _id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-def _partner(platform: RunningPlatform, http: httpx.Client, *purposes: str) -> str:
-    admin = platform.auth("admin", "city-ops")
-    pid = _id("ptn")
-    r = http.post(
-        "/v1/partners", json={"id": pid, "name_ja": "協力", "name_en": "P"}, headers=admin
-    )
-    assert r.status_code == 201, r.text
-    for purpose in purposes:
-        r = http.post(f"/v1/partners/{pid}/purposes", json={"purpose": purpose}, headers=admin)
-        assert r.status_code == 201, r.text
-    return pid
 
 
 def _grant(
@@ -126,8 +113,8 @@ def world(platform: RunningPlatform) -> dict[str, Any]:
     """Two partners; a resident with trips, points and payments consenting to trips only."""
     resident = _id("res")
     with platform.client() as http:
-        one = _partner(platform, http, PLANNING, HOUSING)
-        two = _partner(platform, http, PLANNING)
+        one = register_partner(platform, http, PLANNING, HOUSING)
+        two = register_partner(platform, http, PLANNING)
         consent = _grant(platform, http, resident, one, PLANNING, ["transport.trips"])
         _grant(platform, http, resident, two, PLANNING, ["transport.trips"])
     platform.ingest(
@@ -182,7 +169,7 @@ def test_paging_is_stable_under_concurrent_inserts(
 ) -> None:
     resident = _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
         platform.ingest([_trip(resident, d) for d in (10, 12, 14, 16, 18)])
         (pseudonym,) = _pseudonyms(platform, http, partner)
@@ -219,7 +206,7 @@ def test_paging_is_stable_under_concurrent_inserts(
 def test_revocation_withholds_every_category_on_the_next_read(platform: RunningPlatform) -> None:
     resident = _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         consent = _grant(
             platform, http, resident, partner, PLANNING, ["transport.trips", "health.points"]
         )
@@ -249,7 +236,7 @@ def test_revocation_withholds_every_category_on_the_next_read(platform: RunningP
 def test_paused_consent_is_withheld_as_paused(platform: RunningPlatform) -> None:
     resident = _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
         (pseudonym,) = _pseudonyms(platform, http, partner)
         http.post(
@@ -310,8 +297,8 @@ def test_vacant_house_owner_details_follow_the_property_rule(platform: RunningPl
     stop = _id("stop")
     listing = _listing(owner, stop)
     with platform.client() as http:
-        allowed = _partner(platform, http, HOUSING)
-        other = _partner(platform, http, HOUSING)
+        allowed = register_partner(platform, http, HOUSING)
+        other = register_partner(platform, http, HOUSING)
         platform.ingest([listing, _trip(rider, 8, stop=stop), _trip(rider, 9, stop=stop)])
         before = _houses(platform, http, allowed)
         _grant(platform, http, owner, allowed, HOUSING, ["property.details"])
@@ -355,7 +342,7 @@ def test_erased_resident_is_gone_from_every_view(platform: RunningPlatform) -> N
     resident = _id("res")
     me = platform.auth("resident", resident)
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
         platform.ingest([_trip(resident, 21), _trip(resident, 22)])
         (pseudonym,) = _pseudonyms(platform, http, partner)
@@ -383,18 +370,9 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
 ) -> None:
     hooks = PartnerServer()
     resident = _id("res")
-    admin = platform.auth("admin", "city-ops")
     try:
         with platform.client() as http:
-            partner = _id("ptn")
-            http.post(
-                "/v1/partners",
-                json={"id": partner, "name_ja": "通知", "name_en": "N", "webhook_url": hooks.url},
-                headers=admin,
-            ).raise_for_status()
-            http.post(
-                f"/v1/partners/{partner}/purposes", json={"purpose": PLANNING}, headers=admin
-            ).raise_for_status()
+            partner = register_partner(platform, http, PLANNING, webhook_url=hooks.url)
             consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
             (pseudonym,) = _pseudonyms(platform, http, partner)
             http.post(
@@ -416,7 +394,7 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
 def test_lists_filter_by_time_range(platform: RunningPlatform) -> None:
     first, second = _id("res"), _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING, HOUSING)
+        partner = register_partner(platform, http, PLANNING, HOUSING)
         _grant(platform, http, first, partner, PLANNING, ["transport.trips"])
         between = datetime.now(UTC)
         _grant(platform, http, second, partner, PLANNING, ["transport.trips"])
@@ -450,7 +428,7 @@ def test_lists_filter_by_time_range(platform: RunningPlatform) -> None:
 def test_currency_totals_add_up_each_kind(platform: RunningPlatform) -> None:
     resident = _id("res")
     with platform.client() as http:
-        partner = _partner(platform, http, PLANNING)
+        partner = register_partner(platform, http, PLANNING)
         _grant(platform, http, resident, partner, PLANNING, ["currency.transactions"])
         platform.ingest([_payment(resident, 4), _payment(resident, 5)])
         (pseudonym,) = _pseudonyms(platform, http, partner)

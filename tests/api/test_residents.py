@@ -11,28 +11,13 @@ import pytest
 
 from consent.errors import ReceiptInvalidError
 from consent.receipts import verify_receipt
-from tests.fixtures.platform import RunningPlatform
+from tests.fixtures.platform import RunningPlatform, register_partner
 
 PURPOSE = "transport.planning"
 
 
 def _resident() -> str:
     return f"res-{uuid.uuid4().hex[:12]}"
-
-
-def _partner(platform: RunningPlatform, http: httpx.Client, *purposes: str) -> str:
-    admin = platform.auth("admin", "city-ops")
-    pid = f"ptn-{uuid.uuid4().hex[:12]}"
-    r = http.post(
-        "/v1/partners",
-        json={"id": pid, "name_ja": "三豊交通", "name_en": "Mitoyo Transport"},
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
-    for purpose in purposes:
-        r = http.post(f"/v1/partners/{pid}/purposes", json={"purpose": purpose}, headers=admin)
-        assert r.status_code == 201, r.text
-    return pid
 
 
 def _grant(
@@ -56,7 +41,7 @@ def test_resident_grants_and_sees_the_consent_with_a_receipt_verifiable_offline(
     resident = _resident()
     me = platform.auth("resident", resident)
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         granted = _grant(http, me, partner)
         listed = http.get("/v1/me/consents", headers=me).json()
         receipt = http.get(f"/v1/me/consents/{granted.json()['id']}/receipt", headers=me)
@@ -84,7 +69,7 @@ def test_pause_resume_revoke_each_make_a_new_version_and_history_keeps_them_all(
 ) -> None:
     me = platform.auth("resident", _resident())
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         first = _grant(http, me, partner).json()["id"]
         paused = http.post(f"/v1/me/consents/{first}/pause", headers=me).json()
         resumed = http.post(f"/v1/me/consents/{paused['id']}/resume", headers=me).json()
@@ -110,7 +95,7 @@ def test_a_resident_cannot_see_or_change_anothers_consent(platform: RunningPlatf
     alice = platform.auth("resident", _resident())
     bob = platform.auth("resident", _resident())
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         consent = _grant(http, alice, partner).json()["id"]
         revoke = http.post(f"/v1/me/consents/{consent}/revoke", headers=bob)
         receipt = http.get(f"/v1/me/consents/{consent}/receipt", headers=bob)
@@ -127,7 +112,7 @@ def test_consent_for_a_purpose_the_partner_is_not_approved_for_cannot_be_granted
 ) -> None:
     me = platform.auth("resident", _resident())
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         refused = _grant(http, me, partner, purpose="currency.promotion")
         unknown = _grant(http, me, "ptn-doesnotexist")
     assert refused.status_code == 422
@@ -139,7 +124,7 @@ def test_consent_for_a_purpose_the_partner_is_not_approved_for_cannot_be_granted
 def test_withdrawn_approval_is_visible_in_the_partners_history(platform: RunningPlatform) -> None:
     admin = platform.auth("admin", "city-ops")
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         http.delete(f"/v1/partners/{partner}/purposes/{PURPOSE}", headers=admin)
         detail = http.get(f"/v1/partners/{partner}", headers=admin).json()
         listed = {p["id"]: p for p in http.get("/v1/partners", headers=admin).json()}

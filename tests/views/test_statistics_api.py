@@ -6,14 +6,13 @@ import itertools
 import uuid
 from datetime import UTC, datetime, timedelta
 
-import httpx
 import pytest
 from sqlalchemy import insert
 
 from broker.store.database import make_engine
 from broker.store.projections.transport import Trip
 from broker.views.statistics import add_months, jst_month_start
-from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
+from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
 
 _trips = Trip.__table__  # type: ignore[attr-defined]
 _ids = itertools.count()
@@ -29,21 +28,6 @@ THIS_MONTH = jst_month_start(datetime.now(UTC))
 #: A complete month in the past: every test's data is in it.
 MONTH = add_months(THIS_MONTH, -2)
 PERIOD = {"from": MONTH.isoformat(), "to": add_months(MONTH, 1).isoformat()}
-
-
-def _partner(platform: RunningPlatform, http: httpx.Client, *purposes: str) -> str:
-    admin = platform.auth("admin", "city-ops")
-    pid = f"ptn-{uuid.uuid4().hex[:12]}"
-    r = http.post(
-        "/v1/partners",
-        json={"id": pid, "name_ja": "三豊交通", "name_en": "Mitoyo Transport"},
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
-    for purpose in purposes:
-        r = http.post(f"/v1/partners/{pid}/purposes", json={"purpose": purpose}, headers=admin)
-        assert r.status_code == 201, r.text
-    return pid
 
 
 def _town() -> str:
@@ -98,7 +82,7 @@ def test_a_partner_approved_for_the_purpose_reads_statistics_with_small_cells_su
     _trips_from(platform, big, 10, each=2)
     _trips_from(platform, small, 3, each=10)  # 30 trips, but by 3 residents
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         r = http.get(
             "/v1/statistics/trips-by-town-month",
             params={**PERIOD, "purpose": PURPOSE},
@@ -126,7 +110,7 @@ def test_a_partner_approved_for_the_purpose_reads_statistics_with_small_cells_su
 
 def test_a_partner_must_name_its_purpose(platform: RunningPlatform) -> None:
     with platform.client() as http:
-        partner = _partner(platform, http, PURPOSE)
+        partner = register_partner(platform, http, PURPOSE)
         r = http.get(PATHS[0], params=PERIOD, headers=platform.auth("partner", partner))
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
@@ -135,7 +119,7 @@ def test_a_partner_must_name_its_purpose(platform: RunningPlatform) -> None:
 
 def test_a_partner_not_approved_for_the_purpose_is_refused(platform: RunningPlatform) -> None:
     with platform.client() as http:
-        partner = _partner(platform, http, "transport.planning")
+        partner = register_partner(platform, http, "transport.planning")
         r = http.get(
             PATHS[0],
             params={**PERIOD, "purpose": PURPOSE},
@@ -294,7 +278,7 @@ def test_a_partner_over_its_rate_gets_429_with_retry_after(
     )
     try:
         with slow.client() as http:
-            partner = _partner(slow, http, PURPOSE)
+            partner = register_partner(slow, http, PURPOSE)
             params = {**PERIOD, "purpose": PURPOSE}
             first = http.get(PATHS[1], params=params, headers=slow.auth("partner", partner))
             second = http.get(PATHS[1], params=params, headers=slow.auth("partner", partner))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from broker.auth.issuer import EmbeddedIssuer
 from consent.catalogue import Catalogue
@@ -38,6 +38,8 @@ def jwks(request: Request) -> dict[str, Any]:
 class PurposeOut(BaseModel):
     """A purpose partners may be approved for."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     code: str
     name_ja: str
     name_en: str
@@ -47,6 +49,8 @@ class PurposeOut(BaseModel):
 
 class CategoryOut(BaseModel):
     """A data category consents cover."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     code: str
     name_ja: str
@@ -61,31 +65,11 @@ class CategoryOut(BaseModel):
 def purposes(request: Request) -> list[PurposeOut]:
     """The purpose catalogue the municipality approves partners for."""
     catalogue: Catalogue = request.app.state.catalogue
-    return [
-        PurposeOut(
-            code=p.code,
-            name_ja=p.name_ja,
-            name_en=p.name_en,
-            description_ja=p.description_ja,
-            description_en=p.description_en,
-        )
-        for p in catalogue.purposes.values()
-    ]
+    return [PurposeOut.model_validate(p) for p in catalogue.purposes.values()]
 
 
 @router.get("/v1/catalogue/categories")
 def categories(request: Request) -> list[CategoryOut]:
     """The data categories; personal ones need a consent, public ones do not."""
     catalogue: Catalogue = request.app.state.catalogue
-    return [
-        CategoryOut(
-            code=c.code,
-            name_ja=c.name_ja,
-            name_en=c.name_en,
-            description_ja=c.description_ja,
-            description_en=c.description_en,
-            personal=c.personal,
-            subject=c.subject,
-        )
-        for c in catalogue.categories.values()
-    ]
+    return [CategoryOut.model_validate(c) for c in catalogue.categories.values()]

@@ -8,13 +8,14 @@ share the syntax) and its rows go to the driver like ``broker.store.bulk.insert_
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
+
+from broker.store.bulk import Plan, run_many
 
 Columns = ReadOnlyColumnCollection[str, Any]
 #: Given (the proposed row ``excluded``, the stored row's columns): the SET clause and an
@@ -24,15 +25,7 @@ Merge = Callable[
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class _Plan:
-    sql: str
-    names: tuple[str, ...]
-    processors: tuple[Callable[[Any], Any] | None, ...]
-    positional: bool
-
-
-_plans: dict[tuple[str, str], _Plan] = {}
+_plans: dict[tuple[str, str], Plan] = {}
 
 
 def upsert_many(
@@ -50,18 +43,10 @@ def upsert_many(
     """
     if not rows:
         return
-    plan = _plan(conn, table, key, merge, name)
-    pairs = tuple(zip(plan.names, plan.processors, strict=True))
-    values = [
-        tuple(p(row[n]) if p else row[n] for n, p in pairs)
-        if plan.positional
-        else {n: (p(row[n]) if p else row[n]) for n, p in pairs}
-        for row in rows
-    ]
-    conn.exec_driver_sql(plan.sql, values)
+    run_many(conn, _plan(conn, table, key, merge, name), rows)
 
 
-def _plan(conn: Connection, table: Table, key: str, merge: Merge, name: str) -> _Plan:
+def _plan(conn: Connection, table: Table, key: str, merge: Merge, name: str) -> Plan:
     dialect = conn.dialect
     plan = _plans.get((name, dialect.name))
     if plan is None:
@@ -75,9 +60,5 @@ def _plan(conn: Connection, table: Table, key: str, merge: Merge, name: str) -> 
             stmt = lite.on_conflict_do_update(index_elements=[key], set_=set_, where=where)
         else:
             raise NotImplementedError(f"the store runs on SQLite or PostgreSQL, not {dialect.name}")
-        compiled = stmt.compile(dialect=dialect)
-        names = tuple(compiled.positiontup or [c.key for c in table.columns])
-        processors = tuple(table.c[n].type.bind_processor(dialect) for n in names)
-        plan = _Plan(str(compiled), names, processors, compiled.positional)
-        _plans[(name, dialect.name)] = plan
+        plan = _plans[(name, dialect.name)] = Plan.of(stmt.compile(dialect=dialect), table, dialect)
     return plan
