@@ -6,13 +6,18 @@ import logging
 import signal
 import threading
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from broker.audit.cli import audit_app
 from broker.settings import Settings
 from connectors.cli import app as connector_app
+
+if TYPE_CHECKING:
+    from broker.auth.issuer import EmbeddedIssuer
+    from broker.auth.principals import Role
+    from broker.demo import DemoLife, IssueToken
 
 app = typer.Typer(help="Tsunagu: a regional data-linkage platform.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The shared JSON Schemas.", no_args_is_help=True)
@@ -49,8 +54,8 @@ def up(
     platform = Platform.open(settings)
     worker_thread = platform.start_worker_thread()
     platform.start_consent_threads()
-    demo_thread = _start_demo(platform, demo_speed, population) if demo else None
     base = f"http://{settings.host}:{settings.port}"
+    running = _start_demo(platform, demo_speed, population) if demo else None
     identity = (
         f"OIDC {settings.oidc_issuer}"
         if settings.oidc_issuer
@@ -70,7 +75,8 @@ def up(
         + (
             f"  Demo            the synthetic region ({population:,} residents) streams through "
             f"the four connectors at {demo_speed:g}x; outboxes in {settings.data_dir / 'outbox'}\n"
-            if demo
+            + _demo_summary(settings, base, running[1])
+            if running is not None
             else ""
         )
     )
@@ -93,19 +99,26 @@ def up(
             uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:
         platform.stop.set()
-        if demo_thread is not None:
-            demo_thread.join(30)  # let the connectors stop before the bus closes
+        if running is not None:
+            stream, life = running
+            stream.join(30)  # let the connectors stop before the bus closes
+            life.join(15)  # and the demo partners before the store closes
         platform.close()
 
 
-def _start_demo(platform: Any, speed: float, population: int) -> threading.Thread:
+def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading.Thread, DemoLife]:
+    """Seed the demo's partners and consents, then stream the region and run the partners."""
     from broker.auth.principals import Role
+    from broker.demo import DemoLife
     from connectors.demo import open_connectors, stream_region
     from connectors.region import Region
     from connectors.sdk import BusSink, LocalSchemas
 
     settings = platform.settings
     issuer = platform.identity.issuer
+    # The demo partners call the API every few seconds: a log line per request would bury
+    # the platform's own log.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     def sink_for(source: str) -> BusSink:
         # The demo connectors sign in like any connector: a token naming their own source.
@@ -123,6 +136,18 @@ def _start_demo(platform: Any, speed: float, population: int) -> threading.Threa
         settings.topic_prefix,
     )
     region = Region(seed=7, population=population)
+    life = DemoLife(
+        platform.consent,
+        region,
+        base_url=_local_url(settings),
+        interval_s=settings.demo_read_interval_s,
+        token_ttl_s=settings.token_ttl_s,
+        issue=_audited_issue(settings, issuer) if issuer is not None else None,
+        stop=platform.stop,
+    )
+    # Before anything streams or reads: the demo resident's consents are there when the
+    # printed page is opened.
+    life.seed()
     thread = threading.Thread(
         target=stream_region,
         args=(region, connectors, platform.stop, speed),
@@ -130,7 +155,58 @@ def _start_demo(platform: Any, speed: float, population: int) -> threading.Threa
         daemon=True,
     )
     thread.start()
-    return thread
+    life.start()
+    return thread, life
+
+
+def _local_url(settings: Settings) -> str:
+    """Where this machine reaches the API (the demo partners call it over HTTP)."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
+    return f"http://{host}:{settings.port}"
+
+
+def _audited_issue(settings: Settings, issuer: EmbeddedIssuer) -> IssueToken:
+    """Issue tokens as `tsunagu token issue` does: each one recorded in the audit log."""
+
+    def issue(role: Role, sub: str, ttl_s: int) -> str:
+        token = issuer.issue(sub, role, ttl_s=ttl_s)
+        _audit_token(settings, role, sub, token)
+        return token
+
+    return issue
+
+
+def _demo_summary(settings: Settings, base: str, life: DemoLife) -> str:
+    """The demo's lines of the summary: its partners, and the resident's and auditor's pages
+    signed in with fresh tokens (or where tokens come from, under an OIDC provider)."""
+    from broker.auth.principals import Role
+    from broker.demo import DEMO_AUDITOR, PAGE_TOKEN_TTL_S
+
+    indent = "\n" + " " * 18
+    partners = indent.join(f"{p.name_ja} ({p.name_en}): {p.purpose}" for p in life.partners)
+    reads = (
+        f"each reads the API every {settings.demo_read_interval_s:g} s"
+        if life.issue is not None
+        else "no reads: partner tokens come from the OIDC provider"
+    )
+    star = life.resident.resident_id
+    theirs = ", ".join(g.partner.name_ja for g in life.grants if g.subject == star)
+    lines = (
+        f"  Demo partners   {partners}{indent}{reads}; {len(life.grants):,} consents planned\n"
+        f"  Demo resident   {star}, consenting to {theirs}\n"
+    )
+    if life.issue is None:
+        provider = settings.oidc_issuer
+        return lines + (
+            f"  Resident page   {base}/resident  (sign in with a token of {provider})\n"
+            f"  Auditor page    {base}/auditor  (sign in with a token of {provider})\n"
+        )
+    resident = life.issue(Role.RESIDENT, life.resident.resident_id, PAGE_TOKEN_TTL_S)
+    auditor = life.issue(Role.AUDITOR, DEMO_AUDITOR, PAGE_TOKEN_TTL_S)
+    return lines + (
+        f"  Resident page   {base}/resident#token={resident}\n"
+        f"  Auditor page    {base}/auditor#token={auditor}\n"
+    )
 
 
 @app.command()

@@ -118,6 +118,7 @@ class Platform:
             authenticate=SourceAuthenticator(self.identity.verifier)
             if self.settings.ingest_require_token
             else None,
+            audit=self.audit,
         )
 
     def gateway(self) -> IngestGateway:
@@ -130,6 +131,7 @@ class Platform:
             topic_prefix=self.settings.topic_prefix,
             max_event_bytes=self.settings.max_event_bytes,
             refresh_registry=self.stored.reload_if_stale,
+            audit=self.audit,
         )
 
     def start_worker_thread(self) -> threading.Thread:

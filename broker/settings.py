@@ -89,6 +89,10 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Tries before a notification is marked failed (~1 day)."
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # -- the demo of `make run` ---------------------------------------------------------------
+    demo_read_interval_s: float = Field(
+        default=5.0, gt=0, description="Pause between the demo partners' rounds of API reads."
+    )
 
     @cached_property
     def bus_url(self) -> str:

@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import problems
+from broker.api import pages, problems
 from broker.api.limits import BodyLimit, TokenBuckets
 from broker.api.routes import (
+    audit,
     events,
     health,
     me,
@@ -64,6 +65,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(me.router)
     app.include_router(partner_views.router)
     app.include_router(statistics.router)
+    app.include_router(audit.router)
+    app.include_router(pages.router)
     # HTTP ingest has its own, larger limit (it streams); every other body is small.
     app.add_middleware(BodyLimit, limit=API_MAX_BODY_BYTES, exempt=("/v1/events",))
 

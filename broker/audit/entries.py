@@ -46,6 +46,7 @@ class EntryKind(StrEnum):
     ERASURE = "erasure"
     TOKEN_ISSUED = "token_issued"
     ADMIN_CHANGE = "admin_change"
+    AUDIT_EXPORT = "audit_export"
 
 
 class SubjectRule(StrEnum):
@@ -75,12 +76,18 @@ def _spec(
 #: ``ingest``, a partner id, an admin's token subject, or ``subject`` when the resident
 #: acted themselves (their reference is then in ``subject_ref``, never their id).
 KINDS: Mapping[EntryKind, KindSpec] = {
-    # One ingest transaction: the topic, how many events it projected, skipped as duplicates
-    # and dead-lettered, and the offsets it covered ("partition:first-last" strings).
-    EntryKind.PUBLISH_BATCH: _spec("topic events", "duplicates dead_letters offsets"),
-    # One rejected event: where it went and why (the DLQ reason code), its event id and
-    # connector source (ids of events and connectors, not of people), and its bus origin.
-    EntryKind.DEAD_LETTER: _spec("topic reason", "event_id source origin detail"),
+    # One ingest transaction's events of one topic: how many it projected, skipped as
+    # duplicates, dead-lettered or took in about erased subjects; the offsets it covered
+    # ("partition:first-last" strings); and the counts per connector source and event type,
+    # from which the auditor's flow map is drawn.
+    EntryKind.PUBLISH_BATCH: _spec(
+        "topic events", "duplicates dead_letters erased offsets sources types"
+    ),
+    # One rejected event: the domain topic it was meant for, why (the DLQ reason code), the
+    # JSON pointer and schema that refused it, its event id and connector source (ids of
+    # events and connectors, not of people) and its origin. Never the validator's message:
+    # it may quote the event's values.
+    EntryKind.DEAD_LETTER: _spec("topic reason", "event_id source origin path schema"),
     # A consent granted, amended, paused, resumed or revoked, or a partner or purpose change.
     EntryKind.CONSENT_CHANGE: _spec(
         "event", "consent_id supersedes partner purpose categories status", SubjectRule.OPTIONAL
@@ -106,6 +113,8 @@ KINDS: Mapping[EntryKind, KindSpec] = {
     EntryKind.TOKEN_ISSUED: _spec("role", "sub jti expires_at scopes", SubjectRule.OPTIONAL),
     # An operator's change: registering a connector, partner, purpose or schema, a rotation.
     EntryKind.ADMIN_CHANGE: _spec("action target", "detail"),
+    # An auditor took a copy of the whole log (actor: their token subject).
+    EntryKind.AUDIT_EXPORT: _spec("format"),
 }
 
 #: Roles whose token subject is a person: their ``sub`` must not be recorded in the clear.

@@ -191,6 +191,26 @@ class AuditLog:
 
     def append_many(self, new: Iterable[NewEntry]) -> int:
         """Write ``new`` after everything queued, in one transaction; return the last seq."""
+        return self._flush(self._checked(new))
+
+    def append_in(self, conn: Connection, new: Iterable[NewEntry]) -> int:
+        """Chain ``new`` inside the caller's write transaction on ``conn``; return the last seq.
+
+        The entries commit or roll back with the caller's own writes: an ingest batch and its
+        record are one transaction, so a crash leaves both or neither. The head row is locked
+        until the caller commits (PostgreSQL ``FOR UPDATE``); on SQLite the caller's transaction
+        must already hold the write lock (it has written), or its commit fails and is retried.
+        Entries queued with ``append`` are not written here: they follow with the flusher.
+        """
+        items = self._checked(new)
+        if not items:
+            return 0
+        head = conn.execute(
+            select(tables.head).where(tables.head.c.id == tables.HEAD_ID).with_for_update()
+        ).one()
+        return self._chain(conn, head, [self._prepare(item) for item in items])
+
+    def _checked(self, new: Iterable[NewEntry]) -> list[_Queued | Decision]:
         now = time.time()
         items: list[_Queued | Decision] = []
         for entry in new:
@@ -198,7 +218,7 @@ class AuditLog:
             at = now if entry.at is None else entry.at.timestamp()
             fields = encode_fields(entry.fields)
             items.append(_Queued(at, entry.kind, entry.actor, entry.subject, fields))
-        return self._flush(items)
+        return items
 
     def record_decision(self, decision: Decision) -> None:
         """Queue a decision of the decision point (allow or deny)."""
@@ -298,53 +318,57 @@ class AuditLog:
                 raise
 
     def _write(self, batch: list[_Prepared]) -> int:
-        key = self.keys.signing_key
         with self._locked_head() as (conn, head):
-            seq, prev = head.seq, head.hash
-            cp_seq, cp_hash, cp_time = (
-                head.checkpoint_seq,
-                head.checkpoint_hash,
-                head.checkpoint_time,
+            return self._chain(conn, head, batch)
+
+    def _chain(self, conn: Connection, head: Any, batch: list[_Prepared]) -> int:
+        """Insert ``batch`` after ``head`` (locked by the caller), sign what is due, move it."""
+        key = self.keys.signing_key
+        seq, prev = head.seq, head.hash
+        cp_seq, cp_hash, cp_time = (
+            head.checkpoint_seq,
+            head.checkpoint_hash,
+            head.checkpoint_time,
+        )
+        now = time.time()
+        now_at = timestamp()
+        rows = []
+        signed: list[Checkpoint] = []
+        for e in batch:
+            seq += 1
+            digest = entry_hash(seq, e.at, e.kind, e.actor, e.subject_ref, e.fields, prev)
+            rows.append(
+                {
+                    "seq": seq,
+                    "at": e.at,
+                    "kind": e.kind,
+                    "actor": e.actor,
+                    "subject_ref": e.subject_ref,
+                    "fields": e.fields,
+                    "prev_hash": prev,
+                    "hash": digest,
+                }
             )
-            now = time.time()
-            now_at = timestamp()
-            rows = []
-            signed: list[Checkpoint] = []
-            for e in batch:
-                seq += 1
-                digest = entry_hash(seq, e.at, e.kind, e.actor, e.subject_ref, e.fields, prev)
-                rows.append(
-                    {
-                        "seq": seq,
-                        "at": e.at,
-                        "kind": e.kind,
-                        "actor": e.actor,
-                        "subject_ref": e.subject_ref,
-                        "fields": e.fields,
-                        "prev_hash": prev,
-                        "hash": digest,
-                    }
-                )
-                prev = digest
-                if seq - cp_seq >= self.checkpoint_every:
-                    signed.append(sign_checkpoint(key, seq, digest, now_at, cp_seq, cp_hash))
-                    cp_seq, cp_hash, cp_time = seq, digest, now
-            if seq > cp_seq and now - cp_time >= self.checkpoint_interval_s:
-                signed.append(sign_checkpoint(key, seq, prev, now_at, cp_seq, cp_hash))
-                cp_seq, cp_hash, cp_time = seq, prev, now
-            conn.execute(insert(tables.entries), rows)
-            self._store_checkpoints(conn, signed)
-            conn.execute(
-                update(tables.head)
-                .where(tables.head.c.id == tables.HEAD_ID)
-                .values(
-                    seq=seq,
-                    hash=prev,
-                    checkpoint_seq=cp_seq,
-                    checkpoint_hash=cp_hash,
-                    checkpoint_time=cp_time,
-                )
+            prev = digest
+            if seq - cp_seq >= self.checkpoint_every:
+                signed.append(sign_checkpoint(key, seq, digest, now_at, cp_seq, cp_hash))
+                cp_seq, cp_hash, cp_time = seq, digest, now
+        if seq > cp_seq and now - cp_time >= self.checkpoint_interval_s:
+            signed.append(sign_checkpoint(key, seq, prev, now_at, cp_seq, cp_hash))
+            cp_seq, cp_hash, cp_time = seq, prev, now
+        conn.execute(insert(tables.entries), rows)
+        self._store_checkpoints(conn, signed)
+        conn.execute(
+            update(tables.head)
+            .where(tables.head.c.id == tables.HEAD_ID)
+            .values(
+                seq=seq,
+                hash=prev,
+                checkpoint_seq=cp_seq,
+                checkpoint_hash=cp_hash,
+                checkpoint_time=cp_time,
             )
+        )
         return int(seq)
 
     @staticmethod

@@ -51,10 +51,14 @@ class Rejection:
     event_id: str = ""
 
 
+def origin_of(record: Record) -> str:
+    """Where a record was on the bus: ``topic/partition/offset``."""
+    return f"{record.topic}/{record.partition}/{record.offset}"
+
+
 def dead_letter(record: Record, rejection: Rejection) -> OutRecord:
     """The DLQ record for ``record``: its original bytes, key and headers, plus the reason."""
-    origin = f"{record.topic}/{record.partition}/{record.offset}"
-    return dead_letter_bytes(record.key, record.value, record.headers, origin, rejection)
+    return dead_letter_bytes(record.key, record.value, record.headers, origin_of(record), rejection)
 
 
 def dead_letter_bytes(

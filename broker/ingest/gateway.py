@@ -16,8 +16,10 @@ import orjson
 from sqlalchemy import Engine
 
 from broker import cloudevents
+from broker.audit import AuditLog, NewEntry
 from broker.bus import Bus, OutRecord, dlq_topic
 from broker.cloudevents import CloudEvent
+from broker.ingest.auditing import dead_letter_entry
 from broker.ingest.deadletter import (
     H_CONNECTOR_TOKEN,
     UNROUTED_DLQ,
@@ -64,8 +66,11 @@ class IngestGateway:
         topic_prefix: str = "",
         max_event_bytes: int = 1024 * 1024,
         refresh_registry: Callable[[], bool] | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.bus = bus
+        #: Where rejections at the door are recorded (the worker never sees them).
+        self.audit = audit
         self.engine = engine
         self.domains = frozenset(domains)
         self.topic_prefix = topic_prefix
@@ -78,18 +83,21 @@ class IngestGateway:
         origin: str,
         sources: frozenset[str] | None = None,
         token: str | None = None,
+        actor: str = "http-ingest",
     ) -> list[EventResult]:
         """Check and publish ``docs`` (decoded JSON values); one result per document, in order.
 
         ``sources``, when given, are the CloudEvents sources the caller may publish as (a
         connector's identity binds it to its own): an event from any other is rejected.
         ``token``, the caller's, goes on with each event for the ingest worker to check again.
+        ``actor`` (the caller's token subject) is who the audit log names for a rejection.
         """
         headers = [(H_CONNECTOR_TOKEN, token.encode("ascii"))] if token else []
         results: list[EventResult] = []
         # The event goes on as it was sent (extension attributes included), not re-encoded.
         good: dict[str, list[tuple[int, CloudEvent, bytes]]] = {}
         dead: dict[str, list[OutRecord]] = {}
+        refusals: list[NewEntry] = []
         for index, doc in enumerate(docs):
             raw = orjson.dumps(doc)
             checked = self._check(doc, raw)
@@ -103,9 +111,11 @@ class IngestGateway:
                 continue
             topic = self._dlq_for(doc)
             key = doc.get("subject", "").encode() if isinstance(doc, dict) else None
+            where = f"http/{origin}/{index}"
             dead.setdefault(topic, []).append(
-                dead_letter_bytes(key or None, raw, (), f"http/{origin}/{index}", checked)
+                dead_letter_bytes(key or None, raw, (), where, checked)
             )
+            refusals.append(dead_letter_entry(topic.removesuffix(".dlq"), checked, where, actor))
             DEAD_LETTERS.labels(topic.removesuffix(".dlq"), checked.reason.value).inc()
             doc_id = doc.get("id") if isinstance(doc, dict) else None
             results.append(
@@ -131,14 +141,29 @@ class IngestGateway:
                     results[i] = EventResult(i, e.id, Outcome.DUPLICATE)
         for topic, records in dead.items():
             self.bus.publish(topic, records)
+        self._record(refusals)
         return results
 
-    def reject_body(self, body: bytes, reason: DeadLetterReason, detail: str, origin: str) -> None:
+    def reject_body(
+        self,
+        body: bytes,
+        reason: DeadLetterReason,
+        detail: str,
+        origin: str,
+        actor: str = "http-ingest",
+    ) -> None:
         """Keep a body that could not be split into events in the unrouted dead-letter topic."""
         rejection = Rejection(reason, detail)
         topic = self.topic_prefix + UNROUTED_DLQ
-        self.bus.publish(topic, [dead_letter_bytes(None, body, (), f"http/{origin}", rejection)])
+        where = f"http/{origin}"
+        self.bus.publish(topic, [dead_letter_bytes(None, body, (), where, rejection)])
         DEAD_LETTERS.labels(topic.removesuffix(".dlq"), reason.value).inc()
+        self._record([dead_letter_entry(topic.removesuffix(".dlq"), rejection, where, actor)])
+
+    def _record(self, refusals: list[NewEntry]) -> None:
+        # Written before the caller is answered: the receipt's rejections are on record.
+        if refusals and self.audit is not None:
+            self.audit.append_many(refusals)
 
     def _check(self, doc: Any, raw: bytes) -> CloudEvent | Rejection:
         if len(raw) > self.max_event_bytes:

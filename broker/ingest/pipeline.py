@@ -13,6 +13,7 @@ from prometheus_client import Counter, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from broker.audit import AuditLog
 from broker.bus import (
     DOMAIN_TOPICS,
     Bus,
@@ -24,6 +25,7 @@ from broker.bus import (
     next_offsets,
 )
 from broker.cloudevents import CloudEvent
+from broker.ingest.auditing import batch_entries
 from broker.ingest.deadletter import Rejection, dead_letter
 from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
@@ -77,8 +79,13 @@ class IngestWorker:
         linger_s: float = 0.02,
         refresh_registry: Callable[[], bool] | None = None,
         authenticate: SourceAuthenticator | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.bus = bus
+        #: Where each batch and each dead letter is recorded, in the batch's own transaction
+        #: (the platform always sets it; None only where a test or benchmark drives the
+        #: pipeline alone).
+        self.audit = audit
         #: Checks each record's connector token against its event's source (the platform
         #: always sets it; None only where a test drives the pipeline alone).
         self.authenticate = authenticate
@@ -94,6 +101,7 @@ class IngestWorker:
         """Dead-letter the bad records, then project the good ones in one transaction."""
         accepted: list[tuple[str, CloudEvent]] = []
         rejected: dict[str, list[OutRecord]] = {}
+        rejections: list[tuple[Record, Rejection]] = []
         for record in records:
             result = self.validator.check_record(record)
             if self.authenticate is not None and not isinstance(result, Rejection):
@@ -102,6 +110,7 @@ class IngestWorker:
                 )
             if isinstance(result, Rejection):
                 rejected.setdefault(record.topic, []).append(dead_letter(record, result))
+                rejections.append((record, result))
                 DEAD_LETTERS.labels(record.topic, result.reason.value).inc()
             else:
                 accepted.append((record.topic, result))
@@ -114,8 +123,14 @@ class IngestWorker:
         with self.vault.sealing(), self.engine.begin() as conn:
             fresh = ledger.claim(conn, events)
             erased = project(conn, fresh, self.vault)
-        fresh_ids = {e.id for e in fresh}
-        erased_ids = {e.id for e in erased}
+            fresh_ids = {e.id for e in fresh}
+            erased_ids = {e.id for e in erased}
+            if self.audit is not None:
+                # In the same transaction: the record of a batch exists exactly when its
+                # projection does, and a redelivered batch is recorded as duplicates.
+                self.audit.append_in(
+                    conn, batch_entries(records, accepted, rejections, fresh_ids, erased_ids)
+                )
         projected = collections.Counter(
             (topic, e.type) for topic, e in accepted if e.id in fresh_ids and e.id not in erased_ids
         )

@@ -146,7 +146,7 @@ class World:
             return self._auth("admin", "city-ops")
         if path.startswith("/v1/events"):
             return self._auth("connector", "contract-connector")
-        if path.startswith("/v1/statistics"):
+        if path.startswith(("/v1/statistics", "/v1/audit/")):
             return self._auth("auditor", "city-audit")
         return {}
 

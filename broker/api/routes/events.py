@@ -90,19 +90,31 @@ async def ingest(
         parsed: Any = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         await run_in_threadpool(
-            gateway.reject_body, body, DeadLetterReason.NOT_JSON, f"not JSON: {exc}", origin
+            gateway.reject_body,
+            body,
+            DeadLetterReason.NOT_JSON,
+            f"not JSON: {exc}",
+            origin,
+            connector.subject,
         )
         raise HTTPException(400, f"the body is not JSON: {exc}") from None
     if media_type == BATCH and not isinstance(parsed, list):
         detail = f"a batch is a JSON array of CloudEvents, not {type(parsed).__name__}"
         await run_in_threadpool(
-            gateway.reject_body, body, DeadLetterReason.INVALID_ENVELOPE, detail, origin
+            gateway.reject_body,
+            body,
+            DeadLetterReason.INVALID_ENVELOPE,
+            detail,
+            origin,
+            connector.subject,
         )
         raise HTTPException(400, detail)
     docs = parsed if media_type == BATCH else [parsed]
     # The verified token goes on with the events: the worker checks what it ingests.
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    results = await run_in_threadpool(gateway.submit, docs, origin, connector.sources, token)
+    results = await run_in_threadpool(
+        gateway.submit, docs, origin, connector.sources, token, connector.subject
+    )
     return _receipt(results)
 
 

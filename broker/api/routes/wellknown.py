@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from broker.auth.issuer import EmbeddedIssuer
 from consent.catalogue import Catalogue
 from consent.keys import KeyRing
+from consent.service import ConsentService
 
 router = APIRouter(tags=["public"])
 
@@ -73,3 +74,28 @@ def categories(request: Request) -> list[CategoryOut]:
     """The data categories; personal ones need a consent, public ones do not."""
     catalogue: Catalogue = request.app.state.catalogue
     return [CategoryOut.model_validate(c) for c in catalogue.categories.values()]
+
+
+class PartnerEntry(BaseModel):
+    """A registered partner firm and the purposes it is approved for (public, like X-Road's
+    member list: residents see whom they would consent to)."""
+
+    id: str
+    name_ja: str
+    name_en: str
+    purposes: list[str]
+
+
+@router.get("/v1/catalogue/partners")
+def partners(request: Request) -> list[PartnerEntry]:
+    """Registered partners with their standing purpose approvals."""
+    service: ConsentService = request.app.state.consent
+    return [
+        PartnerEntry(
+            id=p.id,
+            name_ja=p.name_ja,
+            name_en=p.name_en,
+            purposes=[a.purpose for a in service.approvals(p.id)],
+        )
+        for p in service.partners()
+    ]

@@ -1,0 +1,707 @@
+// The auditor's page: the data-flow map (connectors → topics → categories → partners, drawn
+// as SVG), refusals over time, the audit chain's verification state, recent entries and
+// exports. Everything comes from /v1/audit with the auditor's bearer token.
+"use strict";
+
+(function () {
+  const { act, announce, api, download, el, fmtDate, fmtNumber, nameOf, showError, t, tOr } =
+    window.Tsunagu;
+
+  const KINDS = [
+    "publish_batch",
+    "dead_letter",
+    "consent_change",
+    "decision",
+    "partner_read",
+    "erasure",
+    "token_issued",
+    "admin_change",
+    "audit_export",
+  ];
+  const COLUMNS = ["connector", "topic", "category", "partner"];
+  const WINDOWS = {
+    "1h": { ms: 3600 * 1000, bucket: "hour" },
+    "24h": { ms: 24 * 3600 * 1000, bucket: "hour" },
+    "7d": { ms: 7 * 24 * 3600 * 1000, bucket: "day" },
+  };
+
+  const state = {
+    partners: new Map(),
+    categories: new Map(),
+    since: null,
+    until: null,
+    flows: null,
+    refusals: null,
+    verification: null,
+    entries: null,
+    nextCursor: null,
+  };
+  // Answers to an older request (the window changed meanwhile) are dropped.
+  let generation = 0;
+
+  // ----- names -------------------------------------------------------------------------
+
+  function nodeLabel(node) {
+    switch (node.kind) {
+      case "connector": {
+        const parts = node.code.split(":");
+        return parts[parts.length - 1] || node.code;
+      }
+      case "topic":
+        return tOr("topic." + node.code, node.code);
+      case "category":
+        return nameOf(state.categories.get(node.code), node.code);
+      case "partner":
+        return nameOf(state.partners.get(node.code), node.code);
+      default:
+        return node.code;
+    }
+  }
+
+  function reasonsText(reasons) {
+    return Object.entries(reasons || {})
+      .sort((a, b) => b[1] - a[1])
+      .map(([reason, n]) => `${tOr("reason." + reason, reason)} ${fmtNumber(n)}`)
+      .join(", ");
+  }
+
+  function fit(textNode, width) {
+    // Measured once drawn (the width depends on the fonts present); shortened to fit, with
+    // the whole name in the node's tooltip.
+    const full = textNode.textContent;
+    let n = full.length;
+    while (n > 1 && textNode.getComputedTextLength() > width) {
+      n -= 1;
+      textNode.textContent = full.slice(0, n) + "…";
+    }
+  }
+
+  // ----- loading -----------------------------------------------------------------------
+
+  async function loadCatalogue() {
+    const [partners, categories] = await Promise.all([
+      api("/v1/catalogue/partners", { auth: false }),
+      api("/v1/catalogue/categories", { auth: false }),
+    ]);
+    state.partners = new Map(partners.map((p) => [p.id, p]));
+    state.categories = new Map(categories.map((c) => [c.code, c]));
+  }
+
+  function windowChoice() {
+    return WINDOWS[document.getElementById("window").value] || WINDOWS["24h"];
+  }
+
+  async function loadAll(freshVerification) {
+    const mine = ++generation;
+    const choice = windowChoice();
+    const until = new Date();
+    const since = new Date(until.getTime() - choice.ms);
+    const range = { since: since.toISOString(), until: until.toISOString() };
+    const results = await Promise.allSettled([
+      api("/v1/audit/flows", { params: range }),
+      api("/v1/audit/refusals", { params: { ...range, bucket: choice.bucket } }),
+      api("/v1/audit/verification", { params: { fresh: freshVerification ? "true" : "" } }),
+      fetchEntries(range, null),
+    ]);
+    if (mine !== generation) return;
+    state.since = range.since;
+    state.until = range.until;
+    const [flows, refusals, verification, entries] = results;
+    if (flows.status === "fulfilled") state.flows = flows.value;
+    if (refusals.status === "fulfilled") state.refusals = refusals.value;
+    if (verification.status === "fulfilled") state.verification = verification.value;
+    if (entries.status === "fulfilled") {
+      state.entries = entries.value.entries;
+      state.nextCursor = entries.value.next_cursor;
+    }
+    // The same token fails every call the same way: say each distinct problem once.
+    const seen = new Set();
+    for (const result of results) {
+      if (result.status !== "rejected") continue;
+      const key = String(result.reason && result.reason.message);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      showError(result.reason);
+    }
+    render();
+  }
+
+  function fetchEntries(range, cursor) {
+    const kind = document.getElementById("entry-kind").value;
+    return api("/v1/audit/entries", {
+      params: { ...range, kind, cursor, limit: 50 },
+    });
+  }
+
+  async function loadEntries(append) {
+    const mine = generation;
+    await act(async () => {
+      const range = { since: state.since, until: state.until };
+      const page = await fetchEntries(range, append ? state.nextCursor : null);
+      if (mine !== generation) return;
+      state.entries = append ? [...(state.entries || []), ...page.entries] : page.entries;
+      state.nextCursor = page.next_cursor;
+      renderEntries();
+    });
+  }
+
+  // ----- summary tiles -----------------------------------------------------------------
+
+  function renderTiles() {
+    const box = document.getElementById("tiles");
+    const range = document.getElementById("range");
+    range.textContent = state.since
+      ? t("window.range", { since: fmtDate(state.since), until: fmtDate(state.until) })
+      : "";
+    if (!state.flows) {
+      box.replaceChildren();
+      return;
+    }
+    const kindOf = new Map(state.flows.nodes.map((n) => [n.id, n.kind]));
+    const sum = (from, field) =>
+      state.flows.edges
+        .filter((e) => kindOf.get(e.source) === from)
+        .reduce((total, e) => total + e[field], 0);
+    const tile = (id, value, label, style) =>
+      el(
+        "div",
+        { class: "tile " + (style && value > 0 ? style : ""), id: "tile-" + id, dataset: { value } },
+        el("div", { class: "tile-value" }, fmtNumber(value)),
+        el("div", { class: "tile-label" }, t(label)),
+      );
+    box.replaceChildren(
+      tile("events", sum("connector", "count"), "summary.events"),
+      tile("dead-letters", sum("connector", "refused"), "summary.dead_letters", "warn"),
+      tile("reads", sum("category", "count"), "summary.reads"),
+      tile("refused", sum("category", "refused"), "summary.refused", "refused"),
+    );
+  }
+
+  // ----- the flow map ------------------------------------------------------------------
+
+  const MAP = { minWidth: 900, nodeW: 165, nodeH: 36, gap: 14, top: 44, bottom: 16 };
+
+  // Drawn at the size it is shown (1 unit = 1 CSS pixel), so labels stay readable; narrower
+  // screens scroll the diagram sideways instead of shrinking it.
+  function drawingWidth(box, min) {
+    return Math.max(min, Math.floor(box.clientWidth) - 2);
+  }
+
+  function orderColumns(flows) {
+    const columns = COLUMNS.map((kind) => flows.nodes.filter((n) => n.kind === kind));
+    const position = new Map();
+    columns[0].sort((a, b) => a.code.localeCompare(b.code));
+    columns[0].forEach((n, i) => position.set(n.id, i));
+    // Each later column follows the weighted mean position of what feeds it, which keeps
+    // curves from crossing more than they must.
+    for (let c = 1; c < columns.length; c++) {
+      const key = new Map();
+      for (const node of columns[c]) {
+        let weight = 0;
+        let total = 0;
+        for (const edge of flows.edges) {
+          if (edge.target !== node.id || !position.has(edge.source)) continue;
+          const w = edge.count + edge.refused + 1;
+          weight += w;
+          total += w * position.get(edge.source);
+        }
+        key.set(node.id, weight ? total / weight : Number.MAX_SAFE_INTEGER);
+      }
+      columns[c].sort((a, b) => key.get(a.id) - key.get(b.id) || a.code.localeCompare(b.code));
+      columns[c].forEach((n, i) => position.set(n.id, i));
+    }
+    return columns;
+  }
+
+  function curve(x1, y1, x2, y2) {
+    const dx = (x2 - x1) / 2;
+    return `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`;
+  }
+
+  function width(n, scale, max) {
+    return Math.min(max, 1.5 + scale * Math.log(1 + n)).toFixed(2);
+  }
+
+  function renderFlowMap() {
+    const box = document.getElementById("flow-map");
+    const flows = state.flows;
+    if (!flows) {
+      box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
+      return;
+    }
+    if (flows.edges.length === 0) {
+      box.replaceChildren(el("p", { class: "empty" }, t("flows.empty")));
+      renderFlowTable();
+      return;
+    }
+    const columns = orderColumns(flows);
+    const tallest = Math.max(...columns.map((c) => c.length), 1);
+    const step = MAP.nodeH + MAP.gap;
+    let height = MAP.top + tallest * step + MAP.bottom;
+    const mapWidth = drawingWidth(box, MAP.minWidth);
+    const colX = COLUMNS.map(
+      (_, i) => 12 + (i * (mapWidth - 24 - MAP.nodeW)) / (COLUMNS.length - 1),
+    );
+    const at = new Map();
+    const nodesLayer = el("g", { class: "nodes" });
+    const titles = el("g", { class: "columns" });
+    columns.forEach((column, c) => {
+      titles.append(
+        el("text", { class: "column-title", x: colX[c], y: 22 }, t("flows.col." + COLUMNS[c])),
+      );
+      const offset = ((tallest - column.length) * step) / 2;
+      column.forEach((node, i) => {
+        const x = colX[c];
+        const y = MAP.top + offset + i * step;
+        at.set(node.id, { x, y, node });
+        const label = nodeLabel(node);
+        nodesLayer.append(
+          el(
+            "g",
+            { class: "node kind-" + node.kind, dataset: { node: node.id } },
+            el("title", {}, `${label} (${node.code})`),
+            el("rect", { x, y, width: MAP.nodeW, height: MAP.nodeH, rx: 7 }),
+            el("text", { class: "node-label", x: x + 10, y: y + MAP.nodeH / 2 + 4 }, label),
+          ),
+        );
+      });
+    });
+
+    const edgesLayer = el("g", { class: "edges" });
+    const labelsLayer = el("g", { class: "labels" });
+    const labelBoxes = [];
+    let refusedEdges = 0;
+    for (const edge of flows.edges) {
+      const from = at.get(edge.source);
+      const to = at.get(edge.target);
+      if (!from || !to) continue;
+      const x1 = from.x + MAP.nodeW;
+      const y1 = from.y + MAP.nodeH / 2;
+      const x2 = to.x;
+      const y2 = to.y + MAP.nodeH / 2;
+      const key = `${edge.source}->${edge.target}`;
+      const reasons = reasonsText(edge.reasons);
+      let title = t("flows.edge_title", {
+        source: nodeLabel(from.node),
+        target: nodeLabel(to.node),
+        count: fmtNumber(edge.count),
+      });
+      if (edge.refused > 0) title += " / " + t("flows.edge_refused", { refused: edge.refused, reasons });
+      const group = el(
+        "g",
+        {
+          class: "edge" + (edge.refused > 0 ? " refused" : ""),
+          dataset: {
+            edge: key,
+            count: edge.count,
+            refused: edge.refused,
+            reasons: Object.keys(edge.reasons || {}).sort().join(" "),
+          },
+        },
+        el("title", {}, title),
+      );
+      if (edge.count > 0) {
+        group.append(
+          el("path", { class: "flow", d: curve(x1, y1, x2, y2), "stroke-width": width(edge.count, 2, 14) }),
+        );
+      }
+      if (edge.refused > 0) {
+        refusedEdges += 1;
+        // Beside the accepted flow (when there is one), so both stay visible.
+        const shift = edge.count > 0 ? 5 : 0;
+        group.append(
+          el("path", {
+            class: "flow-refused",
+            d: curve(x1, y1 + shift, x2, y2 + shift),
+            "stroke-width": width(edge.refused, 1.5, 10),
+          }),
+        );
+        const label = refusedLabel(key, edge, (x1 + x2) / 2, (y1 + y2) / 2 + shift, labelBoxes);
+        labelsLayer.append(label);
+      }
+      edgesLayer.append(group);
+    }
+
+    for (const b of labelBoxes) height = Math.max(height, b.y + b.h + 8);
+    const svg = el(
+      "svg",
+      {
+        viewBox: `0 0 ${mapWidth} ${height}`,
+        width: mapWidth,
+        height,
+        role: "img",
+        "aria-label": t("flows.aria", {
+          nodes: flows.nodes.length,
+          edges: flows.edges.length,
+          refused: refusedEdges,
+        }),
+        xmlns: "http://www.w3.org/2000/svg",
+      },
+      titles,
+      edgesLayer,
+      nodesLayer,
+      labelsLayer,
+    );
+    box.replaceChildren(svg);
+    nodesLayer.querySelectorAll("text.node-label").forEach((text) => fit(text, MAP.nodeW - 18));
+    // Labels are sized once rendered (text width depends on the fonts present).
+    labelsLayer.querySelectorAll(".refused-label").forEach((label) => {
+      const text = label.querySelector("text");
+      const rect = label.querySelector("rect");
+      const w = text.getBBox().width + 14;
+      rect.setAttribute("width", w.toFixed(1));
+      rect.setAttribute("x", (Number(text.getAttribute("x")) - w / 2).toFixed(1));
+    });
+    renderFlowTable();
+  }
+
+  function refusedLabel(key, edge, cx, cy, taken) {
+    // The count, then one line per reason: narrow enough to sit between two columns.
+    const lines = [t("flows.label_refused", { refused: fmtNumber(edge.refused) })].concat(
+      Object.entries(edge.reasons || {})
+        .sort((a, b) => b[1] - a[1])
+        .map(([reason, n]) => `${tOr("reason." + reason, reason)} ${fmtNumber(n)}`),
+    );
+    const lineH = 14;
+    const h = lines.length * lineH + 6;
+    // Several refused flows can meet at one node; move a label down until it is clear.
+    let top = cy - h / 2;
+    const clash = (b) => Math.abs(b.x - cx) < 130 && top < b.y + b.h + 3 && b.y < top + h + 3;
+    while (taken.some(clash)) top += 6;
+    taken.push({ x: cx, y: top, h });
+    return el(
+      "g",
+      {
+        class: "refused-label",
+        dataset: {
+          edge: key,
+          refused: edge.refused,
+          reasons: Object.keys(edge.reasons || {}).sort().join(" "),
+        },
+      },
+      el("rect", { x: cx - 60, y: top, width: 120, height: h, rx: 8 }),
+      el(
+        "text",
+        { x: cx, y: top + 3, "text-anchor": "middle" },
+        lines.map((line, i) =>
+          el("tspan", { x: cx, y: top + 3 + (i + 1) * lineH - 3, class: i ? "reason" : "count" }, line),
+        ),
+      ),
+    );
+  }
+
+  function renderFlowTable() {
+    const box = document.getElementById("flow-table");
+    const flows = state.flows;
+    if (!flows || flows.edges.length === 0) {
+      box.replaceChildren(el("p", { class: "empty" }, t("flows.empty")));
+      return;
+    }
+    const byId = new Map(flows.nodes.map((n) => [n.id, n]));
+    const label = (id) => (byId.has(id) ? nodeLabel(byId.get(id)) : id);
+    const purposes = (edge) =>
+      Object.entries(edge.purposes || {})
+        .map(([p, n]) => `${p} ${fmtNumber(n)}`)
+        .join(", ");
+    box.replaceChildren(
+      el(
+        "table",
+        {},
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            ["flows.from", "flows.to", "flows.count", "flows.refused", "flows.reasons", "flows.purposes", "flows.last_seen"].map(
+              (h) => el("th", { scope: "col" }, t(h)),
+            ),
+          ),
+        ),
+        el(
+          "tbody",
+          {},
+          flows.edges.map((edge) =>
+            el(
+              "tr",
+              { class: edge.refused > 0 ? "refused" : "", dataset: { flow: `${edge.source}->${edge.target}` } },
+              el("td", { title: edge.source }, label(edge.source)),
+              el("td", { title: edge.target }, label(edge.target)),
+              el("td", { class: "num" }, fmtNumber(edge.count)),
+              el("td", { class: "num" }, fmtNumber(edge.refused)),
+              el("td", {}, reasonsText(edge.reasons)),
+              el("td", {}, purposes(edge)),
+              el("td", { class: "nowrap" }, fmtDate(edge.last_seen)),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  // ----- refusals over time ------------------------------------------------------------
+
+  const CHART = { minWidth: 320, height: 230, left: 40, right: 10, top: 14, bottom: 30 };
+
+  function bucketLabel(iso, bucket) {
+    const options =
+      bucket === "day"
+        ? { timeZone: "Asia/Tokyo", month: "2-digit", day: "2-digit" }
+        : { timeZone: "Asia/Tokyo", hour: "2-digit", minute: "2-digit", hour12: false };
+    const locale = window.Tsunagu.lang() === "en" ? "en-GB" : "ja-JP";
+    return new Intl.DateTimeFormat(locale, options).format(new Date(iso));
+  }
+
+  function renderRefusals() {
+    const box = document.getElementById("refusals");
+    const data = state.refusals;
+    if (!data) {
+      box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
+      return;
+    }
+    const series = data.series;
+    const totalRefused = series.reduce((n, b) => n + b.refused, 0);
+    const totalDead = series.reduce((n, b) => n + b.dead_letters, 0);
+    const chartWidth = drawingWidth(box, CHART.minWidth);
+    const plotW = chartWidth - CHART.left - CHART.right;
+    const plotH = CHART.height - CHART.top - CHART.bottom;
+    const max = Math.max(1, ...series.map((b) => b.refused + b.dead_letters));
+    const slot = plotW / Math.max(series.length, 1);
+    const barW = Math.max(2, slot * 0.72);
+    const scale = (n) => (n / max) * plotH;
+    const baseY = CHART.top + plotH;
+    const every = Math.max(1, Math.ceil(series.length / Math.max(2, Math.floor(plotW / 60))));
+    const bars = series.map((b, i) => {
+      const x = CHART.left + i * slot + (slot - barW) / 2;
+      const hRefused = scale(b.refused);
+      const hDead = scale(b.dead_letters);
+      const start = fmtDate(b.start);
+      const reasons = reasonsText(b.reasons);
+      const title =
+        t("refusals.bar", { start, refused: b.refused, dead: b.dead_letters }) +
+        (reasons ? ` (${reasons})` : "");
+      return el(
+        "g",
+        {
+          class: "bar",
+          dataset: { start: b.start, refused: b.refused, deadLetters: b.dead_letters },
+        },
+        el("title", {}, title),
+        // An invisible full-height target, so every bucket has a tooltip, even an empty one.
+        el("rect", { x, y: CHART.top, width: barW, height: plotH, fill: "transparent" }),
+        hRefused > 0
+          ? el("rect", { class: "bar-refused", x, y: baseY - hRefused, width: barW, height: hRefused })
+          : null,
+        hDead > 0
+          ? el("rect", { class: "bar-dead", x, y: baseY - hRefused - hDead, width: barW, height: hDead })
+          : null,
+        i % every === 0
+          ? el(
+              "text",
+              { class: "axis-label", x: x + barW / 2, y: baseY + 16, "text-anchor": "middle" },
+              bucketLabel(b.start, data.bucket),
+            )
+          : null,
+      );
+    });
+    const svg = el(
+      "svg",
+      {
+        viewBox: `0 0 ${chartWidth} ${CHART.height}`,
+        width: chartWidth,
+        height: CHART.height,
+        role: "img",
+        "aria-label": t("refusals.aria", { refused: totalRefused, dead: totalDead }),
+        xmlns: "http://www.w3.org/2000/svg",
+        dataset: { refused: totalRefused, deadLetters: totalDead },
+      },
+      el("line", { class: "axis", x1: CHART.left, y1: baseY, x2: chartWidth - CHART.right, y2: baseY }),
+      el("line", { class: "axis", x1: CHART.left, y1: CHART.top, x2: CHART.left, y2: baseY }),
+      el("text", { class: "axis-label", x: CHART.left - 6, y: CHART.top + 4, "text-anchor": "end" }, fmtNumber(max)),
+      el("text", { class: "axis-label", x: CHART.left - 6, y: baseY, "text-anchor": "end" }, "0"),
+      bars,
+      totalRefused + totalDead === 0
+        ? el(
+            "text",
+            { class: "axis-label", x: CHART.left + plotW / 2, y: CHART.top + plotH / 2, "text-anchor": "middle" },
+            t("refusals.empty"),
+          )
+        : null,
+    );
+    box.replaceChildren(svg);
+  }
+
+  // ----- verification ------------------------------------------------------------------
+
+  function renderVerification() {
+    const box = document.getElementById("verification");
+    const v = state.verification;
+    if (!v) {
+      box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
+      return;
+    }
+    const fact = (label, value) => [el("dt", {}, t(label)), el("dd", {}, value)];
+    let problem = null;
+    if (v.problem) {
+      const vars = { seq: v.problem.seq, kind: v.problem.kind, detail: v.problem.detail };
+      problem = el(
+        "p",
+        { class: "problem", dataset: { seq: v.problem.seq === null ? "" : v.problem.seq } },
+        t(v.problem.seq === null ? "verify.problem_noseq" : "verify.problem", vars),
+      );
+    }
+    box.replaceChildren(
+      el(
+        "div",
+        { class: "verify-state", dataset: { ok: v.ok } },
+        el("span", { class: "badge " + (v.ok ? "ok" : "broken") }, t(v.ok ? "verify.ok" : "verify.broken")),
+      ),
+      el(
+        "dl",
+        { class: "facts" },
+        fact("verify.entries", fmtNumber(v.entries)),
+        fact("verify.checkpoints", fmtNumber(v.checkpoints)),
+        fact("verify.last_seq", String(v.last_seq)),
+        fact("verify.last_checkpoint", v.checkpoints ? String(v.last_checkpoint_seq) : "—"),
+        fact("verify.unsigned_tail", fmtNumber(v.unsigned_tail)),
+        fact("verify.verified_at", fmtDate(v.verified_at)),
+      ),
+      ...(problem ? [problem] : []),
+    );
+  }
+
+  // ----- entries -----------------------------------------------------------------------
+
+  function renderKindSelect() {
+    const select = document.getElementById("entry-kind");
+    const chosen = select.value;
+    select.replaceChildren(
+      el("option", { value: "" }, t("common.all")),
+      ...KINDS.map((kind) => el("option", { value: kind }, tOr("kind." + kind, kind))),
+    );
+    select.value = chosen;
+  }
+
+  function renderEntries() {
+    const box = document.getElementById("entries");
+    const more = document.getElementById("entries-more");
+    more.hidden = !state.nextCursor;
+    if (!state.entries) {
+      box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
+      return;
+    }
+    if (state.entries.length === 0) {
+      box.replaceChildren(el("p", { class: "empty" }, t("entries.empty")));
+      return;
+    }
+    const short = (value, n) =>
+      value ? el("code", { title: value }, value.length > n ? value.slice(0, n) + "…" : value) : "—";
+    box.replaceChildren(
+      el(
+        "table",
+        {},
+        el(
+          "thead",
+          {},
+          el(
+            "tr",
+            {},
+            ["entries.seq", "entries.at", "entries.kind", "entries.actor", "entries.subject", "entries.fields", "entries.hash"].map(
+              (h) => el("th", { scope: "col" }, t(h)),
+            ),
+          ),
+        ),
+        el(
+          "tbody",
+          {},
+          state.entries.map((entry) => {
+            const fields = JSON.stringify(entry.fields);
+            return el(
+              "tr",
+              { dataset: { seq: entry.seq, kind: entry.kind } },
+              el("td", { class: "num" }, String(entry.seq)),
+              el("td", { class: "nowrap" }, fmtDate(entry.at)),
+              el("td", {}, tOr("kind." + entry.kind, entry.kind)),
+              el("td", {}, entry.actor),
+              el("td", {}, short(entry.subject_ref, 10)),
+              el("td", { class: "fields" }, short(fields, 160)),
+              el("td", {}, short(entry.hash, 12)),
+            );
+          }),
+        ),
+      ),
+    );
+  }
+
+  // ----- export ------------------------------------------------------------------------
+
+  async function exportLog(format) {
+    await act(async () => {
+      const name = await download(
+        "/v1/audit/export",
+        { params: { format }, accept: "*/*" },
+        `tsunagu-audit.${format}`,
+      );
+      announce(t("export.saved", { name }));
+    });
+  }
+
+  // ----- page --------------------------------------------------------------------------
+
+  function render() {
+    renderTiles();
+    renderFlowMap();
+    renderRefusals();
+    renderVerification();
+    renderEntries();
+  }
+
+  let wired = false;
+
+  async function ready() {
+    if (!wired) {
+      wired = true;
+      document.getElementById("window").addEventListener("change", () => {
+        window.Tsunagu.clearAlerts();
+        loadAll(false);
+      });
+      document.getElementById("refresh").addEventListener("click", () => {
+        window.Tsunagu.clearAlerts();
+        loadAll(false);
+      });
+      document.getElementById("verify-again").addEventListener("click", async () => {
+        await act(async () => {
+          state.verification = await api("/v1/audit/verification", { params: { fresh: "true" } });
+          renderVerification();
+        });
+      });
+      document.getElementById("entry-kind").addEventListener("change", () => loadEntries(false));
+      document.getElementById("entries-more").addEventListener("click", () => loadEntries(true));
+      document.querySelectorAll("[data-format]").forEach((button) => {
+        button.addEventListener("click", () => exportLog(button.dataset.format));
+      });
+      window.Tsunagu.onLangChange(() => {
+        renderKindSelect();
+        render();
+      });
+      let resizing = null;
+      window.addEventListener("resize", () => {
+        clearTimeout(resizing);
+        resizing = setTimeout(() => {
+          renderFlowMap();
+          renderRefusals();
+        }, 150);
+      });
+    }
+    renderKindSelect();
+    render();
+    try {
+      await loadCatalogue();
+    } catch (error) {
+      showError(error);
+    }
+    await loadAll(false);
+  }
+
+  window.Tsunagu.start(ready);
+})();
