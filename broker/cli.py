@@ -144,6 +144,7 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
         token_ttl_s=settings.token_ttl_s,
         issue=_audited_issue(settings, issuer) if issuer is not None else None,
         stop=platform.stop,
+        audit=platform.audit,
     )
     # Before anything streams or reads: the demo resident's consents are there when the
     # printed page is opened.

@@ -13,9 +13,10 @@ The map has four columns, connector → topic → data category → partner:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any
 
@@ -191,25 +192,39 @@ class TooManyBucketsError(ValueError):
     """A window holding more than MAX_BUCKETS buckets."""
 
 
-def floor_to(moment: datetime, bucket: Bucket) -> datetime:
-    """The start of the UTC bucket holding ``moment``."""
-    moment = moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+def floor_to(moment: datetime, bucket: Bucket, zone: tzinfo) -> datetime:
+    """The start of the bucket holding ``moment``, on the wall clock of ``zone``."""
+    moment = moment.astimezone(zone).replace(minute=0, second=0, microsecond=0)
     return moment.replace(hour=0) if bucket is Bucket.DAY else moment
 
 
-def refusals_over_time(
-    engine: Engine, since: datetime, until: datetime, bucket: Bucket
-) -> list[RefusalBar]:
-    """Every bucket from ``since`` to ``until`` (UTC), zeros included."""
-    width = WIDTH[bucket]
-    first = floor_to(since, bucket)
-    count = -(-(until.astimezone(UTC) - first) // width)
-    if count > MAX_BUCKETS:
-        raise TooManyBucketsError(
-            f"{count} {bucket.value} buckets in the window; at most {MAX_BUCKETS}: "
-            "choose a wider bucket or a shorter window"
+def boundaries(since: datetime, until: datetime, bucket: Bucket, zone: tzinfo) -> list[datetime]:
+    """The starts of the buckets covering ``[since, until)``, in ``zone``."""
+    start = floor_to(since, bucket, zone)
+    starts: list[datetime] = []
+    while start < until:
+        if len(starts) == MAX_BUCKETS:
+            raise TooManyBucketsError(
+                f"more than {MAX_BUCKETS} {bucket.value} buckets in the window; at most "
+                f"{MAX_BUCKETS}: choose a wider bucket or a shorter window"
+            )
+        starts.append(start)
+        # A day is the next calendar day on the zone's clock (23 or 25 hours across DST).
+        start = (
+            # An hour is an hour of real time (aware arithmetic in one zone is wall-clock).
+            (start.astimezone(UTC) + WIDTH[bucket]).astimezone(zone)
+            if bucket is Bucket.HOUR
+            else floor_to(start.replace(hour=12) + WIDTH[bucket], bucket, zone)
         )
-    bars = [RefusalBar(first + i * width) for i in range(count)]
+    return starts
+
+
+def refusals_over_time(
+    engine: Engine, since: datetime, until: datetime, bucket: Bucket, zone: tzinfo = UTC
+) -> list[RefusalBar]:
+    """Every bucket from ``since`` to ``until`` (days and hours of ``zone``), zeros included."""
+    starts = boundaries(since, until, bucket, zone)
+    bars = [RefusalBar(start) for start in starts]
     e = tables.entries
     query = select(e.c.kind, e.c.at, e.c.fields).where(
         e.c.at >= timestamp(since),
@@ -221,8 +236,7 @@ def refusals_over_time(
     )
     with engine.connect() as conn:
         for kind, at, fields in conn.execute(query.execution_options(yield_per=5000)):
-            moment = datetime.fromisoformat(at)
-            bar = bars[int((moment - first) // width)]
+            bar = bars[bisect_right(starts, datetime.fromisoformat(at)) - 1]
             reason = orjson.loads(fields)["reason"]
             if kind == EntryKind.DEAD_LETTER:
                 bar.dead_letters += 1

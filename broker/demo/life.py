@@ -13,6 +13,7 @@ from datetime import time as clock_time
 
 import httpx
 
+from broker.audit import AuditLog
 from broker.auth.principals import Role
 from broker.demo.cast import PARTNERS, DemoPartner, PlannedGrant, demo_resident, planned_grants
 from broker.demo.minds import MindChanges
@@ -49,8 +50,10 @@ class DemoLife:
         issue: IssueToken | None,
         stop: threading.Event,
         partners: Sequence[DemoPartner] = PARTNERS,
+        audit: AuditLog | None = None,
     ) -> None:
         self.service = service
+        self.audit = audit  # where the partners' registrations are recorded as admin changes
         self.region = region
         self.base_url = base_url
         self.interval_s = interval_s
@@ -66,7 +69,7 @@ class DemoLife:
     def seed(self) -> None:
         """Register the partners, approve their purposes and grant the planned consents that
         are not there yet; owners whose listing has not arrived are granted by later rounds."""
-        seed_partners(self.service, self.partners)
+        seed_partners(self.service, self.partners, self.audit)
         self._waiting = grant_missing(self.service, self.grants, stop=self.stop)
 
     def start(self) -> None:

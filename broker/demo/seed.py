@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
+from broker.audit import AuditLog, EntryKind
 from broker.demo.cast import DemoPartner, PlannedGrant
 from consent.errors import NotPropertyOwnerError, PartnerExistsError
 from consent.service import ConsentService
@@ -22,18 +23,27 @@ DEMO_OPERATOR = "demo-ops"
 CONSENT_TERM = timedelta(days=365)
 
 
-def seed_partners(service: ConsentService, partners: Iterable[DemoPartner]) -> None:
-    """Register each partner and approve its purpose, as the admin API does, unless done."""
+def seed_partners(
+    service: ConsentService, partners: Iterable[DemoPartner], audit: AuditLog | None = None
+) -> None:
+    """Register each partner and approve its purpose, as the admin API does (with its admin
+    change entries), unless done."""
     registered = {p.id for p in service.partners()}
     for partner in partners:
-        if partner.partner_id not in registered:
+        pid = partner.partner_id
+        if pid not in registered:
             # Another process may register it meanwhile: the same partner, so that is fine.
             with suppress(PartnerExistsError):
-                service.register_partner(
-                    partner.name_ja, partner.name_en, partner_id=partner.partner_id
-                )
-        # A standing approval is returned as it is: no second change, no second entry.
-        service.approve_purpose(partner.partner_id, partner.purpose, approved_by=DEMO_OPERATOR)
+                service.register_partner(partner.name_ja, partner.name_en, partner_id=pid)
+                _record(audit, "partner_registered", pid)
+        if partner.purpose not in {a.purpose for a in service.approvals(pid)}:
+            service.approve_purpose(pid, partner.purpose, approved_by=DEMO_OPERATOR)
+            _record(audit, "purpose_approved", f"{pid}/{partner.purpose}")
+
+
+def _record(audit: AuditLog | None, action: str, target: str) -> None:
+    if audit is not None:
+        audit.append_now(EntryKind.ADMIN_CHANGE, actor=DEMO_OPERATOR, action=action, target=target)
 
 
 def grant_missing(

@@ -116,3 +116,27 @@ def test_a_schema_registration_is_an_admin_change_naming_who(platform: RunningPl
     ]
     assert change["target"] == "urn:tsunagu:schema:currency.payment.settled:v2"
     assert change["_actor"] == "city-ops"
+
+
+def test_partner_register_and_approvals_are_admin_changes_naming_the_operator(
+    platform: RunningPlatform,
+) -> None:
+    with platform.client() as http:
+        partner = register_partner(platform, http, PLANNING)
+        r = http.delete(
+            f"/v1/partners/{partner}/purposes/{PLANNING}",
+            headers=platform.auth("admin", "city-ops"),
+        )
+        assert r.status_code == 200, r.text
+        refused = http.post(
+            "/v1/partners",
+            json={"name_ja": "x", "name_en": "x"},
+            headers=platform.auth("partner", partner),
+        )
+    assert refused.status_code == 403
+    mine = [e for e in _entries(platform, "admin_change") if partner in str(e["target"])]
+    assert [(e["action"], e["target"], e["_actor"]) for e in mine] == [
+        ("partner_registered", partner, "city-ops"),
+        ("purpose_approved", f"{partner}/{PLANNING}", "city-ops"),
+        ("purpose_withdrawn", f"{partner}/{PLANNING}", "city-ops"),
+    ]

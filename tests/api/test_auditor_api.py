@@ -134,7 +134,9 @@ def test_refusals_over_time_count_this_hours_refusals_and_fill_empty_hours(
             headers=_auditor(platform),
         )
     assert r.status_code == 200, r.text
+    assert r.json()["tz"] == "Asia/Tokyo"
     series = r.json()["series"]
+    assert series[0]["start"].endswith("+09:00")
     assert len(series) == 6  # five whole hours back, and this one
     assert [s["refused"] + s["dead_letters"] for s in series[:-2]] == [0, 0, 0, 0]
     current = series[-1] if series[-1]["refused"] else series[-2]  # the hour may just turn
@@ -149,6 +151,9 @@ def test_too_many_buckets_is_a_problem_naming_the_limit(platform: RunningPlatfor
             params={"since": "2020-01-01T00:00:00Z", "bucket": "hour"},
             headers=_auditor(platform),
         )
+        unknown_zone = http.get(
+            "/v1/audit/refusals", params={"tz": "Mars/Olympus"}, headers=_auditor(platform)
+        )
         empty = http.get(
             "/v1/audit/flows",
             params={"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"},
@@ -157,6 +162,7 @@ def test_too_many_buckets_is_a_problem_naming_the_limit(platform: RunningPlatfor
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
     assert "at most 1000" in r.json()["detail"]
+    assert unknown_zone.status_code == 422 and "Mars/Olympus" in unknown_zone.json()["detail"]
     assert empty.status_code == 422 and "empty" in empty.json()["detail"]
 
 

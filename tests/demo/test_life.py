@@ -9,13 +9,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import Engine, text
 
+from broker.audit import AuditLog
 from broker.auth.principals import Role
 from broker.demo import PARTNERS, DemoLife, DemoPartner, IssueToken
 from broker.demo.cast import HOUSING, TRANSPORT
 from broker.demo.minds import MindChanges
+from broker.demo.seed import DEMO_OPERATOR
 from broker.runtime import Platform
 from broker.settings import Settings
 from connectors.region import Region
@@ -38,6 +41,7 @@ def _life(
     base_url: str = "http://127.0.0.1:9",
     issue: IssueToken | None = None,
     partners: Sequence[DemoPartner] = PARTNERS,
+    audit: AuditLog | None = None,
 ) -> DemoLife:
     return DemoLife(
         platform.consent,
@@ -48,6 +52,7 @@ def _life(
         issue=issue,
         stop=platform.stop,
         partners=partners,
+        audit=audit,
     )
 
 
@@ -60,14 +65,14 @@ def _chains(engine: Engine) -> list[tuple[str, str, str, str]]:
 
 
 def test_seeding_again_adds_no_partner_approval_or_consent(local: Platform) -> None:
-    life = _life(local)
+    life = _life(local, audit=local.audit)
     life.seed()
     first = _chains(local.engine)
     # Owners wait for their listing, which no connector has sent here.
     assert {(s, p) for _, s, p, _ in first} == {
         (g.subject, g.partner.partner_id) for g in life.grants if g.partner is not HOUSING
     }
-    _life(local).seed()
+    _life(local, audit=local.audit).seed()
     assert _chains(local.engine) == first
     local.audit.flush()
     with local.engine.connect() as conn:
@@ -75,6 +80,13 @@ def test_seeding_again_adds_no_partner_approval_or_consent(local: Platform) -> N
             text("SELECT fields FROM audit_entries WHERE actor = 'municipality'")
         ).scalars()
         assert len(list(municipal)) == 6  # three registrations, three approvals; once each
+        operator = conn.execute(
+            text("SELECT fields FROM audit_entries WHERE kind = 'admin_change' AND actor = :who"),
+            {"who": DEMO_OPERATOR},
+        ).scalars()
+        actions = sorted(orjson.loads(f)["action"] for f in operator)
+    # The operator is named once per registration and approval, as the admin API does.
+    assert actions == ["partner_registered"] * 3 + ["purpose_approved"] * 3
     assert [p.id for p in local.consent.partners()] == sorted(p.partner_id for p in life.partners)
 
 

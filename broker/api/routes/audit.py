@@ -12,6 +12,7 @@ import tempfile
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -193,9 +194,10 @@ class RefusalBarOut(BaseModel):
 
 
 class RefusalsOut(BaseModel):
-    """Refusals over time, every bucket of the window (UTC), zeros included."""
+    """Refusals over time, every bucket of the window, zeros included."""
 
     bucket: Bucket
+    tz: str
     since: datetime
     until: datetime
     series: list[RefusalBarOut]
@@ -208,15 +210,24 @@ def refusals(
     since: Since = None,
     until: Until = None,
     bucket: Bucket = Bucket.HOUR,
+    tz: Annotated[
+        str,
+        Query(max_length=64, description="IANA time zone whose hours and days the buckets are"),
+    ] = "Asia/Tokyo",
 ) -> RefusalsOut:
     """Refused decisions and dead letters per hour or day, by reason."""
     lo, hi = _window(since, until)
     try:
-        bars = refusals_over_time(request.app.state.engine, lo, hi, bucket)
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise HTTPException(422, f"unknown time zone {tz!r}; use an IANA name") from None
+    try:
+        bars = refusals_over_time(request.app.state.engine, lo, hi, bucket, zone)
     except TooManyBucketsError as exc:
         raise HTTPException(422, str(exc)) from None
     return RefusalsOut(
         bucket=bucket,
+        tz=tz,
         since=lo,
         until=hi,
         series=[

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from broker.api.identity import AsAdmin
 from broker.api.problems import Problem
+from broker.audit import AuditLog, EntryKind
 from consent.service import ConsentService
 
 router = APIRouter(
@@ -103,11 +104,12 @@ def _out(service: ConsentService, partner_id: str, *, withdrawn: bool = False) -
         422: {"model": Problem},
     },
 )
-def register(body: PartnerIn, service: Consents, admin: AsAdmin) -> PartnerOut:
+def register(request: Request, body: PartnerIn, service: Consents, admin: AsAdmin) -> PartnerOut:
     """Register a partner firm."""
     partner = service.register_partner(
         body.name_ja, body.name_en, partner_id=body.id, webhook_url=body.webhook_url
     )
+    _record(request, admin.subject, "partner_registered", partner.id)
     return _out(service, partner.id)
 
 
@@ -133,9 +135,12 @@ def get_partner(partner_id: str, service: Consents, admin: AsAdmin) -> PartnerOu
         422: {"model": Problem},
     },
 )
-def approve(partner_id: str, body: PurposeIn, service: Consents, admin: AsAdmin) -> PartnerOut:
+def approve(
+    request: Request, partner_id: str, body: PurposeIn, service: Consents, admin: AsAdmin
+) -> PartnerOut:
     """Approve a purpose for the partner (residents may then consent to it)."""
     service.approve_purpose(partner_id, body.purpose, approved_by=admin.subject)
+    _record(request, admin.subject, "purpose_approved", f"{partner_id}/{body.purpose}")
     return _out(service, partner_id)
 
 
@@ -147,7 +152,17 @@ def approve(partner_id: str, body: PurposeIn, service: Consents, admin: AsAdmin)
         422: {"model": Problem, "description": "Unknown purpose, or not approved for the partner"},
     },
 )
-def withdraw(partner_id: str, purpose: str, service: Consents, admin: AsAdmin) -> PartnerOut:
+def withdraw(
+    request: Request, partner_id: str, purpose: str, service: Consents, admin: AsAdmin
+) -> PartnerOut:
     """Withdraw an approval: every read for that purpose is refused from the next request."""
     service.withdraw_purpose(partner_id, purpose, withdrawn_by=admin.subject)
+    _record(request, admin.subject, "purpose_withdrawn", f"{partner_id}/{purpose}")
     return _out(service, partner_id)
+
+
+def _record(request: Request, operator: str, action: str, target: str) -> None:
+    """The admin change, naming the operator, stored before the answer (the consent change
+    the service records beside it names only the municipality)."""
+    audit: AuditLog = request.app.state.audit
+    audit.append_now(EntryKind.ADMIN_CHANGE, actor=operator, action=action, target=target)
