@@ -12,16 +12,22 @@ import time
 import orjson
 from sqlalchemy import create_engine, text
 
+from broker.audit import SubjectRefs
 from tests.api.test_partner_views import (
+    HOUSING,
     PLANNING,
     _activity,
     _grant,
+    _houses,
     _id,
+    _listing,
     _pseudonyms,
     _trip,
 )
 from tests.events import registry
 from tests.fixtures.platform import RunningPlatform, register_partner
+
+MUNICIPAL = "statistics.municipal"
 
 
 def _entries(platform: RunningPlatform, kind: str) -> list[dict[str, object]]:
@@ -140,3 +146,53 @@ def test_partner_register_and_approvals_are_admin_changes_naming_the_operator(
         ("purpose_approved", f"{partner}/{PLANNING}", "city-ops"),
         ("purpose_withdrawn", f"{partner}/{PLANNING}", "city-ops"),
     ]
+
+
+def test_each_partner_view_records_exactly_its_reads_and_a_refused_read_as_refused(
+    platform: RunningPlatform,
+) -> None:
+    resident, owner = _id("res"), _id("res")
+    listing = _listing(owner, _id("stop"))
+    refs = SubjectRefs.in_data_dir(platform.data_dir)
+    with platform.client() as http:
+        partner = register_partner(platform, http, PLANNING, HOUSING, MUNICIPAL)
+        consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        platform.ingest([_trip(resident, 6), listing])  # an owner once their listing is in
+        owner_consent = _grant(platform, http, owner, partner, HOUSING, ["property.details"])
+        (pseudonym,) = _pseudonyms(platform, http, partner)  # 1: the residents list
+        _activity(platform, http, partner, pseudonym).raise_for_status()  # 2: the activity
+        _houses(platform, http, partner)  # 3: the listings, 4: the one owner's details
+        r = http.get(  # 5: a statistic
+            "/v1/statistics/trips-by-town-month",
+            params={"purpose": MUNICIPAL},
+            headers=platform.auth("partner", partner),
+        )
+        assert r.status_code == 200, r.text
+        http.post(
+            f"/v1/me/consents/{consent}/revoke", headers=platform.auth("resident", resident)
+        ).raise_for_status()
+        _activity(platform, http, partner, pseudonym).raise_for_status()  # 6: refused
+    reads = [e for e in _entries(platform, "partner_read") if e["partner"] == partner]
+    assert [(e["view"], e["categories"], e["_subject_ref"]) for e in reads] == [
+        ("residents", [], None),
+        ("activity", ["transport.trips"], refs.of(resident)),
+        ("vacant_houses", ["property.listing"], None),
+        ("vacant_houses", ["property.details"], refs.of(owner)),
+        ("statistics/trips-by-town-month", ["transport.trips"], None),
+        ("activity", [], refs.of(resident)),
+    ]
+    assert reads[1]["consent_ids"] == [consent] and reads[1]["pseudonym"] == pseudonym
+    assert reads[3]["consent_ids"] == [owner_consent]
+    assert reads[5]["consent_ids"] == [] and reads[5]["rows"] == 0
+    deadline = time.monotonic() + 5
+    mine: list[dict[str, object]] = []
+    while time.monotonic() < deadline and len(mine) < 6:
+        mine = [
+            d
+            for d in _entries(platform, "decision")
+            if d["partner"] == partner and d["_subject_ref"] == refs.of(resident)
+        ]
+        time.sleep(0.1)  # decisions are flushed by the log's writer within ~0.1 s
+    trips = [(d["allowed"], d["reason"]) for d in mine if d["category"] == "transport.trips"]
+    assert trips == [(True, "allowed"), (False, "revoked")]
+    assert len(mine) == 6  # three categories, two reads

@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.api.limits import AsLimitedPartner
 from broker.api.problems import Problem
-from broker.audit import AuditLog, EntryKind
+from broker.audit import AuditLog, EntryKind, NewEntry
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
@@ -464,30 +464,37 @@ def houses(
     )
     if not page.listing_decision.allowed:
         raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")
-    audit = _audit(request)
-    audit.append_now(
+    listing_read = NewEntry(
         EntryKind.PARTNER_READ,
-        actor=partner.subject,
-        partner=partner.subject,
-        purpose=purpose,
-        categories=["property.listing"],
-        view="vacant_houses",
-        rows=len(page.houses),
+        partner.subject,
+        {
+            "partner": partner.subject,
+            "purpose": purpose,
+            "categories": ["property.listing"],
+            "view": "vacant_houses",
+            "rows": len(page.houses),
+        },
     )
-    for house in page.houses:
-        if house.owner_details is not None:
-            # Owner details are personal data of the owner: each read is theirs to see.
-            audit.append_now(
-                EntryKind.PARTNER_READ,
-                actor=partner.subject,
-                subject=house.owner_id,
-                partner=partner.subject,
-                purpose=purpose,
-                categories=["property.details"],
-                view="vacant_houses",
-                consent_ids=[house.owner_decision.consent_id or ""],
-                rows=1,
-            )
+    # Owner details are personal data of the owner: each read is theirs to see. One
+    # transaction for the page, before it leaves.
+    owner_reads = [
+        NewEntry(
+            EntryKind.PARTNER_READ,
+            partner.subject,
+            {
+                "partner": partner.subject,
+                "purpose": purpose,
+                "categories": ["property.details"],
+                "view": "vacant_houses",
+                "consent_ids": [house.owner_decision.consent_id or ""],
+                "rows": 1,
+            },
+            subject=house.owner_id,
+        )
+        for house in page.houses
+        if house.owner_details is not None
+    ]
+    _audit(request).append_many([listing_read, *owner_reads])
     return HousesPage(
         purpose=purpose,
         period_from=lo,

@@ -26,6 +26,7 @@ from sqlalchemy import Engine
 from broker.api.identity import require
 from broker.api.limits import partner_within_limit
 from broker.api.problems import Problem
+from broker.audit import AuditLog, EntryKind
 from broker.auth.principals import Principal, Role
 from broker.settings import Settings
 from broker.views.statistics import (
@@ -78,6 +79,10 @@ async def limited_caller(
     return caller
 
 
+#: The purpose a municipal reader (auditor, admin) reads statistics under.
+MUNICIPAL_PURPOSE = "statistics.municipal"
+
+
 @dataclass(frozen=True, slots=True)
 class StatisticsRequest:
     """What a statistic is computed over, once the caller and parameters are checked."""
@@ -86,6 +91,20 @@ class StatisticsRequest:
     start: datetime
     end: datetime
     k: int
+    caller: Principal
+    purpose: str
+    audit: AuditLog
+
+    def recorded(self, view: str, category: str) -> None:
+        """Store the read's audit entry before the figures leave (cells, never residents)."""
+        self.audit.append_now(
+            EntryKind.PARTNER_READ,
+            actor=self.caller.subject,
+            partner=self.caller.subject,
+            purpose=self.purpose,
+            categories=[category],
+            view=f"statistics/{view}",
+        )
 
 
 def _purpose_approved(request: Request, caller: Principal, purpose: str | None) -> None:
@@ -193,7 +212,15 @@ def statistics_request(
     _purpose_approved(request, caller, purpose)
     chosen_k = _k(request, k)
     start, end = complete_months(from_, to, datetime.now(UTC))
-    return StatisticsRequest(request.app.state.engine, start, end, chosen_k)
+    return StatisticsRequest(
+        request.app.state.engine,
+        start,
+        end,
+        chosen_k,
+        caller,
+        purpose or MUNICIPAL_PURPOSE,
+        request.app.state.audit,
+    )
 
 
 Asked = Annotated[StatisticsRequest, Depends(statistics_request)]
@@ -202,22 +229,30 @@ Asked = Annotated[StatisticsRequest, Depends(statistics_request)]
 @router.get("/trips-by-town-month")
 def get_trips_by_town_month(asked: Asked) -> TripsByTownMonth:
     """Trips and distinct residents by origin town and month (Japan time)."""
-    return trips_by_town_month(asked.engine, asked.start, asked.end, k=asked.k)
+    figures = trips_by_town_month(asked.engine, asked.start, asked.end, k=asked.k)
+    asked.recorded("trips-by-town-month", "transport.trips")
+    return figures
 
 
 @router.get("/points-by-age-band")
 def get_points_by_age_band(asked: Asked) -> PointsByAgeBand:
     """Health points awarded and redeemed, and distinct residents, by age band."""
-    return points_by_age_band(asked.engine, asked.start, asked.end, k=asked.k)
+    figures = points_by_age_band(asked.engine, asked.start, asked.end, k=asked.k)
+    asked.recorded("points-by-age-band", "health.points")
+    return figures
 
 
 @router.get("/spending-by-merchant-category")
 def get_spending_by_merchant_category(asked: Asked) -> SpendingByMerchantCategory:
     """Local-currency payments (amount, count, distinct residents) by merchant category."""
-    return spending_by_merchant_category(asked.engine, asked.start, asked.end, k=asked.k)
+    figures = spending_by_merchant_category(asked.engine, asked.start, asked.end, k=asked.k)
+    asked.recorded("spending-by-merchant-category", "currency.transactions")
+    return figures
 
 
 @router.get("/town-flows")
 def get_town_flows(asked: Asked) -> TownFlows:
     """Trips and distinct residents by origin and destination town."""
-    return town_flows(asked.engine, asked.start, asked.end, k=asked.k)
+    figures = town_flows(asked.engine, asked.start, asked.end, k=asked.k)
+    asked.recorded("town-flows", "transport.trips")
+    return figures
