@@ -4,6 +4,7 @@ Prints, per backend, in one run:
   - raw validation:  events/s through the validator alone (no bus, no store)
   - raw bus:         events/s published, and consumed by a bare consumer group
   - end to end:      events/s from a publisher process through one ingest worker into the store
+                     (connector tokens checked, subjects sealed, each batch audited)
 and the end-to-end figure as a ratio to each baseline. Targets on the 2-core dev machine:
 embedded ≥ 20,000 events/s, Kafka (Tansu) ≥ 10,000 events/s.
 
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from broker.audit import AuditLog
 from broker.auth.issuer import EmbeddedIssuer
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
@@ -36,6 +38,7 @@ from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
 from broker.settings import REPO_SCHEMAS
 from broker.store.database import make_engine
+from consent.keys import KeyRing
 from consent.vault import SubjectVault
 from ops.bench.events import SOURCE, make_records
 from ops.tansu import TansuBroker
@@ -125,9 +128,10 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
     vault = SubjectVault.open_url(vault_url)
     # As the platform runs it: every record's connector token checked against its source.
-    issuer = EmbeddedIssuer(
-        Path(tempfile.mkdtemp(prefix="bench-issuer-")) / "issuer.pem", audience="tsunagu"
-    )
+    keys_dir = Path(tempfile.mkdtemp(prefix="bench-keys-"))
+    issuer = EmbeddedIssuer(keys_dir / "issuer.pem", audience="tsunagu")
+    # Each batch's audit entries are chained in the batch's own transaction, as in the platform.
+    audit = AuditLog(engine, KeyRing.in_data_dir(keys_dir))
     verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
     worker = IngestWorker(
         bus,
@@ -138,6 +142,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
         topic_prefix=prefix,
         batch_size=2000,
         authenticate=SourceAuthenticator(verifier),
+        audit=audit,
     )
     token = issuer.issue("bench", Role.CONNECTOR, sources=[SOURCE])
     ctx = mp.get_context("spawn")
@@ -164,6 +169,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
     stop.set()
     thread.join()
     publisher.join()
+    audit.close()
     bus.close()
     engine.dispose()
     vault.close()
