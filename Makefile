@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BIN)/python -m ops.bench.ingest
 	$(BIN)/python -m ops.bench.connectors
 	$(BIN)/python -m ops.bench.consent
+	$(BIN)/python -m ops.bench.audit
 	$(BIN)/python -m ops.bench.api
 
 clean:
