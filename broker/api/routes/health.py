@@ -35,7 +35,10 @@ def readyz(request: Request, response: Response) -> Health:
     except Exception as exc:  # any failure means not ready; say which
         checks["store"] = f"failing: {exc.__class__.__name__}"
     try:
-        request.app.state.bus.end_offsets(DOMAIN_TOPICS[0])
+        # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
+        request.app.state.bus.end_offsets(
+            request.app.state.settings.topic_prefix + DOMAIN_TOPICS[0]
+        )
         checks["bus"] = "ok"
     except Exception as exc:
         checks["bus"] = f"failing: {exc.__class__.__name__}"
