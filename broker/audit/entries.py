@@ -84,10 +84,11 @@ KINDS: Mapping[EntryKind, KindSpec] = {
         "topic events", "duplicates dead_letters erased offsets sources types"
     ),
     # One rejected event: the domain topic it was meant for, why (the DLQ reason code), the
-    # JSON pointer and schema that refused it, its event id and connector source (ids of
-    # events and connectors, not of people) and its origin. Never the validator's message:
-    # it may quote the event's values.
-    EntryKind.DEAD_LETTER: _spec("topic reason", "event_id source origin path schema"),
+    # JSON pointer and schema that refused it, its event id, the connector source it claimed
+    # and the one its verified token names if that differs (``sender``: ids of events and
+    # connectors, not of people) and its origin. Never the validator's message: it may quote
+    # the event's values.
+    EntryKind.DEAD_LETTER: _spec("topic reason", "event_id source sender origin path schema"),
     # A consent granted, amended, paused, resumed or revoked, or a partner or purpose change.
     EntryKind.CONSENT_CHANGE: _spec(
         "event", "consent_id supersedes partner purpose categories status", SubjectRule.OPTIONAL

@@ -112,7 +112,8 @@ class FlowBuilder:
                     edge.count += n
                     edge.seen(at)
         elif kind == EntryKind.DEAD_LETTER:
-            source = fields.get("source") or UNKNOWN_SOURCE
+            # An impersonation is drawn from the impersonator (``sender``), not its victim.
+            source = fields.get("sender") or fields.get("source") or UNKNOWN_SOURCE
             edge = self._edge((NodeKind.CONNECTOR, source), (NodeKind.TOPIC, fields["topic"]))
             edge.refuse(fields["reason"], at)
         elif kind == EntryKind.PARTNER_READ:

@@ -53,17 +53,19 @@ def batch_entries(
 def dead_letter_entry(
     topic: str, rejection: Rejection, where: str, actor: str = "ingest"
 ) -> NewEntry:
-    """The audit entry of one rejected event: where it was bound, why, and what refused it."""
+    """The audit entry of one rejected event: where it was bound, why, what refused it, and
+    who sent it when a verified token says so (then the actor too)."""
     fields: dict[str, object] = {"topic": topic, "reason": rejection.reason.value, "origin": where}
     for name, value in (
         ("event_id", rejection.event_id),
         ("source", rejection.source),
+        ("sender", rejection.sender),
         ("path", rejection.path),
         ("schema", rejection.schema),
     ):
         if value:
             fields[name] = value
-    return NewEntry(EntryKind.DEAD_LETTER, actor, fields)
+    return NewEntry(EntryKind.DEAD_LETTER, rejection.sender or actor, fields)
 
 
 def offset_ranges(records: Sequence[Record]) -> list[str]:

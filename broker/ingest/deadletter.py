@@ -49,6 +49,9 @@ class Rejection:
     schema: str = ""
     source: str = ""
     event_id: str = ""
+    #: Who really sent it, when a verified token says so and it is not who the event claims
+    #: to be (an impersonation names the impersonator, not its victim).
+    sender: str = ""
 
 
 def origin_of(record: Record) -> str:

@@ -102,7 +102,7 @@ class IngestGateway:
             raw = orjson.dumps(doc)
             checked = self._check(doc, raw)
             if isinstance(checked, CloudEvent) and sources is not None:
-                checked = _bound_to(checked, sources)
+                checked = _bound_to(checked, sources, actor)
             if isinstance(checked, CloudEvent):
                 good.setdefault(self.topic_prefix + checked.domain, []).append(
                     (index, checked, raw)
@@ -208,7 +208,7 @@ class IngestGateway:
             return ledger.known_ids(conn, ids)
 
 
-def _bound_to(event: CloudEvent, sources: frozenset[str]) -> CloudEvent | Rejection:
+def _bound_to(event: CloudEvent, sources: frozenset[str], caller: str) -> CloudEvent | Rejection:
     if event.source in sources:
         return event
     return Rejection(
@@ -219,4 +219,5 @@ def _bound_to(event: CloudEvent, sources: frozenset[str]) -> CloudEvent | Reject
         "",
         event.source,
         event.id,
+        caller,
     )

@@ -49,6 +49,7 @@ class SourceAuthenticator:
                 DeadLetterReason.UNAUTHENTICATED,
                 f"the record's token is a {judged.role} token, not a connector's",
                 event,
+                sender=judged.subject,
             )
         if event.source not in judged.sources:
             return self._reject(
@@ -57,6 +58,7 @@ class SourceAuthenticator:
                 f"{', '.join(sorted(judged.sources)) or 'no source'}, not as {event.source!r}",
                 event,
                 "/source",
+                sender=judged.subject,
             )
         return None
 
@@ -86,6 +88,11 @@ class SourceAuthenticator:
 
     @staticmethod
     def _reject(
-        reason: DeadLetterReason, detail: str, event: CloudEvent, path: str = ""
+        reason: DeadLetterReason,
+        detail: str,
+        event: CloudEvent,
+        path: str = "",
+        *,
+        sender: str = "",
     ) -> Rejection:
-        return Rejection(reason, detail, path, "", event.source, event.id)
+        return Rejection(reason, detail, path, "", event.source, event.id, sender)

@@ -630,8 +630,13 @@ def test_the_audit_log_counts_each_connectors_events_as_published(story: Story) 
 
 def test_dead_letters_are_exactly_the_intruders_records_with_their_reasons(story: Story) -> None:
     expected = {event_id: reason for event_id, (_, reason) in story.injected.items()}
-    letters = [e["fields"] for e in _entries(story, "dead_letter")]
+    entries = _entries(story, "dead_letter")
+    letters = [e["fields"] for e in entries]
     assert {d["event_id"]: d["reason"] for d in letters} == expected
+    # The forgery names both whom it claimed to be and who sent it (the intruder's token).
+    (forgery,) = [e for e in entries if e["fields"]["reason"] == "source_not_allowed"]
+    assert forgery["fields"]["source"] == SERVICES["currency"].source
+    assert forgery["fields"]["sender"] == forgery["actor"] == INTRUDER
     assert len(letters) == len(expected)
     assert {d["event_id"]: d["topic"] for d in letters} == {
         event_id: topic for event_id, (topic, _) in story.injected.items()
@@ -957,9 +962,8 @@ def _expected_flows(story: Story) -> dict[tuple[str, str], Json]:
         for code in CATEGORIES_OF_TYPE[p.event_type]:
             edge(topic, f"category:{code}")["count"] += 1
     for topic, reason in story.injected.values():
-        # The forged record is refused on the flow of the source it claimed.
-        source = SERVICES["currency"].source if reason == "source_not_allowed" else INTRUDER
-        refuse(edge(f"connector:{source}", f"topic:{topic}"), reason)
+        # The forged record too is drawn from the intruder (its token), not from its victim.
+        refuse(edge(f"connector:{INTRUDER}", f"topic:{topic}"), reason)
 
     def read(code: str, partner: Partner) -> None:
         e = edge(f"category:{code}", f"partner:{partner.partner_id}")

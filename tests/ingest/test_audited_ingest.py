@@ -196,6 +196,7 @@ def test_http_rejections_are_recorded_naming_the_caller(
         ("not_json", "odt-connector"),
     ]
     assert dead[0]["event_id"] == other["id"] and dead[0]["origin"] == "http/req1/1"
+    assert (dead[0]["source"], dead[0]["sender"]) == (BUS, "odt-connector")
     assert dead[1]["topic"] == "unrouted"
     # Accepted events are the worker's to record, once projected: nothing yet.
     assert _entries(engine, EntryKind.PUBLISH_BATCH) == []

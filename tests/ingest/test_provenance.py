@@ -75,6 +75,8 @@ def test_a_record_claiming_another_firms_source_is_refused(
     assert isinstance(refused, Rejection)
     assert refused.reason is DeadLetterReason.SOURCE_NOT_ALLOWED
     assert refused.path == "/source"
+    # The impersonator is named, not only the source it claimed.
+    assert (refused.sender, refused.source) == ("other", OURS)
 
 
 @pytest.mark.parametrize("token", ["garbage", "a.b.c"])
