@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from broker.audit.cli import audit_app
+from broker.bus.cli import topics_app
 from broker.settings import Settings
 from connectors.cli import app as connector_app
 
@@ -26,6 +27,7 @@ app.add_typer(schemas_app, name="schemas")
 app.add_typer(token_app, name="token")
 app.add_typer(audit_app, name="audit")
 app.add_typer(connector_app, name="connector")
+app.add_typer(topics_app, name="topics")
 
 
 def _logging() -> None:
@@ -213,6 +215,7 @@ def _demo_summary(settings: Settings, base: str, life: DemoLife) -> str:
 @app.command()
 def worker() -> None:
     """Run one ingest worker (join the consumer group; scale by running more)."""
+    from broker.api.metrics import serve_metrics
     from broker.runtime import Platform
 
     _logging()
@@ -224,6 +227,10 @@ def worker() -> None:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     platform.start_change_listener()  # an erasure elsewhere evicts the subject's key here
+    platform.start_chain_verifier()
+    settings = platform.settings
+    if serve_metrics(settings.host, settings.metrics_port, "ingest worker"):
+        typer.echo(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")
     typer.echo(f"ingest worker consuming {platform.settings.bus_url}")
     try:
         platform.worker().run(platform.stop)

@@ -10,6 +10,8 @@ from functools import partial
 from sqlalchemy import Engine
 
 from broker.audit import AuditLog, EntryKind
+from broker.audit.metrics import unwatch_store, watch_store
+from broker.audit.monitor import ChainMonitor
 from broker.auth.provider import Identity, open_identity
 from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
 from broker.ingest.deadletter import UNROUTED_DLQ
@@ -62,6 +64,7 @@ class Platform:
     stop: threading.Event = field(default_factory=threading.Event)
     listener: ConsentChangeListener | None = None
     webhooks: WebhookDispatcher | None = None
+    chain_monitor: ChainMonitor | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:
@@ -84,6 +87,7 @@ class Platform:
         )
         # Every decision, allow or deny, goes to the hash-chained audit log.
         audit = AuditLog(engine, keys)
+        watch_store(engine)  # this process's /metrics reports the audit checkpoint's age
         decisions.on_decision = audit.record_decision
         consent.add_change_hook(partial(_audit_consent_change, audit))
         # Apart from the store, so that no backup of the store holds a subject key.
@@ -135,12 +139,25 @@ class Platform:
         )
 
     def start_worker_thread(self) -> threading.Thread:
-        """Run an ingest worker in a background thread until ``stop`` is set."""
+        """Run an ingest worker in a background thread until ``stop`` is set (and, as every
+        process that ingests does, verify the audit chain periodically)."""
         thread = threading.Thread(
             target=self.worker().run, args=(self.stop,), name="ingest", daemon=True
         )
         thread.start()
+        self.start_chain_verifier()
         return thread
+
+    def start_chain_verifier(self) -> None:
+        """Verify the whole audit chain now and every ``audit_verify_interval_s`` (0: never),
+        publishing the result as metrics."""
+        interval = self.settings.audit_verify_interval_s
+        if not interval or self.chain_monitor is not None:
+            return
+        self.chain_monitor = ChainMonitor(self.engine, self.keys, interval_s=interval)
+        threading.Thread(
+            target=self.chain_monitor.watch, args=(self.stop,), name="audit-verify", daemon=True
+        ).start()
 
     def start_change_listener(self) -> None:
         """Apply other processes' consent changes here: decisions, and the subject keys of
@@ -185,6 +202,7 @@ class Platform:
             self.webhooks.wake()
             self.webhooks.close()
         self.audit.close()  # writes what is still queued
+        unwatch_store(self.engine)
         self.bus.close()
         self.engine.dispose()
         self.vault.close()

@@ -89,6 +89,26 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Tries before a notification is marked failed (~1 day)."
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    # -- operations: metrics and the audit chain's watch ---------------------------------------
+    metrics_port: int = Field(
+        default=9464,
+        ge=0,
+        le=65535,
+        description="Port of `tsunagu worker`'s /metrics (on TSUNAGU_HOST); 0 serves none.",
+    )
+    connector_metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Port of `tsunagu connector run`'s /metrics (on TSUNAGU_HOST); 0 serves "
+        "none, so that several connectors on one machine do not collide.",
+    )
+    audit_verify_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds between full verifications of the audit chain by the process "
+        "that ingests (`up`, `worker`), published as metrics; 0 runs none.",
+    )
     # -- the demo of `make run` ---------------------------------------------------------------
     demo_read_interval_s: float = Field(
         default=5.0, gt=0, description="Pause between the demo partners' rounds of API reads."

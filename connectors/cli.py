@@ -30,6 +30,16 @@ OutboxOpt = Annotated[
     Path | None, typer.Option("--outbox", help="Outbox file (default: $DATA_DIR/outbox/<name>.db)")
 ]
 EncodingOpt = Annotated[str, typer.Option("--encoding", help="CSV encoding, e.g. cp932")]
+MetricsPortOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--metrics-port",
+        min=0,
+        max=65535,
+        help="Serve Prometheus /metrics on this port while running, on TSUNAGU_HOST "
+        "(default: TSUNAGU_CONNECTOR_METRICS_PORT; 0: none)",
+    ),
+]
 
 #: Exit code when some rows were refused (the good rows were still published).
 EXIT_ROWS_REFUSED = 3
@@ -43,9 +53,11 @@ def _publish(
     http: str | None,
     token: str | None,
     outbox: Path | None,
+    metrics_port: int | None,
 ) -> None:
     settings = Settings()
     service = SERVICES[name]
+    _serve_metrics(name, settings, metrics_port)
     sink: Sink
     schemas: Schemas
     if http:
@@ -87,6 +99,15 @@ def _publish(
         raise typer.Exit(EXIT_ROWS_REFUSED)
 
 
+def _serve_metrics(name: str, settings: Settings, port: int | None) -> None:
+    """Serve /metrics (outbox depth, sent, retries) while the connector runs, if asked."""
+    from broker.api.metrics import serve_metrics
+
+    port = settings.connector_metrics_port if port is None else port
+    if serve_metrics(settings.host, port, f"connector {name}"):
+        typer.echo(f"metrics on http://{settings.host}:{port}/metrics")
+
+
 def _embedded_token(source: str) -> str | None:
     """On the platform's own machine (embedded identity), a token for ``source`` signed with
     the data directory's issuer key; None when the platform trusts an external provider."""
@@ -115,6 +136,7 @@ def run_transport(
     http: HttpOpt = None,
     token: TokenOpt = None,
     outbox: OutboxOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """On-demand trips and ride requests (CSV), vehicle positions (GTFS-Realtime)."""
     from connectors import transport
@@ -127,7 +149,7 @@ def run_transport(
         parts.append(transport.read_trips_csv(trips, table, encoding=encoding))
     if positions:
         parts.append(transport.read_vehicle_positions(positions))
-    _publish("transport", _chain(*parts), http, token, outbox)
+    _publish("transport", _chain(*parts), http, token, outbox, metrics_port)
 
 
 @run_app.command("health")
@@ -139,6 +161,7 @@ def run_health(
     http: HttpOpt = None,
     token: TokenOpt = None,
     outbox: OutboxOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Health points computed by the programme's published rules, and redemptions."""
     from connectors import health
@@ -149,7 +172,7 @@ def run_health(
         parts.append(health.read_activities_csv(activities, programme, encoding=encoding))
     if redemptions:
         parts.append(health.read_redemptions_csv(redemptions, programme, encoding=encoding))
-    _publish("health", _chain(*parts), http, token, outbox)
+    _publish("health", _chain(*parts), http, token, outbox, metrics_port)
 
 
 @run_app.command("currency")
@@ -159,6 +182,7 @@ def run_currency(
     http: HttpOpt = None,
     token: TokenOpt = None,
     outbox: OutboxOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Wallet top-ups, merchant payments and health-point conversions."""
     from connectors import currency
@@ -169,6 +193,7 @@ def run_currency(
         http,
         token,
         outbox,
+        metrics_port,
     )
 
 
@@ -180,6 +205,7 @@ def run_vacant_house(
     http: HttpOpt = None,
     token: TokenOpt = None,
     outbox: OutboxOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Listings of the vacant-house bank (空き家バンク), with owner details, and inquiries."""
     from connectors import vacant_house
@@ -189,4 +215,4 @@ def run_vacant_house(
         parts.append(vacant_house.read_listings_csv(listings, encoding=encoding))
     if inquiries:
         parts.append(vacant_house.read_inquiries_csv(inquiries, encoding=encoding))
-    _publish("vacant_house", _chain(*parts), http, token, outbox)
+    _publish("vacant_house", _chain(*parts), http, token, outbox, metrics_port)

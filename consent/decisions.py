@@ -14,15 +14,18 @@ Nothing here takes a role, a scope or an admin flag: no caller can override a re
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import NamedTuple, TypeVar
 
+from prometheus_client.core import REGISTRY, CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -79,6 +82,37 @@ class Decision(NamedTuple):
 
 
 DecisionRecorder = Callable[[Decision], None]
+
+#: Allowed decisions' reasons; every other reason is a refusal.
+_ALLOWING = frozenset({DecisionReason.ALLOWED, DecisionReason.NOT_PERSONAL})
+# Decisions per reason, for tsunagu_consent_decisions_total. A labelled Counter's inc() costs
+# ~0.3 µs (a lock) on a path that answers in ~2 µs; next() on itertools.count is one C call,
+# atomic under the GIL (``d[k] += 1`` is not: two threads can both read, both store +1).
+_COUNTS: dict[DecisionReason, itertools.count[int]] = {r: itertools.count() for r in DecisionReason}
+
+
+class _DecisionCounts(Collector):
+    """Exposes ``_COUNTS`` as tsunagu_consent_decisions_total{result,reason}."""
+
+    def collect(self) -> Iterator[Metric]:
+        """Every (result, reason) pair, zeros included, so rates exist before a first refusal."""
+        family = CounterMetricFamily(
+            "tsunagu_consent_decisions",
+            "Consent decisions, by result (allow/deny) and reason",
+            labels=["result", "reason"],
+        )
+        for reason, counter in _COUNTS.items():
+            result = "allow" if reason in _ALLOWING else "deny"
+            family.add_metric([result, reason.value], _current(counter))
+        yield family
+
+
+def _current(counter: itertools.count[int]) -> int:
+    """How often ``next`` was called on ``counter`` (itertools.count shows it only in its repr)."""
+    return int(repr(counter)[len("count(") : -1])
+
+
+REGISTRY.register(_DecisionCounts())
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +183,7 @@ class DecisionPoint:
         the time of the data to be read, checked against the consent's data range.
         """
         decision = self._evaluate(partner, purpose, category, subject, at, data_at=data_at)
+        next(_COUNTS[decision.reason])
         recorder = self.on_decision
         if recorder is not None:
             recorder(decision)

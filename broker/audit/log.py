@@ -56,6 +56,7 @@ from broker.audit.entries import (
     entry_hash,
     timestamp,
 )
+from broker.audit.metrics import count_entries
 from consent.decisions import Decision
 from consent.keys import KeyRing, load_or_create_key
 
@@ -369,6 +370,7 @@ class AuditLog:
                 checkpoint_time=cp_time,
             )
         )
+        count_entries(e.kind for e in batch)  # written, unless the transaction then fails
         return int(seq)
 
     @staticmethod

@@ -1,8 +1,10 @@
 """The chain's verification state for the auditor's page: a full verification of the store,
-run at most once per interval and shared by every caller meanwhile."""
+run at most once per interval and shared by every caller meanwhile. Each verification is also
+published as metrics (``tsunagu_audit_chain_ok``), and ``watch`` runs one every interval."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -10,8 +12,11 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from broker.audit.metrics import record_verification
 from broker.audit.verify import Verification, verify_store
 from consent.keys import KeyRing
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,4 +58,19 @@ class ChainMonitor:
             result = verify_store(self.engine, self.keys.jwks())
             self._last = VerificationState(result, datetime.now(UTC))
             self._last_started, self._last_mono = started, time.monotonic()
+            record_verification(result.ok, self._last.verified_at.timestamp())
+            if not result.ok:
+                log.error("audit chain verification failed: %s", result.problem)
             return self._last
+
+    def watch(self, stop: threading.Event) -> None:
+        """Verify now and then every ``interval_s`` until ``stop`` is set (a thread's target)."""
+        while not stop.is_set():
+            try:
+                self.state(fresh=True)
+            except Exception:
+                if stop.is_set():
+                    return  # the process is closing the store under us
+                # The store is down, say: the last-verified time stops moving, which alerts.
+                log.exception("audit chain verification could not run; trying again")
+            stop.wait(self.interval_s)

@@ -38,6 +38,14 @@ class TopicSpec:
     name: str
     partitions: int = 1
     compacted: bool = False
+    #: Copies of each partition on Kafka; None leaves it to the bus (the broker's default).
+    replication_factor: int | None = None
+    #: Kafka topic configs (``retention.ms``, ...); the SQLite log keeps only ``compacted``.
+    configs: Mapping[str, str] = field(default_factory=dict, hash=False)
+
+    def kafka_configs(self) -> dict[str, str]:
+        """The topic's configs on Kafka: ``configs``, with compaction as ``cleanup.policy``."""
+        return ({"cleanup.policy": "compact"} if self.compacted else {}) | dict(self.configs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,3 +126,16 @@ def next_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
         if r.offset + 1 > out.get(tp, 0):
             out[tp] = r.offset + 1
     return out
+
+
+def consumer_lag(bus: Bus, group: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+    """Per partition of ``topics``, records the group has not committed yet (end - committed)."""
+    lag: dict[TopicPartition, int] = {}
+    for topic in topics:
+        # Ends first: a commit landing between the two reads then makes the lag look smaller,
+        # not larger. Below zero (that, or a broker restarted empty) reads as zero.
+        ends = bus.end_offsets(topic)
+        done = bus.committed(group, topic)
+        for partition, end in ends.items():
+            lag[TopicPartition(topic, partition)] = max(0, end - done.get(partition, 0))
+    return lag

@@ -18,7 +18,9 @@ Choices worth knowing:
   ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) is logged, not raised: the records are delivered
   again to whoever owns the partition. Other commit failures (broker unreachable) raise BusError.
 * ``end_offsets`` does not trust ListOffsets(LATEST) alone: Tansu answers with the base offset
-  of the last record batch + 1, not the high watermark. We read the last batch to find the end.
+  of the last record batch + 1, not the high watermark. We fetch from there with one kept probe
+  consumer and take the fetch response's high watermark (on Kafka, LATEST is already the end
+  and that fetch is empty, so no batch is read and decoded).
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ from kafka import (
 )
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import OffsetSpec
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from kafka.errors import (
     CommitFailedError,
     IllegalGenerationError,
@@ -61,6 +65,12 @@ _UNKNOWN_TOPIC = 3
 class _StaleProducer(BusError):
     """A producer that had worked before failed; a fresh one may succeed."""
 
+
+#: Round robin first: kafka-python's default, range, splits each topic on its own and gives
+#: the extra partitions of every topic to the same member, so three workers on 4-partition
+#: topics get 8/4/4 partitions and the first does half the work (no faster than two workers).
+#: Range stays second, so a member still preferring it can join the group.
+_ASSIGNORS = (RoundRobinPartitionAssignor, RangePartitionAssignor)
 
 #: Commit failures that only mean "a rebalance happened": the records come again.
 _REBALANCE_ERRORS = (
@@ -117,6 +127,8 @@ class KafkaBus:
         self._admin_client: Any = None
         self._producer_client: Any = None
         self._known_topics: dict[str, int] = {}
+        self._probe: Any = None  # the consumer that reads partitions' ends (end_offsets)
+        self._probe_lock = threading.Lock()
         self._closed = False
 
     # -- clients (created lazily, so a bus can be built while the broker is still down) ------
@@ -185,11 +197,15 @@ class KafkaBus:
             check_topic_name(spec.name)
             if spec.partitions < 1:
                 raise BusError(f"topic {spec.name!r}: partitions must be at least 1")
+            if spec.replication_factor is not None and spec.replication_factor < 1:
+                raise BusError(f"topic {spec.name!r}: replication factor must be at least 1")
         new = {
             spec.name: {
                 "num_partitions": spec.partitions,
-                "replication_factor": self.replication_factor,
-                "configs": {"cleanup.policy": "compact"} if spec.compacted else {},
+                "replication_factor": self.replication_factor
+                if spec.replication_factor is None
+                else spec.replication_factor,
+                "configs": spec.kafka_configs(),
             }
             for spec in specs
         }
@@ -204,6 +220,10 @@ class KafkaBus:
                     f"creating topic {topic['name']!r} failed: error {code}"
                     f" {topic.get('error_message') or ''}".rstrip()
                 )
+
+    def admin(self) -> Any:
+        """The shared kafka-python admin client (topic administration: ``broker.bus.topics``)."""
+        return self._admin()
 
     def _partitions(self, topic: str, *, create: bool) -> list[int]:
         """Partition ids of ``topic``; creates it with the default count when ``create``."""
@@ -301,21 +321,30 @@ class KafkaBus:
         return ends
 
     def _true_ends(self, latest: Mapping[Any, int]) -> dict[Any, int]:
-        """Read the last batch of each partition: Tansu's LATEST is that batch's base + 1."""
-        try:
-            probe = KafkaConsumer(
-                client_id=f"{self.client_id}-offsets",
-                group_id=None,
-                enable_auto_commit=False,
-                check_crcs=self.check_crcs,
-                **self._common(),
-            )
-        except KafkaError as exc:
-            raise BusError(f"Kafka at {self._where()} is unreachable: {exc}") from exc
+        """The true end of each partition: Tansu's LATEST is the last batch's base + 1."""
+        # One probe, kept: the ingest worker asks for end offsets every second (consumer lag),
+        # and a new consumer per call costs a connection and a metadata round trip.
+        with self._probe_lock:
+            return self._probe_ends(latest)
+
+    def _probe_ends(self, latest: Mapping[Any, int]) -> dict[Any, int]:
+        self._check_open()
+        if self._probe is None:
+            try:
+                self._probe = KafkaConsumer(
+                    client_id=f"{self.client_id}-offsets",
+                    group_id=None,
+                    enable_auto_commit=False,
+                    check_crcs=self.check_crcs,
+                    **self._common(),
+                )
+            except KafkaError as exc:
+                raise BusError(f"Kafka at {self._where()} is unreachable: {exc}") from exc
+        probe = self._probe
         try:
             probe.assign(list(latest))
             for tp, off in latest.items():
-                probe.seek(tp, off - 1)
+                probe.seek(tp, off)
             out: dict[Any, int] = {}
             deadline = time.monotonic() + self.request_timeout_ms / 1000
             while len(out) < len(latest) and time.monotonic() < deadline:
@@ -327,9 +356,19 @@ class KafkaBus:
                         out[tp] = max(out.get(tp, 0), int(high))
             return out
         except KafkaError as exc:
+            self._drop_probe()  # a failed probe may be in a bad state: the next call makes one
             raise BusError(f"reading end offsets failed: {exc}") from exc
         finally:
-            probe.close(autocommit=False)
+            if self._probe is not None:
+                probe.assign([])  # no fetching between calls
+
+    def _drop_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            try:
+                probe.close(autocommit=False)
+            except Exception as exc:  # it is being thrown away; its own failure was reported
+                log.debug("closing the offsets probe: %s", exc)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """Per partition, the group's committed offset (0 when none)."""
@@ -366,6 +405,8 @@ class KafkaBus:
             self._closed = True
             producer, admin = self._producer_client, self._admin_client
             self._producer_client = self._admin_client = None
+        with self._probe_lock:
+            self._drop_probe()
         try:
             if producer is not None:
                 producer.close(timeout=5)
@@ -440,6 +481,7 @@ class KafkaGroupConsumer:
                 max_partition_fetch_bytes=4 << 20,
                 check_crcs=bus.check_crcs,
                 allow_auto_create_topics=False,
+                partition_assignment_strategy=_ASSIGNORS,
             )
             self._kc.subscribe(topics=list(self.topics), listener=_Revocations(self))
         except KafkaError as exc:

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
@@ -24,6 +24,7 @@ from broker.bus import (
     dlq_topic,
     next_offsets,
 )
+from broker.bus.base import consumer_lag
 from broker.cloudevents import CloudEvent
 from broker.ingest.auditing import batch_entries
 from broker.ingest.deadletter import Rejection, dead_letter
@@ -47,6 +48,13 @@ ERASED_SUBJECT_EVENTS = Counter(
     ["topic", "type"],
 )
 BATCH_SECONDS = Histogram("tsunagu_ingest_batch_seconds", "Time to validate and project a batch")
+CONSUMER_LAG = Gauge(
+    "tsunagu_consumer_lag",
+    "Records of the partition the consumer group has not committed: end minus committed offset",
+    ["group", "topic", "partition"],
+)
+#: Seconds between two readings of the group's lag.
+LAG_INTERVAL_S = 1.0
 
 DEFAULT_GROUP = "tsunagu-ingest"
 
@@ -96,6 +104,7 @@ class IngestWorker:
         self.topics = [topic_prefix + t for t in topics]
         self.batch_size = batch_size
         self.linger_s = linger_s
+        self.lag_interval_s = LAG_INTERVAL_S
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         """Dead-letter the bad records, then project the good ones in one transaction."""
@@ -157,6 +166,12 @@ class IngestWorker:
     def run(self, stop: threading.Event, poll_timeout_s: float = 0.5) -> None:
         """Consume until ``stop`` is set; offsets are committed only after each transaction."""
         consumer = self.bus.consumer(self.group, self.topics)
+        done = threading.Event()
+        # On a thread of its own: a worker stuck on a batch (store down) must still show its
+        # lag growing, and the bus's offset reads must not slow the batches down.
+        threading.Thread(
+            target=self._report_lag, args=(stop, done), name="ingest-lag", daemon=True
+        ).start()
         try:
             while not stop.is_set():
                 try:
@@ -176,7 +191,24 @@ class IngestWorker:
                     log.warning("offset commit failed, the batch will be redelivered: %s", exc)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
         finally:
+            done.set()
             consumer.close()
+
+    def _report_lag(self, stop: threading.Event, done: threading.Event) -> None:
+        """Publish the whole group's lag per partition (every member does: take the max)."""
+        failing = False
+        while not (stop.is_set() or done.is_set()):
+            try:
+                lag = consumer_lag(self.bus, self.group, self.topics)
+            except BusError as exc:
+                if not (failing or done.is_set()):
+                    log.warning("consumer lag unavailable, retrying: %s", exc)
+                failing = True
+            else:
+                failing = False
+                for tp, n in lag.items():
+                    CONSUMER_LAG.labels(self.group, tp.topic, str(tp.partition)).set(n)
+            done.wait(self.lag_interval_s)
 
     def _fill(self, consumer: Consumer, records: list[Record]) -> list[Record]:
         # Like Kafka's fetch.max.wait: a short wait for a fuller batch saves a transaction

@@ -21,7 +21,7 @@ from typing import Literal
 
 from broker.cloudevents import CloudEvent
 from broker.registry.catalogue import SchemaVersion
-from connectors.sdk.metrics import INVALID, OUTBOX_DEPTH
+from connectors.sdk.metrics import INVALID
 from connectors.sdk.outbox import Outbox, OutboxEntry
 from connectors.sdk.rows import EventDraft, RowError, stable_event_id
 from connectors.sdk.schemas import Schemas
@@ -106,7 +106,6 @@ class Connector:
             self.outbox, sink, connector=source, batch_size=batch_size, backoff=backoff
         )
         self._invalid = INVALID.labels(source)
-        self._depth = OUTBOX_DEPTH.labels(source)
 
     @property
     def outbox_path(self) -> Path:
@@ -171,7 +170,6 @@ class Connector:
             self._invalid.inc()
             raise
         if self.outbox.add(entry):
-            self._depth.inc()
             self.sender.wake()
         return entry.event_id
 
@@ -203,7 +201,6 @@ class Connector:
         report.accepted += new
         report.duplicates += len(chunk) - new
         if new:
-            self._depth.inc(new)
             self.sender.wake()
 
     def drain(

@@ -25,7 +25,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,6 +118,7 @@ class Outbox:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.sent_retention_s = sent_retention_s
+        self._depth_listeners: list[Callable[[int], None]] = []
         # One connection behind a lock: statements are short, and a sender thread and the
         # publishing thread never hold it while talking to the network.
         self._lock = threading.RLock()
@@ -141,6 +142,18 @@ class Outbox:
         self._pruned_at = 0.0
         self.prune()
 
+    def on_depth(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener`` with the depth now and after every change (e.g. a gauge's set)."""
+        with self._lock:
+            self._depth_listeners.append(listener)
+            listener(self._depth)
+
+    def _moved(self, by: int) -> None:
+        """The depth changed by ``by``; tell the listeners (under the lock: in order)."""
+        self._depth += by
+        for listener in self._depth_listeners:
+            listener(self._depth)
+
     @staticmethod
     def _count_after(conn: sqlite3.Connection, seq: int) -> int:
         return int(conn.execute("SELECT count(*) FROM events WHERE seq > ?", (seq,)).fetchone()[0])
@@ -159,7 +172,7 @@ class Outbox:
             return 0
         with self._write() as conn:
             added: int = conn.executemany(_ADD, params).rowcount
-            self._depth += added
+            self._moved(added)
         return added
 
     def add(self, entry: OutboxEntry) -> bool:
@@ -188,7 +201,7 @@ class Outbox:
                 "UPDATE cursor SET seq = ? WHERE name = 'delivered_through'", (through_seq,)
             )
             self._cursor = through_seq
-            self._depth -= int(delivered)
+            self._moved(-int(delivered))
 
     def fail(self, reasons: dict[int, str]) -> None:
         """Move events the platform refused for good (seq → reason) to the ``failed`` table."""
@@ -208,7 +221,7 @@ class Outbox:
                 "DELETE FROM events WHERE seq = ? AND seq > ?",
                 [(s, self._cursor) for s in reasons],
             )
-            self._depth -= removed.rowcount
+            self._moved(-removed.rowcount)
 
     def record_attempt(self, seqs: Sequence[int], error: str) -> None:
         """Note a failed delivery attempt of these events (they stay queued)."""

@@ -82,8 +82,8 @@ class Sender:
         self._sent = SENT.labels(connector)
         self._failed = FAILED.labels(connector)
         self._retries = RETRIES.labels(connector)
-        self._depth = OUTBOX_DEPTH.labels(connector)
-        self._depth.set(outbox.depth())
+        # The outbox reports every change of its depth: added, delivered, failed.
+        outbox.on_depth(OUTBOX_DEPTH.labels(connector).set)
 
     def drain(
         self,
@@ -130,7 +130,6 @@ class Sender:
             self._wake.wait(self.idle_poll_s)
             self._wake.clear()
         report.remaining = self.outbox.depth()
-        self._depth.set(report.remaining)
         return report
 
     def _send_batch(self, report: DrainReport) -> int:
@@ -162,7 +161,6 @@ class Sender:
         report.failed += len(rejected)
         self._sent.inc(delivered)
         self._failed.inc(len(rejected))
-        self._depth.set(self.outbox.depth())
         return len(rows)
 
     def _after_failure(self, exc: Exception, failures: int) -> float:

@@ -19,6 +19,7 @@ from broker.bus import (
     TopicSpec,
     next_offsets,
 )
+from broker.bus.base import consumer_lag
 from tests.fixtures.tansu import unique_topic
 
 # Kafka groups take ~3 s to join and ~5 s to rebalance on Tansu; these bound the waits.
@@ -354,3 +355,38 @@ def test_a_closed_members_partitions_move_to_the_remaining_member(bus: Bus) -> N
         leaves.close()
     assert left_behind <= set(seen[0])
     assert set(seen[0]) == {0, 1, 2, 3}
+
+
+def test_consumer_lag_is_end_minus_committed_per_partition(bus: Bus) -> None:
+    topic, other = unique_topic("lag"), unique_topic("lag2")
+    group = unique_topic("g")
+    bus.create_topics([TopicSpec(topic, partitions=3), TopicSpec(other, partitions=1)])
+    zero = {TopicPartition(topic, p): 0 for p in range(3)} | {TopicPartition(other, 0): 0}
+    assert consumer_lag(bus, group, [topic, other]) == zero
+
+    bus.publish(topic, [OutRecord(k, b"x") for k in keys_per_partition(3, 4, "lag")])
+    bus.publish(other, [OutRecord(None, b"y")] * 2)
+    assert consumer_lag(bus, group, [topic, other]) == {
+        **{TopicPartition(topic, p): 4 for p in range(3)},
+        TopicPartition(other, 0): 2,
+    }
+
+    consumer = bus.consumer(group, [topic])
+    try:
+        records = drain(consumer, 12)
+        # All of partition 0, half of partition 1, nothing of partition 2.
+        consumer.commit({TopicPartition(topic, 0): 4, TopicPartition(topic, 1): 2})
+    finally:
+        consumer.close()
+    assert len(records) == 12
+    assert consumer_lag(bus, group, [topic]) == {
+        TopicPartition(topic, 0): 0,
+        TopicPartition(topic, 1): 2,
+        TopicPartition(topic, 2): 4,
+    }
+    # Publishing grows it; another group's lag is its own.
+    bus.publish(topic, [OutRecord(k, b"z") for k in keys_per_partition(3, 1, "more")])
+    assert consumer_lag(bus, group, [topic])[TopicPartition(topic, 0)] == 1
+    assert consumer_lag(bus, unique_topic("g"), [topic]) == {
+        TopicPartition(topic, p): 5 for p in range(3)
+    }
