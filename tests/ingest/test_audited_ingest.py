@@ -13,36 +13,20 @@ from sqlalchemy import Engine, select
 
 from broker.audit import AuditLog, EntryKind, verify_store
 from broker.audit import tables as audit_tables
-from broker.bus import DOMAIN_TOPICS, Bus, OutRecord, Record, TopicSpec, open_bus
+from broker.bus import DOMAIN_TOPICS, Bus, OutRecord, Record, open_bus
 from broker.ingest import pipeline
 from broker.ingest.deadletter import DeadLetterReason
 from broker.ingest.gateway import IngestGateway, Outcome
 from broker.ingest.pipeline import IngestWorker
-from broker.store.database import make_engine
 from consent.keys import KeyRing
 from consent.vault import SubjectVault
 from tests.events import encode, make_event, registry
+from tests.ingest.conftest import TOPICS
 
-TOPICS = ["transport", "health"]
 ODT = "urn:tsunagu:connector:mitoyo-ondemand"
 BUS = "urn:tsunagu:connector:mitoyo-bus"
 #: A value only a bad event carries: it must not reach the log.
 SECRET = "山田花子-090-1234-5678"
-
-
-@pytest.fixture
-def bus(tmp_path: Path) -> Iterator[Bus]:
-    b = open_bus(f"sqlite:///{tmp_path / 'bus.db'}")
-    b.create_topics([TopicSpec(t, 2) for t in TOPICS] + [TopicSpec(f"{t}.dlq") for t in TOPICS])
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    e = make_engine(store_url)
-    yield e
-    e.dispose()
 
 
 @pytest.fixture
@@ -58,10 +42,8 @@ def audit(engine: Engine, keys: KeyRing) -> Iterator[AuditLog]:
 
 
 @pytest.fixture
-def worker(bus: Bus, engine: Engine, audit: AuditLog, tmp_path: Path) -> Iterator[IngestWorker]:
-    vault = SubjectVault.open_url(f"sqlite:///{tmp_path / 'keys' / 'vault.db'}")
-    yield IngestWorker(bus, engine, registry(), vault, topics=TOPICS, audit=audit)
-    vault.close()
+def worker(bus: Bus, engine: Engine, audit: AuditLog, vault: SubjectVault) -> IngestWorker:
+    return IngestWorker(bus, engine, registry(), vault, topics=TOPICS, audit=audit)
 
 
 def _records(

@@ -4,47 +4,21 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from broker.bus import Bus, OutRecord, Record, TopicSpec, open_bus
+from broker.bus import Bus, OutRecord, Record
 from broker.ingest.deadletter import H_ORIGIN, H_PATH, H_REASON, H_SCHEMA, H_SOURCE
 from broker.ingest.pipeline import IngestWorker
-from broker.store.database import make_engine
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import Trip, VehiclePosition
 from broker.store.projections.vacant_house import Listing
 from consent.vault import SubjectVault
 from tests.events import encode, make_event, registry
-
-TOPICS = ["transport", "health", "currency", "vacant_house"]
-
-
-@pytest.fixture
-def bus(tmp_path: Path) -> Iterator[Bus]:
-    b = open_bus(f"sqlite:///{tmp_path / 'bus.db'}")
-    b.create_topics([TopicSpec(t, 2) for t in TOPICS] + [TopicSpec(f"{t}.dlq") for t in TOPICS])
-    yield b
-    b.close()
-
-
-@pytest.fixture
-def engine(store_url: str) -> Iterator[Engine]:
-    e = make_engine(store_url)
-    yield e
-    e.dispose()
-
-
-@pytest.fixture
-def vault(tmp_path: Path) -> Iterator[SubjectVault]:
-    v = SubjectVault.open_url(f"sqlite:///{tmp_path / 'keys' / 'vault.db'}")
-    yield v
-    v.close()
+from tests.ingest.conftest import TOPICS
 
 
 def _publish(bus: Bus, docs: list[dict[str, Any]]) -> None:

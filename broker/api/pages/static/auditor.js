@@ -4,8 +4,20 @@
 "use strict";
 
 (function () {
-  const { act, announce, api, download, el, fmtDate, fmtNumber, nameOf, showError, t, tOr } =
-    window.Tsunagu;
+  const {
+    act,
+    announce,
+    api,
+    dataTable,
+    download,
+    el,
+    fmtDate,
+    fmtNumber,
+    nameOf,
+    showError,
+    t,
+    tOr,
+  } = window.Tsunagu;
 
   const KINDS = [
     "publish_batch",
@@ -403,40 +415,29 @@
       Object.entries(edge.purposes || {})
         .map(([p, n]) => `${p} ${fmtNumber(n)}`)
         .join(", ");
-    box.replaceChildren(
+    const headers = [
+      "flows.from",
+      "flows.to",
+      "flows.count",
+      "flows.refused",
+      "flows.reasons",
+      "flows.purposes",
+      "flows.last_seen",
+    ];
+    const rows = flows.edges.map((edge) =>
       el(
-        "table",
-        {},
-        el(
-          "thead",
-          {},
-          el(
-            "tr",
-            {},
-            ["flows.from", "flows.to", "flows.count", "flows.refused", "flows.reasons", "flows.purposes", "flows.last_seen"].map(
-              (h) => el("th", { scope: "col" }, t(h)),
-            ),
-          ),
-        ),
-        el(
-          "tbody",
-          {},
-          flows.edges.map((edge) =>
-            el(
-              "tr",
-              { class: edge.refused > 0 ? "refused" : "", dataset: { flow: `${edge.source}->${edge.target}` } },
-              el("td", { title: edge.source }, label(edge.source)),
-              el("td", { title: edge.target }, label(edge.target)),
-              el("td", { class: "num" }, fmtNumber(edge.count)),
-              el("td", { class: "num" }, fmtNumber(edge.refused)),
-              el("td", {}, reasonsText(edge.reasons)),
-              el("td", {}, purposes(edge)),
-              el("td", { class: "nowrap" }, fmtDate(edge.last_seen)),
-            ),
-          ),
-        ),
+        "tr",
+        { class: edge.refused > 0 ? "refused" : "", dataset: { flow: `${edge.source}->${edge.target}` } },
+        el("td", { title: edge.source }, label(edge.source)),
+        el("td", { title: edge.target }, label(edge.target)),
+        el("td", { class: "num" }, fmtNumber(edge.count)),
+        el("td", { class: "num" }, fmtNumber(edge.refused)),
+        el("td", {}, reasonsText(edge.reasons)),
+        el("td", {}, purposes(edge)),
+        el("td", { class: "nowrap" }, fmtDate(edge.last_seen)),
       ),
     );
+    box.replaceChildren(dataTable(headers, rows, "flows.empty"));
   }
 
   // ----- refusals over time ------------------------------------------------------------
@@ -596,41 +597,29 @@
     }
     const short = (value, n) =>
       value ? el("code", { title: value }, value.length > n ? value.slice(0, n) + "…" : value) : "—";
-    box.replaceChildren(
+    const headers = [
+      "entries.seq",
+      "entries.at",
+      "entries.kind",
+      "entries.actor",
+      "entries.subject",
+      "entries.fields",
+      "entries.hash",
+    ];
+    const rows = state.entries.map((entry) =>
       el(
-        "table",
-        {},
-        el(
-          "thead",
-          {},
-          el(
-            "tr",
-            {},
-            ["entries.seq", "entries.at", "entries.kind", "entries.actor", "entries.subject", "entries.fields", "entries.hash"].map(
-              (h) => el("th", { scope: "col" }, t(h)),
-            ),
-          ),
-        ),
-        el(
-          "tbody",
-          {},
-          state.entries.map((entry) => {
-            const fields = JSON.stringify(entry.fields);
-            return el(
-              "tr",
-              { dataset: { seq: entry.seq, kind: entry.kind } },
-              el("td", { class: "num" }, String(entry.seq)),
-              el("td", { class: "nowrap" }, fmtDate(entry.at)),
-              el("td", {}, tOr("kind." + entry.kind, entry.kind)),
-              el("td", {}, entry.actor),
-              el("td", {}, short(entry.subject_ref, 10)),
-              el("td", { class: "fields" }, short(fields, 160)),
-              el("td", {}, short(entry.hash, 12)),
-            );
-          }),
-        ),
+        "tr",
+        { dataset: { seq: entry.seq, kind: entry.kind } },
+        el("td", { class: "num" }, String(entry.seq)),
+        el("td", { class: "nowrap" }, fmtDate(entry.at)),
+        el("td", {}, tOr("kind." + entry.kind, entry.kind)),
+        el("td", {}, entry.actor),
+        el("td", {}, short(entry.subject_ref, 10)),
+        el("td", { class: "fields" }, short(JSON.stringify(entry.fields), 160)),
+        el("td", {}, short(entry.hash, 12)),
       ),
     );
+    box.replaceChildren(dataTable(headers, rows, "entries.empty"));
   }
 
   // ----- export ------------------------------------------------------------------------

@@ -125,6 +125,17 @@
     return node;
   }
 
+  /** A table with translated column headers, or the ``empty`` message when there are no rows. */
+  function dataTable(headers, rows, empty) {
+    if (rows.length === 0) return el("p", { class: "empty" }, t(empty));
+    return el(
+      "table",
+      {},
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, t(h))))),
+      el("tbody", {}, rows),
+    );
+  }
+
   // Dates are shown in the region's time (JST), whatever the viewer's machine is set to.
   function fmtDate(iso, withTime) {
     if (!iso) return "—";
@@ -420,6 +431,7 @@
     claims,
     clearAlerts,
     confirmDialog,
+    dataTable,
     download,
     el,
     fmtDate,

@@ -5,8 +5,20 @@
 "use strict";
 
 (function () {
-  const { act, announce, api, confirmDialog, download, el, fmtDate, nameOf, showError, t, tOr } =
-    window.Tsunagu;
+  const {
+    act,
+    announce,
+    api,
+    confirmDialog,
+    dataTable,
+    download,
+    el,
+    fmtDate,
+    nameOf,
+    showError,
+    t,
+    tOr,
+  } = window.Tsunagu;
 
   const state = {
     partners: new Map(),
@@ -302,16 +314,6 @@
 
   // ----- data tracker and history ------------------------------------------------------
 
-  function table(headers, rows, empty) {
-    if (rows.length === 0) return el("p", { class: "empty" }, t(empty));
-    return el(
-      "table",
-      {},
-      el("thead", {}, el("tr", {}, headers.map((h) => el("th", { scope: "col" }, t(h))))),
-      el("tbody", {}, rows),
-    );
-  }
-
   function renderTracker() {
     const box = document.getElementById("tracker");
     if (state.reads === null) {
@@ -320,7 +322,7 @@
     }
     const reads = [...state.reads].sort((a, b) => b.seq - a.seq);
     box.replaceChildren(
-      table(
+      dataTable(
         [
           "tracker.when",
           "tracker.partner",
@@ -356,7 +358,7 @@
     }
     const versions = [...state.history].reverse();
     box.replaceChildren(
-      table(
+      dataTable(
         [
           "history.when",
           "tracker.partner",
