@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m ops.bench.consent
 	$(BIN)/python -m ops.bench.audit
 	$(BIN)/python -m ops.bench.api
+	$(BIN)/python -m ops.bench.scale
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

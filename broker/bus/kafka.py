@@ -13,7 +13,11 @@ Choices worth knowing:
   from one thread) can miss every rebalance and never get partitions. Polling all the time on
   a thread of its own avoids that, and heartbeats never wait for the application.
 * Records of partitions revoked in a rebalance are dropped from the buffer; the new owner reads
-  them again from the committed offset (at least once).
+  them again from the committed offset (at least once). kafka-python 3 keeps the fetch position
+  of a partition a member is given back (under the eager protocol every partition is revoked,
+  then most come back), so the member seeks each revoked partition back to its first record
+  not yet committed: otherwise what was dropped would be skipped, and lost once a later commit
+  moved past it.
 * A commit refused because of a rebalance (CommitFailedError, UNKNOWN_MEMBER_ID,
   ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) is logged, not raised: the records are delivered
   again to whoever owns the partition. Other commit failures (broker unreachable) raise BusError.
@@ -25,6 +29,7 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -463,6 +468,10 @@ class KafkaGroupConsumer:
         self._buffer_limit = max(bus.buffer_records, bus.max_poll_records)
         self._commit_timeout_ms = bus.request_timeout_ms
         self._buffer: deque[Record] = deque()
+        # Per (topic, partition), under _cond: the first offset handed to the application and
+        # not committed since, and the offset after the last one handed out.
+        self._unsettled: dict[tuple[str, int], int] = {}
+        self._handed_end: dict[tuple[str, int], int] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._error: BaseException | None = None
@@ -533,9 +542,26 @@ class KafkaGroupConsumer:
     def _drop(self, revoked: set[TopicPartition]) -> None:
         if not revoked:
             return
+        keys = {(tp.topic, tp.partition) for tp in revoked}
         with self._cond:
-            kept = [r for r in self._buffer if TopicPartition(r.topic, r.partition) not in revoked]
-            self._buffer = deque(kept)
+            # Where to read each revoked partition again: its first record handed out and not
+            # committed, else its first record dropped here.
+            restart = {key: off for key, off in self._unsettled.items() if key in keys}
+            kept: deque[Record] = deque()
+            for r in self._buffer:
+                if (r.topic, r.partition) in keys:
+                    restart.setdefault((r.topic, r.partition), r.offset)
+                else:
+                    kept.append(r)
+            self._buffer = kept
+            for key in keys:
+                self._unsettled.pop(key, None)
+                self._handed_end.pop(key, None)
+        for (topic, partition), offset in restart.items():
+            # Kept by kafka-python if this member gets the partition back; discarded if not
+            # (its next owner starts from the committed offset). ValueError: not assigned.
+            with contextlib.suppress(ValueError):
+                self._kc.seek(KafkaTopicPartition(topic, partition), offset)
 
     # -- Consumer interface -------------------------------------------------------------------
 
@@ -557,7 +583,14 @@ class KafkaGroupConsumer:
                     return []
                 self._cond.wait(remaining)
             n = min(max_records, len(self._buffer))
-            return [self._buffer.popleft() for _ in range(n)]
+            out = [self._buffer.popleft() for _ in range(n)]
+            unsettled, handed_end = self._unsettled, self._handed_end
+            for r in out:
+                key = (r.topic, r.partition)
+                if key not in unsettled:
+                    unsettled[key] = r.offset
+                handed_end[key] = r.offset + 1
+            return out
 
     def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
         """Commit, per partition, the offset of the next record to read."""
@@ -576,6 +609,14 @@ class KafkaGroupConsumer:
             # Called while the background thread polls: kafka-python 3 runs both on its IO
             # thread and its KafkaConsumer.commit is a blocking hand-off to that thread.
             self._kc.commit(request, timeout_ms=self._commit_timeout_ms)
+            with self._cond:
+                for tp, off in offsets.items():
+                    key = (tp.topic, tp.partition)
+                    if self._handed_end.get(key, 0) > off:
+                        self._unsettled[key] = off  # handed out beyond what was committed
+                    else:
+                        self._unsettled.pop(key, None)
+                        self._handed_end.pop(key, None)
         except _REBALANCE_ERRORS as exc:
             log.warning(
                 "group %s: commit refused during a rebalance (%r); records will come again",

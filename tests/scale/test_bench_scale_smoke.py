@@ -1,0 +1,41 @@
+"""`python -m ops.bench.scale --quick` runs end to end and prints its figures (no timing
+asserted): throughput with one, two and three workers, the scaling ratios, a worker's memory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.scale.deployment import REPO
+
+ROW = re.compile(
+    r"^\s+(\d)\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d/]+)\s+([\d%/]+)\s+([\d.]+)$"
+)
+
+
+@pytest.mark.slow
+def test_the_scale_benchmark_prints_its_figures() -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "ops.bench.scale", "--quick"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    out = run.stdout
+    assert re.search(r"Cores: \d+ usable", out), out
+    rows = [m.groups() for line in out.splitlines() if (m := ROW.match(line))]
+    assert [r[0] for r in rows] == ["1", "2", "3"], out
+    for workers, events, _, rate, _, partitions, loads, _ in rows:
+        assert events == "3,000" and int(rate.replace(",", "")) > 0, out
+        owned = [int(p) for p in partitions.split("/")]
+        assert len(owned) == int(workers) and sum(owned) == 16, out  # every partition, once
+        assert len(loads.split("/")) == int(workers), out
+    assert re.search(r"^  scaling 2 workers / 1: [\d.]+$", out, re.M), out
+    assert re.search(r"^  scaling 3 workers / 1: [\d.]+$", out, re.M), out
+    assert "one worker's memory over 5,000 events" in out, out
+    assert re.search(r"peak [\d,]+ MB, at the end [\d,]+ MB .* (PASS|FAIL)$", out, re.M), out
