@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
@@ -52,8 +53,10 @@ class ConsentChange:
     partner_id: str | None = None
     purpose: str | None = None
     status: str | None = None
+    #: The store's consent epoch this change moved it to (none on markers).
+    epoch: int | None = None
 
-    def to_value(self) -> dict[str, str | None]:
+    def to_value(self) -> dict[str, str | int | None]:
         """The JSON object published as the record value."""
         return asdict(self)
 
@@ -62,7 +65,7 @@ class ConsentChange:
         return OutRecord(self.key.encode("utf-8"), orjson.dumps(self.to_value()))
 
     @classmethod
-    def from_value(cls, value: dict[str, str | None]) -> ConsentChange:
+    def from_value(cls, value: dict[str, Any]) -> ConsentChange:
         """Parse a record value; unknown fields (from newer writers) are ignored."""
         scope, key, event, at = value["scope"], value["key"], value["event"], value["at"]
         if scope is None or key is None or event is None or at is None:
@@ -77,6 +80,7 @@ class ConsentChange:
             partner_id=value.get("partner_id"),
             purpose=value.get("purpose"),
             status=value.get("status"),
+            epoch=_epoch_of(value.get("epoch")),
         )
 
     @classmethod
@@ -86,3 +90,8 @@ class ConsentChange:
         if not isinstance(value, dict):
             raise ValueError("a consent change is a JSON object")
         return cls.from_value(value)
+
+
+def _epoch_of(value: object) -> int | None:
+    # Changes from before epochs existed carry none.
+    return value if isinstance(value, int) and not isinstance(value, bool) else None

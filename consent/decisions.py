@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from consent import epoch
 from consent.catalogue import Catalogue
 from consent.changes import ChangeScope, ConsentChange
 from consent.model import Consent, ConsentStatus, Partner, PartnerPurpose, SubjectKind
@@ -164,6 +165,16 @@ class DecisionPoint:
         self._generation = 0
         self._caching = caching
         self.loads = 0  # store reads (cache misses), for benchmarks and tests
+        # The store's consent epoch up to which every change has been applied here, and the
+        # epochs applied beyond a gap (a change from another process not heard of yet).
+        self._applied = 0
+        self._ahead: set[int] = set()
+        try:
+            with engine.connect() as conn:
+                self._applied = epoch.current(conn)
+        except SQLAlchemyError:
+            pass  # a store that cannot be read: the first sync drops the cache, reads deny
+        self.resyncs = 0  # caches dropped because a change had not arrived yet
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -350,6 +361,39 @@ class DecisionPoint:
             self.invalidate_subject(change.key)
         elif change.scope is ChangeScope.PARTNER:
             self.invalidate_partner(change.key)
+        if change.epoch is not None:
+            with self._lock:
+                self._ahead.add(change.epoch)
+                while self._applied + 1 in self._ahead:
+                    self._applied += 1
+                    self._ahead.discard(self._applied)
+                self._ahead = {e for e in self._ahead if e > self._applied}
+
+    @property
+    def applied_epoch(self) -> int:
+        """The consent epoch up to which every change has been applied here."""
+        return self._applied
+
+    def sync(self) -> None:
+        """Before a read: if the store has committed a change this process has not applied
+        yet, forget everything, so this read decides from the store (see ``consent.epoch``).
+        One single-row read; the bus still says which entries to drop in the usual case."""
+        try:
+            with self.engine.connect() as conn:
+                now: int | None = epoch.current(conn)
+        except SQLAlchemyError:
+            now = None  # unknown: decide from the store, which answers or denies
+        with self._lock:
+            if now is not None and now <= self._applied:
+                return
+            self.resyncs += 1
+            self._generation += 1
+            self._subjects.clear()
+            self._partners.clear()
+            if now is not None:
+                # Whatever arrives later up to ``now`` is in what the store will answer.
+                self._applied = now
+                self._ahead = {e for e in self._ahead if e > now}
 
     def invalidate_subject(self, subject: str) -> None:
         """Forget the subject's consents; the next decision reads them from the store."""

@@ -15,6 +15,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Text, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, SQLModel
 
 from broker.store.projections.timestamps import UtcDateTime
@@ -157,14 +159,32 @@ class ConsentOutbox(SQLModel, table=True):
     created_at: datetime = Field(sa_type=UtcDateTime)
 
 
+class ConsentEpoch(SQLModel, table=True):
+    """One row: how many consent and partner changes the store has committed. Every change
+    moves it in its own transaction, so a process that has applied fewer knows its cache may
+    be stale before the bus tells it which entries are (see ``consent.epoch``)."""
+
+    __tablename__ = "consent_epoch"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+
+
 TABLES = (
     Partner.__table__,  # type: ignore[attr-defined]
     PartnerPurpose.__table__,  # type: ignore[attr-defined]
     Consent.__table__,  # type: ignore[attr-defined]
     ConsentOutbox.__table__,  # type: ignore[attr-defined]
+    ConsentEpoch.__table__,  # type: ignore[attr-defined]
 )
 
 
 def create_tables(engine: Engine) -> None:
-    """Create the consent tables that do not exist yet (the store's other tables are apart)."""
+    """Create the consent tables that do not exist yet (the store's other tables are apart),
+    and the epoch's one row."""
     SQLModel.metadata.create_all(engine, tables=list(TABLES))
+    epoch = ConsentEpoch.__table__  # type: ignore[attr-defined]
+    insert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
+    with engine.begin() as conn:
+        # Safe to race: the loser does nothing.
+        conn.execute(insert(epoch).values(id=1, seq=0).on_conflict_do_nothing())

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from broker.bus import Bus, BusError, OutRecord
 from broker.store.projections.vacant_house import Listing
+from consent import epoch
 from consent.catalogue import Catalogue
 from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange, changes_topic
 from consent.errors import (
@@ -133,7 +135,7 @@ class ConsentService:
         try:
             with self.engine.begin() as conn:
                 conn.execute(_partners.insert().values(**partner.model_dump()))
-                self._enqueue(conn, change)
+                change = self._enqueue(conn, change)
         except IntegrityError as exc:
             raise PartnerExistsError(f"partner {pid!r} is already registered") from exc
         self._after_commit(change)
@@ -170,7 +172,7 @@ class ConsentService:
                 approval.id = conn.execute(
                     _approvals.insert().values(**values).returning(_approvals.c.id)
                 ).scalar_one()
-                self._enqueue(conn, change)
+                change = self._enqueue(conn, change)
         except IntegrityError as exc:
             raise ConcurrentChangeError(
                 f"{purpose} was approved for {partner_id} meanwhile"
@@ -194,7 +196,7 @@ class ConsentService:
                 .where(_approvals.c.id == standing.id)
                 .values(revoked_by=standing.revoked_by, revoked_at=standing.revoked_at)
             )
-            self._enqueue(conn, change)
+            change = self._enqueue(conn, change)
         self._after_commit(change)
         return standing
 
@@ -349,7 +351,7 @@ class ConsentService:
             scope=ChangeScope.SUBJECT, key=subject_id, event="erased", at=self._clock().isoformat()
         )
         with self.engine.begin() as conn:
-            self._enqueue(conn, change)
+            change = self._enqueue(conn, change)
         self._after_commit(change)
 
     def jwks(self) -> Jwks:
@@ -488,7 +490,7 @@ class ConsentService:
             purpose=consent.purpose,
             status=consent.status,
         )
-        self._enqueue(conn, change)
+        change = self._enqueue(conn, change)
         return change
 
     def _partner_change(
@@ -503,12 +505,16 @@ class ConsentService:
             purpose=purpose,
         )
 
-    def _enqueue(self, conn: Connection, change: ConsentChange) -> None:
+    def _enqueue(self, conn: Connection, change: ConsentChange) -> ConsentChange:
+        """Write ``change`` to the outbox in the change's own transaction, numbered by the
+        store's consent epoch (how every process tells that it has not heard of it yet)."""
+        change = replace(change, epoch=epoch.advance(conn))
         conn.execute(
             _outbox.insert().values(
                 key=change.key, value=change.to_value(), created_at=self._clock()
             )
         )
+        return change
 
     def _after_commit(self, change: ConsentChange) -> None:
         # This process first, synchronously: the change holds here before the call returns.

@@ -1,0 +1,86 @@
+"""The consent epoch: a revocation committed by one process holds in another from its next
+read, before the bus has told that process which cached consent it made stale."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine
+
+from consent.changes import ChangeScope, ConsentChange
+from consent.decisions import DecisionPoint, DecisionReason
+from consent.service import ConsentService
+from tests.consent.world import ALICE, BUS_FIRM, CATALOGUE, PLANNING, TRIPS, days, now
+
+
+def _grant(service: ConsentService) -> str:
+    return service.grant(ALICE, BUS_FIRM, PLANNING, [TRIPS], expires_at=now() + days(30)).id
+
+
+def _change(epoch: int) -> ConsentChange:
+    return ConsentChange(
+        ChangeScope.SUBJECT, "res-someone", "revoked", now().isoformat(), epoch=epoch
+    )
+
+
+def test_another_processs_revocation_holds_from_the_next_synced_read(
+    engine: Engine, service: ConsentService
+) -> None:
+    consent = _grant(service)
+    elsewhere = DecisionPoint(engine, CATALOGUE)  # another process: no bus, no hooks
+    assert elsewhere.decide(BUS_FIRM, PLANNING, TRIPS, ALICE).allowed  # now cached there
+    service.revoke(ALICE, consent)
+    # Without the epoch the cache would still allow (the bus has not arrived): the race.
+    assert elsewhere.decide(BUS_FIRM, PLANNING, TRIPS, ALICE).allowed
+    elsewhere.sync()
+    refused = elsewhere.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
+    assert not refused.allowed and refused.reason is DecisionReason.REVOKED
+    assert elsewhere.resyncs == 1
+
+
+def test_a_process_that_heard_every_change_keeps_its_cache(
+    engine: Engine, service: ConsentService, decision_point: DecisionPoint
+) -> None:
+    consent = _grant(service)
+    service.revoke(ALICE, consent)  # applied here synchronously, with its epoch
+    decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
+    loads = decision_point.loads
+    decision_point.sync()
+    decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
+    assert decision_point.resyncs == 0 and decision_point.loads == loads
+
+
+def test_changes_heard_out_of_order_count_only_once_the_gap_is_filled(engine: Engine) -> None:
+    point = DecisionPoint(engine, CATALOGUE)
+    start = point.applied_epoch
+    point.apply(_change(start + 2))
+    point.apply(_change(start + 3))
+    assert point.applied_epoch == start  # start + 1 has not arrived: still behind
+    point.apply(_change(start + 1))
+    assert point.applied_epoch == start + 3
+
+
+def test_changes_carry_their_epoch_over_the_bus(service: ConsentService) -> None:
+    consent = _grant(service)
+    revoked = ConsentChange.from_value(
+        {
+            "scope": "subject",
+            "key": ALICE,
+            "event": "revoked",
+            "at": now().isoformat(),
+            "consent_id": consent,
+            "epoch": 7,
+        }
+    )
+    assert revoked.epoch == 7
+    assert ConsentChange.from_value({**revoked.to_value(), "epoch": None}).epoch is None
+
+
+def test_a_store_that_cannot_be_read_drops_the_cache_and_the_read_is_denied(
+    tmp_path: Path,
+) -> None:
+    broken = DecisionPoint(create_engine(f"sqlite:///{tmp_path / 'empty.db'}"), CATALOGUE)
+    broken.sync()  # no epoch to read: no error, and nothing cached is trusted
+    decision = broken.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
+    assert (decision.allowed, decision.reason) == (False, DecisionReason.UNAVAILABLE)
+    assert broken.resyncs == 1
