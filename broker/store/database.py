@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
 
@@ -21,7 +23,17 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     import broker.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
-    SQLModel.metadata.create_all(engine)
+    for attempt in range(5):
+        try:
+            SQLModel.metadata.create_all(engine)
+            break
+        except (IntegrityError, OperationalError, ProgrammingError):
+            # Several processes starting on an empty PostgreSQL create the same tables at
+            # once; the losers' CREATE fails (a duplicate type or table). Once the winner has
+            # committed, create_all sees the tables and creates nothing.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
     return engine
 
 
