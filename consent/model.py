@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field, SQLModel
 
+from broker.store.database import create_all_racing
 from broker.store.projections.timestamps import UtcDateTime
 
 
@@ -182,7 +183,7 @@ TABLES = (
 def create_tables(engine: Engine) -> None:
     """Create the consent tables that do not exist yet (the store's other tables are apart),
     and the epoch's one row."""
-    SQLModel.metadata.create_all(engine, tables=list(TABLES))
+    create_all_racing(engine, SQLModel.metadata, list(TABLES))
     epoch = ConsentEpoch.__table__  # type: ignore[attr-defined]
     insert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
     with engine.begin() as conn:

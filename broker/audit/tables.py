@@ -27,9 +27,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from broker.audit.entries import GENESIS
+from broker.store.database import create_all_racing
 
 metadata = MetaData()
 
@@ -75,15 +75,7 @@ HEAD_ID = 1
 
 def create_tables(engine: Engine) -> None:
     """Create the audit tables and the head row if they are missing (safe to race)."""
-    for attempt in range(3):
-        try:
-            metadata.create_all(engine)
-            break
-        except (OperationalError, ProgrammingError, IntegrityError):
-            # Two processes creating the tables at once: the loser's CREATE fails; retry sees them.
-            if attempt == 2:
-                raise
-            time.sleep(0.1)
+    create_all_racing(engine, metadata)
     row = {
         "id": HEAD_ID,
         "seq": 0,

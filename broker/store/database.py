@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
@@ -23,17 +24,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     import broker.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
-    for attempt in range(5):
-        try:
-            SQLModel.metadata.create_all(engine)
-            break
-        except (IntegrityError, OperationalError, ProgrammingError):
-            # Several processes starting on an empty PostgreSQL create the same tables at
-            # once; the losers' CREATE fails (a duplicate type or table). Once the winner has
-            # committed, create_all sees the tables and creates nothing.
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
+    create_all_racing(engine, SQLModel.metadata)
     return engine
 
 
@@ -50,3 +41,19 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def create_all_racing(
+    engine: Engine, metadata: MetaData, tables: Sequence[Table] | None = None
+) -> None:
+    """``metadata.create_all``, safe when several processes start at once on one store."""
+    for attempt in range(5):
+        try:
+            metadata.create_all(engine, tables=tables)
+            return
+        except (IntegrityError, OperationalError, ProgrammingError):
+            # The losers' CREATE fails (a duplicate type or table on PostgreSQL, a locked
+            # database on SQLite); once the winner has committed, create_all creates nothing.
+            if attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
