@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_runs import run_quick
+
 ROW = re.compile(r"^\s*[\d,]+\s+(GET \S+ \([^)]*\))\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+([\d.]+)")
 
 
 @pytest.mark.slow
 def test_the_api_benchmark_prints_its_table() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "ops.bench.api", "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    out = run.stdout
+    out = run_quick("ops.bench.api", timeout_s=240)
     rows = [m.groups() for line in out.splitlines() if (m := ROW.match(line))]
     endpoints = {r[0] for r in rows}
     assert endpoints == {

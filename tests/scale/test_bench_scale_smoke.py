@@ -4,12 +4,10 @@ asserted): throughput with one, two and three workers, the scaling ratios, a wor
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.scale.deployment import REPO
+from tests.bench_runs import run_quick
 
 ROW = re.compile(
     r"^\s+(\d)\s+([\d,]+)\s+([\d.]+)\s+([\d,]+)\s+([\d.]+)\s+([\d/]+)\s+([\d%/]+)\s+([\d.]+)$"
@@ -18,15 +16,7 @@ ROW = re.compile(
 
 @pytest.mark.slow
 def test_the_scale_benchmark_prints_its_figures() -> None:
-    run = subprocess.run(
-        [sys.executable, "-m", "ops.bench.scale", "--quick"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    out = run.stdout
+    out = run_quick("ops.bench.scale", timeout_s=300)
     assert re.search(r"Cores: \d+ usable", out), out
     rows = [m.groups() for line in out.splitlines() if (m := ROW.match(line))]
     assert [r[0] for r in rows] == ["1", "2", "3"], out

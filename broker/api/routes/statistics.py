@@ -15,9 +15,10 @@ out (re-reading it as events arrive would isolate them the same way). The respon
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from pydantic import AwareDatetime
@@ -79,6 +80,8 @@ async def limited_caller(
     return caller
 
 
+_Figures = TypeVar("_Figures")
+
 #: The purpose a municipal reader (auditor, admin) reads statistics under.
 MUNICIPAL_PURPOSE = "statistics.municipal"
 
@@ -95,8 +98,10 @@ class StatisticsRequest:
     purpose: str
     audit: AuditLog
 
-    def recorded(self, view: str, category: str) -> None:
-        """Store the read's audit entry before the figures leave (cells, never residents)."""
+    def answer(self, view: str, category: str, compute: Callable[..., _Figures]) -> _Figures:
+        """``compute(engine, start, end, k=k)``, its audit entry stored before the figures
+        leave (cells, never residents)."""
+        figures = compute(self.engine, self.start, self.end, k=self.k)
         self.audit.append_now(
             EntryKind.PARTNER_READ,
             actor=self.caller.subject,
@@ -105,6 +110,7 @@ class StatisticsRequest:
             categories=[category],
             view=f"statistics/{view}",
         )
+        return figures
 
 
 def _purpose_approved(request: Request, caller: Principal, purpose: str | None) -> None:
@@ -229,30 +235,24 @@ Asked = Annotated[StatisticsRequest, Depends(statistics_request)]
 @router.get("/trips-by-town-month")
 def get_trips_by_town_month(asked: Asked) -> TripsByTownMonth:
     """Trips and distinct residents by origin town and month (Japan time)."""
-    figures = trips_by_town_month(asked.engine, asked.start, asked.end, k=asked.k)
-    asked.recorded("trips-by-town-month", "transport.trips")
-    return figures
+    return asked.answer("trips-by-town-month", "transport.trips", trips_by_town_month)
 
 
 @router.get("/points-by-age-band")
 def get_points_by_age_band(asked: Asked) -> PointsByAgeBand:
     """Health points awarded and redeemed, and distinct residents, by age band."""
-    figures = points_by_age_band(asked.engine, asked.start, asked.end, k=asked.k)
-    asked.recorded("points-by-age-band", "health.points")
-    return figures
+    return asked.answer("points-by-age-band", "health.points", points_by_age_band)
 
 
 @router.get("/spending-by-merchant-category")
 def get_spending_by_merchant_category(asked: Asked) -> SpendingByMerchantCategory:
     """Local-currency payments (amount, count, distinct residents) by merchant category."""
-    figures = spending_by_merchant_category(asked.engine, asked.start, asked.end, k=asked.k)
-    asked.recorded("spending-by-merchant-category", "currency.transactions")
-    return figures
+    return asked.answer(
+        "spending-by-merchant-category", "currency.transactions", spending_by_merchant_category
+    )
 
 
 @router.get("/town-flows")
 def get_town_flows(asked: Asked) -> TownFlows:
     """Trips and distinct residents by origin and destination town."""
-    figures = town_flows(asked.engine, asked.start, asked.end, k=asked.k)
-    asked.recorded("town-flows", "transport.trips")
-    return figures
+    return asked.answer("town-flows", "transport.trips", town_flows)
