@@ -48,6 +48,7 @@ def up(
     import uvicorn
 
     from broker.api.app import create_app
+    from broker.api.processes import ApiProcesses
     from broker.api.serve import configure_serving
     from broker.runtime import Platform
 
@@ -84,16 +85,14 @@ def up(
     )
     try:
         if settings.api_processes > 1:
-            # Extra processes serve the API; this one keeps ingest (and the demo) and the
-            # readiness of its worker is not visible to them.
-            uvicorn.run(
+            # Extra processes serve the API, each on its own socket; this one keeps ingest
+            # (and the demo) and the readiness of its worker is not visible to them.
+            ApiProcesses(
                 "broker.api.serve:app_for_process",
-                factory=True,
-                workers=settings.api_processes,
-                host=settings.host,
-                port=settings.port,
-                log_level="warning",
-            )
+                settings.host,
+                settings.port,
+                settings.api_processes,
+            ).run()
         else:
             api = create_app(platform)
             api.state.worker_thread = worker_thread  # /readyz reports on it

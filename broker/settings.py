@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     api_threads: int = Field(
         default=2, ge=1, le=256, description="Threads per API process for blocking store reads."
     )
+    api_inline_reads: bool | None = Field(
+        default=None,
+        description="Partner views read the store on the event loop instead of a thread "
+        "(faster where a read is CPU work); empty means on with SQLite, off with PostgreSQL.",
+    )
     schemas_dir: Path = REPO_SCHEMAS
     topic_prefix: str = Field(
         default="",
@@ -123,6 +128,13 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         """The store's SQLAlchemy URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'store.db'}"
+
+    @property
+    def inline_reads(self) -> bool:
+        """Whether partner views read the store on the event loop (see broker.api.recording)."""
+        if self.api_inline_reads is not None:
+            return self.api_inline_reads
+        return self.store_url.startswith("sqlite")
 
     @cached_property
     def vault_store_url(self) -> str:

@@ -8,6 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from broker.api import pages, problems
 from broker.api.limits import BodyLimit, TokenBuckets
 from broker.api.metrics import RequestMetrics
+from broker.api.recording import ReadRecorder
 from broker.api.routes import (
     audit,
     events,
@@ -51,6 +52,7 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.decisions = platform.decisions
     app.state.vault = platform.vault
     app.state.audit = platform.audit
+    app.state.recorder = ReadRecorder(platform.audit, inline=platform.settings.inline_reads)
     app.state.pseudonyms = platform.pseudonyms
     app.state.partner_buckets = TokenBuckets(
         platform.settings.partner_rate_per_s, platform.settings.partner_burst

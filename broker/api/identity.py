@@ -13,9 +13,9 @@ from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
 from broker.auth.verifier import TokenVerifier
 
-__all__ = ["Principal", "Role", "current_principal", "require"]
+__all__ = ["Principal", "Role", "check_role", "current_principal", "require"]
 
-_bearer = HTTPBearer(
+bearer = HTTPBearer(
     auto_error=False,
     description="A JWT from the region's OIDC provider (or `tsunagu token issue` when embedded)",
 )
@@ -33,7 +33,7 @@ def _unauthorized(detail: str) -> HTTPException:
 
 async def current_principal(
     request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The verified caller; 401 when the token is missing or not valid."""
     if credentials is None:
@@ -54,17 +54,22 @@ async def current_principal(
         raise _unauthorized(exc.detail) from None
 
 
+def check_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
+    """``principal`` if its role is one of ``allowed``; 403 otherwise."""
+    if principal.role not in allowed:
+        names = " or ".join(sorted(r.value for r in allowed))
+        raise HTTPException(
+            403, f"this operation is for the {names} role; the token's role is {principal.role}"
+        )
+    return principal
+
+
 def require(*roles: Role) -> Callable[[Principal], Awaitable[Principal]]:
     """A dependency admitting only ``roles``: 403 for a valid token of another role."""
     allowed = frozenset(roles)
-    names = " or ".join(r.value for r in roles)
 
     async def check(principal: Annotated[Principal, Depends(current_principal)]) -> Principal:
-        if principal.role not in allowed:
-            raise HTTPException(
-                403, f"this operation is for the {names} role; the token's role is {principal.role}"
-            )
-        return principal
+        return check_role(principal, allowed)
 
     return check
 

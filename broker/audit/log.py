@@ -37,14 +37,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future
-from contextlib import contextmanager
+from concurrent.futures import Future, InvalidStateError
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, insert, select, update
+from sqlalchemy.exc import OperationalError
 
 from broker.audit import tables
 from broker.audit.checkpoints import Checkpoint, sign_checkpoint
@@ -57,6 +58,7 @@ from broker.audit.entries import (
     timestamp,
 )
 from broker.audit.metrics import count_entries
+from broker.store.database import checkpoint_wal, sqlite_nowait_engine
 from consent.decisions import Decision
 from consent.keys import KeyRing, load_or_create_key
 
@@ -72,6 +74,37 @@ class NewEntry:
     fields: Mapping[str, Any] = field(default_factory=dict)
     subject: str | None = None  # turned into subject_ref; never stored
     at: datetime | None = None  # when it happened; default: when it was appended
+
+
+class HeadBusyError(Exception):
+    """Another transaction holds the audit head, and the caller chose not to wait."""
+
+
+# Built once: constructing them per write cost more than the write's own SQL.
+_HEAD_FOR_UPDATE = (
+    select(tables.head).where(tables.head.c.id == tables.HEAD_ID).with_for_update()
+)  # PostgreSQL; on SQLite the FOR UPDATE is dropped, BEGIN IMMEDIATE already locks
+_HEAD_NOWAIT = (
+    select(tables.head).where(tables.head.c.id == tables.HEAD_ID).with_for_update(nowait=True)
+)
+_INSERT_ENTRIES = insert(tables.entries)
+_MOVE_HEAD = (
+    update(tables.head)
+    .where(tables.head.c.id == tables.HEAD_ID)
+    .values(
+        seq=bindparam("seq"),
+        hash=bindparam("hash"),
+        checkpoint_seq=bindparam("checkpoint_seq"),
+        checkpoint_hash=bindparam("checkpoint_hash"),
+        checkpoint_time=bindparam("checkpoint_time"),
+    )
+)
+
+
+def _is_lock_busy(exc: OperationalError) -> bool:
+    """Whether ``exc`` says another transaction holds a lock (SQLite busy, PostgreSQL 55P03)."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "55P03" or "database is locked" in str(exc.orig)
 
 
 class _Queued(NamedTuple):
@@ -136,6 +169,8 @@ class AuditLog:
         self.flush_at = flush_at
         self.max_buffered = max_buffered
         self._sqlite = engine.dialect.name == "sqlite"
+        # For ``try_flush``: on SQLite a twin engine that never waits for the write lock.
+        self._nowait_engine = sqlite_nowait_engine(engine) if self._sqlite else engine
         tables.create_tables(engine)
         # A deque needs no lock: append and popleft are atomic, so the hot path (a decision)
         # costs one append, and the flusher drains from the other end meanwhile.
@@ -174,7 +209,13 @@ class AuditLog:
         return ticket.result()
 
     def append_durable(
-        self, kind: EntryKind, *, actor: str, subject: str | None = None, **fields: Any
+        self,
+        kind: EntryKind,
+        *,
+        actor: str,
+        subject: str | None = None,
+        wake: bool = True,
+        **fields: Any,
     ) -> Future[int]:
         """Queue an entry and wake the writer; the future resolves to its seq once written.
 
@@ -187,8 +228,13 @@ class AuditLog:
         self._queue.append(
             _Queued(time.time(), kind, actor, subject, encode_fields(fields), ticket)
         )
-        self._wake.set()
+        if wake:
+            self._wake.set()
         return ticket
+
+    def wake(self) -> None:
+        """Have the flusher write what is queued now, not at its next tick."""
+        self._wake.set()
 
     def append_many(self, new: Iterable[NewEntry]) -> int:
         """Write ``new`` after everything queued, in one transaction; return the last seq."""
@@ -240,18 +286,32 @@ class AuditLog:
         """Write everything queued; return the head seq written (0 when nothing was queued)."""
         return self._flush([])
 
+    def try_flush(self) -> bool:
+        """Write everything queued now, unless another writer holds the log (this process's
+        flusher, or another process's transaction): then write nothing and return False at
+        once rather than wait. For an event loop, which must not block on a lock."""
+        if not self._flush_lock.acquire(blocking=False):
+            return False
+        try:
+            self._flush_locked([], wait=False)
+        except HeadBusyError:
+            return False
+        finally:
+            self._flush_lock.release()
+        return True
+
     def _flush(self, extra: list[_Queued | Decision]) -> int:
         with self._flush_lock:
             return self._flush_locked(extra)
 
-    def _flush_locked(self, extra: list[_Queued | Decision]) -> int:
+    def _flush_locked(self, extra: list[_Queued | Decision], wait: bool = True) -> int:
         queue = self._queue
         batch = [queue.popleft() for _ in range(len(queue))]
         batch.extend(extra)
         if not batch:
             return 0
         try:
-            last = self._write([self._prepare(item) for item in batch])
+            last = self._write([self._prepare(item) for item in batch], wait)
         except BaseException:
             # Put the queued part back in front: nothing is lost, order is kept.
             queue.extendleft(reversed(batch[: len(batch) - len(extra)]))
@@ -259,7 +319,10 @@ class AuditLog:
         first = last - len(batch) + 1  # one transaction under the head lock: consecutive
         for index, item in enumerate(batch):
             if isinstance(item, _Queued) and item.ticket is not None:
-                item.ticket.set_result(first + index)
+                # A ticket whose appender stopped waiting is cancelled; its entry is stored.
+                with suppress(InvalidStateError):
+                    item.ticket.set_result(first + index)
+
         return last
 
     def _prepare(self, item: _Queued | Decision) -> _Prepared:
@@ -299,27 +362,32 @@ class AuditLog:
         )
 
     @contextmanager
-    def _locked_head(self) -> Iterator[tuple[Connection, Any]]:
-        """A write transaction holding the head row; yields (connection, head row)."""
-        with self.engine.connect() as conn:
-            if self._sqlite:
-                # The write lock up front: a second appender waits here (busy timeout) rather
-                # than reading the same head and failing at COMMIT.
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _locked_head(self, wait: bool = True) -> Iterator[tuple[Connection, Any]]:
+        """A write transaction holding the head row; yields (connection, head row).
+
+        Without ``wait``, HeadBusyError as soon as another transaction holds it."""
+        engine = self.engine if wait else self._nowait_engine
+        with engine.connect() as conn:
             try:
-                row = conn.execute(
-                    select(tables.head)
-                    .where(tables.head.c.id == tables.HEAD_ID)
-                    .with_for_update()  # PostgreSQL; SQLite's BEGIN IMMEDIATE already locks
-                ).one()
+                if self._sqlite:
+                    # The write lock up front: a second appender waits here (busy timeout)
+                    # rather than reading the same head and failing at COMMIT.
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                row = conn.execute(_HEAD_FOR_UPDATE if wait else _HEAD_NOWAIT).one()
+            except OperationalError as exc:
+                conn.rollback()
+                if wait or not _is_lock_busy(exc):
+                    raise
+                raise HeadBusyError from None
+            try:
                 yield conn, row
                 conn.commit()
             except BaseException:
                 conn.rollback()
                 raise
 
-    def _write(self, batch: list[_Prepared]) -> int:
-        with self._locked_head() as (conn, head):
+    def _write(self, batch: list[_Prepared], wait: bool = True) -> int:
+        with self._locked_head(wait) as (conn, head):
             return self._chain(conn, head, batch)
 
     def _chain(self, conn: Connection, head: Any, batch: list[_Prepared]) -> int:
@@ -357,18 +425,17 @@ class AuditLog:
         if seq > cp_seq and now - cp_time >= self.checkpoint_interval_s:
             signed.append(sign_checkpoint(key, seq, prev, now_at, cp_seq, cp_hash))
             cp_seq, cp_hash, cp_time = seq, prev, now
-        conn.execute(insert(tables.entries), rows)
+        conn.execute(_INSERT_ENTRIES, rows)
         self._store_checkpoints(conn, signed)
         conn.execute(
-            update(tables.head)
-            .where(tables.head.c.id == tables.HEAD_ID)
-            .values(
-                seq=seq,
-                hash=prev,
-                checkpoint_seq=cp_seq,
-                checkpoint_hash=cp_hash,
-                checkpoint_time=cp_time,
-            )
+            _MOVE_HEAD,
+            {
+                "seq": seq,
+                "hash": prev,
+                "checkpoint_seq": cp_seq,
+                "checkpoint_hash": cp_hash,
+                "checkpoint_time": cp_time,
+            },
         )
         count_entries(e.kind for e in batch)  # written, unless the transaction then fails
         return int(seq)
@@ -431,6 +498,8 @@ class AuditLog:
                 if time.monotonic() - last_check >= min(1.0, self.checkpoint_interval_s):
                     last_check = time.monotonic()
                     self.checkpoint(older_than_s=self.checkpoint_interval_s)
+                    if self._sqlite:
+                        checkpoint_wal(self.engine)  # what try_flush's commits left to us
             except Exception:
                 # Entries stay queued (see _flush); the next tick retries.
                 log.exception("audit log: flushing failed; retrying")
@@ -444,6 +513,8 @@ class AuditLog:
             self._thread.join()
             self._thread = None
         self.flush()
+        if self._nowait_engine is not self.engine:
+            self._nowait_engine.dispose()
 
     def __enter__(self) -> AuditLog:
         return self

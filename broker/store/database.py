@@ -28,6 +28,25 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def sqlite_nowait_engine(engine: Engine) -> Engine:
+    """A second engine on ``engine``'s SQLite file for a writer that must never block: its
+    connections fail at once on a lock (busy timeout 0) and leave WAL checkpoints, which
+    copy pages and sync the file inside a commit, to ``checkpoint_wal`` in another thread."""
+    twin = create_engine(
+        engine.url, connect_args={"check_same_thread": False, "timeout": 0}, pool_size=2
+    )
+    event.listen(twin, "connect", _sqlite_pragmas)
+    event.listen(twin, "connect", _no_autocheckpoint)
+    return twin
+
+
+def checkpoint_wal(engine: Engine) -> None:
+    """Copy what SQLite's write-ahead log holds into the database file, without waiting for
+    readers or writers (PASSIVE): for processes whose writers skip it (see above)."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
+
+
 def is_sqlite(engine: Engine) -> bool:
     """Whether the store is the embedded SQLite."""
     return engine.dialect.name == "sqlite"
@@ -40,6 +59,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
 
 

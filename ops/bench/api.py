@@ -724,9 +724,11 @@ def main() -> None:
     def say(line: str) -> None:
         print(line, flush=True)
 
+    inline = Settings().inline_reads  # the server's setting: same environment, same store
     say(
         f"sizes {', '.join(f'{n:,}' for n in sizes)}; {args.residents} consenting residents; "
-        f"{args.api_processes} API process(es)"
+        f"{args.api_processes} API process(es); the view reads the store "
+        + ("on the event loop" if inline else "in worker threads")
     )
     if args.keep:
         if args.keep.exists() and any(args.keep.iterdir()):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Connection, Engine, select, text
 
 from broker.audit import AuditLog, EntryFieldError, EntryKind, NewEntry, verify_store
 from broker.audit import tables as t
@@ -212,7 +212,7 @@ def test_a_failed_flush_keeps_the_queue_in_order(
         audit.append(EntryKind.ADMIN_CHANGE, actor="ops", action="a", target=str(i))
     real_write = audit._write
 
-    def store_down(batch: object) -> int:
+    def store_down(batch: object, wait: bool = True) -> int:
         raise OSError("the store is down")
 
     monkeypatch.setattr(audit, "_write", store_down)
@@ -227,3 +227,47 @@ def test_a_failed_flush_keeps_the_queue_in_order(
         targets = conn.execute(select(t.entries.c.fields).order_by(t.entries.c.seq)).scalars()
         assert [orjson.loads(f)["target"] for f in targets] == ["0", "1", "2", "3"]
     assert verify_store(engine, keys.jwks()).ok
+
+
+def _hold_the_head(conn: Connection, engine: Engine) -> None:
+    """Take the audit head as another appender would, until ``conn`` ends its transaction."""
+    if engine.dialect.name == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    else:
+        conn.execute(select(t.head).with_for_update()).one()
+
+
+def test_try_flush_writes_what_is_queued_when_no_one_holds_the_log(
+    audit: AuditLog, engine: Engine, keys: KeyRing
+) -> None:
+    tickets = [
+        audit.append_durable(
+            EntryKind.ADMIN_CHANGE, actor="ops", action="a", target=str(i), wake=False
+        )
+        for i in range(3)
+    ]
+
+    assert audit.try_flush() is True
+
+    assert [ticket.result(timeout=0) for ticket in tickets] == [1, 2, 3]
+    assert verify_store(engine, keys.jwks()).entries == 3
+
+
+def test_try_flush_gives_way_to_another_writer_and_loses_nothing(
+    audit: AuditLog, engine: Engine, keys: KeyRing
+) -> None:
+    ticket = audit.append_durable(
+        EntryKind.ADMIN_CHANGE, actor="ops", action="a", target="x", wake=False
+    )
+    with engine.connect() as other:
+        _hold_the_head(other, engine)
+        # Refused at once rather than waiting out the busy timeout (30 s on SQLite).
+        assert audit.try_flush() is False
+        assert not ticket.done()
+        other.rollback()
+
+    audit.flush()  # the ordinary writer, which waits for the lock
+
+    assert ticket.result(timeout=0) == 1
+    result = verify_store(engine, keys.jwks())
+    assert result.ok and result.entries == 1

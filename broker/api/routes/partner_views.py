@@ -5,7 +5,6 @@ must be approved for the partner, and each subject and category is decided on it
 
 from __future__ import annotations
 
-import asyncio
 from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -13,10 +12,10 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 
 from broker.api.limits import AsLimitedPartner
 from broker.api.problems import Problem
+from broker.api.recording import ReadRecorder
 from broker.audit import AuditLog, EntryKind, NewEntry
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
@@ -37,8 +36,6 @@ router = APIRouter(
 )
 
 MAX_PERIOD = timedelta(days=5 * 366)
-#: How long a read waits for its audit entry to be stored before it is refused (503).
-AUDIT_WAIT_S = 10.0
 DEFAULT_PERIOD = timedelta(days=90)
 
 Purpose = Annotated[
@@ -286,7 +283,7 @@ async def resident_activity(
     after = _position(cursor, scope)
 
     def read() -> tuple[bytes, Future[int]]:
-        # The store work, in a worker thread; the wait for the audit entry is not.
+        # The store work; the wait for the audit entry is not (see broker.api.recording).
         decisions = _approved(request, partner.subject, purpose)
         pseudonyms: Pseudonyms = request.app.state.pseudonyms
         engine = request.app.state.engine
@@ -311,7 +308,7 @@ async def resident_activity(
             limit=limit,
         )
         included = [r for r in page.categories if r.decision.allowed]
-        ticket = _audit(request).append_durable(
+        ticket = request.app.state.recorder.append(
             EntryKind.PARTNER_READ,
             actor=partner.subject,
             subject=subject,
@@ -331,28 +328,16 @@ async def resident_activity(
             "period_from": lo,
             "period_to": hi,
             "categories": [_part(r).model_dump() for r in page.categories],
-            "items": [
-                {"category": i.category, "kind": i.kind, "id": i.id, "at": i.at, "data": i.data}
-                for i in page.items
-            ],
+            # orjson writes a dataclass as its fields in order: ActivityItem's shape.
+            "items": page.items,
             "next_cursor": cursors.encode(page.next, scope) if page.next else None,
         }
         return orjson.dumps(body), ticket
 
-    content, ticket = await run_in_threadpool(read)
-    await _recorded(ticket)
+    recorder: ReadRecorder = request.app.state.recorder
+    content, ticket = await recorder.run(read)
+    await recorder.recorded(ticket)
     return Response(content, media_type="application/json")
-
-
-async def _recorded(ticket: Future[int]) -> None:
-    """Wait until the read's audit entry is stored: no data leaves ahead of its record. The
-    entries of concurrent reads are written together (one transaction for many requests)."""
-    try:
-        await asyncio.wait_for(asyncio.wrap_future(ticket), AUDIT_WAIT_S)
-    except TimeoutError:
-        raise HTTPException(
-            503, "the audit log cannot be written; the read is refused until it can"
-        ) from None
 
 
 # -- vacant houses ----------------------------------------------------------------------------

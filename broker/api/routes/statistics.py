@@ -25,7 +25,7 @@ from pydantic import AwareDatetime
 from sqlalchemy import Engine
 
 from broker.api.identity import require
-from broker.api.limits import partner_within_limit
+from broker.api.limits import within_limit
 from broker.api.problems import Problem
 from broker.audit import AuditLog, EntryKind
 from broker.auth.principals import Principal, Role
@@ -76,7 +76,7 @@ async def limited_caller(
 ) -> Principal:
     """The caller; a partner also takes a token from its rate bucket (429 when empty)."""
     if caller.role is Role.PARTNER:
-        await partner_within_limit(request, caller)
+        within_limit(request, caller)
     return caller
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta, timezone
+from typing import Any
 
-from sqlalchemy import DateTime
+from sqlalchemy import DateTime, Dialect
 from sqlalchemy.types import TypeDecorator
 
 JST = timezone(timedelta(hours=9), "JST")
@@ -29,6 +30,35 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    # On SQLite the two steps (ours, then the dialect's text conversion) are done in one: every
+    # timestamp of every query passes here, and the chain cost several times the conversion.
+    # The text is SQLAlchemy's SQLite storage format, "YYYY-MM-DD HH:MM:SS.ffffff".
+
+    def bind_processor(self, dialect: Dialect) -> Any:
+        """To UTC storage text in one step on SQLite; the usual chain elsewhere."""
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+        to_utc = self.process_bind_param
+
+        def process(value: datetime | None) -> str | None:
+            utc = to_utc(value, dialect)
+            return None if utc is None else utc.isoformat(" ", "microseconds")
+
+        return process
+
+    def result_processor(self, dialect: Dialect, coltype: object) -> Any:
+        """From SQLite's storage text to an aware UTC datetime in one step."""
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def process(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            parsed = datetime.fromisoformat(value)
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+        return process
 
 
 def parse_time(text: str) -> datetime:
