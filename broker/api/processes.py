@@ -49,6 +49,16 @@ def reuse_port_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _check_port_free(host: str, port: int) -> None:
+    """OSError (address in use) if anything listens on ``host``:``port``."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(address)
+
+
 def _serve(app: str, host: str, port: int) -> None:
     """One API process: its own socket, then uvicorn on it until SIGTERM."""
     try:
@@ -81,8 +91,9 @@ class ApiProcesses:
 
     def run(self) -> None:
         """Start the processes and watch them until a signal or ``stop``; then stop them."""
-        # Bound once here first: a port in use fails now, in the foreground, not in a child.
-        reuse_port_socket(self.host, self.port).close()
+        # A port in use fails now, in the foreground. The check binds without SO_REUSEPORT:
+        # with it, a second platform of the same user would silently share the port.
+        _check_port_free(self.host, self.port)
         previous = {
             sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)
         }
