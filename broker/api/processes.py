@@ -32,31 +32,33 @@ STOP_TIMEOUT_S = 30.0
 STARTUP_FAILURE = 3
 
 
-def reuse_port_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host``:``port`` that other processes may also bind."""
+def _bound(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    """A TCP socket bound to ``host``:``port`` (OSError if the address is taken)."""
     family, kind, proto, _, address = socket.getaddrinfo(
         host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
     )[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
-        sock.listen(2048)
     except OSError:
         sock.close()
         raise
     return sock
 
 
+def reuse_port_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host``:``port`` that other processes may also bind."""
+    sock = _bound(host, port, reuse_port=True)
+    sock.listen(2048)
+    return sock
+
+
 def _check_port_free(host: str, port: int) -> None:
     """OSError (address in use) if anything listens on ``host``:``port``."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        probe.bind(address)
+    _bound(host, port, reuse_port=False).close()
 
 
 def _serve(app: str, host: str, port: int) -> None:

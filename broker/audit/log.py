@@ -33,6 +33,7 @@ once it is that old, so every entry is signed within about ``checkpoint_interval
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -103,8 +104,9 @@ _MOVE_HEAD = (
 
 def _is_lock_busy(exc: OperationalError) -> bool:
     """Whether ``exc`` says another transaction holds a lock (SQLite busy, PostgreSQL 55P03)."""
-    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-    return code == "55P03" or "database is locked" in str(exc.orig)
+    if getattr(exc.orig, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY:
+        return True
+    return getattr(exc.orig, "sqlstate", None) == "55P03"
 
 
 class _Queued(NamedTuple):
@@ -171,6 +173,7 @@ class AuditLog:
         self._sqlite = engine.dialect.name == "sqlite"
         # For ``try_flush``: on SQLite a twin engine that never waits for the write lock.
         self._nowait_engine = sqlite_nowait_engine(engine) if self._sqlite else engine
+        self._wal_owed = False  # try_flush wrote since the flusher last checkpointed the WAL
         tables.create_tables(engine)
         # A deque needs no lock: append and popleft are atomic, so the hot path (a decision)
         # costs one append, and the flusher drains from the other end meanwhile.
@@ -293,7 +296,8 @@ class AuditLog:
         if not self._flush_lock.acquire(blocking=False):
             return False
         try:
-            self._flush_locked([], wait=False)
+            if self._flush_locked([], wait=False):
+                self._wal_owed = self._sqlite  # its commit skipped the WAL checkpoint
         except HeadBusyError:
             return False
         finally:
@@ -322,7 +326,6 @@ class AuditLog:
                 # A ticket whose appender stopped waiting is cancelled; its entry is stored.
                 with suppress(InvalidStateError):
                     item.ticket.set_result(first + index)
-
         return last
 
     def _prepare(self, item: _Queued | Decision) -> _Prepared:
@@ -498,7 +501,8 @@ class AuditLog:
                 if time.monotonic() - last_check >= min(1.0, self.checkpoint_interval_s):
                     last_check = time.monotonic()
                     self.checkpoint(older_than_s=self.checkpoint_interval_s)
-                    if self._sqlite:
+                    if self._wal_owed:
+                        self._wal_owed = False
                         checkpoint_wal(self.engine)  # what try_flush's commits left to us
             except Exception:
                 # Entries stay queued (see _flush); the next tick retries.
