@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench postgres chromium clean
+.PHONY: run test lint typecheck pytest bench postgres chromium kafka-jars kafka clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,10 +15,18 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/tsunagu up --demo
 
-# PostgreSQL runs on every development and CI machine; start it if it is down (never skip its tests).
+# PostgreSQL for the tests: Debian's server, installed when missing, started on 127.0.0.1:5432
+# with a `test` database (never skip its tests).
 postgres:
-	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
-	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && exit 0; sleep 1; done; echo "PostgreSQL did not start" >&2; exit 1
+	@bash ops/machine/postgres.sh
+
+# Apache Kafka's jars, fetched once from Maven Central into ~/.cache/tsunagu (outside the tree).
+kafka-jars: $(STAMP)
+	@$(BIN)/python -c "from ops.kafka.broker import kafka_jars; kafka_jars()"
+
+# One Kafka broker on 127.0.0.1:9092 in the foreground (data in var/kafka), for trying by hand.
+kafka: kafka-jars
+	$(BIN)/python -m ops.kafka.broker
 
 # The browser tests drive Debian's Chromium (Playwright's own browser downloads are not used);
 # a Japanese font makes the pages' screenshots readable. Install both if they are missing.
@@ -34,12 +42,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) postgres chromium
+pytest: $(STAMP) postgres chromium kafka-jars
 	$(BIN)/pytest
 
 test: lint typecheck pytest
 
-bench: $(STAMP)
+bench: $(STAMP) postgres kafka-jars
 	$(BIN)/python -m ops.bench.ingest
 	$(BIN)/python -m ops.bench.connectors
 	$(BIN)/python -m ops.bench.consent

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from broker.audit.cli import audit_app
+from broker.bus import redact
 from broker.bus.cli import topics_app
 from broker.settings import Settings
 from connectors.cli import app as connector_app
@@ -71,7 +72,7 @@ def up(
         f"  Schemas         {base}/v1/schemas\n"
         f"  Health          {base}/healthz  {base}/readyz\n"
         f"  Metrics         {base}/metrics\n"
-        f"  Bus             {settings.bus_url}\n"
+        f"  Bus             {redact(settings.bus_url)}\n"
         f"  Store           {settings.store_url}\n"
         f"  Keys (JWKS)     {base}/.well-known/jwks.json\n"
         f"  Tokens          {identity}\n"
@@ -230,7 +231,7 @@ def worker() -> None:
     settings = platform.settings
     if serve_metrics(settings.host, settings.metrics_port, "ingest worker"):
         typer.echo(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")
-    typer.echo(f"ingest worker consuming {platform.settings.bus_url}")
+    typer.echo(f"ingest worker consuming {redact(platform.settings.bus_url)}")
     try:
         platform.worker().run(platform.stop)
     finally:

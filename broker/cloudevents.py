@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 in JSON format: the envelope every event travels in."""
+"""CloudEvents 1.0 in JSON format: the envelope every event travels in, and its Kafka binding."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from broker.bus.base import Headers
+
 SPECVERSION = "1.0"
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
 # Our events also always name their subject and time: views and consent key on them.
@@ -16,6 +18,14 @@ PLATFORM_REQUIRED = ("subject", "time")
 _TYPE_RE = re.compile(r"^[a-z_]+\.[a-z_]+\.[a-z_]+$")
 _EXTENSION_RE = re.compile(r"^[a-z0-9]{1,20}$")
 _ALL_REQUIRED = (*REQUIRED_ATTRIBUTES, *PLATFORM_REQUIRED)
+#: The Kafka protocol binding (CloudEvents 1.0.2): structured mode says so in content-type;
+#: binary mode carries each attribute in a ``ce_<name>`` header and the data as the value.
+H_CONTENT_TYPE = "content-type"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=UTF-8"
+STRUCTURED_HEADERS: tuple[tuple[str, bytes], ...] = (
+    (H_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode()),
+)
+_BINARY_PREFIX = "ce_"
 _CONTEXT_ATTRIBUTES = frozenset(
     {"specversion", "id", "source", "type", "subject", "time", "dataschema", "datacontenttype"}
     | {"data"}
@@ -77,6 +87,38 @@ def parse(raw: bytes | str) -> CloudEvent:
     if not isinstance(doc, dict):
         raise NotJsonError(f"a CloudEvent is a JSON object, not {type(doc).__name__}")
     return from_dict(doc)
+
+
+def from_kafka(headers: Headers, value: bytes) -> CloudEvent:
+    """Parse a Kafka record in either mode of the binding (binary when ``ce_`` headers are set)."""
+    attributes: dict[str, Any] = {}
+    content_type: str | None = None
+    try:
+        for name, raw in headers:
+            lowered = name.lower()
+            if lowered.startswith(_BINARY_PREFIX):
+                attributes[lowered.removeprefix(_BINARY_PREFIX)] = raw.decode("utf-8")
+            elif lowered == H_CONTENT_TYPE:
+                content_type = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvelopeError("a CloudEvents header is not UTF-8", "headers") from None
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    if not attributes:
+        if media_type.startswith("application/cloudevents") and media_type != (
+            "application/cloudevents+json"
+        ):
+            raise EnvelopeError(
+                f"structured format {media_type!r} is not supported (only JSON)",
+                "datacontenttype",
+            )
+        return parse(value)
+    try:
+        data = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        raise NotJsonError(f"the binary-mode data is not JSON: {exc}") from None
+    attributes["datacontenttype"] = media_type or "application/json"
+    attributes["data"] = data
+    return from_dict(attributes)
 
 
 def from_dict(doc: dict[str, Any]) -> CloudEvent:

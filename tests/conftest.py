@@ -1,3 +1,3 @@
-"""Session-wide fixtures: real services (Tansu, PostgreSQL) started once and cleaned up."""
+"""Session-wide fixtures: real services (Apache Kafka, PostgreSQL) started once and cleaned up."""
 
-pytest_plugins = ["tests.fixtures.tansu", "tests.fixtures.databases", "tests.fixtures.platform"]
+pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.databases", "tests.fixtures.platform"]

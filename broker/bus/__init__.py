@@ -27,17 +27,29 @@ __all__ = [
     "dlq_topic",
     "next_offsets",
     "open_bus",
+    "redact",
 ]
 
 
 def open_bus(url: str) -> Bus:
-    """Open the bus named by ``url``: ``sqlite:///path`` or ``kafka://host:port[,host:port]``."""
+    """Open the bus named by ``url``: ``sqlite:///path`` or
+    ``kafka://[user:password@]host:port[,host:port][?security_protocol=…&sasl_mechanism=…]``."""
     if url.startswith("sqlite:///"):
         from broker.bus.sqlite_log import SqliteLog
 
         return SqliteLog(url.removeprefix("sqlite:///"))
     if url.startswith("kafka://"):
-        from broker.bus.kafka import KafkaBus
+        from broker.bus.kafka import KafkaBus, kafka_url
 
-        return KafkaBus(url.removeprefix("kafka://").split(","))
-    raise BusError(f"unsupported bus URL {url!r}: use sqlite:///path or kafka://host:port")
+        servers, security = kafka_url(url)
+        return KafkaBus(servers, security=security)
+    raise BusError(f"unsupported bus URL {redact(url)!r}: use sqlite:///path or kafka://host:port")
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***`` (for logs and banners)."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, hosts = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hosts}"

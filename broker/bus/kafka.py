@@ -1,11 +1,14 @@
-"""The Kafka bus: kafka-python against Apache Kafka (production) or Tansu (tests).
+"""The Kafka bus: kafka-python 3 against Apache Kafka 4.x (tested on the real broker).
 
 Choices worth knowing:
 
 * Topics missing at ``publish`` or ``consumer`` time are created through the admin API with
   ``default_partitions`` partitions, as the SQLite log does, rather than left to the broker's
-  auto-creation (whose partition count we do not control; Tansu auto-creates even when the
-  client asks it not to).
+  auto-creation (whose partition count we do not control).
+* Producers are idempotent with ``acks=all``: a retry after a lost acknowledgement or a broker
+  failover never writes a record twice. Consumers read ``read_committed`` and join their group
+  with the cooperative-sticky assignor (KIP-429), so a member joining or leaving moves only the
+  partitions that change owner and the others keep working through the rebalance.
 * Each consumer runs its ``KafkaConsumer`` on a background thread that polls continuously and
   buffers records (bounded; partitions are paused when the buffer is full). kafka-python 3.0
   drops a JoinGroup/SyncGroup result that arrives while no ``poll()`` is in progress and joins
@@ -13,18 +16,12 @@ Choices worth knowing:
   from one thread) can miss every rebalance and never get partitions. Polling all the time on
   a thread of its own avoids that, and heartbeats never wait for the application.
 * Records of partitions revoked in a rebalance are dropped from the buffer; the new owner reads
-  them again from the committed offset (at least once). kafka-python 3 keeps the fetch position
-  of a partition a member is given back (under the eager protocol every partition is revoked,
-  then most come back), so the member seeks each revoked partition back to its first record
-  not yet committed: otherwise what was dropped would be skipped, and lost once a later commit
-  moved past it.
+  them again from the committed offset (at least once). Should this member get a revoked
+  partition back, it seeks it back to its first record not yet committed: otherwise what was
+  dropped would be skipped, and lost once a later commit moved past it.
 * A commit refused because of a rebalance (CommitFailedError, UNKNOWN_MEMBER_ID,
   ILLEGAL_GENERATION, REBALANCE_IN_PROGRESS) is logged, not raised: the records are delivered
   again to whoever owns the partition. Other commit failures (broker unreachable) raise BusError.
-* ``end_offsets`` does not trust ListOffsets(LATEST) alone: Tansu answers with the base offset
-  of the last record batch + 1, not the high watermark. We fetch from there with one kept probe
-  consumer and take the fetch response's high watermark (on Kafka, LATEST is already the end
-  and that fetch is empty, so no batch is read and decoded).
 """
 
 from __future__ import annotations
@@ -37,6 +34,7 @@ import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from kafka import (
     ConsumerRebalanceListener,
@@ -47,14 +45,15 @@ from kafka import (
 )
 from kafka import TopicPartition as KafkaTopicPartition
 from kafka.admin import OffsetSpec
-from kafka.coordinator.assignors.range import RangePartitionAssignor
-from kafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import (
     CommitFailedError,
+    GroupAuthorizationFailedError,
     IllegalGenerationError,
     KafkaError,
     KafkaTimeoutError,
     RebalanceInProgressError,
+    TopicAuthorizationFailedError,
     UnknownMemberIdError,
 )
 
@@ -65,17 +64,20 @@ log = logging.getLogger(__name__)
 
 _TOPIC_ALREADY_EXISTS = 36
 _UNKNOWN_TOPIC = 3
+_TOPIC_AUTHORIZATION_FAILED = 29
 
 
 class _StaleProducer(BusError):
     """A producer that had worked before failed; a fresh one may succeed."""
 
 
-#: Round robin first: kafka-python's default, range, splits each topic on its own and gives
-#: the extra partitions of every topic to the same member, so three workers on 4-partition
-#: topics get 8/4/4 partitions and the first does half the work (no faster than two workers).
-#: Range stays second, so a member still preferring it can join the group.
-_ASSIGNORS = (RoundRobinPartitionAssignor, RangePartitionAssignor)
+#: Cooperative sticky only: kafka-python cannot mix eager and cooperative assignors in one
+#: member. It balances over all topics (range, the default, would give the extra partitions
+#: of every topic to the same member) and keeps partitions where they are across rebalances.
+_ASSIGNORS = (CooperativeStickyAssignor,)
+
+#: Refusals of the broker's ACLs, which no retry overcomes.
+_DENIED = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
 
 #: Commit failures that only mean "a rebalance happened": the records come again.
 _REBALANCE_ERRORS = (
@@ -107,13 +109,14 @@ class KafkaBus:
         buffer_records: int = 5000,
         check_crcs: bool = True,
         reconnect_backoff_max_ms: int = 2000,
+        security: Mapping[str, str] | None = None,
     ) -> None:
         if not bootstrap_servers or not all(bootstrap_servers):
             raise BusError("KafkaBus needs at least one bootstrap server host:port")
         self.bootstrap_servers = list(bootstrap_servers)
         self.client_id = client_id
         self.default_partitions = default_partitions
-        # -1: the broker's default.replication.factor (Kafka >= 2.4, Tansu).
+        # -1: the broker's default.replication.factor (Kafka >= 2.4).
         self.replication_factor = replication_factor
         self.session_timeout_ms = session_timeout_ms
         self.heartbeat_interval_ms = heartbeat_interval_ms
@@ -128,12 +131,12 @@ class KafkaBus:
         # (about 5x slower fetches); turning checks off is the other way out.
         self.check_crcs = check_crcs
         self.reconnect_backoff_max_ms = reconnect_backoff_max_ms
+        #: kafka-python's security settings (SASL mechanism and credentials, TLS files).
+        self.security = dict(security or {})
         self._lock = threading.Lock()
         self._admin_client: Any = None
         self._producer_client: Any = None
         self._known_topics: dict[str, int] = {}
-        self._probe: Any = None  # the consumer that reads partitions' ends (end_offsets)
-        self._probe_lock = threading.Lock()
         self._closed = False
 
     # -- clients (created lazily, so a bus can be built while the broker is still down) ------
@@ -145,6 +148,7 @@ class KafkaBus:
             # kafka-python backs off up to 30 s between reconnects; after an outage that left
             # consumers idle for ~30 s more. Java clients stop at 1 s.
             "reconnect_backoff_max_ms": self.reconnect_backoff_max_ms,
+            **self.security,
         }
 
     def _admin(self) -> Any:
@@ -169,6 +173,7 @@ class KafkaBus:
                     self._producer_client = KafkaProducer(
                         client_id=f"{self.client_id}-producer",
                         acks="all",
+                        enable_idempotence=True,
                         linger_ms=self.linger_ms,
                         batch_size=self.batch_size,
                         max_request_size=max(self.batch_size, 1 << 20),
@@ -244,6 +249,11 @@ class KafkaBus:
                 ids = sorted(p["partition_index"] for p in described["partitions"])
                 self._known_topics[topic] = len(ids)
                 return ids
+            if described["error_code"] == _TOPIC_AUTHORIZATION_FAILED:
+                raise BusError(
+                    f"not authorized for topic {topic!r}: the broker's ACLs do not let these"
+                    " credentials use it"
+                )
             if described["error_code"] not in (0, _UNKNOWN_TOPIC):
                 raise BusError(
                     f"describing topic {topic!r} failed: error {described['error_code']}"
@@ -263,10 +273,10 @@ class KafkaBus:
         try:
             self._send_all(topic, records)
         except _StaleProducer as exc:
-            # Typically the broker forgot our idempotent producer id (a restarted Tansu with
-            # memory storage; an expired id on Kafka) and Tansu cannot bump the epoch either:
-            # UnknownProducerId, then a fatal InitProducerId error. One resend on a fresh
-            # producer recovers; batches that had succeeded come twice (at least once).
+            # Typically the broker forgot our idempotent producer id (expired after
+            # producer.id.expiration.ms of silence) and the producer is in a fatal state.
+            # One resend on a fresh producer recovers; batches of this call that had
+            # succeeded come twice (at least once; ingest drops repeats by event id).
             log.warning("publishing to %s failed (%s); resending with a new producer", topic, exc)
             self._send_all(topic, records)
 
@@ -311,78 +321,30 @@ class KafkaBus:
     # -- offsets ------------------------------------------------------------------------------
 
     def end_offsets(self, topic: str) -> dict[int, int]:
-        """Per partition, the offset the next published record will get."""
+        """Per partition, the offset the next published record will get (the high watermark)."""
         ids = self._partitions(topic, create=False)
         tps = [KafkaTopicPartition(topic, p) for p in ids]
         try:
             latest = self._admin().list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
         except KafkaError as exc:
             raise BusError(f"reading end offsets of {topic!r} failed: {exc}") from exc
-        ends = {tp.partition: int(latest[tp].offset) for tp in tps}
-        nonempty = {tp: ends[tp.partition] for tp in tps if ends[tp.partition] > 0}
-        if nonempty:
-            for tp, end in self._true_ends(nonempty).items():
-                ends[tp.partition] = max(ends[tp.partition], end)
-        return ends
-
-    def _true_ends(self, latest: Mapping[Any, int]) -> dict[Any, int]:
-        """The true end of each partition: Tansu's LATEST is the last batch's base + 1."""
-        # One probe, kept: the ingest worker asks for end offsets every second (consumer lag),
-        # and a new consumer per call costs a connection and a metadata round trip.
-        with self._probe_lock:
-            return self._probe_ends(latest)
-
-    def _probe_ends(self, latest: Mapping[Any, int]) -> dict[Any, int]:
-        self._check_open()
-        if self._probe is None:
-            try:
-                self._probe = KafkaConsumer(
-                    client_id=f"{self.client_id}-offsets",
-                    group_id=None,
-                    enable_auto_commit=False,
-                    check_crcs=self.check_crcs,
-                    **self._common(),
-                )
-            except KafkaError as exc:
-                raise BusError(f"Kafka at {self._where()} is unreachable: {exc}") from exc
-        probe = self._probe
-        try:
-            probe.assign(list(latest))
-            for tp, off in latest.items():
-                probe.seek(tp, off)
-            out: dict[Any, int] = {}
-            deadline = time.monotonic() + self.request_timeout_ms / 1000
-            while len(out) < len(latest) and time.monotonic() < deadline:
-                for tp, recs in probe.poll(timeout_ms=200, max_records=100_000).items():
-                    out[tp] = max(out.get(tp, 0), recs[-1].offset + 1)
-                for tp in latest:
-                    high = probe.highwater(tp)
-                    if high is not None:
-                        out[tp] = max(out.get(tp, 0), int(high))
-            return out
-        except KafkaError as exc:
-            self._drop_probe()  # a failed probe may be in a bad state: the next call makes one
-            raise BusError(f"reading end offsets failed: {exc}") from exc
-        finally:
-            if self._probe is not None:
-                probe.assign([])  # no fetching between calls
-
-    def _drop_probe(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            try:
-                probe.close(autocommit=False)
-            except Exception as exc:  # it is being thrown away; its own failure was reported
-                log.debug("closing the offsets probe: %s", exc)
+        return {tp.partition: int(latest[tp].offset) for tp in tps}
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """Per partition, the group's committed offset (0 when none)."""
         ids = self._partitions(topic, create=False)
         tps = [KafkaTopicPartition(topic, p) for p in ids]
-        try:
-            found = self._admin().list_group_offsets({group: tps}).get(group, {})
-        except KafkaError as exc:
-            raise BusError(f"reading committed offsets of {group!r} failed: {exc}") from exc
+        deadline = time.monotonic() + self.request_timeout_ms / 1000
+        while True:
+            try:
+                found = self._admin().list_group_offsets({group: tps}).get(group, {})
+                break
+            except KafkaError as exc:
+                # The group coordinator moves or is still loading (a fresh or failed-over
+                # broker): retriable, so wait for it rather than report no offsets.
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise BusError(f"reading committed offsets of {group!r} failed: {exc}") from exc
+                time.sleep(0.1)
         out = dict.fromkeys(ids, 0)
         for tp, meta in found.items():
             if tp.topic == topic and meta.offset is not None and meta.offset >= 0:
@@ -410,8 +372,6 @@ class KafkaBus:
             self._closed = True
             producer, admin = self._producer_client, self._admin_client
             self._producer_client = self._admin_client = None
-        with self._probe_lock:
-            self._drop_probe()
         try:
             if producer is not None:
                 producer.close(timeout=5)
@@ -427,6 +387,40 @@ class KafkaBus:
         self.close()
 
 
+#: URL query parameters passed to kafka-python as they are.
+_URL_OPTIONS = frozenset(
+    {"security_protocol", "sasl_mechanism", "ssl_cafile", "ssl_certfile", "ssl_keyfile"}
+)
+
+
+def kafka_url(url: str) -> tuple[list[str], dict[str, str]]:
+    """Bootstrap servers and security settings of a ``kafka://`` URL.
+
+    ``kafka://user:password@host:port,host:port?sasl_mechanism=SCRAM-SHA-512`` authenticates
+    with SASL (PLAIN unless named; over TLS, ``SASL_SSL``, unless ``security_protocol`` says
+    otherwise). User and password are percent-decoded.
+    """
+    rest = url.removeprefix("kafka://")
+    rest, _, query = rest.partition("?")
+    userinfo, at, hosts = rest.rpartition("@")
+    servers = [h for h in hosts.split(",") if h]
+    options = dict(parse_qsl(query, keep_blank_values=False))
+    unknown = sorted(set(options) - _URL_OPTIONS)
+    if unknown:
+        allowed = ", ".join(sorted(_URL_OPTIONS))
+        raise BusError(f"unknown Kafka URL option(s) {', '.join(unknown)}: use {allowed}")
+    security = dict(options)
+    if at:
+        user, colon, password = userinfo.partition(":")
+        if not user or not colon:
+            raise BusError("a Kafka URL with credentials needs user:password@")
+        security.setdefault("security_protocol", "SASL_SSL")
+        security.setdefault("sasl_mechanism", "PLAIN")
+        security["sasl_plain_username"] = unquote(user)
+        security["sasl_plain_password"] = unquote(password)
+    return servers, security
+
+
 def _to_record(r: Any) -> Record:
     return Record(
         r.topic,
@@ -440,20 +434,25 @@ def _to_record(r: Any) -> Record:
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
-    """Drops buffered records of partitions taken away in a rebalance."""
+    """Drops buffered records of partitions taken away in a rebalance; logs what is owned."""
 
     def __init__(self, owner: KafkaGroupConsumer) -> None:
         self._owner = owner
 
     def on_partitions_revoked(self, revoked: Iterable[Any]) -> None:
         self._owner._drop({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+        self._log_owned()
 
     def on_partitions_assigned(self, assigned: Iterable[Any]) -> None:
+        # Cooperative: ``assigned`` holds only the additions; log the whole assignment.
+        self._log_owned()
+
+    def _log_owned(self) -> None:
         log.info(
             "group %s member %s now reads %s",
             self._owner.group,
             self._owner.client_id,
-            ", ".join(sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned)) or "nothing",
+            ", ".join(f"{tp.topic}[{tp.partition}]" for tp in self._owner.assignment) or "nothing",
         )
 
 
@@ -483,6 +482,7 @@ class KafkaGroupConsumer:
                 group_id=group,
                 enable_auto_commit=False,
                 auto_offset_reset="earliest",
+                isolation_level="read_committed",
                 session_timeout_ms=bus.session_timeout_ms,
                 heartbeat_interval_ms=bus.heartbeat_interval_ms,
                 max_poll_records=bus.max_poll_records,
@@ -528,6 +528,13 @@ class KafkaGroupConsumer:
                 with self._cond:
                     self._buffer.extend(records)
                     self._cond.notify_all()
+            except _DENIED as exc:
+                # Retrying cannot help until an operator changes the ACLs: fail the reader.
+                log.error("group %s: not authorized: %r", self.group, exc)
+                with self._cond:
+                    self._error = BusError(f"not authorized: {exc!r} (the broker's ACLs)")
+                    self._cond.notify_all()
+                return
             except KafkaError as exc:
                 # Rebalances and broker outages: kafka-python recovers on the next poll.
                 log.warning("group %s: poll failed, retrying: %r", self.group, exc)

@@ -18,7 +18,8 @@ has no replication or configs besides compaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -370,7 +371,7 @@ class _KafkaTopics:
         from kafka.errors import KafkaError
 
         try:
-            # List first: Tansu creates any topic a metadata request names.
+            # List first: describing an absent topic is an error for the whole request.
             listed = set(self._admin().list_topics())
             present = [n for n in names if n in listed]
             if not present:
@@ -396,8 +397,8 @@ class _KafkaTopics:
         from kafka.errors import KafkaError
 
         try:
-            # "all", not kafka-python's "modified": Tansu reports what a topic was created
-            # with as defaults, and on Kafka a value equal to the default is as good.
+            # "all", not kafka-python's "modified": a value equal to the broker's default
+            # is as good as one set on the topic.
             got = self._admin().describe_configs(
                 [resource(kind.TOPIC, n) for n in names], config_filter="all"
             )
@@ -441,6 +442,8 @@ class _KafkaTopics:
         if errors:
             why = errors[0].error_message or f"error {errors[0].error_code}"
             return Step(name, Action.FAILED, f"partitions {detail}: {why}")
+        if not self._settled(lambda: self.describe([name])[name].partitions == total):
+            self.notes.append(f"{name}: the new partitions were not yet visible when apply ended")
         return step
 
     def set_configs(self, name: str, configs: dict[str, str], detail: str, dry: bool) -> Step:
@@ -462,4 +465,23 @@ class _KafkaTopics:
         outcome = result.get("topic", {}).get(name, "no answer")
         if outcome != "OK":
             return Step(name, Action.FAILED, f"{detail}: {outcome}")
+        wanted = dict(configs)
+        kinds = (ConfigResource, ConfigResourceType)
+        if not self._settled(lambda: wanted.items() <= self._configs([name], *kinds)[name].items()):
+            self.notes.append(f"{name}: the new configs were not yet visible when apply ended")
         return step
+
+    @staticmethod
+    def _settled(check: Callable[[], bool], timeout_s: float = 15.0) -> bool:
+        """Wait until ``check`` holds: KRaft brokers apply a change from the metadata log a
+        moment after the controller accepted it, and a report must describe what is there."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                if check():
+                    return True
+            except (BusError, KeyError):
+                pass
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)

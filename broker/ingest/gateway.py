@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from broker import cloudevents
 from broker.audit import AuditLog, NewEntry
 from broker.bus import Bus, OutRecord, dlq_topic
-from broker.cloudevents import CloudEvent
+from broker.cloudevents import STRUCTURED_HEADERS, CloudEvent
 from broker.ingest.auditing import dead_letter_entry
 from broker.ingest.deadletter import (
     H_CONNECTOR_TOKEN,
@@ -92,7 +92,9 @@ class IngestGateway:
         ``token``, the caller's, goes on with each event for the ingest worker to check again.
         ``actor`` (the caller's token subject) is who the audit log names for a rejection.
         """
-        headers = [(H_CONNECTOR_TOKEN, token.encode("ascii"))] if token else []
+        headers = [*STRUCTURED_HEADERS]
+        if token:
+            headers.append((H_CONNECTOR_TOKEN, token.encode("ascii")))
         results: list[EventResult] = []
         # The event goes on as it was sent (extension attributes included), not re-encoded.
         good: dict[str, list[tuple[int, CloudEvent, bytes]]] = {}

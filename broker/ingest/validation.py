@@ -39,7 +39,7 @@ class EventValidator:
                 f"event is {len(record.value)} bytes, over the limit of {self.max_event_bytes}",
             )
         try:
-            event = cloudevents.parse(record.value)
+            event = cloudevents.from_kafka(record.headers, record.value)
         except cloudevents.NotJsonError as exc:
             return Rejection(DeadLetterReason.NOT_JSON, str(exc))
         except cloudevents.EnvelopeError as exc:

@@ -11,6 +11,7 @@ import httpx
 import orjson
 
 from broker.bus import Bus, BusError, OutRecord
+from broker.cloudevents import STRUCTURED_HEADERS
 from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from connectors.sdk.outbox import OutboxRow
 
@@ -73,9 +74,9 @@ class BusSink:
         self.bus = bus
         # The connector's token rides on every record: the platform's ingest checks that it
         # names the event's source (a connector cannot publish as another firm).
-        self._headers: list[tuple[str, bytes]] = (
-            [(H_CONNECTOR_TOKEN, token.encode("ascii"))] if token else []
-        )
+        self._headers: list[tuple[str, bytes]] = [*STRUCTURED_HEADERS]
+        if token:
+            self._headers.append((H_CONNECTOR_TOKEN, token.encode("ascii")))
 
     def send(self, records: Sequence[OutboxRow]) -> SendResult | None:
         """Publish every record; a bus failure leaves all of them queued."""

@@ -62,7 +62,7 @@ from broker.store.projections.health import HealthPoints
 from broker.store.projections.timestamps import JST
 from broker.store.projections.transport import RideRequest, Trip
 from consent.vault import SubjectKey, SubjectVault
-from ops.tansu import free_port
+from ops.kafka.broker import free_port
 
 PURPOSE = "transport.planning"
 CATEGORIES = ["transport.trips", "health.points", "currency.transactions"]

@@ -35,7 +35,7 @@ from broker.ingest.deadletter import Rejection
 from broker.settings import REPO_SCHEMAS
 from connectors.sdk import BusSink, Connector, EventDraft, LocalSchemas, stable_event_id
 from ops.bench.events import MIX
-from ops.tansu import TansuBroker
+from ops.kafka.broker import KafkaBroker
 
 DOMAINS = ("transport", "health", "currency", "vacant_house")
 SOURCE = "urn:tsunagu:connector:bench"
@@ -260,7 +260,7 @@ def main() -> None:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         for backend in args.backends.split(","):
             if backend == "kafka":
-                bus_url = stack.enter_context(TansuBroker()).url
+                bus_url = stack.enter_context(KafkaBroker()).url
             else:
                 bus_url = f"sqlite:///{tmp / 'bus.db'}"
             report(

@@ -41,7 +41,7 @@ from consent.decisions import DecisionPoint
 from consent.keys import KeyRing
 from consent.listener import ConsentChangeListener
 from consent.service import ConsentService, utc_now
-from ops.tansu import TansuBroker
+from ops.kafka.broker import KafkaBroker
 
 PARTNER = "ptn-benchbus01"
 PURPOSE = "transport.planning"
@@ -286,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  ratio hits / baseline        {hits / baseline:>12.3f}")
         for backend in args.backends.split(","):
             if backend == "kafka":
-                bus_url = stack.enter_context(TansuBroker()).url
+                bus_url = stack.enter_context(KafkaBroker()).url
             else:
                 bus_url = f"sqlite:///{tmp / f'bus-{backend}.db'}"
             topic = f"consent.changes.bench{uuid.uuid4().hex[:6]}"

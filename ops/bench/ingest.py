@@ -41,7 +41,7 @@ from broker.store.database import make_engine
 from consent.keys import KeyRing
 from consent.vault import SubjectVault
 from ops.bench.events import SOURCE, make_records
-from ops.tansu import TansuBroker
+from ops.kafka.broker import KafkaBroker
 
 DOMAINS = ("transport", "health", "currency", "vacant_house")
 PUBLISH_CHUNK = 2000
@@ -194,7 +194,7 @@ def main() -> None:
             store = args.store or f"sqlite:///{tmp / f'store-{backend}.db'}"
             vault = args.vault or f"sqlite:///{tmp / 'keys' / f'vault-{backend}.db'}"
             if backend == "kafka":
-                bus_url = stack.enter_context(TansuBroker()).url
+                bus_url = stack.enter_context(KafkaBroker()).url
             else:
                 bus_url = f"sqlite:///{tmp / 'bus.db'}"
             publish, consume = bench_raw_bus(bus_url, registry, n)

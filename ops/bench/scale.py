@@ -1,5 +1,5 @@
 """Horizontal scale of ingest: events/s with one, two and three `tsunagu worker` processes in one
-consumer group, on the Kafka backend (Tansu) and PostgreSQL; and a worker's memory over a long
+consumer group, on Apache Kafka and PostgreSQL; and a worker's memory over a long
 run.
 
 Every run gets fresh topics (``TSUNAGU_TOPIC_PREFIX``), a fresh consumer group and fresh
@@ -15,7 +15,7 @@ many partitions each worker owned; then one worker's resident memory (RSS, from 
 every half second) while it ingests ``--rss-events`` events published in chunks: the peak, the
 figure at the end, and samples along the way. Target: bounded, under 300 MB.
 
-On the 2-core dev machine Tansu, PostgreSQL, the publisher and every worker share the same two
+On the 2-core dev machine Kafka, PostgreSQL, the publisher and every worker share the same two
 cores, so more workers cannot add CPU and may not scale at all; the figures show what the
 group's coordination costs rather than what more machines would give. The number of cores
 is printed with the figures. PostgreSQL must be running (``--pg``, trust auth).
@@ -57,7 +57,7 @@ from broker.runtime import topic_specs
 from broker.settings import REPO_SCHEMAS, Settings
 from broker.store.database import make_engine
 from ops.bench.events import SOURCE, make_records
-from ops.tansu import TansuBroker
+from ops.kafka.broker import KafkaBroker
 
 REPO = Path(__file__).resolve().parents[2]
 PG_ADMIN = "host=127.0.0.1 port=5432 dbname=test user=postgres"
@@ -452,19 +452,19 @@ def main() -> None:
     counts = [int(c) for c in args.workers.split(",")]
     print(
         "Horizontal scale of ingest: `tsunagu worker` processes in one consumer group on a\n"
-        f"Kafka bus (Tansu, {len(DOMAIN_TOPICS) * PARTITIONS} domain partitions) with a"
+        f"Kafka bus (Apache Kafka, {len(DOMAIN_TOPICS) * PARTITIONS} domain partitions) with a"
         " PostgreSQL store and vault.\n"
-        f"Cores: {_cores()}. Tansu, PostgreSQL, the publisher and every worker share them:\n"
+        f"Cores: {_cores()}. Kafka, PostgreSQL, the publisher and every worker share them:\n"
         "more workers add no CPU here, so they may not scale on this machine."
     )
-    with TansuBroker() as tansu:
+    with KafkaBroker() as kafka_broker:
         runs = []
         for k in counts:
-            runs.append(bench_workers(tansu.url, args.pg, args.events, k, args.keep))
+            runs.append(bench_workers(kafka_broker.url, args.pg, args.events, k, args.keep))
             print(f"  ... {k} worker(s): {runs[-1].rate:,.0f} events/s", flush=True)
         print_throughput(runs)
         if args.rss_events:
-            print_memory(bench_memory(tansu.url, args.pg, args.rss_events, args.keep))
+            print_memory(bench_memory(kafka_broker.url, args.pg, args.rss_events, args.keep))
 
 
 if __name__ == "__main__":

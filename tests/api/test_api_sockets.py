@@ -8,7 +8,7 @@ import socket
 import pytest
 
 from broker.api.processes import ApiProcesses, reuse_port_socket
-from ops.tansu import free_port
+from ops.kafka.broker import free_port
 
 
 def test_processes_each_get_a_socket_on_the_same_port() -> None:

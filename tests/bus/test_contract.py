@@ -1,4 +1,4 @@
-"""The bus contract: the SQLite log and Kafka (Tansu) must both pass every test here."""
+"""The bus contract: the SQLite log and Apache Kafka must both pass every test here."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from broker.bus import (
     next_offsets,
 )
 from broker.bus.base import consumer_lag
-from tests.fixtures.tansu import unique_topic
+from tests.fixtures.kafka import unique_topic
 
-# Kafka groups take ~3 s to join and ~5 s to rebalance on Tansu; these bound the waits.
+# These bound the waits for a Kafka group to join and to rebalance.
 JOIN_TIMEOUT_S = 30.0
 
 

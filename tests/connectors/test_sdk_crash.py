@@ -38,7 +38,7 @@ from tests.connectors.test_sdk_publish import (
     trip_count,
     trip_drafts,
 )
-from tests.fixtures.tansu import unique_topic
+from tests.fixtures.kafka import unique_topic
 
 EVENTS = 2000
 SOURCE = "urn:tsunagu:connector:crash-test"
@@ -106,9 +106,9 @@ def test_connector_killed_mid_drain_and_restarted_delivers_every_event_exactly_o
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     if backend == "kafka":
-        tansu = request.getfixturevalue("tansu")
-        tansu.start()
-        bus_url: str = tansu.url
+        kafka_broker = request.getfixturevalue("kafka_broker")
+        kafka_broker.start()
+        bus_url: str = kafka_broker.url
     else:
         bus_url = f"sqlite:///{tmp_path / 'bus.db'}"
     prefix = unique_topic("crash") + "."

@@ -1,7 +1,7 @@
 """A bus outage while a connector publishes: the outbox holds the events until the bus is back.
 
-Tansu keeps its data in memory, so a restart is an empty broker: batch 1 is ingested before
-the outage, batch 2 is published during it, and after the restart batch 2 alone is on the bus.
+Batch 1 is ingested before the outage, batch 2 is published while Kafka is down, and after
+the restart every event of both batches is in the store once.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from broker.bus.kafka import KafkaBus
 from broker.settings import REPO_SCHEMAS
 from broker.store.database import make_engine
 from connectors.sdk import Backoff, BusSink, Connector, LocalSchemas, stable_event_id
-from ops.tansu import TansuBroker
+from ops.kafka.broker import KafkaBroker
 from tests.connectors.test_sdk_publish import (
     TRIP,
     ingest_all,
@@ -26,7 +26,7 @@ from tests.connectors.test_sdk_publish import (
     trip_drafts,
     unique_source,
 )
-from tests.fixtures.tansu import unique_topic
+from tests.fixtures.kafka import unique_topic
 
 
 def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
@@ -37,9 +37,9 @@ def _wait(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def _ingest(tansu: TansuBroker, engine: Engine, prefix: str) -> None:
+def _ingest(kafka_broker: KafkaBroker, engine: Engine, prefix: str) -> None:
     # The platform's ingest worker is another process, with its own Kafka clients.
-    bus = KafkaBus([tansu.bootstrap])
+    bus = KafkaBus([kafka_broker.bootstrap])
     try:
         ingest_all(bus, engine, topic_prefix=prefix, group=unique_topic("ingest"))
     finally:
@@ -47,12 +47,12 @@ def _ingest(tansu: TansuBroker, engine: Engine, prefix: str) -> None:
 
 
 def test_events_published_while_the_bus_is_down_arrive_once_it_is_back(
-    tansu: TansuBroker, tmp_path: Path
+    kafka_broker: KafkaBroker, tmp_path: Path
 ) -> None:
-    tansu.start()
+    kafka_broker.start()
     prefix = unique_topic("outage") + "."
     source = unique_source()
-    bus = KafkaBus([tansu.bootstrap], publish_timeout_s=2.0, request_timeout_ms=2000)
+    bus = KafkaBus([kafka_broker.bootstrap], publish_timeout_s=2.0, request_timeout_ms=2000)
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     connector = Connector(
         source,
@@ -68,10 +68,10 @@ def test_events_published_while_the_bus_is_down_arrive_once_it_is_back(
         connector.start()  # the background sender rides out the outage by itself
         assert connector.publish_all(batch1).accepted == 30
         _wait(lambda: connector.depth() == 0, 30, "delivery of batch 1")
-        _ingest(tansu, engine, prefix)
+        _ingest(kafka_broker, engine, prefix)
         assert trip_count(engine) == 30
 
-        tansu.stop()
+        kafka_broker.stop()
         report = connector.publish_all(batch2)  # publishing needs no bus: the outbox takes it
         assert (report.accepted, report.errors) == (30, [])
         # KafkaBus gives up on a send after publish_timeout_s (2 s); the next attempt, on a
@@ -82,12 +82,12 @@ def test_events_published_while_the_bus_is_down_arrive_once_it_is_back(
         oldest = connector.outbox.peek(1)[0]
         assert oldest.attempts >= 1 and "timed out" in (oldest.last_error or "")
 
-        tansu.start()
+        kafka_broker.start()
         _wait(lambda: connector.depth() == 0, 30, "delivery of batch 2 after the restart")
-        _ingest(tansu, engine, prefix)
+        _ingest(kafka_broker, engine, prefix)
     finally:
         connector.close()
-        tansu.start()
+        kafka_broker.start()
         bus.close()
 
     expected = [stable_event_id(source, TRIP, d.natural_key) for d in batch1 + batch2]

@@ -38,7 +38,7 @@ from connectors.sdk import (
 from connectors.sdk.sender import Backoff
 from consent.vault import SubjectVault
 from tests.events import example_data, registry
-from tests.fixtures.tansu import unique_topic
+from tests.fixtures.kafka import unique_topic
 
 # -- helpers shared by the SDK tests -------------------------------------------------------
 

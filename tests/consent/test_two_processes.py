@@ -1,6 +1,6 @@
 """A revocation through one process is refused by every other process on its next request:
 each process caches decisions and applies ``consent.changes`` from the bus (SQLite log and
-a Kafka-protocol broker, Tansu)."""
+Apache Kafka)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from tests.consent.world import (
     now,
     register_partners,
 )
-from tests.fixtures.tansu import TansuBroker, unique_topic
+from tests.fixtures.kafka import KafkaBroker, unique_topic
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "kafka"])
@@ -36,9 +36,9 @@ def test_a_consent_revoked_in_one_process_is_refused_by_another_on_its_next_requ
     request: pytest.FixtureRequest,
 ) -> None:
     if backend == "kafka":
-        tansu: TansuBroker = request.getfixturevalue("tansu")
-        tansu.start()
-        bus_url = tansu.url
+        kafka_broker: KafkaBroker = request.getfixturevalue("kafka_broker")
+        kafka_broker.start()
+        bus_url = kafka_broker.url
     else:
         bus_url = f"sqlite:///{tmp_path / 'bus.db'}"
     topic = unique_topic("consent.changes")

@@ -118,12 +118,19 @@ def test_a_partner_thread_logs_refusals_goes_on_and_stops_with_the_platform(
     life.seed()
     with caplog.at_level(logging.WARNING, logger="broker.demo"):
         life.start()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and len(caplog.records) < 6:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_refusals(caplog)) < 6:
             time.sleep(0.1)
         assert life.alive()
         local.stop.set()
         life.join(10)
     assert not life.alive()
-    refused = [r.getMessage() for r in caplog.records]
-    assert len(refused) >= 6 and all(": 401 " in m for m in refused), refused[:3]
+    # Six refusals logged, each naming the partner and the route (on a loaded machine a slow
+    # answer may be logged between them too: the thread goes on after that as well).
+    refused = _refusals(caplog)
+    assert len(refused) >= 6, [r.getMessage() for r in caplog.records][:6]
+    assert all(m.startswith("demo partner ptn-") and "GET /v1/" in m for m in refused)
+
+
+def _refusals(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if ": 401 " in r.getMessage()]

@@ -1,8 +1,8 @@
 """The region end to end (issue 7): one day of the synthetic region through the whole
-platform on its production backends, Kafka (Tansu) and PostgreSQL, checked outcome by outcome.
+platform on its production backends, Apache Kafka and PostgreSQL, checked outcome by outcome.
 
 The story, told once for the module by the ``story`` fixture: `tsunagu up` runs as a process
-on a Tansu broker and a fresh PostgreSQL database, and the region's day (07:00 to midnight)
+on a Kafka broker and a fresh PostgreSQL database, and the region's day (07:00 to midnight)
 streams through the four service connectors over the bus, each signed in with a connector
 token of the platform's issuer. Meanwhile:
 
@@ -55,8 +55,8 @@ from connectors.services import SERVICES
 from tests.e2e.region_day import Cast, Published, RegionDay, choose_cast, plan
 from tests.events import encode, make_event
 from tests.fixtures.databases import fresh_postgres_database
+from tests.fixtures.kafka import KafkaBroker
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
-from tests.fixtures.tansu import TansuBroker
 
 SEED = 7
 POPULATION = 1000
@@ -381,10 +381,10 @@ class Story:
 
 @pytest.fixture(scope="module")
 def story(
-    tansu: TansuBroker, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_broker: KafkaBroker, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Story]:
     """The region's day on a platform of its own (Kafka bus, fresh PostgreSQL store)."""
-    tansu.start()  # a test before may have stopped the session's broker
+    kafka_broker.start()  # a test before may have stopped the session's broker
     tag = uuid.uuid4().hex[:8]
     prefix = f"e2e{tag}."
     store_url = fresh_postgres_database(postgres_url)
@@ -392,13 +392,13 @@ def story(
     platform = start_platform(
         data_dir,
         {
-            "TSUNAGU_BUS": tansu.url,
+            "TSUNAGU_BUS": kafka_broker.url,
             "TSUNAGU_DATABASE_URL": store_url,
             "TSUNAGU_TOPIC_PREFIX": prefix,
             "TSUNAGU_INGEST_GROUP": f"e2e-ingest-{tag}",
         },
     )
-    bus = KafkaBus([tansu.bootstrap], client_id=f"e2e-connectors-{tag}")
+    bus = KafkaBus([kafka_broker.bootstrap], client_id=f"e2e-connectors-{tag}")
     schemas = RemoteSchemas(platform.base_url)  # the connectors fetch the shared schemas
     store = Store(store_url)
     day: RegionDay | None = None

@@ -57,7 +57,7 @@ def test_worker_killed_mid_batch_projects_every_event_exactly_once(
 ) -> None:
     prefix = f"crash{uuid.uuid4().hex[:6]}."
     if backend == "kafka":
-        bus_url: str = request.getfixturevalue("tansu").url
+        bus_url: str = request.getfixturevalue("kafka_broker").url
     else:
         bus_url = f"sqlite:///{tmp_path / 'bus.db'}"
     store_url = f"sqlite:///{tmp_path / 'store.db'}"

@@ -14,7 +14,7 @@ from broker.audit import AuditLog, EntryKind
 from broker.settings import Settings
 from broker.store.database import make_engine
 from consent.keys import KeyRing
-from ops.tansu import free_port
+from ops.kafka.broker import free_port
 from tests.metrics.scrape import scrape_until
 
 

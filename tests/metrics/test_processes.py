@@ -17,7 +17,7 @@ import pytest
 from broker.bus import DOMAIN_TOPICS, open_bus
 from broker.ingest.pipeline import DEFAULT_GROUP
 from connectors.services import SERVICES
-from ops.tansu import free_port
+from ops.kafka.broker import free_port
 from tests.api.test_partner_views import PLANNING, _activity, _grant, _id, _pseudonyms, _trip
 from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
 from tests.metrics.scrape import Scrape, scrape, scrape_until

@@ -1,5 +1,5 @@
 """`tsunagu topics apply` and ops/kafka/topics.yaml: the file matches the code's topics, and
-applying it creates, reconfigures and reports against Tansu and the SQLite log."""
+applying it creates, reconfigures, grows and reports against Apache Kafka and the SQLite log."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from broker.bus.topics import (
 from broker.cli import app
 from broker.runtime import topic_specs
 from broker.settings import Settings
-from tests.fixtures.tansu import unique_topic
+from tests.fixtures.kafka import unique_topic
 
 WEEK_MS = "604800000"
 
@@ -119,7 +119,7 @@ def test_a_missing_or_broken_file_is_a_topics_file_error(tmp_path: Path) -> None
         load_topics(broken)
 
 
-# -- against Tansu (Kafka protocol) -------------------------------------------------------------
+# -- against Apache Kafka ------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -133,7 +133,6 @@ def admin(kafka_bus: KafkaBus) -> Iterator[KafkaAdminClient]:
 
 
 def _configs(admin: KafkaAdminClient, topic: str) -> dict[str, str]:
-    # Tansu reports what a topic was created with as defaults: ask for all, not "modified".
     got = admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, topic)], config_filter="all"
     )
@@ -208,23 +207,37 @@ def test_a_changed_retention_is_set_and_compaction_survives_the_change(
     assert apply_topics(kafka_bus, changed).count(Action.OK) == len(changed)
 
 
+def test_apply_grows_partitions_and_says_so(kafka_bus: KafkaBus, admin: KafkaAdminClient) -> None:
+    fewer = unique_topic("fewer")
+    kafka_bus.create_topics([TopicSpec(fewer, 2)])
+    wanted = [TopicSpec(fewer, 4, replication_factor=1)]
+
+    dry = apply_topics(kafka_bus, wanted, dry_run=True)
+    assert _actions(dry)[fewer] == [Action.ADD_PARTITIONS]
+    assert _partitions(admin, fewer) == 2  # a dry run changes nothing
+
+    report = apply_topics(kafka_bus, wanted)
+    (step,) = report.steps
+    assert step.action is Action.ADD_PARTITIONS
+    assert step.detail.startswith("2 -> 4")
+    assert f"partitions added     {fewer}: 2 -> 4" in "\n".join(report.lines())
+    assert report.in_sync
+    assert _partitions(admin, fewer) == 4  # CreatePartitions really made them
+    assert apply_topics(kafka_bus, wanted).count(Action.OK) == 1
+
+
 def test_what_kafka_cannot_change_is_reported_not_done(
     kafka_bus: KafkaBus, admin: KafkaAdminClient
 ) -> None:
-    fewer, more = unique_topic("fewer"), unique_topic("more")
-    kafka_bus.create_topics([TopicSpec(fewer, 2), TopicSpec(more, 6)])
-    wanted = [TopicSpec(fewer, 4, replication_factor=1), TopicSpec(more, 4, replication_factor=1)]
+    more = unique_topic("more")
+    kafka_bus.create_topics([TopicSpec(more, 6)])
 
-    report = apply_topics(kafka_bus, wanted)
-    steps = {s.topic: s for s in report.steps if s.action is not Action.SET_CONFIGS}
-    assert steps[more].action is Action.CANNOT
-    assert "partitions 6 -> 4: partitions cannot be removed" in steps[more].detail
-    # Tansu has no CreatePartitions: the increase is tried and its refusal reported. On
-    # Apache Kafka it is made (not tested here).
-    assert steps[fewer].action is Action.FAILED
-    assert "partitions 2 -> 4" in steps[fewer].detail
+    report = apply_topics(kafka_bus, [TopicSpec(more, 4, replication_factor=1)])
+    (step,) = [s for s in report.steps if s.action is not Action.SET_CONFIGS]
+    assert step.action is Action.CANNOT
+    assert "partitions 6 -> 4: partitions cannot be removed" in step.detail
     assert not report.in_sync
-    assert _partitions(admin, more) == 6 and _partitions(admin, fewer) == 2
+    assert _partitions(admin, more) == 6
     assert "cannot make" in report.lines()[-1]
 
 
@@ -294,7 +307,7 @@ def test_the_command_applies_the_file_with_the_settings_prefix(
     assert "10 as defined" in again.output
 
     too_many = CliRunner().invoke(app, ["topics", "apply", "--bus", bus])
-    assert too_many.exit_code == 1  # the file's three copies on Tansu's one broker
+    assert too_many.exit_code == 1  # the file's three copies on the test's one broker
     assert "replication factor 1 -> 3" in too_many.output
 
 

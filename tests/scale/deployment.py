@@ -1,5 +1,5 @@
 """A multi-process deployment for the scale tests: `tsunagu worker` and `tsunagu up` processes
-sharing one Kafka-protocol bus (Tansu), one PostgreSQL store and one PostgreSQL vault.
+sharing one Apache Kafka bus, one PostgreSQL store and one PostgreSQL vault.
 
 Every process of a deployment has the same data directory (the platform's keys: the issuer
 that signs connector tokens, the audit signing key), as machines given the same key files
@@ -28,7 +28,7 @@ from sqlalchemy import Engine, text
 
 from broker.bus import DOMAIN_TOPICS, OutRecord
 from broker.bus.kafka import KafkaBus
-from ops.tansu import TansuBroker, free_port
+from ops.kafka.broker import KafkaBroker, free_port
 from tests.events import connector_headers, example_data, make_event
 from tests.fixtures.platform import RunningPlatform
 
@@ -146,7 +146,7 @@ class WorkerProcess:
 class Deployment:
     """The shared parts of one test's deployment, and the processes started on them."""
 
-    tansu: TansuBroker
+    kafka_broker: KafkaBroker
     bus: KafkaBus
     store: Engine
     store_url: str
@@ -163,7 +163,7 @@ class Deployment:
         """The environment every process of this deployment runs with."""
         return {
             **os.environ,
-            "TSUNAGU_BUS": self.tansu.url,
+            "TSUNAGU_BUS": self.kafka_broker.url,
             "TSUNAGU_DATABASE_URL": self.store_url,
             "TSUNAGU_VAULT_URL": self.vault_url,
             "TSUNAGU_DATA_DIR": str(self.data_dir),

@@ -1,4 +1,4 @@
-"""Two `tsunagu up` processes on one PostgreSQL store and one Kafka-protocol bus (Tansu), as two
+"""Two `tsunagu up` processes on one PostgreSQL store and one Apache Kafka bus, as two
 API machines behind a proxy: each keeps its own consent cache, and a consent changed through
 one holds in the other. (tests/api/test_api_processes.py covers `TSUNAGU_API_PROCESSES` on the
 embedded SQLite store and bus.)"""

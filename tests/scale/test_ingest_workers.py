@@ -1,4 +1,4 @@
-"""Several `tsunagu worker` processes in one consumer group, on Tansu and PostgreSQL: they share
+"""Several `tsunagu worker` processes in one consumer group, on Kafka and PostgreSQL: they share
 the partitions, and when one stops (SIGTERM) or dies (SIGKILL) mid-stream the others take its
 partitions over. Across every rebalance each event is projected exactly once, and the audit
 log accounts for each one exactly once and verifies."""

@@ -1,4 +1,4 @@
-"""A member's records across a rebalance, on the Kafka bus (Tansu): what a member had fetched
+"""A member's records across a rebalance, on the Kafka bus: what a member had fetched
 but not yet handed out is delivered again, whether it keeps the partition or loses it."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import time
 
 from broker.bus import OutRecord, TopicPartition, TopicSpec
 from broker.bus.kafka import KafkaBus, KafkaGroupConsumer
-from tests.fixtures.tansu import TansuBroker, unique_topic
+from tests.fixtures.kafka import KafkaBroker, unique_topic
 
 RECORDS = 20_000
 PARTITIONS = 4
@@ -42,7 +42,7 @@ def _drain(
 
 
 def test_records_a_member_had_buffered_are_delivered_after_a_rebalance(
-    tansu: TansuBroker, kafka_bus: KafkaBus
+    kafka_broker: KafkaBroker, kafka_bus: KafkaBus
 ) -> None:
     topic, group = unique_topic("rebalance"), unique_topic("group")
     kafka_bus.create_topics([TopicSpec(topic, PARTITIONS)])
@@ -61,7 +61,7 @@ def test_records_a_member_had_buffered_are_delivered_after_a_rebalance(
         first.commit({TopicPartition(r.topic, r.partition): r.offset + 1 for r in records})
     time.sleep(1.0)  # the buffer fills
     # A second member joins: the group rebalances, and the first keeps some partitions.
-    other = KafkaBus([tansu.bootstrap], client_id="tsunagu-test-2")
+    other = KafkaBus([kafka_broker.bootstrap], client_id="tsunagu-test-2")
     second = other.consumer(group, [topic])
     try:
         deadline = time.monotonic() + 60
