@@ -3,8 +3,8 @@
 A listing keeps its public part and its ``owner_id`` in clear (the property rule decides on
 the owner), and its owner-identifying details sealed under the owner's key, so erasing the
 owner shreds them. A change of owner drops the previous owner's details: they are never
-opened for, nor sealed under, the new owner. An inquiry names the inquiring resident by their row reference and seals
-what they wrote.
+opened for, nor sealed under, the new owner. An inquiry names the inquiring resident by
+their row reference and seals what they wrote.
 """
 
 from __future__ import annotations
