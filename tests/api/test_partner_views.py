@@ -453,6 +453,31 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
     assert received.headers[ID_HEADER.lower()] == payload["notification_id"]
 
 
+def test_an_erasure_tells_the_partner_under_its_pseudonym_though_the_consent_is_scrubbed(
+    platform: RunningPlatform,
+) -> None:
+    hooks = PartnerServer()
+    hooks.fail_first = 2  # the notice is delivered on a retry, after the consent is scrubbed
+    resident = _id("res")
+    try:
+        with platform.client() as http:
+            partner = register_partner(platform, http, PLANNING, webhook_url=hooks.url)
+            consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+            (pseudonym,) = _pseudonyms(platform, http, partner)
+            erased = http.post("/v1/me/erasure", headers=platform.auth("resident", resident))
+            assert erased.status_code == 200, erased.text
+            assert hooks.wait_for(3, timeout_s=30)
+            jwks = http.get("/.well-known/jwks.json").json()
+        received = hooks.received[-1]
+        payload = verify_notification(received.body, received.headers[SIGNATURE_HEADER], jwks)
+    finally:
+        hooks.close()
+    assert erased.json()["rows_deleted"]["consents"] == 2  # the grant and its revocation
+    assert (payload["type"], payload["supersedes"]) == ("consent.revoked", consent)
+    assert payload["subject_pseudonym"] == pseudonym
+    assert resident.encode() not in received.body
+
+
 def test_lists_filter_by_time_range(platform: RunningPlatform) -> None:
     first, second = _id("res"), _id("res")
     with platform.client() as http:
