@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from broker.bus import OutRecord, TopicPartition, TopicSpec, next_offsets, open_bus
+from broker.bus import Forgetting, OutRecord, TopicPartition, TopicSpec, next_offsets, open_bus
 from broker.bus.sqlite_log import SqliteLog, murmur2, partition_for_key
 from tests.bus.test_contract import by_partition, drain
 
@@ -268,3 +268,12 @@ def test_forget_deletes_every_record_holding_the_bytes_and_leaves_no_copy(
             assert alice not in path.read_bytes(), path
     finally:
         log_.close()
+
+
+def test_the_platform_opens_the_sqlite_log_with_the_stated_retention(tmp_path: Path) -> None:
+    bus = open_bus(f"sqlite:///{tmp_path / 'bus.db'}", retention_s=14 * 24 * 3600)
+    try:
+        assert isinstance(bus, Forgetting)
+        assert bus.retention_s == 14 * 24 * 3600
+    finally:
+        bus.close()
