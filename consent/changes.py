@@ -77,7 +77,7 @@ class ConsentChange:
         return asdict(self)
 
     def to_record(self) -> OutRecord:
-        """The bus record: key = subject or partner id, value = JSON."""
+        """The bus record: key = the change's key (see ``published``), value = JSON."""
         return OutRecord(self.key.encode("utf-8"), orjson.dumps(self.to_value()))
 
     @classmethod
