@@ -228,6 +228,7 @@ def worker() -> None:
     signal.signal(signal.SIGINT, _stop)
     platform.start_change_listener()  # an erasure elsewhere evicts the subject's key here
     platform.start_chain_verifier()
+    platform.start_bus_retention()  # on the SQLite log; Kafka enforces its own
     settings = platform.settings
     if serve_metrics(settings.host, settings.metrics_port, "ingest worker"):
         typer.echo(f"metrics on http://{settings.host}:{settings.metrics_port}/metrics")

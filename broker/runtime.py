@@ -13,7 +13,7 @@ from broker.audit import AuditLog, EntryKind
 from broker.audit.metrics import unwatch_store, watch_store
 from broker.audit.monitor import ChainMonitor
 from broker.auth.provider import Identity, open_identity
-from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
+from broker.bus import DOMAIN_TOPICS, Bus, BusError, Forgetting, TopicSpec, dlq_topic, open_bus
 from broker.ingest.deadletter import UNROUTED_DLQ
 from broker.ingest.gateway import IngestGateway
 from broker.ingest.pipeline import IngestWorker
@@ -70,7 +70,7 @@ class Platform:
     def open(cls, settings: Settings) -> Platform:
         """Open the bus and the store, creating topics and tables as needed."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        bus = open_bus(settings.bus_url)
+        bus = open_bus(settings.bus_url, retention_s=settings.bus_retention_s)
         bus.create_topics(topic_specs(settings))
         engine = make_engine(settings.store_url)
         registry = SchemaRegistry.from_directory(settings.schemas_dir)
@@ -90,6 +90,8 @@ class Platform:
         watch_store(engine)  # this process's /metrics reports the audit checkpoint's age
         decisions.on_decision = audit.record_decision
         consent.add_change_hook(partial(_audit_consent_change, audit))
+        pseudonyms = Pseudonyms(key_of(settings))
+        consent.add_change_hook(partial(_forget_erased_pseudonyms, pseudonyms))
         # Apart from the store, so that no backup of the store holds a subject key.
         vault = SubjectVault.open_url(settings.vault_store_url)
         return cls(
@@ -103,7 +105,7 @@ class Platform:
             decisions,
             consent,
             vault,
-            Pseudonyms(key_of(settings)),
+            pseudonyms,
             audit,
         )
 
@@ -146,7 +148,28 @@ class Platform:
         )
         thread.start()
         self.start_chain_verifier()
+        self.start_bus_retention()
         return thread
+
+    def start_bus_retention(self, interval_s: float = 3600.0) -> None:
+        """On the SQLite log, delete expired records now and every ``interval_s`` (Kafka
+        enforces its topics' retention itself)."""
+        bus = self.bus
+        if not isinstance(bus, Forgetting):
+            return
+
+        def enforce() -> None:
+            while True:
+                try:
+                    dropped = bus.enforce_retention()
+                    if dropped:
+                        log.info("bus retention: %d expired records deleted", dropped)
+                except BusError as exc:
+                    log.warning("bus retention: failed, will retry: %s", exc)
+                if self.stop.wait(interval_s):
+                    return
+
+        threading.Thread(target=enforce, name="bus-retention", daemon=True).start()
 
     def start_chain_verifier(self) -> None:
         """Verify the whole audit chain now and every ``audit_verify_interval_s`` (0: never),
@@ -173,6 +196,10 @@ class Platform:
     def _evict_subject_key(self, change: ConsentChange) -> None:
         if change.scope is ChangeScope.SUBJECT:
             self.vault.evict(change.key)
+        elif change.scope is ChangeScope.ERASURE:
+            # The topic does not say whom: every cached key and pseudonym goes.
+            self.vault.evict_all()
+            self.pseudonyms.forget()
 
     def start_consent_threads(self) -> None:
         """Apply other processes' consent changes here, publish this process's, and notify
@@ -206,6 +233,12 @@ class Platform:
         self.bus.close()
         self.engine.dispose()
         self.vault.close()
+
+
+def _forget_erased_pseudonyms(pseudonyms: Pseudonyms, change: ConsentChange) -> None:
+    """An erasure made here: the erased subject's pseudonyms stop resolving at once."""
+    if change.event == "erased":
+        pseudonyms.forget()
 
 
 def _audit_consent_change(audit: AuditLog, change: ConsentChange) -> None:

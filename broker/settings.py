@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         pattern=r"^[a-z0-9_.-]*$",
         description="Prefix of every topic name, to share one Kafka cluster between platforms.",
     )
+    bus_retention_s: float = Field(
+        default=14 * 24 * 3600.0,
+        gt=0,
+        description="The longest time the bus keeps a record: enforced on the SQLite log "
+        "(hourly, records every group has committed past); on Kafka the topics' retention.ms "
+        "(ops/kafka/topics.yaml) enforces it and this states it in erasure records.",
+    )
     ingest_group: str = Field(default="tsunagu-ingest", min_length=1)
     topic_partitions: int = Field(default=4, ge=1, le=256)
     ingest_batch_size: int = Field(default=2000, ge=1, le=100_000)

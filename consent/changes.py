@@ -1,9 +1,13 @@
 """The ``consent.changes`` records: what changed, so every process can drop what it cached.
 
-The topic is compacted and keyed by the subject id (consent changes) or the partner id
-(partners and purpose approvals), so compaction keeps the latest change of each. It has one
-partition: consent changes are few, one total order is simpler to reason about, and a
-listener can tell it has caught up by seeing its own marker come back (see ``listener``).
+The topic is compacted, and never names a subject: a consent change is published keyed by
+its consent id (scope ``consent``; a reader finds the subject in the store), an erasure by a
+random id (scope ``erasure``: every reader drops what it cached of anyone), and partner
+changes by the partner id. An erasure scrubs the subject from their consent rows, so what the
+topic keeps for ever then links to no one. It has one partition: consent changes are few, one
+total order is simpler to reason about, and a listener can tell it has caught up by seeing
+its own marker come back (see ``listener``). In-process, before publishing, a change names
+its subject (scope ``subject``), for this process's caches and audit entries.
 
 A record only says *that* something changed and where; the store stays the truth. Readers
 must not rebuild consents from this topic: compaction drops all but the last change per key.
@@ -11,7 +15,8 @@ must not rebuild consents from this topic: compaction drops all but the last cha
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import uuid
+from dataclasses import asdict, dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -28,7 +33,9 @@ MARKER_KEY = "_listener"
 class ChangeScope(StrEnum):
     """Which cached entries a change invalidates."""
 
-    SUBJECT = "subject"  # the subject's consents (key = subject id)
+    SUBJECT = "subject"  # the subject's consents (key = subject id; in-process only)
+    CONSENT = "consent"  # the consents of the subject of one consent (key = consent id)
+    ERASURE = "erasure"  # someone was erased: every cached subject (key = a random id)
     PARTNER = "partner"  # the partner and its purpose approvals (key = partner id)
     MARKER = "marker"  # nothing: a listener checking that it has caught up
 
@@ -56,12 +63,21 @@ class ConsentChange:
     #: The store's consent epoch this change moved it to (none on markers).
     epoch: int | None = None
 
+    def published(self) -> ConsentChange:
+        """This change as ``consent.changes`` carries it: never keyed by, nor naming, a
+        subject (see the module doc)."""
+        if self.scope is not ChangeScope.SUBJECT:
+            return self
+        if self.consent_id is not None:
+            return replace(self, scope=ChangeScope.CONSENT, key=self.consent_id)
+        return replace(self, scope=ChangeScope.ERASURE, key=f"ers-{uuid.uuid4().hex}")
+
     def to_value(self) -> dict[str, str | int | None]:
         """The JSON object published as the record value."""
         return asdict(self)
 
     def to_record(self) -> OutRecord:
-        """The bus record: key = subject or partner id, value = JSON."""
+        """The bus record: key = the change's key (see ``published``), value = JSON."""
         return OutRecord(self.key.encode("utf-8"), orjson.dumps(self.to_value()))
 
     @classmethod

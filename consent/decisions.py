@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consent import epoch
 from consent.catalogue import Catalogue
 from consent.changes import ChangeScope, ConsentChange
+from consent.ids import SUBJECT_ID
 from consent.model import Consent, ConsentStatus, Partner, PartnerPurpose, SubjectKind
 
 log = logging.getLogger(__name__)
@@ -359,6 +360,10 @@ class DecisionPoint:
         """Drop what ``change`` makes stale (called by the service and by the listener)."""
         if change.scope is ChangeScope.SUBJECT:
             self.invalidate_subject(change.key)
+        elif change.scope is ChangeScope.CONSENT:
+            self.invalidate_consent(change.key)
+        elif change.scope is ChangeScope.ERASURE:
+            self.clear()
         elif change.scope is ChangeScope.PARTNER:
             self.invalidate_partner(change.key)
         if change.epoch is not None:
@@ -400,6 +405,21 @@ class DecisionPoint:
         with self._lock:
             self._generation += 1
             self._subjects.pop(subject, None)
+
+    def invalidate_consent(self, consent_id: str) -> None:
+        """Forget the consents of the subject of ``consent_id`` (found in the store); forget
+        every subject when it cannot be told whose it is (scrubbed by an erasure)."""
+        try:
+            with self.engine.connect() as conn:
+                subject = conn.execute(
+                    select(_consents.c.subject_id).where(_consents.c.id == consent_id)
+                ).scalar_one_or_none()
+        except SQLAlchemyError:
+            subject = None
+        if subject is None or not SUBJECT_ID.fullmatch(subject):
+            self.clear()
+        else:
+            self.invalidate_subject(subject)
 
     def invalidate_partner(self, partner: str) -> None:
         """Forget the partner and its approvals."""

@@ -13,6 +13,15 @@ process dies after destroying the key but before deleting, the rows can no longe
 from the subject id; erasing again finishes every such pending erasure. Erasing is idempotent;
 a request that failed must be repeated (until it returns, the key may still exist).
 
+Erasure reaches the copies beyond the projections too. The subject's consent rows stay (a
+partner's record of what it was allowed) but no longer name them: their subject id becomes
+the erasure record's id and their receipts (signed claims naming the subject) are emptied;
+a partner's revocation notice keeps the pseudonym it needs. On SQLite the deleted bytes are
+zeroed and the store's WAL truncated. On the embedded bus every record holding the subject's
+id is deleted (``Forgetting.forget``); Kafka cannot delete records, so the record states
+when its copies expire (``copies_expire_at``: now plus the bus's retention, the longest
+time any copy, a dead letter included, can outlive the erasure).
+
 Other processes may keep a cached key for up to the vault's ``max_age_s`` after an erasure
 (no cross-process broadcast yet). Rows they project meanwhile stay behind: sealed under the
 destroyed key and named by a reference nobody can compute any more, but with their clear
@@ -26,19 +35,22 @@ import hashlib
 import hmac
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import JSON, Column, Connection, Engine, select
+import orjson
+from sqlalchemy import JSON, Column, Connection, Engine, inspect, select, text
 from sqlmodel import Field, SQLModel
 
+from broker.bus import Bus, Forgetting
 from broker.store.projections import LISTINGS, SUBJECT_TABLES
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import InvalidTransitionError
-from consent.model import ConsentStatus
+from consent.model import Consent, ConsentStatus
+from consent.notifications import PartnerNotification, create_notification_tables, enqueue_due
 from consent.service import ConsentService
 from consent.vault import SubjectVault
 
@@ -67,9 +79,15 @@ class Erasure(SQLModel, table=True):
     rows_deleted: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON))
     # The subject's row reference, kept only until their rows are deleted (see module doc).
     pending_ref: str | None = Field(default=None, max_length=64, index=True)
+    # When the last copy outside the platform's reach (on Kafka, by retention) is gone.
+    copies_expire_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
 
 
 _erasures = Erasure.__table__  # type: ignore[attr-defined]
+_consents = Consent.__table__  # type: ignore[attr-defined]
+_notifications = PartnerNotification.__table__  # type: ignore[attr-defined]
+#: A partner's pseudonym of a subject: ``pseudonym(partner_id, subject_id)``.
+Pseudonym = Callable[[str, str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +103,7 @@ class ErasureRecord:
     consents_revoked: int
     key_destroyed: bool
     rows_deleted: dict[str, int]
+    copies_expire_at: datetime | None = None
 
     def is_of(self, subject_id: str) -> bool:
         """Whether this erasure was of ``subject_id`` (needs the salt, which is not stored)."""
@@ -99,8 +118,14 @@ def subject_digest(subject_id: str, salt: bytes) -> str:
 
 
 def create_tables(store: Engine) -> None:
-    """Create the erasures table in the store if it is missing."""
+    """Create the erasures table in the store if it is missing (and add the columns that
+    came later to one made before)."""
     SQLModel.metadata.create_all(store, tables=[_erasures])
+    columns = {c["name"] for c in inspect(store).get_columns(_erasures.name)}
+    if "copies_expire_at" not in columns:
+        kind = "TIMESTAMP WITH TIME ZONE" if store.dialect.name == "postgresql" else "DATETIME"
+        with store.begin() as conn:
+            conn.execute(text(f"ALTER TABLE erasures ADD COLUMN copies_expire_at {kind}"))
 
 
 def erase(
@@ -110,11 +135,21 @@ def erase(
     store: Engine,
     requested_by: str,
     consent_service: ConsentService | None = None,
+    bus: Bus | None = None,
+    bus_retention_s: float | None = None,
+    pseudonym: Pseudonym | None = None,
 ) -> ErasureRecord:
-    """Forget ``subject_id``: revoke, destroy their key, delete their rows, record it."""
+    """Forget ``subject_id``: revoke, destroy their key, delete their rows, scrub them from
+    their consents, the store's WAL and the embedded bus, record it (see the module doc).
+
+    ``bus_retention_s`` is the longest time ``bus`` keeps a record; ``pseudonym`` gives the
+    partners told of the revocations their pseudonym of the subject.
+    """
     create_tables(store)
     requested_at = _now()
     revoked = _revoke_consents(consent_service, subject_id) if consent_service else 0
+    if revoked and pseudonym is not None:
+        _pseudonymise_notices(store, subject_id, pseudonym, since=requested_at)
     ref = vault.ref(subject_id)
     salt = secrets.token_bytes(16)
     digest = subject_digest(subject_id, salt)
@@ -142,10 +177,20 @@ def erase(
         consent_service.announce_erasure(subject_id)
     with store.begin() as conn:
         deleted = _delete_rows(conn, ref)
-        deleted[LISTINGS.name] = conn.execute(
-            LISTINGS.delete().where(LISTINGS.c.owner_id == subject_id)
-        ).rowcount
+        with _secure_delete(conn):
+            deleted[LISTINGS.name] = conn.execute(
+                LISTINGS.delete().where(LISTINGS.c.owner_id == subject_id)
+            ).rowcount
+            # The consents stay, for the partners' record, but name the erasure, not whom.
+            deleted[_consents.name] = conn.execute(
+                _consents.update()
+                .where(_consents.c.subject_id == subject_id)
+                .values(subject_id=record_id, receipt="")
+            ).rowcount
         completed_at = _now()
+        expires = (
+            None if bus_retention_s is None else completed_at + timedelta(seconds=bus_retention_s)
+        )
         conn.execute(
             _erasures.update()
             .where(_erasures.c.id == record_id)
@@ -154,8 +199,13 @@ def erase(
                 key_destroyed=destroyed,
                 rows_deleted=deleted,
                 pending_ref=None,
+                copies_expire_at=expires,
             )
         )
+    _truncate_wal(store)
+    if isinstance(bus, Forgetting):
+        # The id as every event and dead letter holds it: a JSON string.
+        deleted["bus_records"] = bus.forget(orjson.dumps(subject_id))
     return ErasureRecord(
         id=record_id,
         subject_digest=digest,
@@ -166,6 +216,7 @@ def erase(
         consents_revoked=revoked,
         key_destroyed=destroyed,
         rows_deleted=deleted,
+        copies_expire_at=expires,
     )
 
 
@@ -211,6 +262,38 @@ def _delete_rows(conn: Connection, ref: str | None) -> dict[str, int]:
             t.name: conn.execute(t.delete().where(t.c.subject_ref == ref)).rowcount
             for t in SUBJECT_TABLES
         }
+
+
+def _pseudonymise_notices(
+    store: Engine, subject_id: str, pseudonym: Pseudonym, *, since: datetime
+) -> None:
+    """Queue the partners' notices of the revocations just made, each with the partner's
+    pseudonym of the subject: once their consents are scrubbed it could not be computed."""
+    create_notification_tables(store)
+    enqueue_due(store, _now(), since=since - timedelta(minutes=1))
+    n, c = _notifications, _consents
+    with store.begin() as conn:
+        notices = conn.execute(
+            select(n.c.id, n.c.partner_id, n.c.payload)
+            .join(c, c.c.id == n.c.consent_id)
+            .where(c.c.subject_id == subject_id)
+        ).all()
+        for notice_id, partner_id, payload in notices:
+            conn.execute(
+                n.update()
+                .where(n.c.id == notice_id)
+                .values(payload={**payload, "subject_pseudonym": pseudonym(partner_id, subject_id)})
+            )
+
+
+def _truncate_wal(store: Engine) -> None:
+    """On SQLite, fold the WAL into the file and empty it: deleted rows' old page images
+    would otherwise stay in ``-wal`` until overwritten. A reader still active leaves it for
+    the next checkpoint."""
+    if store.dialect.name != "sqlite":
+        return
+    with store.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 @contextmanager

@@ -509,10 +509,9 @@ class ConsentService:
         """Write ``change`` to the outbox in the change's own transaction, numbered by the
         store's consent epoch (how every process tells that it has not heard of it yet)."""
         change = replace(change, epoch=epoch.advance(conn))
+        wire = change.published()  # the outbox and the topic never hold the subject id
         conn.execute(
-            _outbox.insert().values(
-                key=change.key, value=change.to_value(), created_at=self._clock()
-            )
+            _outbox.insert().values(key=wire.key, value=wire.to_value(), created_at=self._clock())
         )
         return change
 

@@ -7,8 +7,11 @@ undecryptable and unlinkable to the person (crypto-shredding).
 
 The vault lives in its own database (``TSUNAGU_VAULT_URL``; SQLite in ``data_dir/keys`` by
 default), never in the store, so that a backup of the store holds no key. A destroyed key's
-row stays as a tombstone (``key`` NULL, ``destroyed_at`` set): no key is ever created again
-for an erased subject, so their later events cannot be projected.
+row is deleted (its bytes zeroed) and a tombstone takes its place (``key`` NULL,
+``destroyed_at`` set): no key is ever created again for an erased subject, so their later
+events cannot be projected. The tombstone names the subject only by ``tombstone_id``, an HMAC
+under the vault's own secret (``vault_secret``, kept in the vault): the vault keeps no erased
+id in clear, and only someone holding the vault can test a guessed id for erasure.
 
 Keys are cached in-process (LRU, at most ``max_age_s`` old): the ingest path must not read
 the vault per event. ``destroy`` drops the key from *this* process's cache at once; another
@@ -89,6 +92,23 @@ subject_keys = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("destroyed_at", UtcDateTime, nullable=True),
 )
+
+
+#: The vault's own secret for tombstone ids, made at first use; never leaves the vault.
+vault_secret = Table(
+    "vault_secret",
+    _metadata,
+    Column("id", String(16), primary_key=True),
+    Column("secret", LargeBinary(KEY_BYTES), nullable=False),
+)
+TOMBSTONE_PREFIX = "erased-"
+_SECRET_ID = "tombstones"
+
+
+def tombstone_id(secret: bytes, subject_id: str) -> str:
+    """What an erased subject's tombstone is keyed by: ``erased-`` + HMAC-SHA256, hex."""
+    mac = hmac.new(secret, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    return TOMBSTONE_PREFIX + mac[:REF_HEX_CHARS]
 
 
 def blind_ref(key: bytes) -> str:
@@ -190,6 +210,7 @@ class SubjectVault:
             _metadata.create_all(engine)
         except SQLAlchemyError:
             _metadata.create_all(engine)  # another process created the table meanwhile
+        self._secret = _load_secret(engine)
 
     @classmethod
     def open_url(cls, url: str, **options: Any) -> SubjectVault:
@@ -263,23 +284,23 @@ class SubjectVault:
         with self._gate.exclusive():
             now = datetime.now(UTC)
             with self.engine.begin() as conn:
+                # Deleted, not updated: the row held the id in clear (secure_delete zeroes it).
                 destroyed = (
                     conn.execute(
-                        subject_keys.update()
-                        .where(
+                        subject_keys.delete().where(
                             subject_keys.c.subject_id == subject_id,
                             subject_keys.c.key.is_not(None),
                         )
-                        .values(key=None, destroyed_at=now)
                     ).rowcount
                     == 1
                 )
-                if not destroyed:
-                    _insert_absent(
-                        conn,
-                        [{"subject_id": subject_id, "key": None, "created_at": now}],
-                        destroyed_at=now,
-                    )
+                # A tombstone of before tombstone ids named the subject in clear: replaced.
+                conn.execute(subject_keys.delete().where(subject_keys.c.subject_id == subject_id))
+                _insert_absent(
+                    conn,
+                    [{"subject_id": self._tombstone(subject_id), "key": None, "created_at": now}],
+                    destroyed_at=now,
+                )
             with self._lock:
                 self._generation += 1
                 self._keys.pop(subject_id, None)
@@ -293,7 +314,16 @@ class SubjectVault:
             self._generation += 1
             self._keys.pop(subject_id, None)
 
+    def evict_all(self) -> None:
+        """Forget every cached key (someone was erased elsewhere; we are not told whom)."""
+        with self._lock:
+            self._generation += 1
+            self._keys.clear()
+
     # -- internals -----------------------------------------------------------------------------
+
+    def _tombstone(self, subject_id: str) -> str:
+        return tombstone_id(self._secret, subject_id)
 
     def _load(
         self, subjects: list[str], create: bool, now: float
@@ -301,6 +331,7 @@ class SubjectVault:
         self.loads += 1
         with self.engine.connect() as conn:
             stored = _select(conn, subjects)
+            stored.update(self._erased_among(conn, [s for s in subjects if s not in stored]))
         if create:
             absent = [s for s in subjects if s not in stored]
             if absent:
@@ -314,6 +345,14 @@ class SubjectVault:
                     # ours is dropped, and both read back the one that was stored.
                     _insert_absent(conn, rows)
                     stored.update(_select(conn, absent))
+                    # One erased meanwhile (its destroy committed before our insert) keeps
+                    # no key: drop the one just made.
+                    late = self._erased_among(conn, absent)
+                    if late:
+                        conn.execute(
+                            subject_keys.delete().where(subject_keys.c.subject_id.in_(late))
+                        )
+                        stored.update(late)
         loaded = {s: SubjectKey(s, k, now) for s, k in stored.items() if k is not None}
         tombstones = [s for s, k in stored.items() if k is None]
         return loaded, tombstones
@@ -336,6 +375,28 @@ class SubjectVault:
     def _trim(self, cache: OrderedDict[str, Any]) -> None:
         while len(cache) > self.max_keys:
             cache.popitem(last=False)
+
+    def _erased_among(self, conn: Connection, subjects: list[str]) -> dict[str, None]:
+        """Which of ``subjects`` have a tombstone."""
+        if not subjects:
+            return {}
+        by_tombstone = {self._tombstone(s): s for s in subjects}
+        found = _select(conn, list(by_tombstone))
+        return {by_tombstone[t]: None for t in found}
+
+
+def _load_secret(engine: Engine) -> bytes:
+    """The vault's tombstone secret, made at first use (the first process to store it wins)."""
+    query = select(vault_secret.c.secret).where(vault_secret.c.id == _SECRET_ID)
+    with engine.begin() as conn:
+        found = conn.execute(query).scalar_one_or_none()
+        if found is None:
+            row = {"id": _SECRET_ID, "secret": os.urandom(KEY_BYTES)}
+            dialect = conn.dialect.name
+            insert = pg_insert if dialect == "postgresql" else sqlite_insert
+            conn.execute(insert(vault_secret).values(**row).on_conflict_do_nothing())
+            found = conn.execute(query).scalar_one()
+    return bytes(found)
 
 
 def _select(conn: Connection, subjects: list[str]) -> dict[str, bytes | None]:

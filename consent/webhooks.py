@@ -409,8 +409,9 @@ class WebhookDispatcher:
             return _Outcome(False, f"{type(exc).__name__}: {exc}")
 
     def _body(self, due: _Due, at: datetime) -> bytes:
-        subject_pseudonym = None
-        if self.pseudonym is not None and due.subject_id is not None:
+        # An erasure writes the pseudonym into the notice before scrubbing the consent.
+        subject_pseudonym = due.payload.get("subject_pseudonym")
+        if subject_pseudonym is None and self.pseudonym is not None and due.subject_id:
             subject_pseudonym = self.pseudonym(due.partner_id, due.subject_id)
         return orjson.dumps(
             {**due.payload, "subject_pseudonym": subject_pseudonym, "sent_at": iso(at)}

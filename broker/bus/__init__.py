@@ -7,6 +7,7 @@ from broker.bus.base import (
     Bus,
     BusError,
     Consumer,
+    Forgetting,
     OutRecord,
     Record,
     TopicPartition,
@@ -20,6 +21,7 @@ __all__ = [
     "Bus",
     "BusError",
     "Consumer",
+    "Forgetting",
     "OutRecord",
     "Record",
     "TopicPartition",
@@ -31,13 +33,16 @@ __all__ = [
 ]
 
 
-def open_bus(url: str) -> Bus:
+def open_bus(url: str, *, retention_s: float | None = None) -> Bus:
     """Open the bus named by ``url``: ``sqlite:///path`` or
-    ``kafka://[user:password@]host:port[,host:port][?security_protocol=…&sasl_mechanism=…]``."""
+    ``kafka://[user:password@]host:port[,host:port][?security_protocol=…&sasl_mechanism=…]``.
+
+    ``retention_s`` is the SQLite log's retention; Kafka topics carry their own.
+    """
     if url.startswith("sqlite:///"):
         from broker.bus.sqlite_log import SqliteLog
 
-        return SqliteLog(url.removeprefix("sqlite:///"))
+        return SqliteLog(url.removeprefix("sqlite:///"), retention_s=retention_s)
     if url.startswith("kafka://"):
         from broker.bus.kafka import KafkaBus, kafka_url
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NewType, Protocol
+from typing import NewType, Protocol, runtime_checkable
 
 TopicName = NewType("TopicName", str)
 Headers = Sequence[tuple[str, bytes]]
@@ -115,6 +115,26 @@ class Bus(Protocol):
 
     def close(self) -> None:
         """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Forgetting(Protocol):
+    """A bus the platform can reach into for erasure: the embedded SQLite log.
+
+    Kafka is not one: the platform cannot delete a record from a Kafka topic, and its
+    copies expire only with the topics' ``retention.ms`` (what the erasure record states).
+    """
+
+    #: How long records are kept (None: for ever).
+    retention_s: float | None
+
+    def enforce_retention(self) -> int:
+        """Delete records older than the retention that every group has committed past."""
+        ...
+
+    def forget(self, needle: bytes) -> int:
+        """Delete every record whose key or value contains ``needle``, wherever it is."""
         ...
 
 

@@ -21,7 +21,13 @@ Semantics, chosen to match the Kafka backend so one contract suite covers both:
 * **Commits** write the given offset as is (last write wins, as in Kafka), also for a partition
   the member no longer owns: every commit only claims "everything below was processed", so a
   stale commit can cause redelivery but never loss.
-* No retention: records stay until ``compact()`` removes superseded ones on compacted topics.
+* **Retention** (``retention_s``, None for ever): ``enforce_retention()`` deletes records
+  older than it that every consumer group which ever committed on their partition has
+  committed past (so nothing unread is dropped); topics nobody commits on (dead letters,
+  ``consent.changes``) expire by age alone, as on Kafka. ``compact()`` also removes
+  superseded records on compacted topics. ``forget(needle)`` deletes every record holding
+  some bytes (an erased subject's id), whatever its age. Deleted records are zeroed in the
+  file (``secure_delete``) and the WAL is truncated after, so no copy lingers in ``-wal``.
 """
 
 from __future__ import annotations
@@ -183,6 +189,7 @@ class SqliteLog:
         session_timeout_s: float = 6.0,
         busy_timeout_s: float = 30.0,
         synchronous: Literal["NORMAL", "FULL"] = "NORMAL",
+        retention_s: float | None = None,
     ) -> None:
         if default_partitions < 1:
             raise BusError("default_partitions must be at least 1")
@@ -194,6 +201,9 @@ class SqliteLog:
         self.path = Path(path)
         self.default_partitions = default_partitions
         self.session_timeout_s = session_timeout_s
+        if retention_s is not None and retention_s <= 0:
+            raise BusError("retention_s must be positive (or None: keep for ever)")
+        self.retention_s = retention_s
         self._busy_timeout_s = busy_timeout_s
         self._synchronous = synchronous
         self._local = threading.local()
@@ -238,6 +248,9 @@ class SqliteLog:
                 check_same_thread=False,  # only so close() can close every thread's connection
             )
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
+            # Deleted records' bytes are zeroed where that costs no extra I/O (within a page);
+            # ``forget`` and retention turn it fully on while they delete.
+            conn.execute("PRAGMA secure_delete=FAST")
             self._local.conn = (os.getpid(), conn)
             with self._conns_lock:
                 self._conns.append((os.getpid(), conn))
@@ -418,6 +431,53 @@ class SqliteLog:
                         {"t": name},
                     ).rowcount
         return removed
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete records older than ``retention_s`` that every group which committed on
+        their partition has committed past; returns how many were deleted."""
+        if self.retention_s is None:
+            return 0
+        cutoff = (now_ms if now_ms is not None else _now_ms()) - int(self.retention_s * 1000)
+        with self._errors("enforcing retention"), self._purging() as conn:
+            return int(
+                conn.execute(
+                    "DELETE FROM records WHERE timestamp_ms < :cutoff AND offset < COALESCE("
+                    "  (SELECT MIN(o.next_offset) FROM offsets o"
+                    "   WHERE o.topic = records.topic AND o.partition = records.partition),"
+                    "  offset + 1)",
+                    {"cutoff": cutoff},
+                ).rowcount
+            )
+
+    def forget(self, needle: bytes) -> int:
+        """Delete every record whose key or value contains ``needle`` (an erased subject's
+        id as it appears in JSON), on every topic and whatever its age; how many."""
+        if not needle:
+            raise BusError("forget needs a non-empty needle")
+        with self._errors("forgetting records"), self._purging() as conn:
+            return int(
+                conn.execute(
+                    "DELETE FROM records WHERE instr(value, :n) > 0 OR instr(key, :n) > 0",
+                    {"n": needle},
+                ).rowcount
+            )
+
+    @contextmanager
+    def _purging(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction deleting with ``secure_delete`` on; then the WAL truncated, so
+        the deleted bytes survive neither in the file's free space nor in ``-wal``."""
+        conn = self._conn()
+        conn.execute("PRAGMA secure_delete=ON")
+        try:
+            with self._write() as c:
+                yield c
+        finally:
+            conn.execute("PRAGMA secure_delete=FAST")
+        # TRUNCATE waits (busy timeout) for readers of older snapshots; one still reading
+        # leaves the WAL as it is, and a later purge or checkpoint truncates it.
+        busy = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            log.warning("%s: the WAL could not be truncated yet (a reader is active)", self.path)
 
     def close(self) -> None:
         """Close every connection this object opened."""

@@ -45,6 +45,12 @@ class Pseudonyms:
         mac = hmac.new(self._key, f"{partner}\x00{subject}".encode(), hashlib.sha256).digest()
         return PREFIX + base64.b32encode(mac[:16]).decode().rstrip("=").lower()
 
+    def forget(self) -> None:
+        """Drop every partner's index: someone was erased, and their pseudonyms must stop
+        resolving now, not at the next rebuild."""
+        with self._lock:
+            self._index.clear()
+
     def resolve(
         self, partner: str, pseudonym: str, subjects: Callable[[], Iterable[str]]
     ) -> str | None:

@@ -8,7 +8,11 @@ with its id UNIQUE; a cursor, ``delivered_through``, says which are delivered. S
 * marking a batch delivered (``ack``) writes one row, not one per event: a queue that deletes
   its rows pays a random-key index update per event (measured: a third of the SDK's cost);
 * delivered rows are pruned after ``sent_retention_s`` (default 7 days). A re-run after that
-  sends them again, and the platform drops them by event id.
+  sends them again, and the platform drops them by event id. Until then a delivered row keeps
+  only its id: its key and data (a resident's, often) are emptied in the ``ack`` that marks it
+  delivered, their bytes zeroed in the page (``secure_delete=FAST``), and the WAL, which holds
+  older page images, is truncated whenever the sender is idle after an ``ack`` and on close.
+  So an erasure at the platform is not undone by a copy left at the firm.
 
 ``failed`` keeps events the platform refused for good (e.g. HTTP ingest said "rejected"),
 with the reason: they leave the queue but are never silently thrown away, and publishing
@@ -130,6 +134,8 @@ class Outbox:
         self._conn.execute("PRAGMA page_size=16384")
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.execute("PRAGMA secure_delete=FAST")
+        self._acked = False  # since the WAL was last truncated
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
@@ -200,7 +206,13 @@ class Outbox:
             conn.execute(
                 "UPDATE cursor SET seq = ? WHERE name = 'delivered_through'", (through_seq,)
             )
+            # Delivered: the id stays (re-runs send nothing twice), the data goes.
+            conn.execute(
+                "UPDATE events SET key = NULL, value = x'' WHERE seq > ? AND seq <= ?",
+                (self._cursor, through_seq),
+            )
             self._cursor = through_seq
+            self._acked = True
             self._moved(-int(delivered))
 
     def fail(self, reasons: dict[int, str]) -> None:
@@ -249,9 +261,19 @@ class Outbox:
         return int(dropped)
 
     def maybe_prune(self) -> None:
-        """Prune if the last prune was more than ten minutes ago (called when idle)."""
+        """Prune if the last prune was more than ten minutes ago, and truncate the WAL if an
+        ``ack`` emptied rows since it last was (called when idle)."""
         if time.monotonic() - self._pruned_at > _PRUNE_EVERY_S:
             self.prune()
+        if self._acked:
+            self.truncate_wal()
+
+    def truncate_wal(self) -> None:
+        """Fold the WAL into the file and empty it: delivered events' data then survives in
+        neither (a reader in another process may delay it to the next call)."""
+        with self._lock:
+            busy = self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            self._acked = bool(busy)
 
     def depth(self) -> int:
         """How many events wait to be delivered."""
@@ -274,6 +296,11 @@ class Outbox:
         return [FailedRow(*row) for row in rows]
 
     def close(self) -> None:
-        """Close the file (idempotent)."""
+        """Close the file (idempotent), its WAL truncated."""
         with self._lock:
+            try:
+                if self._acked:
+                    self.truncate_wal()
+            except sqlite3.ProgrammingError:
+                pass  # closed already
             self._conn.close()

@@ -324,6 +324,68 @@ def test_vacant_house_owner_details_follow_the_property_rule(platform: RunningPl
     assert access["trips_nearby"] == 2
 
 
+def _sale(listing: dict[str, Any], new_owner: str, **owner_details: Any) -> dict[str, Any]:
+    """A listing.updated event naming a new owner, carrying only what changed (the schema's
+    own advice): the status, and the new owner's details only when given."""
+    data: dict[str, Any] = {
+        "listing_id": listing["data"]["listing_id"],
+        "owner_id": new_owner,
+        "updated_at": "2025-06-20T10:00:00+09:00",
+        "public": {"status": "under_negotiation"},
+    }
+    if owner_details:
+        data["owner_details"] = owner_details
+    return make_event("vacant_house.listing.updated", data=data, subject=data["listing_id"])
+
+
+def _details_reads(platform: RunningPlatform, http: httpx.Client, owner: str) -> list[Any]:
+    r = http.get("/v1/me/access-log", headers=platform.auth("resident", owner))
+    assert r.status_code == 200, r.text
+    return [a for a in r.json() if "property.details" in a["categories"]]
+
+
+def test_a_sale_never_carries_the_previous_owners_details_to_the_new_owner(
+    platform: RunningPlatform,
+) -> None:
+    seller, buyer = _id("res"), _id("res")
+    listing = _listing(seller, _id("stop"))
+    lid = listing["data"]["listing_id"]
+    sellers = listing["data"]["owner_details"]
+    sellers_values = [
+        sellers["owner_name"],
+        sellers["owner_address"],
+        sellers["exact_address"],
+        sellers["owner_contact"]["phone"],
+        sellers["owner_contact"]["email"],
+    ]
+    with platform.client() as http:
+        partner = register_partner(platform, http, HOUSING)
+        platform.ingest([listing])
+        _grant(platform, http, seller, partner, HOUSING, ["property.details"])
+        before = _houses(platform, http, partner)
+        # The attack: an ordinary sale event, new owner_id and no owner details.
+        platform.ingest([_sale(listing, buyer)])
+        _grant(platform, http, buyer, partner, HOUSING, ["property.details"])
+        after_sale = _houses(platform, http, partner)
+        # The buyer's own details arrive later, and only they are shown.
+        platform.ingest([_sale(listing, buyer, owner_name="佐藤 一郎")])
+        with_buyers = _houses(platform, http, partner)
+        seller_reads = _details_reads(platform, http, seller)
+        buyer_reads = _details_reads(platform, http, buyer)
+    house_before = next(h for h in before["houses"] if h["listing_id"] == lid)
+    house_sold = next(h for h in after_sale["houses"] if h["listing_id"] == lid)
+    house_buyers = next(h for h in with_buyers["houses"] if h["listing_id"] == lid)
+    assert house_before["owner_details"]["owner_name"] == sellers["owner_name"]
+    assert house_sold["owner_details"] is None
+    assert house_sold["owner_details_withheld"]["reason"] == "no_details"
+    assert house_buyers["owner_details"] == {"owner_name": "佐藤 一郎"}
+    for seen in (house_sold, house_buyers):
+        assert not [v for v in sellers_values if v in str(seen)]
+    # Each owner's access log shows every read of their own details, and only those.
+    assert [(a["partner"], a["view"]) for a in seller_reads] == [(partner, "vacant_houses")]
+    assert [(a["partner"], a["view"]) for a in buyer_reads] == [(partner, "vacant_houses")]
+
+
 def test_request_body_over_the_api_limit_is_413(platform: RunningPlatform) -> None:
     with platform.client() as http:
         r = http.post(
@@ -348,7 +410,7 @@ def test_erased_resident_is_gone_from_every_view(platform: RunningPlatform) -> N
         (pseudonym,) = _pseudonyms(platform, http, partner)
         before = _activity(platform, http, partner, pseudonym).json()
         erased = http.post("/v1/me/erasure", headers=me)
-        after = _activity(platform, http, partner, pseudonym).json()
+        after = _activity(platform, http, partner, pseudonym)
         listed = _pseudonyms(platform, http, partner)
         again = http.post("/v1/me/erasure", headers=me)
     assert len([i for i in before["items"] if i["kind"] == "trip"]) == 2
@@ -358,8 +420,8 @@ def test_erased_resident_is_gone_from_every_view(platform: RunningPlatform) -> N
     assert record["key_destroyed"] is True
     assert record["rows_deleted"]["transport_trips"] == 2
     assert resident not in erased.text.replace(record["digest_salt"], "")
-    assert after["items"] == []
-    assert {p["withheld"]["reason"] for p in after["categories"]} == {"revoked"}
+    # The old pseudonym no longer names anyone.
+    assert after.status_code == 404, after.text
     assert listed == []
     assert again.json()["key_destroyed"] is False
     assert sum(again.json()["rows_deleted"].values()) == 0
@@ -389,6 +451,31 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
     assert payload["subject_pseudonym"] == pseudonym
     assert resident.encode() not in received.body
     assert received.headers[ID_HEADER.lower()] == payload["notification_id"]
+
+
+def test_an_erasure_tells_the_partner_under_its_pseudonym_though_the_consent_is_scrubbed(
+    platform: RunningPlatform,
+) -> None:
+    hooks = PartnerServer()
+    hooks.fail_first = 2  # the notice is delivered on a retry, after the consent is scrubbed
+    resident = _id("res")
+    try:
+        with platform.client() as http:
+            partner = register_partner(platform, http, PLANNING, webhook_url=hooks.url)
+            consent = _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+            (pseudonym,) = _pseudonyms(platform, http, partner)
+            erased = http.post("/v1/me/erasure", headers=platform.auth("resident", resident))
+            assert erased.status_code == 200, erased.text
+            assert hooks.wait_for(3, timeout_s=30)
+            jwks = http.get("/.well-known/jwks.json").json()
+        received = hooks.received[-1]
+        payload = verify_notification(received.body, received.headers[SIGNATURE_HEADER], jwks)
+    finally:
+        hooks.close()
+    assert erased.json()["rows_deleted"]["consents"] == 2  # the grant and its revocation
+    assert (payload["type"], payload["supersedes"]) == ("consent.revoked", consent)
+    assert payload["subject_pseudonym"] == pseudonym
+    assert resident.encode() not in received.body
 
 
 def test_lists_filter_by_time_range(platform: RunningPlatform) -> None:

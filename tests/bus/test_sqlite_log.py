@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from broker.bus import OutRecord, TopicPartition, TopicSpec, next_offsets, open_bus
+from broker.bus import Forgetting, OutRecord, TopicPartition, TopicSpec, next_offsets, open_bus
 from broker.bus.sqlite_log import SqliteLog, murmur2, partition_for_key
 from tests.bus.test_contract import by_partition, drain
 
@@ -198,3 +198,82 @@ def test_commit_of_a_negative_offset_is_refused(sqlite_bus: SqliteLog) -> None:
         consumer.commit({TopicPartition("t", 0): -1})
     consumer.commit(next_offsets([]))
     consumer.close()
+
+
+def _offsets(log_: SqliteLog, topic: str) -> list[int]:
+    with sqlite3.connect(log_.path) as conn:
+        rows = conn.execute("SELECT offset FROM records WHERE topic = ? ORDER BY offset", (topic,))
+        return [int(o) for (o,) in rows]
+
+
+def test_retention_drops_old_records_every_group_has_committed_past(tmp_path: Path) -> None:
+    log_ = SqliteLog(tmp_path / "bus.db", retention_s=3600)
+    try:
+        log_.create_topics([TopicSpec("t", partitions=1), TopicSpec("t.dlq", partitions=1)])
+        log_.publish("t", [OutRecord(b"k", f"{i}".encode()) for i in range(10)])
+        log_.publish("t.dlq", [OutRecord(b"k", b"dead")])
+        ingest = log_.consumer("ingest", ["t"])
+        drain(ingest, 10)
+        ingest.commit({TopicPartition("t", 0): 6})  # offsets 6..9 not processed yet
+        slow = log_.consumer("slow", ["t"])
+        slow.commit({TopicPartition("t", 0): 4})  # another group is further behind
+        in_an_hour = int(time.time() * 1000) + 3600 * 1000 + 1
+        assert log_.enforce_retention(now_ms=int(time.time() * 1000)) == 0  # nothing old yet
+        # Old enough: only what every committing group has passed goes; the dead letters,
+        # which no group commits on, expire by age alone.
+        assert log_.enforce_retention(now_ms=in_an_hour) == 5
+        assert _offsets(log_, "t") == [4, 5, 6, 7, 8, 9]
+        assert _offsets(log_, "t.dlq") == []
+        slow.commit({TopicPartition("t", 0): 10})
+        assert log_.enforce_retention(now_ms=in_an_hour) == 2
+        assert _offsets(log_, "t") == [6, 7, 8, 9]
+        # Reading on from the committed offset still gets every unprocessed record.
+        ingest.close()
+        again = log_.consumer("ingest", ["t"])
+        assert [r.offset for r in drain(again, 4)] == [6, 7, 8, 9]
+        again.close()
+        slow.close()
+    finally:
+        log_.close()
+
+
+def test_a_log_without_retention_keeps_everything(sqlite_bus: SqliteLog) -> None:
+    sqlite_bus.publish("t", [OutRecord(b"k", b"v")])
+    assert sqlite_bus.retention_s is None
+    assert sqlite_bus.enforce_retention() == 0
+    assert sum(sqlite_bus.end_offsets("t").values()) == 1
+
+
+def test_forget_deletes_every_record_holding_the_bytes_and_leaves_no_copy(
+    tmp_path: Path,
+) -> None:
+    log_ = SqliteLog(tmp_path / "bus.db")
+    try:
+        log_.create_topics([TopicSpec("t", partitions=2), TopicSpec("t.dlq", partitions=1)])
+        alice, alices_long = b'"res-alice001"', b'"res-alice0012"'
+        log_.publish(
+            "t",
+            [OutRecord(b"res-alice001", b'{"resident_id": "res-alice001", "x": "090-1"}')]
+            + [OutRecord(b"k", b'{"resident_id": "res-alice0012"}') for _ in range(50)]
+            + [OutRecord(None, b'{"owner_id": "res-alice001"}')],
+        )
+        log_.publish("t.dlq", [OutRecord(None, b'{"resident_id": "res-alice001"}')])
+        assert log_.forget(alice) == 3
+        assert log_.forget(alice) == 0
+        # Another id that merely starts the same is not touched (the needle is quoted).
+        assert len(_offsets(log_, "t")) == 50
+        assert alices_long[1:-1] in (tmp_path / "bus.db").read_bytes()
+        for path in tmp_path.iterdir():
+            assert b"090-1" not in path.read_bytes(), path
+            assert alice not in path.read_bytes(), path
+    finally:
+        log_.close()
+
+
+def test_the_platform_opens_the_sqlite_log_with_the_stated_retention(tmp_path: Path) -> None:
+    bus = open_bus(f"sqlite:///{tmp_path / 'bus.db'}", retention_s=14 * 24 * 3600)
+    try:
+        assert isinstance(bus, Forgetting)
+        assert bus.retention_s == 14 * 24 * 3600
+    finally:
+        bus.close()

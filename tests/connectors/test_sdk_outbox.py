@@ -60,6 +60,31 @@ def test_delivered_ids_are_remembered_so_a_rerun_does_not_queue_them_again(
     forgetful.close()
 
 
+def _files_holding(directory: Path, needle: bytes) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if needle in p.read_bytes())
+
+
+def test_a_delivered_event_keeps_only_its_id_in_every_file_of_the_outbox(
+    tmp_path: Path,
+) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    resident = [
+        OutboxEntry(f"ev-{i}", "health", b"res-erasable01", b'{"phone": "090-5555-%04d"}' % i)
+        for i in range(200)
+    ]
+    outbox.add_many([*resident, *_entries(1)])
+    outbox.ack(outbox.peek(200)[-1].seq)
+    queued = _files_holding(tmp_path, b"id-0")  # not delivered yet: still whole
+    outbox.maybe_prune()  # what the sender does when idle
+    assert _files_holding(tmp_path, b"090-5555-") == []
+    assert _files_holding(tmp_path, b"res-erasable01") == []
+    assert outbox.add_many(resident) == 0  # the ids are kept: a re-run sends nothing twice
+    assert [r.value for r in outbox.peek(10)] == [b'{"n": 0}']
+    outbox.close()
+    assert queued  # the check above could have found the bytes
+    assert _files_holding(tmp_path, b'{"n": 0}') == ["o.db"]
+
+
 def test_failed_attempts_are_recorded_and_refused_events_kept_aside(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "o.db")
     outbox.add_many(_entries(3))

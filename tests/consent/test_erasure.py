@@ -109,7 +109,8 @@ def test_erased_subject_ciphertext_cannot_be_decrypted(
         elsewhere.close()
     with vault.engine.connect() as conn:
         keys = conn.execute(select(subject_keys.c.subject_id, subject_keys.c.key)).all()
-    assert dict(keys)[ALICE] is None  # nothing left in the vault to try
+    assert ALICE not in dict(keys)  # nothing left in the vault to try, not even the id
+    assert None in dict(keys).values()  # a tombstone under a digest keeps Alice erased
 
 
 def test_a_store_backup_taken_before_erasure_can_no_longer_be_read_or_linked(
@@ -224,10 +225,14 @@ def test_erasure_revokes_live_consents_so_partners_are_told(
     record = erase(ALICE, vault=vault, store=world, requested_by=OPERATOR, consent_service=service)
 
     assert record.consents_revoked == 2
-    assert {c.status for c in service.current(ALICE)} == {"revoked"}
-    assert {c.supersedes for c in service.current(ALICE)} == {consent.id, paused.id}
+    # The partner's record stays, revoked, but names the erasure instead of Alice.
+    assert service.current(ALICE) == service.history(ALICE) == []
+    scrubbed = service.current(record.id)
+    assert {c.status for c in scrubbed} == {"revoked"}
+    assert {c.supersedes for c in scrubbed} == {consent.id, paused.id}
+    assert {c.receipt for c in service.history(record.id)} == {""}
     refusal = decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    assert (refusal.allowed, refusal.reason) == (False, DecisionReason.REVOKED)
+    assert (refusal.allowed, refusal.reason) == (False, DecisionReason.NO_CONSENT)
 
 
 def test_an_interrupted_erasure_is_finished_by_erasing_again(
@@ -299,8 +304,9 @@ def test_an_erasure_evicts_the_subjects_key_from_other_processes_at_once(
     assert ALICE in other.keys_for([ALICE], create=False)
 
     def evict(change: ConsentChange) -> None:
-        if change.scope is ChangeScope.SUBJECT:
-            other.evict(change.key)
+        # As the platform does (broker.runtime): the topic never says whom, so all go.
+        if change.scope is ChangeScope.ERASURE:
+            other.evict_all()
 
     listener = ConsentChangeListener(sqlite_bus, decision_point, also=[evict])
     listener.start()

@@ -325,3 +325,11 @@ def test_the_command_refuses_a_bad_file_and_an_unknown_bus(tmp_path: Path) -> No
     unknown = CliRunner().invoke(app, ["topics", "apply", "--bus", "nats://x:4222"])
     assert unknown.exit_code == 2
     assert "unsupported bus URL" in unknown.output
+
+
+def test_the_stated_bus_retention_covers_every_kafka_topic_that_expires() -> None:
+    # Erasure records state copies expire by now + TSUNAGU_BUS_RETENTION_S: on Kafka that is
+    # true only if no topic keeps records longer (consent.changes, compacted, names no one).
+    ops = load_topics(REPO_TOPICS_FILE)
+    longest_ms = max(int(s.configs["retention.ms"]) for s in ops if "retention.ms" in s.configs)
+    assert Settings().bus_retention_s * 1000 == longest_ms

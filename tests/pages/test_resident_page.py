@@ -141,10 +141,10 @@ def test_erasure_asks_first_and_shows_the_record_to_keep(
     expect(record.locator("dt:has-text('撤回した同意') + dd")).to_have_text("1")
     expect(record.locator("dt:has-text('暗号鍵の破棄') + dd")).to_have_text("はい")
     expect(record.locator("dt:has-text('削除した行') + dd")).to_contain_text("transport_trips: 1")
-    expect(page.locator(f"article.consent[data-partner='{partner}'] .badge")).to_have_text(
-        "撤回済み"
-    )
-    assert _consents(platform, resident)[0]["status"] == "revoked"
+    expect(record.locator("dt:has-text('残る複製の消滅期限') + dd")).to_be_visible()
+    # The consents stay for the partner's record, but no longer name the resident.
+    expect(page.locator(f"article.consent[data-partner='{partner}']")).to_have_count(0)
+    assert _consents(platform, resident) == []
 
 
 def test_an_api_refusal_is_shown_with_the_problems_title_and_detail(

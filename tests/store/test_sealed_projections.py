@@ -151,25 +151,53 @@ def test_owner_details_are_sealed_under_the_owners_key(
     assert details["owner_name"] == OWNER_NAME
 
 
-def test_a_listing_update_merges_owner_details_and_a_new_owner_takes_them_over(
+def test_a_listing_update_merges_the_same_owners_details(
     store: Engine, vault: SubjectVault, sqlite_bus: SqliteLog
 ) -> None:
     ingest(sqlite_bus, store, vault, [listing_of(ALICE)])
     update = event_about(
         "vacant_house.listing.updated",
-        BOB,
+        ALICE,
         listing_id=ALICES_HOUSE,
         updated_at="2025-07-01T09:00:00+09:00",
-        owner_details={"owner_name": "佐藤 一郎"},
+        owner_details={"owner_contact": {"phone": "090-0000-0000"}},
     )
     del update["data"]["public"]
     assert ingest(sqlite_bus, store, vault, [update]).projected == 1
     with store.connect() as conn:
         listing = conn.execute(select(LISTINGS)).one()
-    assert listing.owner_id == BOB
-    details = vault.open(BOB, listing.owner_details_sealed)
-    assert details["owner_name"] == "佐藤 一郎"
-    assert details["lot_number"] == listing_of(ALICE)["data"]["owner_details"]["lot_number"]
+    details = vault.open(ALICE, listing.owner_details_sealed)
+    assert details["owner_contact"] == {"phone": "090-0000-0000"}
+    assert details["owner_name"] == OWNER_NAME
+
+
+def test_a_new_owner_never_takes_over_the_previous_owners_details(
+    store: Engine, vault: SubjectVault, sqlite_bus: SqliteLog
+) -> None:
+    ingest(sqlite_bus, store, vault, [listing_of(ALICE)])
+    sale = event_about(
+        "vacant_house.listing.updated",
+        BOB,
+        listing_id=ALICES_HOUSE,
+        updated_at="2025-07-01T09:00:00+09:00",
+    )
+    del sale["data"]["owner_details"]
+    assert ingest(sqlite_bus, store, vault, [sale]).projected == 1
+    with store.connect() as conn:
+        sold = conn.execute(select(LISTINGS)).one()
+    assert (sold.owner_id, sold.owner_details_sealed) == (BOB, None)
+    bobs = event_about(
+        "vacant_house.listing.updated",
+        BOB,
+        listing_id=ALICES_HOUSE,
+        updated_at="2025-07-02T09:00:00+09:00",
+        owner_details={"owner_name": "佐藤 一郎"},
+    )
+    del bobs["data"]["public"]
+    assert ingest(sqlite_bus, store, vault, [bobs]).projected == 1
+    with store.connect() as conn:
+        listing = conn.execute(select(LISTINGS)).one()
+    assert vault.open(BOB, listing.owner_details_sealed) == {"owner_name": "佐藤 一郎"}
 
 
 def test_stops_used_by_trips_are_kept_with_what_serves_them(

@@ -15,6 +15,8 @@ from broker.api.identity import AsResident
 from broker.api.problems import Problem
 from broker.api.routes.partners import get_consent_service
 from broker.audit import AuditLog, EntryKind
+from broker.settings import Settings
+from broker.views.pseudonyms import Pseudonyms
 from consent.erasure import ErasureRecord, erase
 from consent.errors import ConsentNotFoundError
 from consent.model import Consent
@@ -171,7 +173,14 @@ class ErasureOut(BaseModel):
     completed_at: datetime
     consents_revoked: int
     key_destroyed: bool = Field(description="False when your key was already destroyed before")
-    rows_deleted: dict[str, int]
+    rows_deleted: dict[str, int] = Field(
+        description="Per table, rows deleted (or, for consents, scrubbed of your id); "
+        "bus_records: records holding your id deleted from the embedded bus"
+    )
+    copies_expire_at: datetime | None = Field(
+        description="When the last copy outside the platform's reach expires: events and "
+        "dead letters on the bus, kept at most its retention (Kafka cannot delete a record)"
+    )
 
     @classmethod
     def of(cls, record: ErasureRecord) -> ErasureOut:
@@ -185,6 +194,7 @@ class ErasureOut(BaseModel):
             consents_revoked=record.consents_revoked,
             key_destroyed=record.key_destroyed,
             rows_deleted=record.rows_deleted,
+            copies_expire_at=record.copies_expire_at,
         )
 
 
@@ -193,6 +203,8 @@ def erase_me(request: Request, me: AsResident, service: Consents) -> ErasureOut:
     """Erase my data: revoke my consents (partners are notified), destroy my key, delete my
     rows. Afterwards nothing about me can be read or decrypted, backups of the store included.
     """
+    settings: Settings = request.app.state.settings
+    pseudonyms: Pseudonyms = request.app.state.pseudonyms
     record = erase(
         me.subject,
         vault=request.app.state.vault,
@@ -200,6 +212,9 @@ def erase_me(request: Request, me: AsResident, service: Consents) -> ErasureOut:
         # Not the resident's id: the record must not say whom it erased.
         requested_by="the resident, through /v1/me/erasure",
         consent_service=service,
+        bus=request.app.state.bus,
+        bus_retention_s=settings.bus_retention_s,
+        pseudonym=pseudonyms.of,
     )
     audit: AuditLog = request.app.state.audit
     audit.append_now(

@@ -2,8 +2,9 @@
 
 A listing keeps its public part and its ``owner_id`` in clear (the property rule decides on
 the owner), and its owner-identifying details sealed under the owner's key, so erasing the
-owner shreds them. An inquiry names the inquiring resident by their row reference and seals
-what they wrote.
+owner shreds them. A change of owner drops the previous owner's details: they are never
+opened for, nor sealed under, the new owner. An inquiry names the inquiring resident by
+their row reference and seals what they wrote.
 """
 
 from __future__ import annotations
@@ -107,11 +108,13 @@ def _apply_listing(conn: Connection, e: CloudEvent, keys: BatchKeys) -> None:
             _listings.c.listing_id == d["listing_id"]
         )
     ).first()
-    # An update may carry only the changed owner fields: merge over what is stored. Details
-    # always sit under the current owner's key, so a new owner's key takes them over.
-    new_owner = stored is not None and stored.owner_id != d["owner_id"]
+    # Owner details belong to the owner who gave them. The same owner's update may carry
+    # only the changed fields: merge over what they gave before. A new owner starts from
+    # nothing: the previous owner's details are dropped, never opened for the new owner
+    # (their key would then seal and release them under the new owner's consent).
+    new_owner = stored is None or stored.owner_id != d["owner_id"]
     if "owner_details" in d or new_owner:
-        base = {} if stored is None or registered else _stored_details(keys, *stored)
+        base = {} if stored is None or new_owner or registered else _stored_details(keys, *stored)
         merged = {**base, **d.get("owner_details", {})}
         changes["owner_details_sealed"] = owner.seal(merged) if merged else None
     if registered:

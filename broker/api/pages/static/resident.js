@@ -444,6 +444,17 @@
           el("dd", {}, t(record.key_destroyed ? "common.yes" : "common.no")),
           el("dt", {}, t("erasure.rows_deleted")),
           el("dd", {}, rows || "0"),
+          ...(record.copies_expire_at
+            ? [
+                el("dt", {}, t("erasure.copies_expire")),
+                el(
+                  "dd",
+                  { class: "copies-expire" },
+                  fmtDate(record.copies_expire_at),
+                  el("p", { class: "help" }, t("erasure.copies_expire_help")),
+                ),
+              ]
+            : []),
         ),
       ),
     );
