@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -24,6 +25,7 @@ from broker.ingest.deadletter import (
     dead_letter,
 )
 from broker.ingest.provenance import SourceAuthenticator
+from tests.auth.oidc import new_key
 from tests.events import connector_headers, encode, make_event
 from tests.fixtures.platform import RunningPlatform
 
@@ -176,3 +178,20 @@ def test_the_platform_dead_letters_bus_records_that_are_not_their_connectors(
     engine.dispose()
     assert genuine["id"] in projected
     assert not {anonymous["id"], impostor["id"]} & projected
+
+
+def test_an_rs256_token_naming_the_platforms_ec_key_is_unauthenticated_on_the_bus(
+    issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
+) -> None:
+    now = int(time.time())
+    claims = {"iss": issuer.issuer, "aud": "tsunagu", "sub": "odt", "role": "connector"}
+    forged = jwt.encode(
+        {**claims, "sources": [OURS], "iat": now, "exp": now + 60},
+        new_key("RS256").private,
+        algorithm="RS256",
+        headers={"kid": issuer.kid},
+    )
+    refused = authenticator.check(_headers(forged), EVENT, _ms(datetime.now(UTC)))
+    assert isinstance(refused, Rejection)
+    assert refused.reason is DeadLetterReason.UNAUTHENTICATED
+    assert "ES256" in refused.detail
