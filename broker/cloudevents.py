@@ -34,6 +34,69 @@ class NotJsonError(EnvelopeError):
     """The bytes are not a JSON object at all."""
 
 
+class TooDeepError(EnvelopeError):
+    """The event nests objects or arrays deeper than ``MAX_DEPTH``."""
+
+
+#: How deep an event may nest objects and arrays (ours need 4): deeper input exhausts the
+#: validators' and encoders' recursion long before it means anything.
+MAX_DEPTH = 32
+#: The years a date or time in an event may name: beyond them, converting between offsets
+#: overflows (year 1 at +09:00 is before year 1 in UTC), and no event of ours needs them.
+YEARS = range(1900, 3000)
+#: PostgreSQL refuses U+0000 in text and jsonb; SQLite would keep it: refused on both alike.
+_NUL = "\x00"
+
+
+def _pointer(parts: list[str | int]) -> str:
+    return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def check_shape(doc: dict[str, Any]) -> None:
+    """Refuse what no store or validator can take: nesting over ``MAX_DEPTH``, a NUL character
+    in any name or text, a date or time (``YYYY-MM-DD...``) outside ``YEARS``.
+
+    Iterative, so that the check itself cannot exhaust the stack.
+    """
+    stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise TooDeepError(
+                f"the event nests deeper than {MAX_DEPTH} levels at /{_pointer(path[:8])}/...; "
+                "flatten the data",
+                _pointer(path[:1]),
+            )
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if _NUL in name:
+                    raise EnvelopeError(
+                        f"a name at /{_pointer(path)} contains a NUL character (U+0000); remove it",
+                        _pointer(path),
+                    )
+                stack.append((item, [*path, name]))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, i]) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            if _NUL in value:
+                raise EnvelopeError(
+                    f"/{_pointer(path)} contains a NUL character (U+0000); remove it",
+                    _pointer(path),
+                )
+            if (
+                len(value) >= 10
+                and value[4] == "-"
+                and value[7] == "-"
+                and value[:4].isdigit()
+                and int(value[:4]) not in YEARS
+            ):
+                raise EnvelopeError(
+                    f"/{_pointer(path)} names year {int(value[:4])}; dates and times must lie "
+                    f"in the years {YEARS.start}-{YEARS.stop - 1}",
+                    _pointer(path),
+                )
+
+
 @dataclass(frozen=True, slots=True)
 class CloudEvent:
     """A parsed, structurally valid CloudEvent (its ``data`` not yet checked by a schema)."""
@@ -81,6 +144,7 @@ def parse(raw: bytes | str) -> CloudEvent:
 
 def from_dict(doc: dict[str, Any]) -> CloudEvent:
     """Check a decoded CloudEvent JSON object."""
+    check_shape(doc)
     for name in _ALL_REQUIRED:
         value = doc.get(name)
         if value.__class__ is not str or not value:

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -27,7 +28,7 @@ from broker.bus import (
 from broker.bus.base import consumer_lag
 from broker.cloudevents import CloudEvent
 from broker.ingest.auditing import batch_entries
-from broker.ingest.deadletter import Rejection, dead_letter
+from broker.ingest.deadletter import DeadLetterReason, Rejection, dead_letter, origin_of
 from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
@@ -57,6 +58,11 @@ CONSUMER_LAG = Gauge(
 LAG_INTERVAL_S = 1.0
 
 DEFAULT_GROUP = "tsunagu-ingest"
+#: Failures of the store or the bus, not of a record: the same batch is retried until they pass.
+TRANSIENT = (OperationalError, BusError)
+#: Times a batch is retried on a unique-key conflict (two members projecting an overlapping
+#: batch during a rebalance) before its records are judged one by one.
+CONFLICT_RETRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +111,9 @@ class IngestWorker:
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.lag_interval_s = LAG_INTERVAL_S
+        #: Records that failed alone with an error nothing foresaw, by origin: the next
+        #: ``process`` of them dead-letters them as ``internal_error`` instead.
+        self._condemned: dict[str, Rejection] = {}
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         """Dead-letter the bad records, then project the good ones in one transaction."""
@@ -112,11 +121,7 @@ class IngestWorker:
         rejected: dict[str, list[OutRecord]] = {}
         rejections: list[tuple[Record, Rejection]] = []
         for record in records:
-            result = self.validator.check_record(record)
-            if self.authenticate is not None and not isinstance(result, Rejection):
-                result = (
-                    self.authenticate.check(record.headers, result, record.timestamp_ms) or result
-                )
+            result = self._judge(record)
             if isinstance(result, Rejection):
                 rejected.setdefault(record.topic, []).append(dead_letter(record, result))
                 rejections.append((record, result))
@@ -154,6 +159,21 @@ class IngestWorker:
         return BatchOutcome(
             len(fresh) - len(erased), len(accepted) - len(fresh), n_rejected, len(erased)
         )
+
+    def _judge(self, record: Record) -> CloudEvent | Rejection:
+        """The record's event if it may be projected, else why not; never raises."""
+        condemned = self._condemned.pop(origin_of(record), None)
+        if condemned is not None:
+            return condemned
+        try:
+            result = self.validator.check_record(record)
+            if self.authenticate is not None and not isinstance(result, Rejection):
+                result = (
+                    self.authenticate.check(record.headers, result, record.timestamp_ms) or result
+                )
+            return result
+        except Exception as exc:  # one record's fault: it goes to the dead letters, not us
+            return _internal_error(record, exc)
 
     @staticmethod
     def _count_erased(accepted: Sequence[tuple[str, CloudEvent]], erased_ids: set[str]) -> None:
@@ -225,17 +245,72 @@ class IngestWorker:
         return records
 
     def _process_with_retry(self, records: Sequence[Record], stop: threading.Event) -> None:
+        """Process ``records`` until done: the store or bus failing is waited out; any other
+        error is a record's, and the batch is split until that record is dead-lettered alone
+        as ``internal_error`` (the worker itself never dies on a record)."""
         delay = 0.1
+        conflicts = 0
         while True:
             try:
                 self.process(records)
                 return
-            except (IntegrityError, OperationalError, BusError) as exc:
-                # Another member projected an overlapping batch during a rebalance, or the
-                # store or the dead-letter topic is briefly unavailable: retry the same batch
-                # (the consumer has moved past it); the ledger makes the retry idempotent.
+            except Exception as exc:
                 if stop.is_set():
                     raise
-                log.warning("batch failed, retrying in %.1fs: %s", delay, exc)
-                stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+                if isinstance(exc, IntegrityError):
+                    conflicts += 1
+                if isinstance(exc, TRANSIENT) or (
+                    isinstance(exc, IntegrityError) and conflicts <= CONFLICT_RETRIES
+                ):
+                    # The store or the dead-letter topic is briefly unavailable, or another
+                    # member projected an overlapping batch during a rebalance: retry the same
+                    # batch (the consumer has moved past it); the ledger makes it idempotent.
+                    log.warning("batch failed, retrying in %.1fs: %s", delay, exc)
+                    stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                self._isolate(records, exc, stop)
+                return
+
+    def _isolate(self, records: Sequence[Record], exc: Exception, stop: threading.Event) -> None:
+        """Find the record(s) behind ``exc`` by halving the batch; each fails alone."""
+        if len(records) == 1:
+            (record,) = records
+            log.error(
+                "record %s failed alone (%s): dead-lettered as internal_error",
+                origin_of(record),
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            self._condemned[origin_of(record)] = _internal_error(record, exc)
+            self._process_with_retry(records, stop)
+            return
+        log.warning(
+            "a batch of %d failed (%s): retrying it in halves to find the record at fault",
+            len(records),
+            type(exc).__name__,
+        )
+        middle = len(records) // 2
+        self._process_with_retry(records[:middle], stop)
+        self._process_with_retry(records[middle:], stop)
+
+
+def _internal_error(record: Record, exc: BaseException) -> Rejection:
+    """The rejection of a record whose handling raised ``exc``: its type, never its message
+    (which may quote the event's personal data), and the event's id and source if legible."""
+    source = event_id = ""
+    try:
+        doc = orjson.loads(record.value)
+        if isinstance(doc, dict):
+            given_source, given_id = doc.get("source"), doc.get("id")
+            source = given_source if isinstance(given_source, str) else ""
+            event_id = given_id if isinstance(given_id, str) else ""
+    except Exception:  # illegible: the dead letter keeps the bytes
+        pass
+    return Rejection(
+        DeadLetterReason.INTERNAL_ERROR,
+        f"the platform failed on this record ({type(exc).__name__}); it is kept here for the "
+        "operator, and the partition has moved on",
+        source=source.replace("\x00", ""),
+        event_id=event_id.replace("\x00", ""),
+    )
