@@ -114,6 +114,7 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
     from connectors.demo import open_connectors, stream_region
     from connectors.region import Region
     from connectors.sdk import BusSink, LocalSchemas
+    from connectors.services import SERVICES
 
     settings = platform.settings
     issuer = platform.identity.issuer
@@ -121,10 +122,19 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
     # the platform's own log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    types = {s.source: s.event_types for s in SERVICES.values()}
+
     def sink_for(source: str) -> BusSink:
-        # The demo connectors sign in like any connector: a token naming their own source.
+        # The demo connectors sign in like any connector: a token registering each for its
+        # own source and event types.
         token = (
-            issuer.issue(source, Role.CONNECTOR, sources=[source], ttl_s=30 * 24 * 3600)
+            issuer.issue(
+                source,
+                Role.CONNECTOR,
+                sources=[source],
+                event_types=types[source],
+                ttl_s=30 * 24 * 3600,
+            )
             if issuer is not None
             else None
         )
@@ -247,6 +257,13 @@ def token_issue(
         list[str] | None,
         typer.Option(help="A CloudEvents source a connector may publish as (repeatable)."),
     ] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An event type a connector is registered for, or DOMAIN.* for all of a "
+            "domain's (repeatable; a connector needs at least one)."
+        ),
+    ] = None,
     scope: Annotated[list[str] | None, typer.Option(help="An OAuth scope (repeatable).")] = None,
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
 ) -> None:
@@ -271,6 +288,7 @@ def token_issue(
             sub,
             role_,
             sources=source or (),
+            event_types=event_type or (),
             scopes=scope or (),
             ttl_s=ttl or settings.token_ttl_s,
         )

@@ -14,6 +14,7 @@ from broker.audit.metrics import unwatch_store, watch_store
 from broker.audit.monitor import ChainMonitor
 from broker.auth.provider import Identity, open_identity
 from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
+from broker.bus.sqlite_log import SqliteLog
 from broker.ingest.deadletter import UNROUTED_DLQ
 from broker.ingest.gateway import IngestGateway
 from broker.ingest.pipeline import IngestWorker
@@ -119,7 +120,12 @@ class Platform:
             batch_size=self.settings.ingest_batch_size,
             refresh_registry=self.stored.reload_if_stale,
             max_event_bytes=self.settings.max_event_bytes,
-            authenticate=SourceAuthenticator(self.identity.verifier)
+            authenticate=SourceAuthenticator(
+                self.identity.verifier,
+                # The embedded log stamps records as it appends them; Kafka's CreateTime is
+                # the producer's to choose, so there tokens are judged on arrival.
+                append_time_stamped=isinstance(self.bus, SqliteLog),
+            )
             if self.settings.ingest_require_token
             else None,
             audit=self.audit,

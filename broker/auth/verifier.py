@@ -132,8 +132,8 @@ class TokenVerifier:
     def verify(self, token: str, at: datetime | None = None) -> Principal:
         """The principal of a valid token; TokenRejectedError says what is wrong otherwise.
 
-        ``at`` checks expiry and not-before as of that moment instead of now: a bus record is
-        judged by whether its token was valid when the record was published.
+        ``at`` checks expiry and not-before as of that moment instead of now (a bus record's
+        arrival, or the bus's append time).
         """
         if at is None:
             cached = self.cached(token)
@@ -220,7 +220,10 @@ class TokenVerifier:
         if at is not None:
             moment = at.timestamp()
             if moment > claims["exp"] + self.leeway_s:
-                raise TokenRejectedError("the token had expired when the record was published")
+                raise TokenRejectedError(
+                    "the connector token had expired when the record reached ingest; "
+                    "publish with a fresh one"
+                )
             if moment < claims.get("nbf", claims["iat"]) - self.leeway_s:
                 raise TokenRejectedError(
                     "the token was not valid yet when the record was published"
@@ -232,6 +235,9 @@ class TokenVerifier:
             issuer=self.issuer,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
             sources=_strings(claims.get("sources", claims.get("source")))
+            if role is Role.CONNECTOR
+            else frozenset(),
+            event_types=_strings(claims.get("event_types"))
             if role is Role.CONNECTOR
             else frozenset(),
             scopes=_strings(claims.get("scope")),

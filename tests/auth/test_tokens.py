@@ -163,12 +163,20 @@ def test_embedded_issuer_keeps_its_key_and_binds_connectors_to_sources(tmp_path:
     assert again.kid == issuer.kid
     assert (tmp_path / "keys" / "issuer.pem").stat().st_mode & 0o077 == 0
     verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
-    token = again.issue("mitoyo-odt", Role.CONNECTOR, sources=["urn:tsunagu:connector:odt"])
+    token = again.issue(
+        "mitoyo-odt",
+        Role.CONNECTOR,
+        sources=["urn:tsunagu:connector:odt"],
+        event_types=["transport.*"],
+    )
     principal = verifier.verify(token)
     assert principal.role is Role.CONNECTOR
     assert principal.sources == {"urn:tsunagu:connector:odt"}
+    assert principal.event_types == {"transport.*"}
     with pytest.raises(ValueError, match="must name the CloudEvents source"):
         issuer.issue("x", Role.CONNECTOR)
+    with pytest.raises(ValueError, match="must name the event types"):
+        issuer.issue("x", Role.CONNECTOR, sources=["urn:tsunagu:connector:odt"])
     with pytest.raises(ValueError, match="only a connector token binds sources"):
         issuer.issue("ptn-x", Role.PARTNER, sources=["urn:x"])
 

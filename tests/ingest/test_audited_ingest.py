@@ -4,6 +4,7 @@ the batch's own transaction, each exactly once."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy import Engine, select
 
 from broker.audit import AuditLog, EntryKind, verify_store
 from broker.audit import tables as audit_tables
+from broker.auth.principals import Principal, Role
 from broker.bus import DOMAIN_TOPICS, Bus, OutRecord, Record, open_bus
 from broker.ingest import pipeline
 from broker.ingest.deadletter import DeadLetterReason
@@ -167,7 +169,15 @@ def test_http_rejections_are_recorded_naming_the_caller(
     try:
         gateway = IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS, audit=audit)
         ok, other = make_event(source=ODT), make_event(source=BUS)
-        results = gateway.submit([ok, other], "req1", frozenset({ODT}), actor="odt-connector")
+        odt = Principal(
+            "odt-connector",
+            Role.CONNECTOR,
+            "urn:tsunagu:issuer:embedded",
+            datetime.now(UTC),
+            sources=frozenset({ODT}),
+            event_types=frozenset({"transport.*"}),
+        )
+        results = gateway.submit([ok, other], "req1", odt)
         assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.REJECTED]
         gateway.reject_body(b"{", DeadLetterReason.NOT_JSON, "not JSON", "req2", "odt-connector")
     finally:
