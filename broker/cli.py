@@ -86,9 +86,9 @@ def up(
     try:
         if settings.api_processes > 1:
             # Extra processes serve the API, each on its own socket; this one keeps ingest
-            # (and the demo) and the readiness of its worker is not visible to them.
+            # (and the demo), and each reads its worker's heartbeat for readiness.
             ApiProcesses(
-                "broker.api.serve:app_for_process",
+                "broker.api.serve:app_beside_ingest",
                 settings.host,
                 settings.port,
                 settings.api_processes,
@@ -96,6 +96,7 @@ def up(
         else:
             api = create_app(platform)
             api.state.worker_thread = worker_thread  # /readyz reports on it
+            api.state.ingest_heartbeat = platform.ingest_heartbeat()
             configure_serving(api, settings.api_threads)
             uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:

@@ -17,6 +17,7 @@ from broker.bus import DOMAIN_TOPICS, Bus, TopicSpec, dlq_topic, open_bus
 from broker.bus.sqlite_log import SqliteLog
 from broker.ingest.deadletter import UNROUTED_DLQ
 from broker.ingest.gateway import IngestGateway
+from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from broker.registry.catalogue import SchemaRegistry
@@ -129,7 +130,12 @@ class Platform:
             if self.settings.ingest_require_token
             else None,
             audit=self.audit,
+            heartbeat=self.ingest_heartbeat(),
         )
+
+    def ingest_heartbeat(self) -> Heartbeat:
+        """The heartbeat of this platform's ingest worker (written by it, read by readiness)."""
+        return Heartbeat.in_data_dir(self.settings.data_dir, stall_s=self.settings.ingest_stall_s)
 
     def gateway(self) -> IngestGateway:
         """HTTP ingest over this platform's bus."""

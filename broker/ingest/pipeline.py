@@ -29,6 +29,7 @@ from broker.bus.base import consumer_lag
 from broker.cloudevents import CloudEvent
 from broker.ingest.auditing import batch_entries
 from broker.ingest.deadletter import DeadLetterReason, Rejection, dead_letter, origin_of
+from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
@@ -94,8 +95,11 @@ class IngestWorker:
         refresh_registry: Callable[[], bool] | None = None,
         authenticate: SourceAuthenticator | None = None,
         audit: AuditLog | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.bus = bus
+        #: Where the worker shows it is turning, for readiness in every process.
+        self.heartbeat = heartbeat
         #: Where each batch and each dead letter is recorded, in the batch's own transaction
         #: (the platform always sets it; None only where a test or benchmark drives the
         #: pipeline alone).
@@ -192,8 +196,11 @@ class IngestWorker:
         threading.Thread(
             target=self._report_lag, args=(stop, done), name="ingest-lag", daemon=True
         ).start()
+        why = "stopped"
         try:
             while not stop.is_set():
+                if self.heartbeat is not None:
+                    self.heartbeat.beat()
                 try:
                     records = self._fill(consumer, consumer.poll(self.batch_size, poll_timeout_s))
                 except BusError as exc:
@@ -210,7 +217,12 @@ class IngestWorker:
                     # The batch is projected; uncommitted, it comes again and the ledger skips it.
                     log.warning("offset commit failed, the batch will be redelivered: %s", exc)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
+        except BaseException as exc:
+            why = type(exc).__name__
+            raise
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stopped(why)
             done.set()
             consumer.close()
 
