@@ -48,6 +48,15 @@ YEARS = range(1900, 3000)
 _NUL = "\x00"
 
 
+def year_out_of_range(text: str) -> int | None:
+    """The year a ``YYYY-MM-DD...`` text names when it lies outside ``YEARS``, else None."""
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit():
+        year = int(text[:4])
+        if year not in YEARS:
+            return year
+    return None
+
+
 def _pointer(parts: list[str | int]) -> str:
     return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
@@ -83,15 +92,10 @@ def check_shape(doc: dict[str, Any]) -> None:
                     f"/{_pointer(path)} contains a NUL character (U+0000); remove it",
                     _pointer(path),
                 )
-            if (
-                len(value) >= 10
-                and value[4] == "-"
-                and value[7] == "-"
-                and value[:4].isdigit()
-                and int(value[:4]) not in YEARS
-            ):
+            year = year_out_of_range(value)
+            if year is not None:
                 raise EnvelopeError(
-                    f"/{_pointer(path)} names year {int(value[:4])}; dates and times must lie "
+                    f"/{_pointer(path)} names year {year}; dates and times must lie "
                     f"in the years {YEARS.start}-{YEARS.stop - 1}",
                     _pointer(path),
                 )

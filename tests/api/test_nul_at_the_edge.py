@@ -53,3 +53,27 @@ def test_a_nul_in_any_path_or_query_parameter_is_a_400_problem(
         r = http.post("/v1/me/consents/a%00b/revoke", headers=resident)
         assert r.status_code == 400
     assert tried > 10
+
+
+@pytest.mark.parametrize(
+    "moment", ["0001-01-01T00:00:00+09:00", "9999-12-31T23:59:59-05:00", "9999-12-31"]
+)
+def test_a_date_near_year_1_or_9999_in_a_query_is_a_400_problem(
+    on_postgres: RunningPlatform, moment: str
+) -> None:
+    auditor = on_postgres.auth("auditor", "aud-mitoyo")
+    with on_postgres.client() as http:
+        for param in ("from", "to"):
+            r = http.get(
+                "/v1/statistics/trips-by-town-month", params={param: moment}, headers=auditor
+            )
+            assert r.status_code == 400, (param, r.status_code, r.text)
+            assert r.headers["content-type"] == "application/problem+json"
+            assert f"names year {int(moment[:4])}" in r.json()["detail"]
+        # Dates within the years events may name still pass.
+        fine = http.get(
+            "/v1/statistics/trips-by-town-month",
+            params={"from": "2025-01-01T00:00:00+09:00"},
+            headers=auditor,
+        )
+        assert fine.status_code == 200, fine.text
