@@ -118,6 +118,8 @@ class IngestWorker:
         #: Records that failed alone with an error nothing foresaw, by origin: the next
         #: ``process`` of them dead-letters them as ``internal_error`` instead.
         self._condemned: dict[str, Rejection] = {}
+        #: Origins of records being dead-lettered that way: if that fails too, the last resort.
+        self._dead_lettering: set[str] = set()
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         """Dead-letter the bad records, then project the good ones in one transaction."""
@@ -284,18 +286,46 @@ class IngestWorker:
                 self._isolate(records, exc, stop)
                 return
 
+    def _publish_alone(self, record: Record, rejection: Rejection, stop: threading.Event) -> None:
+        """The last resort: the dead letter published by itself, retried while the bus fails."""
+        while not stop.is_set():
+            try:
+                self.bus.publish(dlq_topic(record.topic), [dead_letter(record, rejection)])
+                DEAD_LETTERS.labels(record.topic, rejection.reason.value).inc()
+                return
+            except BusError as exc:
+                log.warning("dead letter not published, retrying in 1 s: %s", exc)
+                stop.wait(1.0)
+
     def _isolate(self, records: Sequence[Record], exc: Exception, stop: threading.Event) -> None:
         """Find the record(s) behind ``exc`` by halving the batch; each fails alone."""
         if len(records) == 1:
             (record,) = records
+            origin = origin_of(record)
+            rejection = _internal_error(record, exc)
+            if origin in self._dead_lettering:
+                # Even its dead letter failed (its audit entry could not be written): keep it
+                # in the dead letters unaudited rather than stop the partition.
+                log.critical(
+                    "record %s: its dead letter failed too (%s); kept without an audit entry",
+                    origin,
+                    type(exc).__name__,
+                )
+                self._publish_alone(record, rejection, stop)
+                return
             log.error(
                 "record %s failed alone (%s): dead-lettered as internal_error",
-                origin_of(record),
+                origin,
                 type(exc).__name__,
                 exc_info=exc,
             )
-            self._condemned[origin_of(record)] = _internal_error(record, exc)
-            self._process_with_retry(records, stop)
+            self._condemned[origin] = rejection
+            self._dead_lettering.add(origin)
+            try:
+                self._process_with_retry(records, stop)
+            finally:
+                self._condemned.pop(origin, None)
+                self._dead_lettering.discard(origin)
             return
         log.warning(
             "a batch of %d failed (%s): retrying it in halves to find the record at fault",
