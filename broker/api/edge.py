@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from broker.api.problems import problem_response
+from broker.api.problems import PROBLEM_JSON, problem_response
 from broker.cloudevents import YEARS, year_out_of_range
 
 
@@ -42,3 +44,26 @@ class UsableUrl:
             await problem_response(Request(scope), 400, why)(scope, receive, send)
             return
         await self.app(scope, receive, send)
+
+
+def declare_refusals(app: FastAPI) -> None:
+    """Declare ``UsableUrl``'s 400 problem on every operation that takes path or query
+    parameters (call after ``problems.install``: it extends that document)."""
+    built = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        doc = built()
+        for item in doc.get("paths", {}).values():
+            for operation in item.values():
+                if any(p.get("in") in ("path", "query") for p in operation.get("parameters", [])):
+                    operation["responses"].setdefault("400", dict(_REFUSAL))
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+_REFUSAL = {
+    "description": "A NUL character in the URL, or a query date outside the years "
+    f"{YEARS.start}-{YEARS.stop - 1}",
+    "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+}
