@@ -87,9 +87,9 @@ def up(
     try:
         if settings.api_processes > 1:
             # Extra processes serve the API, each on its own socket; this one keeps ingest
-            # (and the demo) and the readiness of its worker is not visible to them.
+            # (and the demo), and each reads its worker's heartbeat for readiness.
             ApiProcesses(
-                "broker.api.serve:app_for_process",
+                "broker.api.serve:app_beside_ingest",
                 settings.host,
                 settings.port,
                 settings.api_processes,
@@ -97,6 +97,7 @@ def up(
         else:
             api = create_app(platform)
             api.state.worker_thread = worker_thread  # /readyz reports on it
+            api.state.ingest_heartbeat = platform.ingest_heartbeat()
             configure_serving(api, settings.api_threads)
             uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:
@@ -115,6 +116,7 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
     from connectors.demo import open_connectors, stream_region
     from connectors.region import Region
     from connectors.sdk import BusSink, LocalSchemas
+    from connectors.services import SERVICES
 
     settings = platform.settings
     issuer = platform.identity.issuer
@@ -122,10 +124,19 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
     # the platform's own log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    types = {s.source: s.event_types for s in SERVICES.values()}
+
     def sink_for(source: str) -> BusSink:
-        # The demo connectors sign in like any connector: a token naming their own source.
+        # The demo connectors sign in like any connector: a token registering each for its
+        # own source and event types.
         token = (
-            issuer.issue(source, Role.CONNECTOR, sources=[source], ttl_s=30 * 24 * 3600)
+            issuer.issue(
+                source,
+                Role.CONNECTOR,
+                sources=[source],
+                event_types=types[source],
+                ttl_s=30 * 24 * 3600,
+            )
             if issuer is not None
             else None
         )
@@ -249,6 +260,13 @@ def token_issue(
         list[str] | None,
         typer.Option(help="A CloudEvents source a connector may publish as (repeatable)."),
     ] = None,
+    event_type: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="An event type a connector is registered for, or DOMAIN.* for all of a "
+            "domain's (repeatable; a connector needs at least one)."
+        ),
+    ] = None,
     scope: Annotated[list[str] | None, typer.Option(help="An OAuth scope (repeatable).")] = None,
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
 ) -> None:
@@ -273,6 +291,7 @@ def token_issue(
             sub,
             role_,
             sources=source or (),
+            event_types=event_type or (),
             scopes=scope or (),
             ttl_s=ttl or settings.token_ttl_s,
         )

@@ -44,6 +44,105 @@ class NotJsonError(EnvelopeError):
     """The bytes are not a JSON object at all."""
 
 
+class TooDeepError(EnvelopeError):
+    """The event nests objects or arrays deeper than ``MAX_DEPTH``."""
+
+
+#: How deep an event may nest objects and arrays (ours need 4): deeper input exhausts the
+#: validators' and encoders' recursion long before it means anything.
+MAX_DEPTH = 32
+#: The years a date or time in an event may name: beyond them, converting between offsets
+#: overflows (year 1 at +09:00 is before year 1 in UTC), and no event of ours needs them.
+YEARS = range(1900, 3000)
+#: PostgreSQL refuses U+0000 in text and jsonb; SQLite would keep it: refused on both alike.
+_NUL = "\x00"
+
+
+def year_out_of_range(text: str) -> int | None:
+    """The year a ``YYYY-MM-DD...`` text names when it lies outside ``YEARS``, else None."""
+    if len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit():
+        year = int(text[:4])
+        if year not in YEARS:
+            return year
+    return None
+
+
+def _pointer(parts: list[str | int]) -> str:
+    return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def check_shape(doc: dict[str, Any]) -> None:
+    """Refuse what no store or validator can take: nesting over ``MAX_DEPTH``, a NUL character
+    in any name or text, a date or time (``YYYY-MM-DD...``) outside ``YEARS``.
+
+    Iterative, so that the check itself cannot exhaust the stack.
+    """
+    if _plain(doc):
+        return
+    _locate_problem(doc)
+
+
+def _plain(doc: dict[str, Any]) -> bool:
+    """The fast pass (every event takes it): True when nothing is wrong; no paths kept."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        value, depth = pop()
+        kind = value.__class__
+        if kind is str:
+            if _NUL in value or (value[4:5] == "-" and year_out_of_range(value) is not None):
+                return False
+        elif kind is dict:
+            if depth >= MAX_DEPTH:
+                return False
+            for name, item in value.items():
+                if _NUL in name:
+                    return False
+                push((item, depth + 1))
+        elif kind is list:
+            if depth >= MAX_DEPTH:
+                return False
+            for item in value:
+                push((item, depth + 1))
+    return True
+
+
+def _locate_problem(doc: dict[str, Any]) -> None:
+    """The slow pass, once the fast one found something: raise naming where it is."""
+    stack: list[tuple[Any, list[str | int]]] = [(doc, [])]
+    while stack:
+        value, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            raise TooDeepError(
+                f"the event nests deeper than {MAX_DEPTH} levels at /{_pointer(path[:8])}/...; "
+                "flatten the data",
+                _pointer(path[:1]),
+            )
+        if isinstance(value, dict):
+            for name, item in value.items():
+                if _NUL in name:
+                    raise EnvelopeError(
+                        f"a name at /{_pointer(path)} contains a NUL character (U+0000); remove it",
+                        _pointer(path),
+                    )
+                stack.append((item, [*path, name]))
+        elif isinstance(value, list):
+            stack.extend((item, [*path, i]) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            if _NUL in value:
+                raise EnvelopeError(
+                    f"/{_pointer(path)} contains a NUL character (U+0000); remove it",
+                    _pointer(path),
+                )
+            year = year_out_of_range(value)
+            if year is not None:
+                raise EnvelopeError(
+                    f"/{_pointer(path)} names year {year}; dates and times must lie "
+                    f"in the years {YEARS.start}-{YEARS.stop - 1}",
+                    _pointer(path),
+                )
+
+
 @dataclass(frozen=True, slots=True)
 class CloudEvent:
     """A parsed, structurally valid CloudEvent (its ``data`` not yet checked by a schema)."""
@@ -123,6 +222,7 @@ def from_kafka(headers: Headers, value: bytes) -> CloudEvent:
 
 def from_dict(doc: dict[str, Any]) -> CloudEvent:
     """Check a decoded CloudEvent JSON object."""
+    check_shape(doc)
     for name in _ALL_REQUIRED:
         value = doc.get(name)
         if value.__class__ is not str or not value:

@@ -14,8 +14,10 @@ from broker.audit.metrics import unwatch_store, watch_store
 from broker.audit.monitor import ChainMonitor
 from broker.auth.provider import Identity, open_identity
 from broker.bus import DOMAIN_TOPICS, Bus, BusError, Forgetting, TopicSpec, dlq_topic, open_bus
+from broker.bus.sqlite_log import SqliteLog
 from broker.ingest.deadletter import UNROUTED_DLQ
 from broker.ingest.gateway import IngestGateway
+from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from broker.registry.catalogue import SchemaRegistry
@@ -121,11 +123,21 @@ class Platform:
             batch_size=self.settings.ingest_batch_size,
             refresh_registry=self.stored.reload_if_stale,
             max_event_bytes=self.settings.max_event_bytes,
-            authenticate=SourceAuthenticator(self.identity.verifier)
+            authenticate=SourceAuthenticator(
+                self.identity.verifier,
+                # The embedded log stamps records as it appends them; Kafka's CreateTime is
+                # the producer's to choose, so there tokens are judged on arrival.
+                append_time_stamped=isinstance(self.bus, SqliteLog),
+            )
             if self.settings.ingest_require_token
             else None,
             audit=self.audit,
+            heartbeat=self.ingest_heartbeat(),
         )
+
+    def ingest_heartbeat(self) -> Heartbeat:
+        """The heartbeat of this platform's ingest worker (written by it, read by readiness)."""
+        return Heartbeat.in_data_dir(self.settings.data_dir, stall_s=self.settings.ingest_stall_s)
 
     def gateway(self) -> IngestGateway:
         """HTTP ingest over this platform's bus."""

@@ -57,6 +57,11 @@ class Settings(BaseSettings):
     ingest_group: str = Field(default="tsunagu-ingest", min_length=1)
     topic_partitions: int = Field(default=4, ge=1, le=256)
     ingest_batch_size: int = Field(default=2000, ge=1, le=100_000)
+    ingest_stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds without progress after which /readyz calls the ingest worker stalled.",
+    )
     ingest_require_token: bool = Field(
         default=True,
         description="Dead-letter bus records without a connector token naming their source.",

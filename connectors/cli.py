@@ -11,7 +11,7 @@ import typer
 from broker.settings import Settings
 from connectors.sdk import BusSink, Connector, HttpSink, LocalSchemas, RemoteSchemas, Schemas, Sink
 from connectors.sdk.rows import EventDraft, RowError
-from connectors.services import SERVICES
+from connectors.services import SERVICES, Service
 
 app = typer.Typer(help="Service connectors: publish a firm's exports.", no_args_is_help=True)
 run_app = typer.Typer(help="Read files and publish them; bad rows are reported, good rows go.")
@@ -66,7 +66,7 @@ def _publish(
         from broker.bus import open_bus
 
         sink, schemas = (
-            BusSink(open_bus(settings.bus_url), token or _embedded_token(service.source)),
+            BusSink(open_bus(settings.bus_url), token or _embedded_token(service)),
             LocalSchemas(settings.schemas_dir),
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"
@@ -108,9 +108,10 @@ def _serve_metrics(name: str, settings: Settings, port: int | None) -> None:
         typer.echo(f"metrics on http://{settings.host}:{port}/metrics")
 
 
-def _embedded_token(source: str) -> str | None:
-    """On the platform's own machine (embedded identity), a token for ``source`` signed with
-    the data directory's issuer key; None when the platform trusts an external provider."""
+def _embedded_token(service: Service) -> str | None:
+    """On the platform's own machine (embedded identity), a token registering ``service`` for
+    its source and event types, signed with the data directory's issuer key; None when the
+    platform trusts an external provider."""
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
 
@@ -118,7 +119,13 @@ def _embedded_token(source: str) -> str | None:
     if settings.oidc_issuer:
         return None
     issuer = EmbeddedIssuer.in_data_dir(settings.data_dir, audience=settings.oidc_audience)
-    return issuer.issue(source, Role.CONNECTOR, sources=[source], ttl_s=settings.token_ttl_s)
+    return issuer.issue(
+        service.source,
+        Role.CONNECTOR,
+        sources=[service.source],
+        event_types=service.event_types,
+        ttl_s=settings.token_ttl_s,
+    )
 
 
 def _chain(*sources: Iterable[EventDraft | RowError]) -> Iterator[EventDraft | RowError]:

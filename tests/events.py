@@ -67,15 +67,24 @@ def encode(doc: dict[str, Any]) -> bytes:
     return orjson.dumps(doc)
 
 
+#: A test connector's registration: every event type of every domain.
+ALL_EVENT_TYPES = ("transport.*", "health.*", "currency.*", "vacant_house.*")
+
+
 def connector_headers(
-    data_dir: Path, source: str = "urn:tsunagu:connector:test"
+    data_dir: Path,
+    source: str = "urn:tsunagu:connector:test",
+    event_types: tuple[str, ...] = ALL_EVENT_TYPES,
 ) -> list[tuple[str, bytes]]:
-    """Record headers carrying a connector token for ``source``, signed by the embedded
-    issuer of the platform whose data directory is ``data_dir`` (as its connectors have)."""
+    """Record headers carrying a connector token for ``source`` and ``event_types``, signed by
+    the embedded issuer of the platform whose data directory is ``data_dir`` (as its
+    connectors have)."""
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
     from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 
     issuer = EmbeddedIssuer.in_data_dir(data_dir, audience="tsunagu")
-    token = issuer.issue("test-connector", Role.CONNECTOR, sources=[source])
+    token = issuer.issue(
+        "test-connector", Role.CONNECTOR, sources=[source], event_types=event_types
+    )
     return [(H_CONNECTOR_TOKEN, token.encode())]

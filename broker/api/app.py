@@ -6,6 +6,7 @@ from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import pages, problems
+from broker.api.edge import UsableUrl, declare_refusals
 from broker.api.limits import BodyLimit, TokenBuckets
 from broker.api.metrics import RequestMetrics
 from broker.api.recording import ReadRecorder
@@ -72,6 +73,8 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(pages.router)
     # HTTP ingest has its own, larger limit (it streams); every other body is small.
     app.add_middleware(BodyLimit, limit=API_MAX_BODY_BYTES, exempt=("/v1/events",))
+    app.add_middleware(UsableUrl)
+    declare_refusals(app)
     # Added last, so outermost: it counts and times the other middlewares' answers (413) too.
     app.add_middleware(RequestMetrics)
 

@@ -19,6 +19,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from broker.api.app import create_app
+from broker.ingest.heartbeat import Heartbeat
 from broker.runtime import Platform
 from broker.settings import Settings
 
@@ -60,4 +61,15 @@ def app_for_process() -> FastAPI:
     platform.start_consent_threads()
     app = create_app(platform)
     configure_serving(app, settings.api_threads, on_shutdown=platform.close)
+    return app
+
+
+def app_beside_ingest() -> FastAPI:
+    """An API process of `tsunagu up`, whose readiness includes the ingest worker running in
+    the main process (uvicorn factory)."""
+    app = app_for_process()
+    settings = Settings()
+    app.state.ingest_heartbeat = Heartbeat.in_data_dir(
+        settings.data_dir, stall_s=settings.ingest_stall_s
+    )
     return app

@@ -82,16 +82,24 @@ class EmbeddedIssuer:
         role: Role,
         *,
         sources: Iterable[str] = (),
+        event_types: Iterable[str] = (),
         scopes: Iterable[str] = (),
         ttl_s: int = 3600,
         now: datetime | None = None,
     ) -> str:
-        """A signed token for ``subject`` in ``role``; a connector's names its sources."""
+        """A signed token for ``subject`` in ``role``; a connector's registers it for its
+        sources and event types (exact, or ``<domain>.*``)."""
         sources = sorted(set(sources))
+        types = sorted(set(event_types))
         if role is Role.CONNECTOR and not sources:
             raise ValueError("a connector token must name the CloudEvents source(s) it publishes")
-        if role is not Role.CONNECTOR and sources:
-            raise ValueError("only a connector token binds sources")
+        if role is Role.CONNECTOR and not types:
+            raise ValueError(
+                "a connector token must name the event types it publishes "
+                "(--event-type TYPE, or DOMAIN.* for all of a domain's)"
+            )
+        if role is not Role.CONNECTOR and (sources or types):
+            raise ValueError("only a connector token binds sources and event types")
         issued = now or datetime.now(UTC)
         claims: dict[str, Any] = {
             "iss": self.issuer,
@@ -105,6 +113,7 @@ class EmbeddedIssuer:
         }
         if sources:
             claims["sources"] = sources
+            claims["event_types"] = types
         scope_list = sorted(set(scopes))
         if scope_list:
             claims["scope"] = " ".join(scope_list)

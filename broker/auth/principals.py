@@ -27,6 +27,10 @@ class Principal:
     expires_at: datetime
     #: CloudEvents ``source`` values a connector may publish as (empty for other roles).
     sources: frozenset[str] = field(default_factory=frozenset)
+    #: Event types a connector is registered for: exact types, or ``<domain>.*`` for all of a
+    #: domain's (claim ``event_types``; empty for other roles, and a connector without it
+    #: may publish nothing).
+    event_types: frozenset[str] = field(default_factory=frozenset)
     #: OAuth scopes as given; informational: no scope lifts a consent refusal.
     scopes: frozenset[str] = field(default_factory=frozenset)
     token_id: str | None = None

@@ -3,7 +3,9 @@
 Production trusts the region's OIDC provider: its JWKS is fetched and cached for
 ``jwks_cache_s`` and fetched again when a token names an unknown ``kid`` (key rotation), so a
 key removed from the provider's set is refused once the cache has expired. Only RS256 and
-ES256 are accepted (never ``none`` or an HMAC algorithm, whose "key" would be public).
+ES256 are accepted (never ``none`` or an HMAC algorithm, whose "key" would be public), and
+each key verifies only with the algorithm bound to it (its JWK's ``kty``/``crv``/``alg``): the
+token's header may name an algorithm, but it never chooses one.
 """
 
 from __future__ import annotations
@@ -130,8 +132,8 @@ class TokenVerifier:
     def verify(self, token: str, at: datetime | None = None) -> Principal:
         """The principal of a valid token; TokenRejectedError says what is wrong otherwise.
 
-        ``at`` checks expiry and not-before as of that moment instead of now: a bus record is
-        judged by whether its token was valid when the record was published.
+        ``at`` checks expiry and not-before as of that moment instead of now (a bus record's
+        arrival, or the bus's append time).
         """
         if at is None:
             cached = self.cached(token)
@@ -162,15 +164,28 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
             raise TokenRejectedError(f"the bearer token is not a JWT: {exc}") from exc
-        alg = header.get("alg")
-        if alg not in self.algorithms:
+        if header.get("alg") not in self.algorithms:
             raise TokenRejectedError(
-                f"algorithm {alg!r} is not accepted; use one of {', '.join(self.algorithms)}"
+                f"algorithm {header.get('alg')!r} is not accepted; "
+                f"use one of {', '.join(self.algorithms)}"
             )
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenRejectedError("the token header names no key (kid)")
         key = self.keys.key(kid)
+        # The key decides the algorithm: an RS256 header naming an EC key (or the reverse)
+        # is a forgery attempt, refused here rather than fed to the wrong verifier.
+        alg = key.algorithm_name
+        if alg not in self.algorithms:
+            raise TokenRejectedError(
+                f"key {kid!r} is for algorithm {alg!r}, which is not accepted; "
+                f"sign with a key for one of {', '.join(self.algorithms)}"
+            )
+        if header.get("alg") != alg:
+            raise TokenRejectedError(
+                f"the token's header says algorithm {header.get('alg')!r}, but key {kid!r} "
+                f"verifies only {alg}: sign with {alg}"
+            )
         options: Options = {"require": ["exp", "iat", "iss", "aud", "sub"]}
         if at is not None:  # judged below against ``at`` instead of now
             options["verify_exp"] = options["verify_nbf"] = False
@@ -196,10 +211,19 @@ class TokenVerifier:
             raise TokenRejectedError("the token's signature does not verify") from None
         except jwt.PyJWTError as exc:
             raise TokenRejectedError(f"the token is invalid: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            # A token the library could not even judge is as refused as a forged one (a 401,
+            # never a 500); the message may quote the token, so only the type is kept.
+            raise TokenRejectedError(
+                f"the token could not be verified ({type(exc).__name__})"
+            ) from exc
         if at is not None:
             moment = at.timestamp()
             if moment > claims["exp"] + self.leeway_s:
-                raise TokenRejectedError("the token had expired when the record was published")
+                raise TokenRejectedError(
+                    "the connector token had expired when the record reached ingest; "
+                    "publish with a fresh one"
+                )
             if moment < claims.get("nbf", claims["iat"]) - self.leeway_s:
                 raise TokenRejectedError(
                     "the token was not valid yet when the record was published"
@@ -211,6 +235,9 @@ class TokenVerifier:
             issuer=self.issuer,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
             sources=_strings(claims.get("sources", claims.get("source")))
+            if role is Role.CONNECTOR
+            else frozenset(),
+            event_types=_strings(claims.get("event_types"))
             if role is Role.CONNECTOR
             else frozenset(),
             scopes=_strings(claims.get("scope")),

@@ -18,12 +18,17 @@ class DeadLetterReason(StrEnum):
     TOO_LARGE = "too_large"
     NOT_JSON = "not_json"
     INVALID_ENVELOPE = "invalid_envelope"
+    TOO_DEEP = "too_deep"  # nested deeper than cloudevents.MAX_DEPTH
     UNKNOWN_TYPE = "unknown_type"
     UNKNOWN_SCHEMA = "unknown_schema"
     WRONG_TOPIC = "wrong_topic"
     SCHEMA_VIOLATION = "schema_violation"
     SOURCE_NOT_ALLOWED = "source_not_allowed"
     UNAUTHENTICATED = "unauthenticated"  # no valid connector token on a bus record
+    NOT_AUTHORIZED = "not_authorized"  # the connector is not registered for the event's type
+    #: Handling the record raised an error nothing foresaw; the detail names the exception's
+    #: type only (its message may quote the event).
+    INTERNAL_ERROR = "internal_error"
 
 
 #: Header names on a dead-lettered record (the original record's headers are kept too).

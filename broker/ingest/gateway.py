@@ -7,6 +7,7 @@ worker projects them exactly as if a Kafka connector had published them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -17,6 +18,7 @@ from sqlalchemy import Engine
 
 from broker import cloudevents
 from broker.audit import AuditLog, NewEntry
+from broker.auth.principals import Principal
 from broker.bus import Bus, OutRecord, dlq_topic
 from broker.cloudevents import STRUCTURED_HEADERS, CloudEvent
 from broker.ingest.auditing import dead_letter_entry
@@ -28,9 +30,12 @@ from broker.ingest.deadletter import (
     dead_letter_bytes,
 )
 from broker.ingest.pipeline import DEAD_LETTERS
+from broker.ingest.provenance import entitlement
 from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
 from broker.store import ledger
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
@@ -81,17 +86,17 @@ class IngestGateway:
         self,
         docs: Sequence[Any],
         origin: str,
-        sources: frozenset[str] | None = None,
+        publisher: Principal | None = None,
         token: str | None = None,
-        actor: str = "http-ingest",
     ) -> list[EventResult]:
         """Check and publish ``docs`` (decoded JSON values); one result per document, in order.
 
-        ``sources``, when given, are the CloudEvents sources the caller may publish as (a
-        connector's identity binds it to its own): an event from any other is rejected.
-        ``token``, the caller's, goes on with each event for the ingest worker to check again.
-        ``actor`` (the caller's token subject) is who the audit log names for a rejection.
+        ``publisher``, the verified caller, may publish only what its registration entitles
+        it to (``provenance.entitlement``: its sources, its event types); the audit log names
+        it for a rejection. ``token``, the caller's, goes on with each event for the ingest
+        worker to check again.
         """
+        actor = publisher.subject if publisher is not None else "http-ingest"
         headers = [*STRUCTURED_HEADERS]
         if token:
             headers.append((H_CONNECTOR_TOKEN, token.encode("ascii")))
@@ -101,10 +106,7 @@ class IngestGateway:
         dead: dict[str, list[OutRecord]] = {}
         refusals: list[NewEntry] = []
         for index, doc in enumerate(docs):
-            raw = orjson.dumps(doc)
-            checked = self._check(doc, raw)
-            if isinstance(checked, CloudEvent) and sources is not None:
-                checked = _bound_to(checked, sources, actor)
+            raw, checked = self._checked(doc, publisher)
             if isinstance(checked, CloudEvent):
                 good.setdefault(self.topic_prefix + checked.domain, []).append(
                     (index, checked, raw)
@@ -112,7 +114,8 @@ class IngestGateway:
                 results.append(EventResult(index, checked.id, Outcome.ACCEPTED))
                 continue
             topic = self._dlq_for(doc)
-            key = doc.get("subject", "").encode() if isinstance(doc, dict) else None
+            subject = doc.get("subject") if isinstance(doc, dict) else None
+            key = subject.encode("utf-8", "replace") if isinstance(subject, str) else None
             where = f"http/{origin}/{index}"
             dead.setdefault(topic, []).append(
                 dead_letter_bytes(key or None, raw, (), where, checked)
@@ -167,6 +170,30 @@ class IngestGateway:
         if refusals and self.audit is not None:
             self.audit.append_many(refusals)
 
+    def _checked(
+        self, doc: Any, publisher: Principal | None
+    ) -> tuple[bytes, CloudEvent | Rejection]:
+        """The document's bytes and its verdict; whatever goes wrong judging one document
+        rejects that document alone (``internal_error`` names the exception's type only)."""
+        try:
+            raw = orjson.dumps(doc)
+        except orjson.JSONEncodeError:
+            # Only nesting beyond orjson's own limit (far over MAX_DEPTH) fails to re-encode.
+            detail = f"the event nests deeper than {cloudevents.MAX_DEPTH} levels; flatten it"
+            return b"", Rejection(DeadLetterReason.TOO_DEEP, detail)
+        try:
+            checked = self._check(doc, raw)
+            if isinstance(checked, CloudEvent) and publisher is not None:
+                checked = entitlement(publisher, checked) or checked
+        except Exception as exc:  # one document's fault must not fail its batch
+            log.exception("HTTP ingest could not judge document %s", type(exc).__name__)
+            checked = Rejection(
+                DeadLetterReason.INTERNAL_ERROR,
+                f"the platform failed on this event ({type(exc).__name__}); it is kept in the "
+                "dead letters for the operator",
+            )
+        return raw, checked
+
     def _check(self, doc: Any, raw: bytes) -> CloudEvent | Rejection:
         if len(raw) > self.max_event_bytes:
             return Rejection(
@@ -180,6 +207,8 @@ class IngestGateway:
             )
         try:
             event = cloudevents.from_dict(doc)
+        except cloudevents.TooDeepError as exc:
+            return Rejection(DeadLetterReason.TOO_DEEP, str(exc), f"/{exc.attribute}")
         except cloudevents.EnvelopeError as exc:
             given = doc.get("source")
             source = given if isinstance(given, str) else ""
@@ -208,18 +237,3 @@ class IngestGateway:
     def _already_ingested(self, ids: list[str]) -> set[str]:
         with self.engine.connect() as conn:
             return ledger.known_ids(conn, ids)
-
-
-def _bound_to(event: CloudEvent, sources: frozenset[str], caller: str) -> CloudEvent | Rejection:
-    if event.source in sources:
-        return event
-    return Rejection(
-        DeadLetterReason.SOURCE_NOT_ALLOWED,
-        f"this caller may publish as {', '.join(sorted(sources)) or 'no source'}, "
-        f"not as {event.source!r}",
-        "/source",
-        "",
-        event.source,
-        event.id,
-        caller,
-    )

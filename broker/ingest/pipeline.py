@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import orjson
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -27,7 +28,8 @@ from broker.bus import (
 from broker.bus.base import consumer_lag
 from broker.cloudevents import CloudEvent
 from broker.ingest.auditing import batch_entries
-from broker.ingest.deadletter import Rejection, dead_letter
+from broker.ingest.deadletter import DeadLetterReason, Rejection, dead_letter, origin_of
+from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
@@ -57,6 +59,11 @@ CONSUMER_LAG = Gauge(
 LAG_INTERVAL_S = 1.0
 
 DEFAULT_GROUP = "tsunagu-ingest"
+#: Failures of the store or the bus, not of a record: the same batch is retried until they pass.
+TRANSIENT = (OperationalError, BusError)
+#: Times a batch is retried on a unique-key conflict (two members projecting an overlapping
+#: batch during a rebalance) before its records are judged one by one.
+CONFLICT_RETRIES = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,8 +95,11 @@ class IngestWorker:
         refresh_registry: Callable[[], bool] | None = None,
         authenticate: SourceAuthenticator | None = None,
         audit: AuditLog | None = None,
+        heartbeat: Heartbeat | None = None,
     ) -> None:
         self.bus = bus
+        #: Where the worker shows it is turning, for readiness in every process.
+        self.heartbeat = heartbeat
         #: Where each batch and each dead letter is recorded, in the batch's own transaction
         #: (the platform always sets it; None only where a test or benchmark drives the
         #: pipeline alone).
@@ -105,6 +115,11 @@ class IngestWorker:
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.lag_interval_s = LAG_INTERVAL_S
+        #: Records that failed alone with an error nothing foresaw, by origin: the next
+        #: ``process`` of them dead-letters them as ``internal_error`` instead.
+        self._condemned: dict[str, Rejection] = {}
+        #: Origins of records being dead-lettered that way: if that fails too, the last resort.
+        self._dead_lettering: set[str] = set()
 
     def process(self, records: Sequence[Record]) -> BatchOutcome:
         """Dead-letter the bad records, then project the good ones in one transaction."""
@@ -112,11 +127,7 @@ class IngestWorker:
         rejected: dict[str, list[OutRecord]] = {}
         rejections: list[tuple[Record, Rejection]] = []
         for record in records:
-            result = self.validator.check_record(record)
-            if self.authenticate is not None and not isinstance(result, Rejection):
-                result = (
-                    self.authenticate.check(record.headers, result, record.timestamp_ms) or result
-                )
+            result = self._judge(record)
             if isinstance(result, Rejection):
                 rejected.setdefault(record.topic, []).append(dead_letter(record, result))
                 rejections.append((record, result))
@@ -155,6 +166,21 @@ class IngestWorker:
             len(fresh) - len(erased), len(accepted) - len(fresh), n_rejected, len(erased)
         )
 
+    def _judge(self, record: Record) -> CloudEvent | Rejection:
+        """The record's event if it may be projected, else why not; never raises."""
+        condemned = self._condemned.pop(origin_of(record), None)
+        if condemned is not None:
+            return condemned
+        try:
+            result = self.validator.check_record(record)
+            if self.authenticate is not None and not isinstance(result, Rejection):
+                result = (
+                    self.authenticate.check(record.headers, result, record.timestamp_ms) or result
+                )
+            return result
+        except Exception as exc:  # one record's fault: it goes to the dead letters, not us
+            return _internal_error(record, exc)
+
     @staticmethod
     def _count_erased(accepted: Sequence[tuple[str, CloudEvent]], erased_ids: set[str]) -> None:
         counts = collections.Counter((topic, e.type) for topic, e in accepted if e.id in erased_ids)
@@ -172,8 +198,11 @@ class IngestWorker:
         threading.Thread(
             target=self._report_lag, args=(stop, done), name="ingest-lag", daemon=True
         ).start()
+        why = "stopped"
         try:
             while not stop.is_set():
+                if self.heartbeat is not None:
+                    self.heartbeat.beat()
                 try:
                     records = self._fill(consumer, consumer.poll(self.batch_size, poll_timeout_s))
                 except BusError as exc:
@@ -190,7 +219,12 @@ class IngestWorker:
                     # The batch is projected; uncommitted, it comes again and the ledger skips it.
                     log.warning("offset commit failed, the batch will be redelivered: %s", exc)
                 BATCH_SECONDS.observe(time.perf_counter() - started)
+        except BaseException as exc:
+            why = type(exc).__name__
+            raise
         finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stopped(why)
             done.set()
             consumer.close()
 
@@ -225,17 +259,100 @@ class IngestWorker:
         return records
 
     def _process_with_retry(self, records: Sequence[Record], stop: threading.Event) -> None:
+        """Process ``records`` until done: the store or bus failing is waited out; any other
+        error is a record's, and the batch is split until that record is dead-lettered alone
+        as ``internal_error`` (the worker itself never dies on a record)."""
         delay = 0.1
+        conflicts = 0
         while True:
             try:
                 self.process(records)
                 return
-            except (IntegrityError, OperationalError, BusError) as exc:
-                # Another member projected an overlapping batch during a rebalance, or the
-                # store or the dead-letter topic is briefly unavailable: retry the same batch
-                # (the consumer has moved past it); the ledger makes the retry idempotent.
+            except Exception as exc:
                 if stop.is_set():
                     raise
-                log.warning("batch failed, retrying in %.1fs: %s", delay, exc)
-                stop.wait(delay)
-                delay = min(delay * 2, 5.0)
+                if isinstance(exc, IntegrityError):
+                    conflicts += 1
+                if isinstance(exc, TRANSIENT) or (
+                    isinstance(exc, IntegrityError) and conflicts <= CONFLICT_RETRIES
+                ):
+                    # The store or the dead-letter topic is briefly unavailable, or another
+                    # member projected an overlapping batch during a rebalance: retry the same
+                    # batch (the consumer has moved past it); the ledger makes it idempotent.
+                    log.warning("batch failed, retrying in %.1fs: %s", delay, exc)
+                    stop.wait(delay)
+                    delay = min(delay * 2, 5.0)
+                    continue
+                self._isolate(records, exc, stop)
+                return
+
+    def _publish_alone(self, record: Record, rejection: Rejection, stop: threading.Event) -> None:
+        """The last resort: the dead letter published by itself, retried while the bus fails."""
+        while not stop.is_set():
+            try:
+                self.bus.publish(dlq_topic(record.topic), [dead_letter(record, rejection)])
+                DEAD_LETTERS.labels(record.topic, rejection.reason.value).inc()
+                return
+            except BusError as exc:
+                log.warning("dead letter not published, retrying in 1 s: %s", exc)
+                stop.wait(1.0)
+
+    def _isolate(self, records: Sequence[Record], exc: Exception, stop: threading.Event) -> None:
+        """Find the record(s) behind ``exc`` by halving the batch; each fails alone."""
+        if len(records) == 1:
+            (record,) = records
+            origin = origin_of(record)
+            rejection = _internal_error(record, exc)
+            if origin in self._dead_lettering:
+                # Even its dead letter failed (its audit entry could not be written): keep it
+                # in the dead letters unaudited rather than stop the partition.
+                log.critical(
+                    "record %s: its dead letter failed too (%s); kept without an audit entry",
+                    origin,
+                    type(exc).__name__,
+                )
+                self._publish_alone(record, rejection, stop)
+                return
+            log.error(
+                "record %s failed alone (%s): dead-lettered as internal_error",
+                origin,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            self._condemned[origin] = rejection
+            self._dead_lettering.add(origin)
+            try:
+                self._process_with_retry(records, stop)
+            finally:
+                self._condemned.pop(origin, None)
+                self._dead_lettering.discard(origin)
+            return
+        log.warning(
+            "a batch of %d failed (%s): retrying it in halves to find the record at fault",
+            len(records),
+            type(exc).__name__,
+        )
+        middle = len(records) // 2
+        self._process_with_retry(records[:middle], stop)
+        self._process_with_retry(records[middle:], stop)
+
+
+def _internal_error(record: Record, exc: BaseException) -> Rejection:
+    """The rejection of a record whose handling raised ``exc``: its type, never its message
+    (which may quote the event's personal data), and the event's id and source if legible."""
+    source = event_id = ""
+    try:
+        doc = orjson.loads(record.value)
+        if isinstance(doc, dict):
+            given_source, given_id = doc.get("source"), doc.get("id")
+            source = given_source if isinstance(given_source, str) else ""
+            event_id = given_id if isinstance(given_id, str) else ""
+    except Exception:  # illegible: the dead letter keeps the bytes
+        pass
+    return Rejection(
+        DeadLetterReason.INTERNAL_ERROR,
+        f"the platform failed on this record ({type(exc).__name__}); it is kept here for the "
+        "operator, and the partition has moved on",
+        source=source.replace("\x00", ""),
+        event_id=event_id.replace("\x00", ""),
+    )

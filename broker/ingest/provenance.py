@@ -1,15 +1,22 @@
-"""Who published a bus record: the connector's token travels in a header and binds the event
-to the CloudEvents ``source`` values that token names.
+"""Who may publish what: a connector is registered, in its token, for the CloudEvents
+``source`` values it publishes as and the event types it publishes; ``entitlement`` is that
+one rule, applied to HTTP ingest at the door and to every bus record by the worker.
 
-A record without a valid token is dead-lettered as ``unauthenticated``; a record whose event
-claims a source its token does not name, as ``source_not_allowed``. Tokens are judged as of
-the record's timestamp (a record may wait on the bus longer than a token lives), and each
-distinct token is verified once: the hot path is a dictionary lookup.
+On the bus the connector's token travels in a header. A record without a valid token is
+dead-lettered as ``unauthenticated``; a record whose event claims a source its token does not
+name, as ``source_not_allowed``; an event of a type its connector is not registered for, as
+``not_authorized``. Each distinct token is verified once: the hot path is a dictionary lookup.
+
+A token's time window is judged at the moment the worker reads the record, or at the bus's
+own append time where the bus stamps it (the embedded SQLite log does): never at a
+timestamp the producer chose, which would let a long-expired token through.
 """
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from broker.auth.errors import TokenRejectedError
@@ -19,58 +26,105 @@ from broker.bus.base import Headers
 from broker.cloudevents import CloudEvent
 from broker.ingest.deadletter import H_CONNECTOR_TOKEN, DeadLetterReason, Rejection
 
-__all__ = ["H_CONNECTOR_TOKEN", "SourceAuthenticator"]
+__all__ = ["H_CONNECTOR_TOKEN", "SourceAuthenticator", "entitlement", "registered_for"]
+
+
+def registered_for(principal: Principal, event_type: str) -> bool:
+    """Whether ``principal``'s registration names ``event_type`` (exactly, or ``domain.*``)."""
+    patterns = principal.event_types
+    return event_type in patterns or f"{event_type.split('.', 1)[0]}.*" in patterns
+
+
+def entitlement(principal: Principal, event: CloudEvent) -> Rejection | None:
+    """None when ``principal`` may publish ``event``, else why not: only a connector, only as
+    one of its own sources, only event types it is registered for."""
+    if principal.role is not Role.CONNECTOR:
+        return _refusal(
+            DeadLetterReason.UNAUTHENTICATED,
+            f"the record's token is a {principal.role} token, not a connector's",
+            event,
+            sender=principal.subject,
+        )
+    if event.source not in principal.sources:
+        return _refusal(
+            DeadLetterReason.SOURCE_NOT_ALLOWED,
+            f"connector {principal.subject} may publish as "
+            f"{', '.join(sorted(principal.sources)) or 'no source'}, not as {event.source!r}",
+            event,
+            "/source",
+            sender=principal.subject,
+        )
+    if not registered_for(principal, event.type):
+        registered = ", ".join(sorted(principal.event_types)) or "no event type"
+        return _refusal(
+            DeadLetterReason.NOT_AUTHORIZED,
+            f"connector {principal.subject} is registered for {registered}, not for "
+            f"{event.type!r}; a token for it names it (tsunagu token issue --event-type)",
+            event,
+            "/type",
+            sender=principal.subject,
+        )
+    return None
+
+
+def _refusal(
+    reason: DeadLetterReason, detail: str, event: CloudEvent, path: str = "", *, sender: str = ""
+) -> Rejection:
+    return Rejection(reason, detail, path, "", event.source, event.id, sender)
 
 
 class SourceAuthenticator:
-    """Checks that a record's event comes from a connector entitled to its ``source``."""
+    """Checks that a record's event comes from a connector entitled to publish it."""
 
-    def __init__(self, verifier: TokenVerifier, *, cache_size: int = 4096) -> None:
+    def __init__(
+        self,
+        verifier: TokenVerifier,
+        *,
+        cache_size: int = 4096,
+        append_time_stamped: bool = False,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.verifier = verifier
         self.cache_size = cache_size
+        #: True where the bus itself stamps each record's timestamp when appending it (the
+        #: embedded log; Kafka with LogAppendTime): then that time is the publication's.
+        self.append_time_stamped = append_time_stamped
+        self.clock = clock
         # token -> its principal, or why it was refused (signature and claims don't change)
         self._seen: OrderedDict[bytes, Principal | str] = OrderedDict()
 
-    def check(self, headers: Headers, event: CloudEvent, published_ms: int) -> Rejection | None:
+    def check(self, headers: Headers, event: CloudEvent, timestamp_ms: int) -> Rejection | None:
         """None when the record may be ingested, else why not."""
         token = next((v for name, v in headers if name == H_CONNECTOR_TOKEN), None)
         if token is None:
-            return self._reject(
+            return _refusal(
                 DeadLetterReason.UNAUTHENTICATED,
                 f"the record carries no connector token ({H_CONNECTOR_TOKEN} header)",
                 event,
             )
-        at = datetime.fromtimestamp(published_ms / 1000, UTC) if published_ms > 0 else None
-        judged = self._principal(token, at)
+        judged = self._principal(token, self._judged_at(timestamp_ms))
         if isinstance(judged, str):
-            return self._reject(DeadLetterReason.UNAUTHENTICATED, judged, event)
-        if judged.role is not Role.CONNECTOR:
-            return self._reject(
-                DeadLetterReason.UNAUTHENTICATED,
-                f"the record's token is a {judged.role} token, not a connector's",
-                event,
-                sender=judged.subject,
-            )
-        if event.source not in judged.sources:
-            return self._reject(
-                DeadLetterReason.SOURCE_NOT_ALLOWED,
-                f"connector {judged.subject} may publish as "
-                f"{', '.join(sorted(judged.sources)) or 'no source'}, not as {event.source!r}",
-                event,
-                "/source",
-                sender=judged.subject,
-            )
-        return None
+            return _refusal(DeadLetterReason.UNAUTHENTICATED, judged, event)
+        return entitlement(judged, event)
 
-    def _principal(self, token: bytes, at: datetime | None) -> Principal | str:
+    def _judged_at(self, timestamp_ms: int) -> datetime:
+        # A producer-set timestamp (Kafka's CreateTime) proves nothing: a record stamped 0 or
+        # last year would carry an expired token through. Only the bus's own stamp, or the
+        # moment the worker reads the record, is a time the publisher did not choose.
+        if self.append_time_stamped and timestamp_ms > 0:
+            return datetime.fromtimestamp(min(timestamp_ms / 1000, self.clock()), UTC)
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    def _principal(self, token: bytes, at: datetime) -> Principal | str:
         cached = self._seen.get(token)
         if isinstance(cached, Principal):
             # Signature and claims were checked once; only the time window depends on the
             # record, and it is cheap to compare.
-            if at is not None and at.timestamp() > cached.expires_at.timestamp() + (
-                self.verifier.leeway_s
-            ):
-                return "the token had expired when the record was published"
+            if at.timestamp() > cached.expires_at.timestamp() + self.verifier.leeway_s:
+                return (
+                    "the connector token had expired when the record reached ingest; "
+                    "publish with a fresh one"
+                )
             return cached
         if cached is not None:
             return cached
@@ -85,14 +139,3 @@ class SourceAuthenticator:
         if len(self._seen) > self.cache_size:
             self._seen.popitem(last=False)
         return principal
-
-    @staticmethod
-    def _reject(
-        reason: DeadLetterReason,
-        detail: str,
-        event: CloudEvent,
-        path: str = "",
-        *,
-        sender: str = "",
-    ) -> Rejection:
-        return Rejection(reason, detail, path, "", event.source, event.id, sender)

@@ -42,6 +42,8 @@ class EventValidator:
             event = cloudevents.from_kafka(record.headers, record.value)
         except cloudevents.NotJsonError as exc:
             return Rejection(DeadLetterReason.NOT_JSON, str(exc))
+        except cloudevents.TooDeepError as exc:
+            return Rejection(DeadLetterReason.TOO_DEEP, str(exc), path=f"/{exc.attribute}")
         except cloudevents.EnvelopeError as exc:
             return Rejection(DeadLetterReason.INVALID_ENVELOPE, str(exc), path=f"/{exc.attribute}")
         if self.topic_prefix + event.domain != record.topic:

@@ -30,7 +30,7 @@ from broker.audit import AuditLog
 from broker.auth.issuer import EmbeddedIssuer
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
-from broker.bus import Bus, Record, TopicSpec, open_bus
+from broker.bus import DOMAIN_TOPICS, Bus, Record, TopicSpec, open_bus
 from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
@@ -144,7 +144,9 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
         authenticate=SourceAuthenticator(verifier),
         audit=audit,
     )
-    token = issuer.issue("bench", Role.CONNECTOR, sources=[SOURCE])
+    token = issuer.issue(
+        "bench", Role.CONNECTOR, sources=[SOURCE], event_types=[f"{d}.*" for d in DOMAIN_TOPICS]
+    )
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
     publisher = ctx.Process(target=_publisher, args=(bus_url, prefix, n, ready, go, token))

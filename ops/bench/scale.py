@@ -257,7 +257,13 @@ def deployment(bus_url: str, pg_admin: str, keep: Path | None) -> Iterator[Deplo
 def _connector_token(data_dir: Path) -> str:
     """A token of the deployment's embedded issuer for the bench connector's source."""
     issuer = EmbeddedIssuer.in_data_dir(data_dir, audience="tsunagu")
-    return issuer.issue("bench", Role.CONNECTOR, sources=[SOURCE], ttl_s=24 * 3600)
+    return issuer.issue(
+        "bench",
+        Role.CONNECTOR,
+        sources=[SOURCE],
+        event_types=[f"{d}.*" for d in DOMAIN_TOPICS],
+        ttl_s=24 * 3600,
+    )
 
 
 def _run_publisher(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -11,8 +12,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 
+from broker.auth.issuer import EmbeddedIssuer
 from tests.auth.oidc import Provider, new_key, running_provider
 from tests.events import make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
@@ -154,3 +157,33 @@ def test_a_connector_cannot_publish_as_another_firm(platform: RunningPlatform) -
     assert second["reason"] == "source_not_allowed"
     assert anonymous.status_code == 401
     assert partner.status_code == 403
+
+
+def test_an_rs256_token_naming_the_platforms_ec_key_is_a_401_problem_on_every_route(
+    platform: RunningPlatform,
+) -> None:
+    # No credentials needed for the attack: any RSA key, the platform's public kid.
+    kid = EmbeddedIssuer.in_data_dir(platform.data_dir, audience="tsunagu").kid
+    now = int(time.time())
+    claims = {"iss": "urn:tsunagu:issuer:embedded", "aud": "tsunagu", "sub": "x", "role": "admin"}
+    token = jwt.encode(
+        {**claims, "iat": now, "exp": now + 60},
+        new_key("RS256").private,
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
+    auth = {"Authorization": f"Bearer {token}"}
+    with platform.client() as http:
+        spec = http.get("/openapi.json").json()
+        guarded = [
+            (method, re.sub(r"\{[^}]+\}", "x", path))
+            for path, item in spec["paths"].items()
+            for method, operation in item.items()
+            if operation.get("security")
+        ]
+        assert len(guarded) > 10
+        for method, path in guarded:
+            r = http.request(method.upper(), path, headers=auth)
+            assert r.status_code == 401, (method, path, r.status_code, r.text)
+            assert r.headers["content-type"] == "application/problem+json", (method, path)
+            assert "ES256" in r.json()["detail"], (method, path)

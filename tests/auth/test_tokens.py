@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 
 from broker.auth.errors import TokenRejectedError
@@ -162,12 +163,20 @@ def test_embedded_issuer_keeps_its_key_and_binds_connectors_to_sources(tmp_path:
     assert again.kid == issuer.kid
     assert (tmp_path / "keys" / "issuer.pem").stat().st_mode & 0o077 == 0
     verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
-    token = again.issue("mitoyo-odt", Role.CONNECTOR, sources=["urn:tsunagu:connector:odt"])
+    token = again.issue(
+        "mitoyo-odt",
+        Role.CONNECTOR,
+        sources=["urn:tsunagu:connector:odt"],
+        event_types=["transport.*"],
+    )
     principal = verifier.verify(token)
     assert principal.role is Role.CONNECTOR
     assert principal.sources == {"urn:tsunagu:connector:odt"}
+    assert principal.event_types == {"transport.*"}
     with pytest.raises(ValueError, match="must name the CloudEvents source"):
         issuer.issue("x", Role.CONNECTOR)
+    with pytest.raises(ValueError, match="must name the event types"):
+        issuer.issue("x", Role.CONNECTOR, sources=["urn:tsunagu:connector:odt"])
     with pytest.raises(ValueError, match="only a connector token binds sources"):
         issuer.issue("ptn-x", Role.PARTNER, sources=["urn:x"])
 
@@ -178,3 +187,44 @@ def test_embedded_token_is_refused_by_another_installation(tmp_path: Path) -> No
     verifier = TokenVerifier(StaticKeys(ours.jwks()), issuer=ours.issuer, audience="tsunagu")
     with pytest.raises(TokenRejectedError, match="no key with kid"):
         verifier.verify(theirs.issue("admin", Role.ADMIN))
+
+
+def _rs256_under(kid: str, issuer: str, role: str = "admin") -> str:
+    """An RS256 token signed by a fresh RSA key, naming someone else's ``kid``."""
+    forger = new_key("RS256")
+    now = int(time.time())
+    claims = {"iss": issuer, "aud": "tsunagu", "sub": "x", "role": role, "iat": now}
+    return jwt.encode(
+        {**claims, "exp": now + 60}, forger.private, algorithm="RS256", headers={"kid": kid}
+    )
+
+
+def test_rs256_header_naming_the_platforms_ec_key_is_refused(tmp_path: Path) -> None:
+    # The algorithm comes from the key (EC P-256: ES256), never from the token's header.
+    issuer = EmbeddedIssuer.in_data_dir(tmp_path, audience="tsunagu")
+    verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
+    token = _rs256_under(issuer.kid, issuer.issuer)
+    with pytest.raises(TokenRejectedError, match="ES256"):
+        verifier.verify(token)
+    with pytest.raises(TokenRejectedError, match="ES256"):
+        verifier.verify(token, datetime.now(UTC))
+
+
+def test_es256_header_naming_a_providers_rsa_key_is_refused(provider: Provider) -> None:
+    rsa_key = next(k for k in provider.keys if k.alg == "RS256")
+    ec_key = next(k for k in provider.keys if k.alg == "ES256")
+    token = jwt.encode(
+        {
+            "iss": provider.issuer,
+            "aud": "tsunagu",
+            "sub": "x",
+            "role": "admin",
+            "iat": int(time.time()),
+            "exp": int(time.time()) + 60,
+        },
+        ec_key.private,
+        algorithm="ES256",
+        headers={"kid": rsa_key.kid},
+    )
+    with pytest.raises(TokenRejectedError, match="RS256"):
+        _verifier(provider).verify(token)

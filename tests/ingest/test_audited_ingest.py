@@ -3,19 +3,23 @@ the batch's own transaction, each exactly once."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 
 from broker.audit import AuditLog, EntryKind, verify_store
 from broker.audit import tables as audit_tables
+from broker.auth.principals import Principal, Role
 from broker.bus import DOMAIN_TOPICS, Bus, OutRecord, Record, open_bus
 from broker.ingest import pipeline
-from broker.ingest.deadletter import DeadLetterReason
+from broker.ingest.deadletter import H_ORIGIN, H_REASON, DeadLetterReason
 from broker.ingest.gateway import IngestGateway, Outcome
 from broker.ingest.pipeline import IngestWorker
 from consent.keys import KeyRing
@@ -167,7 +171,15 @@ def test_http_rejections_are_recorded_naming_the_caller(
     try:
         gateway = IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS, audit=audit)
         ok, other = make_event(source=ODT), make_event(source=BUS)
-        results = gateway.submit([ok, other], "req1", frozenset({ODT}), actor="odt-connector")
+        odt = Principal(
+            "odt-connector",
+            Role.CONNECTOR,
+            "urn:tsunagu:issuer:embedded",
+            datetime.now(UTC),
+            sources=frozenset({ODT}),
+            event_types=frozenset({"transport.*"}),
+        )
+        results = gateway.submit([ok, other], "req1", odt)
         assert [r.status for r in results] == [Outcome.ACCEPTED, Outcome.REJECTED]
         gateway.reject_body(b"{", DeadLetterReason.NOT_JSON, "not JSON", "req2", "odt-connector")
     finally:
@@ -182,3 +194,68 @@ def test_http_rejections_are_recorded_naming_the_caller(
     assert dead[1]["topic"] == "unrouted"
     # Accepted events are the worker's to record, once projected: nothing yet.
     assert _entries(engine, EntryKind.PUBLISH_BATCH) == []
+
+
+def test_http_poison_events_are_rejected_and_recorded_on_both_stores(
+    tmp_path: Path, engine: Engine, audit: AuditLog
+) -> None:
+    bus = open_bus(f"sqlite:///{tmp_path / 'http-bus.db'}")
+    nul_source = make_event(source="urn:tsunagu:connector:x\x00y")
+    nul_subject = make_event(subject="res-\x00")
+    nul_type = make_event(type="transport.trip.\x00")
+    year_1 = make_event(time="0001-01-01T00:00:00+09:00")
+    try:
+        gateway = IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS, audit=audit)
+        results = gateway.submit([nul_source, nul_subject, nul_type, year_1], "req-poison")
+    finally:
+        bus.close()
+    assert [r.status for r in results] == [Outcome.REJECTED] * 4
+    assert [r.reason for r in results] == [DeadLetterReason.INVALID_ENVELOPE] * 4
+    audit.flush()
+    dead = _entries(engine, EntryKind.DEAD_LETTER)
+    assert len(dead) == 4
+    assert all(d["reason"] == "invalid_envelope" for d in dead)
+
+
+def test_a_record_whose_dead_letter_cannot_be_recorded_still_leaves_its_partition(
+    bus: Bus, engine: Engine, worker: IngestWorker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two faults at once: projecting the record fails, and so does recording its dead letter.
+    real_project, real_entries = pipeline.project, pipeline.batch_entries  # type: ignore[attr-defined]
+
+    def project(conn: Any, events: Any, vault: Any) -> Any:
+        if any(e.id == "cursed" for e in events):
+            raise KeyError(SECRET)
+        return real_project(conn, events, vault)
+
+    def entries(records: Any, accepted: Any, rejections: Any, *rest: Any) -> Any:
+        if any(r.reason is DeadLetterReason.INTERNAL_ERROR for _, r in rejections):
+            raise ValueError(SECRET)
+        return real_entries(records, accepted, rejections, *rest)
+
+    monkeypatch.setattr(pipeline, "project", project)
+    monkeypatch.setattr(pipeline, "batch_entries", entries)
+    docs = [_trip(ODT), make_event(event_id="cursed", source=ODT), _trip(ODT)]
+    for doc in docs:
+        bus.publish("transport", [OutRecord(b"same", encode(doc))])
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(stop, 0.05))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while sum(bus.committed(worker.group, "transport").values()) < 3:
+            assert thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        thread.join(10)
+    reader = bus.consumer("dlq-reader", ["transport.dlq"])
+    letters = reader.poll(10, 2.0)
+    reader.close()
+    # One dead letter (a repeat, from the failed attempt, carries the same origin).
+    assert len({dict(r.headers)[H_ORIGIN] for r in letters}) == 1
+    assert {dict(r.headers)[H_REASON] for r in letters} == {b"internal_error"}
+    assert SECRET.encode() not in b"".join(v for r in letters for _, v in r.headers)
+    with engine.connect() as conn:
+        ids = set(conn.execute(text("SELECT id FROM ingested_events")).scalars())
+    assert ids == {docs[0]["id"], docs[2]["id"]}

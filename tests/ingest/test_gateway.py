@@ -1,9 +1,11 @@
-"""The HTTP ingest gateway binds a caller to its own CloudEvents source."""
+"""The HTTP ingest gateway binds a caller to its own CloudEvents source and event types."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
+from broker.auth.principals import Principal, Role
 from broker.bus import DOMAIN_TOPICS, open_bus
 from broker.ingest.gateway import IngestGateway, Outcome
 from broker.store.database import make_engine
@@ -16,10 +18,22 @@ def _gateway(tmp_path: Path) -> IngestGateway:
     return IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS)
 
 
+def _connector(source: str, *event_types: str) -> Principal:
+    """A verified connector registered for ``source`` and ``event_types``."""
+    return Principal(
+        "odt",
+        Role.CONNECTOR,
+        "urn:tsunagu:issuer:embedded",
+        datetime.now(UTC),
+        sources=frozenset({source}),
+        event_types=frozenset(event_types or ("transport.*",)),
+    )
+
+
 def test_event_from_the_callers_own_source_is_accepted(tmp_path: Path) -> None:
     doc = make_event(source="urn:tsunagu:connector:mitoyo-ondemand")
     [result] = _gateway(tmp_path).submit(
-        [doc], "t", frozenset({"urn:tsunagu:connector:mitoyo-ondemand"})
+        [doc], "t", _connector("urn:tsunagu:connector:mitoyo-ondemand")
     )
     assert result.status is Outcome.ACCEPTED
 
@@ -27,7 +41,7 @@ def test_event_from_the_callers_own_source_is_accepted(tmp_path: Path) -> None:
 def test_event_published_as_another_firm_is_rejected(tmp_path: Path) -> None:
     doc = make_event(source="urn:tsunagu:connector:other-taxi")
     [result] = _gateway(tmp_path).submit(
-        [doc], "t", frozenset({"urn:tsunagu:connector:mitoyo-ondemand"})
+        [doc], "t", _connector("urn:tsunagu:connector:mitoyo-ondemand")
     )
     assert result.status is Outcome.REJECTED
     assert result.reason is not None and result.reason.value == "source_not_allowed"

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import jwt
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -24,6 +25,7 @@ from broker.ingest.deadletter import (
     dead_letter,
 )
 from broker.ingest.provenance import SourceAuthenticator
+from tests.auth.oidc import new_key
 from tests.events import connector_headers, encode, make_event
 from tests.fixtures.platform import RunningPlatform
 
@@ -56,7 +58,7 @@ EVENT = from_dict(make_event(source=OURS))
 def test_a_record_from_its_own_source_is_accepted(
     issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
 ) -> None:
-    token = issuer.issue("odt", Role.CONNECTOR, sources=[OURS])
+    token = issuer.issue("odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"])
     assert authenticator.check(_headers(token), EVENT, _ms(datetime.now(UTC))) is None
 
 
@@ -70,7 +72,12 @@ def test_a_record_without_a_token_is_unauthenticated(authenticator: SourceAuthen
 def test_a_record_claiming_another_firms_source_is_refused(
     issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
 ) -> None:
-    token = issuer.issue("other", Role.CONNECTOR, sources=["urn:tsunagu:connector:other"])
+    token = issuer.issue(
+        "other",
+        Role.CONNECTOR,
+        sources=["urn:tsunagu:connector:other"],
+        event_types=["transport.*"],
+    )
     refused = authenticator.check(_headers(token), EVENT, _ms(datetime.now(UTC)))
     assert isinstance(refused, Rejection)
     assert refused.reason is DeadLetterReason.SOURCE_NOT_ALLOWED
@@ -102,27 +109,104 @@ def test_another_installations_token_is_unauthenticated(
     tmp_path: Path, authenticator: SourceAuthenticator
 ) -> None:
     theirs = EmbeddedIssuer.in_data_dir(tmp_path / "theirs", audience="tsunagu")
-    token = theirs.issue("odt", Role.CONNECTOR, sources=[OURS])
+    token = theirs.issue("odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"])
     refused = authenticator.check(_headers(token), EVENT, _ms(datetime.now(UTC)))
     assert isinstance(refused, Rejection)
     assert refused.reason is DeadLetterReason.UNAUTHENTICATED
 
 
-def test_a_token_is_judged_at_the_time_the_record_was_published(
+def test_a_producer_set_timestamp_cannot_revive_an_expired_token(
     issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
 ) -> None:
+    # Expired 400 days ago; the producer stamps the record (Kafka's CreateTime) inside the
+    # token's life, or at 0.
+    issued = NOW - timedelta(days=400, hours=1)
+    token = issuer.issue(
+        "odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"], ttl_s=3600, now=issued
+    )
+    for stamp in (_ms(issued + timedelta(minutes=30)), 0):
+        refused = authenticator.check(_headers(token), EVENT, stamp)
+        assert isinstance(refused, Rejection), stamp
+        assert refused.reason is DeadLetterReason.UNAUTHENTICATED
+        assert "expired" in refused.detail
+
+
+def test_a_zero_timestamp_does_not_skip_expiry_for_a_token_seen_before(
+    issuer: EmbeddedIssuer,
+) -> None:
+    now = [time.time()]
+    verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
+    authenticator = SourceAuthenticator(verifier, clock=lambda: now[0])
+    token = issuer.issue("odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"])
+    assert authenticator.check(_headers(token), EVENT, _ms(datetime.now(UTC))) is None
+    now[0] += 2 * 3600  # the worker reads on, two hours later: the token has expired
+    refused = authenticator.check(_headers(token), EVENT, 0)
+    assert isinstance(refused, Rejection)
+    assert "expired" in refused.detail
+
+
+def test_where_the_bus_stamps_append_time_a_backlog_keeps_its_token(
+    issuer: EmbeddedIssuer,
+) -> None:
+    # The embedded log stamps each record when appending it: that time, not the producer's,
+    # says whether the token was valid when the record was published.
+    verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
+    authenticator = SourceAuthenticator(verifier, append_time_stamped=True)
     issued = NOW - timedelta(hours=3)
-    token = issuer.issue("odt", Role.CONNECTOR, sources=[OURS], ttl_s=3600, now=issued)
-    # Published while valid, consumed after expiry (a backlog): accepted.
+    token = issuer.issue(
+        "odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"], ttl_s=3600, now=issued
+    )
     assert authenticator.check(_headers(token), EVENT, _ms(issued + timedelta(minutes=30))) is None
-    # Published after expiry: refused, also now that the token is cached.
     late = authenticator.check(_headers(token), EVENT, _ms(issued + timedelta(hours=2)))
     assert isinstance(late, Rejection)
     assert "expired" in late.detail
 
 
+def test_a_connector_cannot_publish_a_domain_it_is_not_registered_for(
+    issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
+) -> None:
+    # The currency connector, with its own source, rewriting a vacant-house listing.
+    currency = "urn:tsunagu:connector:mitoyo-pay"
+    token = issuer.issue("pay", Role.CONNECTOR, sources=[currency], event_types=["currency.*"])
+    listing = from_dict(make_event("vacant_house.listing.updated", source=currency))
+    refused = authenticator.check(_headers(token), listing, _ms(datetime.now(UTC)))
+    assert isinstance(refused, Rejection)
+    assert refused.reason is DeadLetterReason.NOT_AUTHORIZED
+    assert (refused.path, refused.sender) == ("/type", "pay")
+    assert "currency.*" in refused.detail and "vacant_house.listing.updated" in refused.detail
+    # Its own domain's events pass, and so does one exact type it is registered for.
+    payment = from_dict(make_event("currency.payment.settled", source=currency))
+    assert authenticator.check(_headers(token), payment, _ms(datetime.now(UTC))) is None
+    exact = issuer.issue(
+        "pay", Role.CONNECTOR, sources=[currency], event_types=["currency.payment.settled"]
+    )
+    assert authenticator.check(_headers(exact), payment, _ms(datetime.now(UTC))) is None
+    topup = from_dict(make_event("currency.wallet.topped_up", source=currency))
+    refused = authenticator.check(_headers(exact), topup, _ms(datetime.now(UTC)))
+    assert isinstance(refused, Rejection)
+    assert refused.reason is DeadLetterReason.NOT_AUTHORIZED
+
+
+def test_a_connector_token_without_event_types_may_publish_nothing(
+    issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
+) -> None:
+    # A token of another provider (or of before registration) that names no event types.
+    now = int(time.time())
+    claims = {"iss": issuer.issuer, "aud": "tsunagu", "sub": "odt", "role": "connector"}
+    bare = jwt.encode(
+        {**claims, "sources": [OURS], "iat": now, "exp": now + 60},
+        issuer._key,
+        algorithm="ES256",
+        headers={"kid": issuer.kid},
+    )
+    refused = authenticator.check(_headers(bare), EVENT, _ms(datetime.now(UTC)))
+    assert isinstance(refused, Rejection)
+    assert refused.reason is DeadLetterReason.NOT_AUTHORIZED
+    assert "no event type" in refused.detail
+
+
 def test_a_dead_letter_never_keeps_the_token(issuer: EmbeddedIssuer) -> None:
-    token = issuer.issue("odt", Role.CONNECTOR, sources=[OURS])
+    token = issuer.issue("odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"])
     record = Record("transport", 0, 7, b"k", b"{}", [*_headers(token), ("x-trace", b"1")])
     letter = dead_letter(record, Rejection(DeadLetterReason.NOT_JSON, "bad"))
     names = [name for name, _ in letter.headers]
@@ -176,3 +260,20 @@ def test_the_platform_dead_letters_bus_records_that_are_not_their_connectors(
     engine.dispose()
     assert genuine["id"] in projected
     assert not {anonymous["id"], impostor["id"]} & projected
+
+
+def test_an_rs256_token_naming_the_platforms_ec_key_is_unauthenticated_on_the_bus(
+    issuer: EmbeddedIssuer, authenticator: SourceAuthenticator
+) -> None:
+    now = int(time.time())
+    claims = {"iss": issuer.issuer, "aud": "tsunagu", "sub": "odt", "role": "connector"}
+    forged = jwt.encode(
+        {**claims, "sources": [OURS], "iat": now, "exp": now + 60},
+        new_key("RS256").private,
+        algorithm="RS256",
+        headers={"kid": issuer.kid},
+    )
+    refused = authenticator.check(_headers(forged), EVENT, _ms(datetime.now(UTC)))
+    assert isinstance(refused, Rejection)
+    assert refused.reason is DeadLetterReason.UNAUTHENTICATED
+    assert "ES256" in refused.detail

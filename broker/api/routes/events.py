@@ -76,8 +76,10 @@ async def ingest(
 ) -> IngestReceipt:
     """Accept CloudEvents; each is checked like on the bus, and a bad one is dead-lettered.
 
-    The connector's token names the CloudEvents `source`s it publishes as: an event from any
-    other source is rejected (`source_not_allowed`) and dead-lettered.
+    The connector's token registers it for the CloudEvents `source`s it publishes as and the
+    event types it publishes (`event_types`: exact, or `<domain>.*`): an event from any other
+    source is rejected (`source_not_allowed`), one of any other type (`not_authorized`), and
+    dead-lettered and audited.
     """
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media_type not in (STRUCTURED, BATCH):
@@ -112,9 +114,7 @@ async def ingest(
     docs = parsed if media_type == BATCH else [parsed]
     # The verified token goes on with the events: the worker checks what it ingests.
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
-    results = await run_in_threadpool(
-        gateway.submit, docs, origin, connector.sources, token, connector.subject
-    )
+    results = await run_in_threadpool(gateway.submit, docs, origin, connector, token)
     return _receipt(results)
 
 

@@ -42,9 +42,14 @@ def readyz(request: Request, response: Response) -> Health:
         checks["bus"] = "ok"
     except Exception as exc:
         checks["bus"] = f"failing: {exc.__class__.__name__}"
+    # The ingest worker of this platform, when one runs beside this API (in this process, or
+    # in the main process of a multi-process `tsunagu up`): stopped, or stalled on a batch.
+    heartbeat = getattr(request.app.state, "ingest_heartbeat", None)
+    if heartbeat is not None:
+        checks["ingest"] = heartbeat.judge()
     worker = getattr(request.app.state, "worker_thread", None)
-    if worker is not None:
-        checks["ingest"] = "ok" if worker.is_alive() else "failing: worker stopped"
+    if worker is not None and not worker.is_alive():
+        checks["ingest"] = "failing: the ingest worker stopped"
     ready = all(v == "ok" for v in checks.values())
     if not ready:
         response.status_code = 503
