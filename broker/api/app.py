@@ -70,8 +70,12 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(statistics.router)
     app.include_router(audit.router)
     app.include_router(pages.router)
-    # HTTP ingest has its own, larger limit (it streams); every other body is small.
-    app.add_middleware(BodyLimit, limit=API_MAX_BODY_BYTES, exempt=("/v1/events",))
+    # HTTP ingest has its own, larger limit; every other body is small.
+    app.add_middleware(
+        BodyLimit,
+        limit=API_MAX_BODY_BYTES,
+        limits={"/v1/events": platform.settings.http_max_body_bytes},
+    )
     # Added last, so outermost: it counts and times the other middlewares' answers (413) too.
     app.add_middleware(RequestMetrics)
 

@@ -13,7 +13,15 @@ from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
 from broker.auth.verifier import TokenVerifier
 
-__all__ = ["Principal", "Role", "check_role", "current_principal", "require"]
+__all__ = [
+    "Principal",
+    "Role",
+    "authenticate",
+    "bearer_token",
+    "check_role",
+    "current_principal",
+    "require",
+]
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -36,7 +44,12 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The verified caller; 401 when the token is missing or not valid."""
-    if credentials is None:
+    return await authenticate(request, credentials.credentials if credentials else None)
+
+
+async def authenticate(request: Request, token: str | None) -> Principal:
+    """The principal of a bearer ``token``; 401 when there is none or it is not valid."""
+    if not token:
         raise HTTPException(
             401,
             "this operation needs a bearer token (Authorization: Bearer <JWT>)",
@@ -45,13 +58,19 @@ async def current_principal(
     verifier: TokenVerifier = request.app.state.verifier
     # A token seen before is answered on the event loop; a new one may need the provider's
     # keys fetched over the network, so it is verified in a worker thread.
-    known = verifier.cached(credentials.credentials)
+    known = verifier.cached(token)
     if known is not None:
         return known
     try:
-        return await run_in_threadpool(verifier.verify, credentials.credentials)
+        return await run_in_threadpool(verifier.verify, token)
     except TokenRejectedError as exc:
         raise _unauthorized(exc.detail) from None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer token of the Authorization header, if it carries one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def check_role(principal: Principal, allowed: frozenset[Role]) -> Principal:

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from broker.api.limits import AsLimitedPartner
+from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.api.recording import ReadRecorder
 from broker.audit import AuditLog, EntryKind, NewEntry
@@ -52,11 +53,11 @@ Cursor = Annotated[
     Query(description="`next_cursor` of the previous page; absent for the first page"),
 ]
 From = Annotated[
-    AwareDatetime | None,
+    Moment | None,
     Query(alias="from", description="Start of the period (inclusive); default: `to` − 90 days"),
 ]
 To = Annotated[
-    AwareDatetime | None,
+    Moment | None,
     Query(alias="to", description="End of the period (exclusive); default: now"),
 ]
 
@@ -135,11 +136,11 @@ def residents(
     partner: AsLimitedPartner,
     purpose: Purpose,
     granted_from: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Query(alias="from", description="Only consents granted at or after this time"),
     ] = None,
     granted_to: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Only consents granted before this")
+        Moment | None, Query(alias="to", description="Only consents granted before this")
     ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -414,10 +415,10 @@ def houses(
     start: From = None,
     end: To = None,
     registered_from: Annotated[
-        AwareDatetime | None, Query(description="Only listings registered at or after this")
+        Moment | None, Query(description="Only listings registered at or after this")
     ] = None,
     registered_to: Annotated[
-        AwareDatetime | None, Query(description="Only listings registered before this")
+        Moment | None, Query(description="Only listings registered before this")
     ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
