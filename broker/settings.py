@@ -83,6 +83,12 @@ class Settings(BaseSettings):
     k_anonymity: int = Field(default=10, ge=2, description="Smallest published statistic cell.")
     partner_rate_per_s: float = Field(default=50.0, gt=0, description="Sustained reads/s/partner.")
     partner_burst: int = Field(default=100, ge=1, description="Reads a partner may burst.")
+    schema_check_rate_per_s: float = Field(
+        default=1.0, gt=0, description="Sustained schema compatibility checks/s per caller."
+    )
+    schema_check_burst: int = Field(
+        default=20, ge=1, description="Schema compatibility checks a caller may burst."
+    )
     # -- crypto-shredding ---------------------------------------------------------------------
     vault_url: str = Field(
         default="",

@@ -57,6 +57,9 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.partner_buckets = TokenBuckets(
         platform.settings.partner_rate_per_s, platform.settings.partner_burst
     )
+    app.state.schema_check_buckets = TokenBuckets(
+        platform.settings.schema_check_rate_per_s, platform.settings.schema_check_burst
+    )
     app.state.settings = platform.settings
     app.state.gateway = platform.gateway()
     problems.install(app)

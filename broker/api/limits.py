@@ -66,16 +66,20 @@ async def partner_within_limit(
 
 def within_limit(request: Request, partner: Principal) -> Principal:
     """``partner`` if its bucket has a token; 429 with Retry-After otherwise."""
-    buckets: TokenBuckets = request.app.state.partner_buckets
-    wait = buckets.take(partner.subject)
+    charge(request.app.state.partner_buckets, partner, "partner", "requests")
+    return partner
+
+
+def charge(buckets: TokenBuckets, caller: Principal, who: str, what: str) -> None:
+    """Take a token from ``caller``'s bucket; 429 with Retry-After when it is empty."""
+    wait = buckets.take(caller.subject)
     if wait > 0:
         raise HTTPException(
             429,
-            f"partner {partner.subject} is over its rate of {buckets.rate:g} requests/s "
+            f"{who} {caller.subject} is over its rate of {buckets.rate:g} {what}/s "
             f"(burst {buckets.burst}); retry in {wait:.2f} s",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    return partner
 
 
 AsLimitedPartner = Annotated[Principal, Depends(partner_within_limit)]
