@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
@@ -27,6 +27,10 @@ bearer = HTTPBearer(
     auto_error=False,
     description="A JWT from the region's OIDC provider (or `tsunagu token issue` when embedded)",
 )
+
+
+#: Requests waiting for the identity provider's keys: a few threads, apart from the others.
+_KEY_WAITERS = anyio.CapacityLimiter(4)
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -56,13 +60,15 @@ async def authenticate(request: Request, token: str | None) -> Principal:
             headers={"WWW-Authenticate": "Bearer"},
         )
     verifier: TokenVerifier = request.app.state.verifier
-    # A token seen before is answered on the event loop; a new one may need the provider's
-    # keys fetched over the network, so it is verified in a worker thread.
+    # A token seen before is answered on the event loop; a new one is verified in a worker
+    # thread. One whose key must first come from the identity provider waits in a pool of
+    # its own, so a slow provider never takes the threads health checks and reads run on.
     known = verifier.cached(token)
     if known is not None:
         return known
+    limiter = None if verifier.keys_at_hand(token) else _KEY_WAITERS
     try:
-        return await run_in_threadpool(verifier.verify, token)
+        return await anyio.to_thread.run_sync(verifier.verify, token, limiter=limiter)
     except TokenRejectedError as exc:
         raise _unauthorized(exc.detail) from None
 
