@@ -381,7 +381,9 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
             assert hooks.wait_for(1, timeout_s=15)
             jwks = http.get("/.well-known/jwks.json").json()
         (received,) = hooks.received
-        payload = verify_notification(received.body, received.headers[SIGNATURE_HEADER], jwks)
+        payload = verify_notification(
+            received.body, received.headers[SIGNATURE_HEADER], jwks, recipient=partner
+        )
     finally:
         hooks.close()
     assert payload["type"] == "consent.revoked"
