@@ -100,6 +100,10 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Tries before a notification is marked failed (~1 day)."
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook URLs on loopback, private or link-local addresses.",
+    )
     # -- operations: metrics and the audit chain's watch ---------------------------------------
     metrics_port: int = Field(
         default=9464,

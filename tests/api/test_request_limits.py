@@ -213,3 +213,22 @@ def test_a_consent_expiring_in_year_9999_is_a_422_problem(platform: RunningPlatf
         )
     assert r.status_code == 422, r.text
     assert "1900-8999" in r.json()["detail"]
+
+
+def test_a_webhook_on_loopback_is_a_422_problem_saying_why(platform: RunningPlatform) -> None:
+    with platform.client() as http:
+        r = http.post(
+            "/v1/partners",
+            json={
+                "id": "ptn-ssrf0001",
+                "name_ja": "悪い会社",
+                "name_en": "Bad firm",
+                "webhook_url": f"{platform.base_url}/v1/partners",
+            },
+            headers=platform.auth("admin", "city-ops"),
+        )
+        listed = http.get("/v1/partners", headers=platform.auth("admin", "city-ops"))
+    assert r.status_code == 422, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "TSUNAGU_WEBHOOK_ALLOW_PRIVATE" in r.json()["detail"]
+    assert "ptn-ssrf0001" not in listed.text
