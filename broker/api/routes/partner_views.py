@@ -31,7 +31,8 @@ router = APIRouter(
     responses={
         401: {"model": Problem, "description": "No bearer token, or not a valid one"},
         403: {"model": Problem, "description": "Not a partner, or not approved for the purpose"},
-        422: {"model": Problem, "description": "A parameter is malformed (purpose, dates, cursor)"},
+        400: {"model": Problem, "description": "The cursor is not one of this query's pages"},
+        422: {"model": Problem, "description": "A parameter is malformed (purpose, dates)"},
         429: {"model": Problem, "description": "Over the partner's rate; see Retry-After"},
     },
 )
@@ -97,7 +98,7 @@ def _position(cursor: str | None, scope: str) -> cursors.Position | None:
     try:
         return cursors.decode(cursor, scope)
     except cursors.InvalidCursorError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
 
 
 class Withheld(BaseModel):
@@ -279,9 +280,13 @@ async def resident_activity(
         raise HTTPException(
             422, f"unknown categories {unknown}; this view has {', '.join(CATEGORIES)}"
         )
-    lo, hi = _period(start, end)
-    scope = f"activity:{partner.subject}:{resident}:{purpose}:{lo.isoformat()}:{hi.isoformat()}"
+    # The query as asked (not "now"): a page without `to` continues the period its first page
+    # read, whose end the cursor pins.
+    scope = f"activity:{partner.subject}:{resident}:{purpose}:{start}:{end}:{sorted(categories)}"
     after = _position(cursor, scope)
+    if cursor is not None and end is None:
+        end = cursors.pinned_end(cursor)
+    lo, hi = _period(start, end)
 
     def read() -> tuple[bytes, Future[int]]:
         # The store work; the wait for the audit entry is not (see broker.api.recording).
@@ -331,7 +336,7 @@ async def resident_activity(
             "categories": [_part(r).model_dump() for r in page.categories],
             # orjson writes a dataclass as its fields in order: ActivityItem's shape.
             "items": page.items,
-            "next_cursor": cursors.encode(page.next, scope) if page.next else None,
+            "next_cursor": cursors.encode(page.next, scope, hi) if page.next else None,
         }
         return orjson.dumps(body), ticket
 
@@ -433,7 +438,11 @@ def houses(
     """
     decisions = _approved(request, partner.subject, purpose)
     lo, hi = _period(start, end)
-    scope = f"houses:{town}:{available}:{registered_from}:{registered_to}"
+    # Bound to the whole query: another partner, purpose, period or filter cannot reuse it.
+    scope = (
+        f"houses:{partner.subject}:{purpose}:{town}:{available}:{start}:{end}:"
+        f"{registered_from}:{registered_to}"
+    )
     position = _position(cursor, scope)
     page = vacant_houses(
         request.app.state.engine,
