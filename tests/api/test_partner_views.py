@@ -484,7 +484,7 @@ def test_a_vacant_house_cursor_is_refused_with_another_partner_purpose_or_filter
         mine = register_partner(platform, http, HOUSING, PLANNING)
         other = register_partner(platform, http, HOUSING)
         platform.ingest([_listing(_id("res"), stop) for _ in range(3)])
-        query = {"purpose": HOUSING, **PERIOD, "limit": 1}
+        query: dict[str, Any] = {"purpose": HOUSING, **PERIOD, "limit": 1}
 
         def page(partner: str, **changes: Any) -> httpx.Response:
             return http.get(
