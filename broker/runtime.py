@@ -86,6 +86,7 @@ class Platform:
             catalogue=catalogue,
             topic=settings.topic_prefix + CONSENT_CHANGES_TOPIC,
             on_change=[decisions.apply],
+            allow_private_webhooks=settings.webhook_allow_private,
         )
         # Every decision, allow or deny, goes to the hash-chained audit log.
         audit = AuditLog(engine, keys)

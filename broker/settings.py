@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     k_anonymity: int = Field(default=10, ge=2, description="Smallest published statistic cell.")
     partner_rate_per_s: float = Field(default=50.0, gt=0, description="Sustained reads/s/partner.")
     partner_burst: int = Field(default=100, ge=1, description="Reads a partner may burst.")
+    schema_check_rate_per_s: float = Field(
+        default=1.0, gt=0, description="Sustained schema compatibility checks/s per caller."
+    )
+    schema_check_burst: int = Field(
+        default=20, ge=1, description="Schema compatibility checks a caller may burst."
+    )
     # -- crypto-shredding ---------------------------------------------------------------------
     vault_url: str = Field(
         default="",
@@ -106,6 +112,10 @@ class Settings(BaseSettings):
         default=50, ge=1, description="Tries before a notification is marked failed (~1 day)."
     )
     webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_allow_private: bool = Field(
+        default=False,
+        description="Accept webhook URLs on loopback, private or link-local addresses.",
+    )
     # -- operations: metrics and the audit chain's watch ---------------------------------------
     metrics_port: int = Field(
         default=9464,

@@ -49,6 +49,7 @@ from consent.model import (
     create_tables,
 )
 from consent.receipts import Controller, receipt_claims, sign_receipt
+from consent.webhook_targets import check_webhook_url
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +89,10 @@ class ConsentService:
         topic: str = CONSENT_CHANGES_TOPIC,
         on_change: Iterable[ChangeHook] = (),
         clock: Callable[[], datetime] = utc_now,
+        allow_private_webhooks: bool = False,
     ) -> None:
         self.engine = engine
+        self.allow_private_webhooks = allow_private_webhooks
         self.keys = keys
         if callable(publisher):
             self._publish: Publish = publisher  # the caller has created the topic
@@ -122,8 +125,8 @@ class ConsentService:
         pid = partner_id or new_partner_id()
         if not PARTNER_ID.fullmatch(pid):
             raise InvalidPartnerError(f"partner id {pid!r} does not match {PARTNER_ID.pattern}")
-        if webhook_url is not None and not webhook_url.startswith(("https://", "http://")):
-            raise InvalidPartnerError("webhook_url must be an http(s) URL")
+        if webhook_url is not None:
+            check_webhook_url(webhook_url, allow_private=self.allow_private_webhooks)
         partner = Partner(
             id=pid,
             name_ja=name_ja,

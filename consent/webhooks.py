@@ -8,7 +8,15 @@ Account Aggregator notifies data users:
   payload is the body, base64url-encoded for signing as in any JWS), EdDSA with the platform's
   current key, its ``kid`` in the header; it verifies against ``/.well-known/jwks.json``
   (``verify_notification``);
-* ``Tsunagu-Notification-Id``: the same on every retry of one notification.
+* ``Tsunagu-Notification-Id``: the same on every retry of one notification;
+* ``Tsunagu-Delivery-Id``: new on every attempt, and signed in the body (``delivery_id``) with
+  the recipient (``partner_id``) and the moment of sending (``sent_at``).
+
+A partner verifies a POST with ``verify_notification(body, signature, jwks, recipient=...)``:
+the signature, that the notification is addressed to it (a notification captured from another
+partner's webhook does not verify), and that ``sent_at`` is within ``window_s`` of its clock
+(300 s by default), so a captured POST replays only inside that window; a ``SeenDeliveries``
+passed as ``seen`` refuses a delivery id seen before within the window, which closes it.
 
 A 2xx response is delivery. Anything else, a timeout or a refused connection is retried after
 an exponential backoff with full jitter (base 1 s, cap 1 h) until ``max_attempts`` (50 by
@@ -34,6 +42,7 @@ import logging
 import random
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,6 +69,9 @@ ALGORITHM = "EdDSA"
 MEDIA_TYPE = "consent-notification+jws"
 SIGNATURE_HEADER = "x-jws-signature"
 ID_HEADER = "Tsunagu-Notification-Id"
+DELIVERY_HEADER = "Tsunagu-Delivery-Id"
+#: How far a notification's signed ``sent_at`` may be from the receiver's clock, by default.
+REPLAY_WINDOW_S = 300.0
 USER_AGENT = "tsunagu-webhooks/1"
 
 #: ``pseudonym(partner_id, subject_id)``: the subject's pairwise pseudonym for that partner.
@@ -111,9 +123,39 @@ def sign_detached(body: bytes, key: SigningKey) -> str:
     return f"{header}..{signature}"
 
 
-def verify_notification(body: bytes, signature: str, jwks: Jwks) -> dict[str, Any]:
-    """The verified notification in ``body``, using only ``jwks``; NotificationInvalidError
-    otherwise."""
+class SeenDeliveries:
+    """The delivery ids a receiver has accepted within the replay window (in memory)."""
+
+    def __init__(self, window_s: float = REPLAY_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._seen: dict[str, datetime] = {}  # delivery id -> its sent_at
+        self._lock = threading.Lock()
+
+    def first_time(self, delivery_id: str, sent_at: datetime, now: datetime) -> bool:
+        """Record ``delivery_id``; False when it was accepted before (a replay)."""
+        with self._lock:
+            horizon = now - timedelta(seconds=self.window_s)
+            # Ids whose sent_at left the window can go: their deliveries fail the window.
+            for old in [d for d, at in self._seen.items() if at < horizon]:
+                del self._seen[old]
+            if delivery_id in self._seen:
+                return False
+            self._seen[delivery_id] = sent_at
+            return True
+
+
+def verify_notification(
+    body: bytes,
+    signature: str,
+    jwks: Jwks,
+    *,
+    recipient: str,
+    now: datetime | None = None,
+    window_s: float = REPLAY_WINDOW_S,
+    seen: SeenDeliveries | None = None,
+) -> dict[str, Any]:
+    """The verified notification in ``body`` for partner ``recipient``, sent within
+    ``window_s`` of ``now``, using only ``jwks``; NotificationInvalidError otherwise."""
     parts = signature.strip().split(".")
     if len(parts) != 3 or parts[1] or not parts[0] or not parts[2]:
         raise NotificationInvalidError("malformed", "not a detached JWS (<header>..<signature>)")
@@ -151,6 +193,28 @@ def verify_notification(body: bytes, signature: str, jwks: Jwks) -> dict[str, An
         or not isinstance(payload.get("notification_id"), str)
     ):
         raise NotificationInvalidError("bad_payload", "not a consent notification")
+    if payload.get("partner_id") != recipient:
+        raise NotificationInvalidError(
+            "wrong_recipient",
+            f"addressed to {payload.get('partner_id')!r}, not to {recipient!r}",
+        )
+    try:
+        sent_at = datetime.fromisoformat(str(payload.get("sent_at")))
+    except ValueError:
+        raise NotificationInvalidError("bad_payload", "no valid sent_at") from None
+    if sent_at.tzinfo is None:
+        raise NotificationInvalidError("bad_payload", "sent_at has no time zone")
+    moment = now or _utc_now()
+    if abs((moment - sent_at).total_seconds()) > window_s:
+        raise NotificationInvalidError(
+            "outside_window",
+            f"sent at {sent_at.isoformat()}, more than {window_s:g} s from {moment.isoformat()}",
+        )
+    delivery_id = payload.get("delivery_id")
+    if not isinstance(delivery_id, str) or not delivery_id:
+        raise NotificationInvalidError("bad_payload", "no delivery_id")
+    if seen is not None and not seen.first_time(delivery_id, sent_at, moment):
+        raise NotificationInvalidError("replayed", f"delivery {delivery_id} was received before")
     return payload
 
 
@@ -380,8 +444,9 @@ class WebhookDispatcher:
     def _attempt(self, due: _Due, at: datetime) -> _Outcome:
         if due.webhook_url is None:
             return _Outcome(False, "the partner has no webhook_url any more", final=True)
+        delivery_id = uuid.uuid4().hex
         try:
-            body = self._body(due, at)
+            body = self._body(due, at, delivery_id)
             signature = sign_detached(body, self.keys.signing_key)
         except Exception as exc:
             # A failing pseudonym service is an attempt that failed: recorded and retried.
@@ -390,6 +455,7 @@ class WebhookDispatcher:
             "Content-Type": "application/json",
             SIGNATURE_HEADER: signature,
             ID_HEADER: due.id,
+            DELIVERY_HEADER: delivery_id,
         }
         try:
             with self._client.stream(
@@ -408,13 +474,18 @@ class WebhookDispatcher:
         except httpx.HTTPError as exc:
             return _Outcome(False, f"{type(exc).__name__}: {exc}")
 
-    def _body(self, due: _Due, at: datetime) -> bytes:
+    def _body(self, due: _Due, at: datetime, delivery_id: str) -> bytes:
         # An erasure writes the pseudonym into the notice before scrubbing the consent.
         subject_pseudonym = due.payload.get("subject_pseudonym")
         if subject_pseudonym is None and self.pseudonym is not None and due.subject_id:
             subject_pseudonym = self.pseudonym(due.partner_id, due.subject_id)
         return orjson.dumps(
-            {**due.payload, "subject_pseudonym": subject_pseudonym, "sent_at": iso(at)}
+            {
+                **due.payload,
+                "subject_pseudonym": subject_pseudonym,
+                "sent_at": iso(at),
+                "delivery_id": delivery_id,
+            }
         )
 
     def _backoff(self, attempts: int) -> timedelta:

@@ -58,6 +58,9 @@ def create_app(platform: Platform) -> FastAPI:
     app.state.partner_buckets = TokenBuckets(
         platform.settings.partner_rate_per_s, platform.settings.partner_burst
     )
+    app.state.schema_check_buckets = TokenBuckets(
+        platform.settings.schema_check_rate_per_s, platform.settings.schema_check_burst
+    )
     app.state.settings = platform.settings
     app.state.gateway = platform.gateway()
     problems.install(app)
@@ -71,8 +74,12 @@ def create_app(platform: Platform) -> FastAPI:
     app.include_router(statistics.router)
     app.include_router(audit.router)
     app.include_router(pages.router)
-    # HTTP ingest has its own, larger limit (it streams); every other body is small.
-    app.add_middleware(BodyLimit, limit=API_MAX_BODY_BYTES, exempt=("/v1/events",))
+    # HTTP ingest has its own, larger limit; every other body is small.
+    app.add_middleware(
+        BodyLimit,
+        limit=API_MAX_BODY_BYTES,
+        limits={"/v1/events": platform.settings.http_max_body_bytes},
+    )
     app.add_middleware(UsableUrl)
     declare_refusals(app)
     # Added last, so outermost: it counts and times the other middlewares' answers (413) too.

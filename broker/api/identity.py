@@ -5,20 +5,32 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from starlette.concurrency import run_in_threadpool
 
 from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
 from broker.auth.verifier import TokenVerifier
 
-__all__ = ["Principal", "Role", "check_role", "current_principal", "require"]
+__all__ = [
+    "Principal",
+    "Role",
+    "authenticate",
+    "bearer_token",
+    "check_role",
+    "current_principal",
+    "require",
+]
 
 bearer = HTTPBearer(
     auto_error=False,
     description="A JWT from the region's OIDC provider (or `tsunagu token issue` when embedded)",
 )
+
+
+#: Requests waiting for the identity provider's keys: a few threads, apart from the others.
+_KEY_WAITERS = anyio.CapacityLimiter(4)
 
 
 def _unauthorized(detail: str) -> HTTPException:
@@ -36,22 +48,35 @@ async def current_principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Principal:
     """The verified caller; 401 when the token is missing or not valid."""
-    if credentials is None:
+    return await authenticate(request, credentials.credentials if credentials else None)
+
+
+async def authenticate(request: Request, token: str | None) -> Principal:
+    """The principal of a bearer ``token``; 401 when there is none or it is not valid."""
+    if not token:
         raise HTTPException(
             401,
             "this operation needs a bearer token (Authorization: Bearer <JWT>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
     verifier: TokenVerifier = request.app.state.verifier
-    # A token seen before is answered on the event loop; a new one may need the provider's
-    # keys fetched over the network, so it is verified in a worker thread.
-    known = verifier.cached(credentials.credentials)
+    # A token seen before is answered on the event loop; a new one is verified in a worker
+    # thread. One whose key must first come from the identity provider waits in a pool of
+    # its own, so a slow provider never takes the threads health checks and reads run on.
+    known = verifier.cached(token)
     if known is not None:
         return known
+    limiter = None if verifier.keys_at_hand(token) else _KEY_WAITERS
     try:
-        return await run_in_threadpool(verifier.verify, credentials.credentials)
+        return await anyio.to_thread.run_sync(verifier.verify, token, limiter=limiter)
     except TokenRejectedError as exc:
         raise _unauthorized(exc.detail) from None
+
+
+def bearer_token(request: Request) -> str | None:
+    """The bearer token of the Authorization header, if it carries one."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def check_role(principal: Principal, allowed: frozenset[Role]) -> Principal:

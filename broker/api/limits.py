@@ -1,4 +1,4 @@
-"""Per-partner rate limits (429 with Retry-After) and a request-size cap for the whole API.
+"""Per-partner rate limits (429 with Retry-After) and the request-body cap for the whole API.
 
 The bucket is per process: with N API processes behind a balancer a partner gets up to N
 times the rate. That is deliberate (no shared state on the hot path) and said in the README.
@@ -9,13 +9,21 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Mapping
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Response
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from broker.api.identity import bearer, check_role, current_principal
+from broker.api.identity import (
+    authenticate,
+    bearer,
+    bearer_token,
+    check_role,
+    current_principal,
+)
 from broker.api.problems import problem_response
 from broker.auth.principals import Principal, Role
 
@@ -58,40 +66,104 @@ async def partner_within_limit(
 
 def within_limit(request: Request, partner: Principal) -> Principal:
     """``partner`` if its bucket has a token; 429 with Retry-After otherwise."""
-    buckets: TokenBuckets = request.app.state.partner_buckets
-    wait = buckets.take(partner.subject)
+    charge(request.app.state.partner_buckets, partner, "partner", "requests")
+    return partner
+
+
+def charge(buckets: TokenBuckets, caller: Principal, who: str, what: str) -> None:
+    """Take a token from ``caller``'s bucket; 429 with Retry-After when it is empty."""
+    wait = buckets.take(caller.subject)
     if wait > 0:
         raise HTTPException(
             429,
-            f"partner {partner.subject} is over its rate of {buckets.rate:g} requests/s "
+            f"{who} {caller.subject} is over its rate of {buckets.rate:g} {what}/s "
             f"(burst {buckets.burst}); retry in {wait:.2f} s",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    return partner
 
 
 AsLimitedPartner = Annotated[Principal, Depends(partner_within_limit)]
 
 
-class BodyLimit:
-    """Refuse (413) a request whose declared body is over ``limit`` bytes, outside ``exempt``.
+class BodyTooLargeError(HTTPException):
+    """The request body grew past its limit while it streamed in (413)."""
 
-    HTTP ingest has its own, larger limit and also cuts off chunked bodies as they stream.
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            413,
+            f"the body is over the limit of {limit} bytes: send a smaller one "
+            "(split a batch of events into several requests)",
+            headers=dict(CLOSE),
+        )
+
+
+#: Sent with every refusal of a body: the server then closes the connection instead of
+#: reading the rest of the body to find the next request on it.
+CLOSE = {"Connection": "close"}
+
+
+class BodyLimit:
+    """Cap every request body as it streams, and authenticate the caller before reading any.
+
+    ``Content-Length`` is not trusted: a chunked body declares none, so the bytes are counted
+    as they arrive and the request is cut off (413) as soon as they pass the limit, having
+    read at most one chunk more. A request that carries a body must first show a valid bearer
+    token (401 otherwise, the body unread): every route that takes a body is for a signed-in
+    role, so an anonymous caller cannot make the server buffer anything.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, exempt: tuple[str, ...] = ()) -> None:
+    def __init__(self, app: ASGIApp, limit: int, limits: Mapping[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
-        self.exempt = exempt
+        self.limits = dict(limits or {})  # path prefix -> its own limit (HTTP ingest)
+
+    def limit_for(self, path: str) -> int:
+        """The body limit of a request to ``path``."""
+        for prefix, limit in self.limits.items():
+            if path == prefix or path.startswith(prefix.rstrip("/") + "/"):
+                return limit
+        return self.limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and not scope["path"].startswith(self.exempt):
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if length.isdigit() and int(length) > self.limit:
-                request = Request(scope)
-                response: Response = problem_response(
-                    request, 413, f"the body is {int(length)} bytes, over the limit of {self.limit}"
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        length = headers.get("content-length", "")
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        if not chunked and (not length.isdigit() or int(length) == 0):
+            await self.app(scope, receive, send)  # no body to read
+            return
+        request = Request(scope)
+        limit = self.limit_for(scope["path"])
+        try:
+            await authenticate(request, bearer_token(request))
+            if length.isdigit() and int(length) > limit:
+                raise HTTPException(
+                    413,
+                    f"the body is {int(length)} bytes, over the limit of {limit}: send a "
+                    "smaller one (split a batch of events into several requests)",
                 )
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+        except HTTPException as exc:
+            response = problem_response(
+                request, exc.status_code, str(exc.detail), headers={**(exc.headers or {}), **CLOSE}
+            )
+            await response(scope, receive, send)
+            return
+        await self.app(scope, _counting(receive, limit), send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises BodyTooLargeError once the body passes ``limit`` bytes."""
+    size = 0
+
+    async def counted() -> Message:
+        nonlocal size
+        message = await receive()
+        if message["type"] == "http.request":
+            size += len(message.get("body", b""))
+            if size > limit:
+                raise BodyTooLargeError(limit)
+        return message
+
+    return counted

@@ -8,7 +8,10 @@ The header's head is not signed: cut together with the entries after the last ch
 goes unnoticed, so the CLI signs a checkpoint of the head before it exports (see verify.py).
 
 CSV: one row per entry, with the checkpoint JWS in the ``checkpoint`` column of the entries
-that have one; the same data, for reading, not for ``verify``.
+that have one; the same data, for reading, not for ``verify``. A cell a spreadsheet would run
+as a formula (one starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, e.g. a
+token subject ``=HYPERLINK(…)``) is written with a leading ``'``, as OWASP's CSV injection
+guidance asks: the spreadsheet then shows it as text.
 """
 
 from __future__ import annotations
@@ -111,6 +114,17 @@ def export_csv(engine: Engine, out: IO[str]) -> int:
     written = 0
     for entry in rows:
         cp = cps.get(entry.seq)
-        writer.writerow([*entry, "" if cp is None else cp.signature])
+        writer.writerow([spreadsheet_text(v) for v in (*entry, "" if cp is None else cp.signature)])
         written += 1
     return written
+
+
+#: What makes a spreadsheet read a cell as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: object) -> object:
+    """``value``, with a leading ``'`` when it is text a spreadsheet would run as a formula."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -10,6 +10,7 @@ token's header may name an algorithm, but it never chooses one.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -17,8 +18,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import httpx
 import jwt
-from jwt import PyJWK, PyJWKClient, PyJWKSet
+from jwt import PyJWK, PyJWKSet
 from jwt.types import Options
 
 from broker.auth.errors import TokenRejectedError
@@ -32,6 +34,10 @@ class KeySource(Protocol):
 
     def key(self, kid: str) -> PyJWK:
         """The key with this ``kid``, or raise TokenRejectedError."""
+        ...
+
+    def at_hand(self, kid: str) -> bool:
+        """Whether ``key(kid)`` answers without waiting for the network."""
         ...
 
 
@@ -48,34 +54,124 @@ class StaticKeys:
         except KeyError:
             raise TokenRejectedError(f"no key with kid {kid!r} is trusted") from None
 
+    def at_hand(self, kid: str) -> bool:
+        """Always: the keys are in memory."""
+        return True
+
 
 class RemoteKeys:
-    """An OIDC provider's JWKS, fetched over HTTP and cached (refetched on an unknown kid)."""
+    """An OIDC provider's JWKS, fetched over HTTP off the request path and cached.
+
+    A slow or failing provider must not take the API with it, so:
+
+    - **one fetch in flight**, on its own short-lived thread; requests never fetch, and never
+      hold a lock across the network;
+    - **refresh ahead**: once the set is half its life old, the next request starts a
+      background refresh and carries on with the keys it has;
+    - **known keys never wait**: a key of a fresh set answers at once, whatever the provider
+      is doing; only an unknown ``kid`` (or an expired set) waits, at most ``timeout_s``, for
+      the fetch in flight;
+    - **negative cache**: after a fetch (failed or not) an unknown ``kid`` starts no other one
+      for ``cooldown_s``; until then it is refused at once with the reason (unknown kid, or
+      the provider unreachable and the error it gave).
+
+    A key removed from the provider's set is refused once the set is ``cache_s`` old and a
+    refetch without it completed (or failed: keys are never trusted past ``cache_s``).
+    """
 
     def __init__(
         self, url: str, *, cache_s: float, cooldown_s: float = 5.0, timeout_s: float = 5.0
     ) -> None:
         self.url = url
-        # PyJWKClient wants a positive lifespan; a tiny one means "refetch nearly always".
-        # The cooldown bounds refetches caused by tokens naming unknown kids (a cheap DoS).
-        self._client = PyJWKClient(
-            url,
-            cache_jwk_set=True,
-            lifespan=max(cache_s, 0.001),
-            timeout=timeout_s,
-            cooldown_duration=cooldown_s,
-        )
+        self.cache_s = cache_s
+        self.cooldown_s = cooldown_s
+        self.timeout_s = timeout_s
+        self._keys: dict[str, PyJWK] = {}
+        self._fetched_at = -math.inf  # monotonic time of the last successful fetch
+        self._attempted_at = -math.inf  # ... and of the last attempt, successful or not
+        self._error: str | None = None  # why the last attempt failed
+        self._inflight: threading.Event | None = None  # set when the fetch in flight ends
+        self._lock = threading.Lock()  # guards the fields above; never held across I/O
+
+    def at_hand(self, kid: str) -> bool:
+        """Whether ``kid`` is in a fresh key set (starting a refresh ahead when it is due)."""
+        with self._lock:
+            return self._fresh_key(kid, time.monotonic()) is not None
 
     def key(self, kid: str) -> PyJWK:
-        """The key with this ``kid``, refetching the set once when it is not known."""
+        """The key with this ``kid``; an unknown one waits for (or starts) one refetch."""
+        with self._lock:
+            now = time.monotonic()
+            found = self._fresh_key(kid, now)
+            if found is not None:
+                return found
+            done = self._inflight
+            if done is None and now - self._attempted_at >= self.cooldown_s:
+                done = self._start_fetch(now)
+        if done is not None:
+            done.wait(self.timeout_s + 1.0)
+        with self._lock:
+            now = time.monotonic()
+            found = self._fresh_key(kid, now)
+            if found is not None:
+                return found
+            if self._error is not None and self._inflight is None:
+                retry = max(0.0, self._attempted_at + self.cooldown_s - now)
+                raise TokenRejectedError(
+                    f"the identity provider's keys are unreachable ({self._error}); "
+                    f"the next attempt is in {retry:.0f} s"
+                )
+            if self._inflight is not None:
+                raise TokenRejectedError(
+                    f"the identity provider did not answer within {self.timeout_s:g} s for "
+                    f"key {kid!r}; retry shortly"
+                )
+        raise TokenRejectedError(
+            f"no key with kid {kid!r} is trusted: the identity provider's key set does not list it"
+        )
+
+    def _fresh_key(self, kid: str, now: float) -> PyJWK | None:
+        """``kid``'s key if the set is younger than ``cache_s``; refreshes ahead (locked)."""
+        age = now - self._fetched_at
+        if age >= self.cache_s:
+            return None
+        if (
+            age >= self.cache_s / 2
+            and self._inflight is None
+            and now - self._attempted_at >= self.cooldown_s
+        ):
+            self._start_fetch(now)
+        return self._keys.get(kid)
+
+    def _start_fetch(self, now: float) -> threading.Event:
+        """Start the one fetch in flight on its own thread (locked); set when it ends."""
+        done = threading.Event()
+        self._inflight = done
+        self._attempted_at = now
+        # Owned by this object: it ends after at most ``timeout_s`` and only one runs at once.
+        threading.Thread(target=self._fetch, args=(done,), name="jwks-fetch", daemon=True).start()
+        return done
+
+    def _fetch(self, done: threading.Event) -> None:
+        keys: dict[str, PyJWK] | None = None
+        error: str | None = None
         try:
-            return self._client.get_signing_key(kid)
-        except jwt.PyJWKClientConnectionError as exc:
-            raise TokenRejectedError(
-                f"the identity provider's keys are unreachable: {exc}"
-            ) from exc
-        except jwt.PyJWKClientError as exc:
-            raise TokenRejectedError(f"no key with kid {kid!r} is trusted: {exc}") from exc
+            response = httpx.get(self.url, timeout=self.timeout_s)
+            response.raise_for_status()
+            fetched = PyJWKSet.from_dict(response.json())
+            keys = {k.key_id: k for k in fetched.keys if k.key_id}
+        except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            with self._lock:
+                now = time.monotonic()
+                self._attempted_at = now
+                if keys is not None:
+                    self._keys, self._fetched_at, self._error = keys, now, None
+                else:
+                    self._error = error or "the fetch failed"
+                self._inflight = None
+            done.set()
 
 
 def _role(claims: Mapping[str, Any]) -> Role:
@@ -158,6 +254,15 @@ class TokenVerifier:
         if hit is not None and time.time() < hit[0]:
             return hit[1]
         return None
+
+    def keys_at_hand(self, token: str) -> bool:
+        """Whether verifying ``token`` needs no key from the network (false for a non-JWT too:
+        it is refused without any, wherever it is verified)."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError:
+            return True
+        return not isinstance(kid, str) or self.keys.at_hand(kid)
 
     def _verify(self, token: str, at: datetime | None) -> Principal:
         try:

@@ -19,8 +19,8 @@ FORWARD the reader is the previous schema, so they read from the new schema to t
 
 from __future__ import annotations
 
+import functools
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum, auto
@@ -28,6 +28,7 @@ from fractions import Fraction
 from typing import Any
 from urllib.parse import unquote
 
+import re2  # type: ignore[import-untyped]
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 
@@ -475,18 +476,32 @@ def _names(value: Any) -> list[str]:
     return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
-def _may_match(pattern: str, name: str) -> bool:
+#: RE2 never backtracks: a pattern matches in time linear in the name, whatever its shape, so
+#: a pattern sent in a request (`^(?:(?:.*)*)*$X`) cannot hold a thread for hours. Patterns
+#: RE2 cannot express (look-around, back-references) are treated as undecidable.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # an unsupported pattern is an answer here, not a log line
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(pattern: str) -> Any:
+    """``pattern`` compiled by RE2, or None when RE2 cannot express it."""
     try:
-        return re.search(pattern, name) is not None
-    except re.error:
+        return re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error:
+        return None
+
+
+def _may_match(pattern: str, name: str) -> bool:
+    compiled = _compiled(pattern)
+    if compiled is None:
         return True  # undecidable: assume the pattern applies
+    return compiled.search(name) is not None
 
 
 def _surely_matches(pattern: str, name: str) -> bool:
-    try:
-        return re.search(pattern, name) is not None
-    except re.error:
-        return False
+    compiled = _compiled(pattern)
+    return compiled is not None and compiled.search(name) is not None
 
 
 def _finite_values(schema: Mapping[str, Any], expand: bool = False) -> list[Any] | None:

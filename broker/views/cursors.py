@@ -25,9 +25,16 @@ class Position(NamedTuple):
     id: str
 
 
-def encode(position: Position, scope: str) -> str:
-    """An opaque cursor; ``scope`` ties it to one view's query."""
-    raw = orjson.dumps({"t": position.at.isoformat(), "i": position.id, "s": scope})
+def encode(position: Position, scope: str, pinned_end: datetime | None = None) -> str:
+    """An opaque cursor; ``scope`` ties it to one view's query (caller, purpose, filters).
+
+    ``pinned_end`` is the period end the first page resolved "now" to: the following pages
+    read the same period instead of one that moved on with the clock.
+    """
+    doc: dict[str, str] = {"t": position.at.isoformat(), "i": position.id, "s": scope}
+    if pinned_end is not None:
+        doc["e"] = pinned_end.isoformat()
+    raw = orjson.dumps(doc)
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
@@ -41,7 +48,20 @@ def decode(cursor: str, scope: str) -> Position:
     except (ValueError, KeyError, TypeError) as exc:
         raise InvalidCursorError(f"the cursor is not one this API made: {exc}") from exc
     if not same_scope:
-        raise InvalidCursorError("the cursor belongs to another query; start without one")
+        raise InvalidCursorError(
+            "the cursor belongs to another query: send it with the same partner, purpose, "
+            "period and filters as the request that returned it, or start without a cursor"
+        )
     if position.at.tzinfo is None:
         raise InvalidCursorError("the cursor's time has no zone")
     return position
+
+
+def pinned_end(cursor: str) -> datetime | None:
+    """The period end a cursor pinned (call after ``decode`` accepted it), if any."""
+    try:
+        doc = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        end = doc.get("e")
+        return None if end is None else datetime.fromisoformat(end)
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise InvalidCursorError(f"the cursor is not one this API made: {exc}") from exc

@@ -7,12 +7,14 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import jwt
+import httpx
 import pytest
 
 from broker.auth.issuer import EmbeddedIssuer
@@ -187,3 +189,58 @@ def test_an_rs256_token_naming_the_platforms_ec_key_is_a_401_problem_on_every_ro
             assert r.status_code == 401, (method, path, r.status_code, r.text)
             assert r.headers["content-type"] == "application/problem+json", (method, path)
             assert "ES256" in r.json()["detail"], (method, path)
+
+
+@pytest.fixture(scope="module")
+def slow_oidc() -> Iterator[tuple[Provider, RunningPlatform]]:
+    """A platform trusting a local OIDC provider that the tests can make slow."""
+    with running_provider("ES256") as provider:
+        data_dir = Path(tempfile.mkdtemp(prefix="oidc-slow-"))
+        running = start_platform(
+            data_dir,
+            {
+                "TSUNAGU_OIDC_ISSUER": provider.issuer,
+                "TSUNAGU_JWKS_CACHE_S": "300",
+                "TSUNAGU_JWKS_REFETCH_COOLDOWN_S": "0",
+            },
+        )
+        try:
+            yield provider, running
+        finally:
+            provider.gate.set()
+            stop_platform(running)
+
+
+def test_a_slow_identity_provider_blocks_neither_health_nor_known_keys(
+    slow_oidc: tuple[Provider, RunningPlatform],
+) -> None:
+    provider, platform = slow_oidc
+    known = provider.keys[0]
+    assert _get(platform, provider.sign(known, role="resident", sub="res-abcd0000"))[0] == 200
+    provider.gate.clear()  # the provider now holds every JWKS request until the gate opens
+    provider.asked.clear()
+    strangers = [provider.sign(new_key("ES256"), role="resident") for _ in range(60)]
+    statuses: list[int] = []
+
+    def stranger(token: str) -> None:
+        with httpx.Client(base_url=platform.base_url, timeout=60) as http:
+            r = http.get("/v1/me/consents", headers={"Authorization": f"Bearer {token}"})
+        statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=stranger, args=(t,)) for t in strangers]
+    for t in threads:
+        t.start()
+    try:
+        assert provider.asked.wait(20)  # a key fetch is in flight, held at the gate
+        # With sixty requests waiting on the provider, health and signed-in users still answer.
+        with platform.client() as http:
+            assert http.get("/healthz").status_code == 200
+        for n in range(3):
+            token = provider.sign(known, role="resident", sub=f"res-abcd000{n + 1}")
+            assert _get(platform, token)[0] == 200
+        assert not provider.gate.is_set()  # all of it while the provider was still silent
+    finally:
+        provider.gate.set()
+        for t in threads:
+            t.join()
+    assert statuses == [401] * 60

@@ -443,7 +443,9 @@ def test_revocation_reaches_the_partners_webhook_signed_and_under_its_pseudonym(
             assert hooks.wait_for(1, timeout_s=15)
             jwks = http.get("/.well-known/jwks.json").json()
         (received,) = hooks.received
-        payload = verify_notification(received.body, received.headers[SIGNATURE_HEADER], jwks)
+        payload = verify_notification(
+            received.body, received.headers[SIGNATURE_HEADER], jwks, recipient=partner
+        )
     finally:
         hooks.close()
     assert payload["type"] == "consent.revoked"
@@ -528,3 +530,72 @@ def test_currency_totals_add_up_each_kind(platform: RunningPlatform) -> None:
         "converted_jpy": 0,
     }
     assert [i["data"]["merchant_name"] for i in view["items"]] == ["仁尾うどん本舗"] * 2
+
+
+def test_following_next_cursor_without_an_explicit_to_reaches_the_last_page(
+    platform: RunningPlatform,
+) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = register_partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        platform.ingest([_trip(resident, d) for d in (10, 12, 14, 16, 18)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        params: dict[str, Any] = {
+            "purpose": PLANNING,
+            "from": PERIOD["from"],  # and no `to`: the period ends "now"
+            "category": "transport.trips",
+            "limit": 2,
+        }
+        days: list[int] = []
+        cursor = None
+        for _ in range(10):
+            r = http.get(
+                f"/v1/partner/residents/{pseudonym}/activity",
+                params={**params, **({"cursor": cursor} if cursor else {})},
+                headers=platform.auth("partner", partner),
+            )
+            assert r.status_code == 200, r.text
+            days += [datetime.fromisoformat(i["at"]).day for i in r.json()["items"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+    assert days == [10, 12, 14, 16, 18]
+
+
+def test_a_vacant_house_cursor_is_refused_with_another_partner_purpose_or_filter(
+    platform: RunningPlatform,
+) -> None:
+    stop = _id("stop")
+    with platform.client() as http:
+        mine = register_partner(platform, http, HOUSING, PLANNING)
+        other = register_partner(platform, http, HOUSING)
+        platform.ingest([_listing(_id("res"), stop) for _ in range(3)])
+        query: dict[str, Any] = {"purpose": HOUSING, **PERIOD, "limit": 1}
+
+        def page(partner: str, **changes: Any) -> httpx.Response:
+            return http.get(
+                "/v1/partner/vacant-houses",
+                params={**query, **changes},
+                headers=platform.auth("partner", partner),
+            )
+
+        first = page(mine)
+        assert first.status_code == 200, first.text
+        cursor = first.json()["next_cursor"]
+        assert cursor
+        misuses = {
+            "another partner": page(other, cursor=cursor),
+            "another purpose": page(mine, cursor=cursor, purpose=PLANNING),
+            "another town": page(mine, cursor=cursor, town="takuma"),
+            "another period": page(mine, cursor=cursor, **{"from": "2025-05-01T00:00:00+09:00"}),
+            "only available": page(mine, cursor=cursor, available="true"),
+        }
+        same = page(mine, cursor=cursor)
+    for misuse, r in misuses.items():
+        assert r.status_code == 400, (misuse, r.text)
+        assert r.headers["content-type"] == "application/problem+json"
+        assert "same partner, purpose" in r.json()["detail"], misuse
+    assert same.status_code == 200, same.text
+    assert same.json()["houses"]
+    assert same.json()["houses"][0]["listing_id"] != first.json()["houses"][0]["listing_id"]

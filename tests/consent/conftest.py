@@ -48,8 +48,14 @@ def service(
     engine: Engine, keys: KeyRing, sqlite_bus: SqliteLog, decision_point: DecisionPoint
 ) -> ConsentService:
     """The consent service, invalidating this process's decision point on each change."""
+    # Partners' webhooks in these tests are local receivers (127.0.0.1).
     svc = ConsentService(
-        engine, keys, sqlite_bus, catalogue=CATALOGUE, on_change=[decision_point.apply]
+        engine,
+        keys,
+        sqlite_bus,
+        catalogue=CATALOGUE,
+        on_change=[decision_point.apply],
+        allow_private_webhooks=True,
     )
     register_partners(svc)
     return svc

@@ -276,3 +276,40 @@ def test_a_partner_sees_the_consents_given_to_it(service: ConsentService) -> Non
         consent,
         revoked.id,
     ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/hooks",  # the platform's own API
+        "http://localhost/hooks",
+        "http://[::1]/hooks",
+        "http://10.0.0.5/hooks",
+        "https://192.168.1.10/hooks",
+        "http://172.16.0.1/hooks",
+        "http://169.254.169.254/latest/meta-data/",  # cloud instance metadata
+        "http://0.0.0.0/hooks",
+        "http://[fd00::1]/hooks",
+    ],
+)
+def test_a_webhook_on_the_platforms_own_network_is_refused_saying_why(
+    engine: Engine, keys: KeyRing, sqlite_bus: SqliteLog, url: str
+) -> None:
+    strict = ConsentService(engine, keys, sqlite_bus, catalogue=CATALOGUE)
+    with pytest.raises(InvalidPartnerError, match="TSUNAGU_WEBHOOK_ALLOW_PRIVATE") as refused:
+        strict.register_partner("悪い会社", "Bad firm", webhook_url=url)
+    assert "non-public address" in str(refused.value)
+    assert not [p for p in strict.partners() if p.webhook_url == url]
+
+
+def test_a_public_webhook_is_accepted_and_a_private_one_when_the_operator_allows(
+    engine: Engine, keys: KeyRing, sqlite_bus: SqliteLog
+) -> None:
+    strict = ConsentService(engine, keys, sqlite_bus, catalogue=CATALOGUE)
+    public = strict.register_partner("公開", "Public", webhook_url="https://93.184.215.14/hooks")
+    assert public.webhook_url == "https://93.184.215.14/hooks"
+    lenient = ConsentService(
+        engine, keys, sqlite_bus, catalogue=CATALOGUE, allow_private_webhooks=True
+    )
+    local = lenient.register_partner("社内", "Local", webhook_url="http://127.0.0.1:9/hooks")
+    assert local.webhook_url == "http://127.0.0.1:9/hooks"

@@ -35,8 +35,10 @@ from consent.notifications import (
 )
 from consent.service import ConsentService
 from consent.webhooks import (
+    DELIVERY_HEADER,
     ID_HEADER,
     SIGNATURE_HEADER,
+    SeenDeliveries,
     WebhookDispatcher,
     sign_detached,
     verify_notification,
@@ -217,7 +219,9 @@ def test_a_revocation_is_one_signed_post_that_verifies_with_the_published_jwks_a
     (post,) = server.received
     assert post.path == "/hooks/consent"
     assert post.headers["content-type"] == "application/json"
-    payload = verify_notification(post.body, post.headers[SIGNATURE_HEADER], published(keys))
+    payload = verify_notification(
+        post.body, post.headers[SIGNATURE_HEADER], published(keys), recipient=taxi
+    )
     assert payload["type"] == "consent.revoked"
     assert payload["notification_id"] == post.headers[ID_HEADER.lower()]
     assert payload["consent_id"] == revoked.id
@@ -276,16 +280,16 @@ def test_a_tampered_body_or_a_foreign_signature_fails_verification(
 
     tampered = post.body.replace(b"consent.revoked", b"consent.expired")
     with pytest.raises(NotificationInvalidError) as bad:
-        verify_notification(tampered, signature, jwks)
+        verify_notification(tampered, signature, jwks, recipient=taxi)
     assert (bad.value.code, bad.value.reason) == ("notification_invalid", "bad_signature")
 
     forged = sign_detached(post.body, SigningKey.generate())
     with pytest.raises(NotificationInvalidError) as unknown:
-        verify_notification(post.body, forged, jwks)
+        verify_notification(post.body, forged, jwks, recipient=taxi)
     assert unknown.value.reason == "unknown_kid"
 
     with pytest.raises(NotificationInvalidError) as malformed:
-        verify_notification(post.body, signature.replace("..", ".x."), jwks)
+        verify_notification(post.body, signature.replace("..", ".x."), jwks, recipient=taxi)
     assert malformed.value.reason == "malformed"
 
     # A receipt's signature over its own claims is no notification signature.
@@ -293,8 +297,73 @@ def test_a_tampered_body_or_a_foreign_signature_fails_verification(
     header, claims, receipt_signature = receipt.split(".")
     claims_bytes = jwt.utils.base64url_decode(claims)
     with pytest.raises(NotificationInvalidError) as receipt_as_signature:
-        verify_notification(claims_bytes, f"{header}..{receipt_signature}", jwks)
+        verify_notification(claims_bytes, f"{header}..{receipt_signature}", jwks, recipient=taxi)
     assert receipt_as_signature.value.reason == "wrong_type"
+
+
+def test_a_replayed_or_misaddressed_notification_fails_verification(
+    service: ConsentService,
+    taxi: str,
+    server: PartnerServer,
+    dispatchers: Dispatchers,
+    keys: KeyRing,
+) -> None:
+    revoked_consent(service, taxi)
+    dispatcher = dispatchers()
+    dispatcher.enqueue_due()
+    dispatcher.deliver_due()
+    (post,) = server.received
+    signature, jwks = post.headers[SIGNATURE_HEADER], published(keys)
+    seen = SeenDeliveries()
+    payload = verify_notification(post.body, signature, jwks, recipient=taxi, seen=seen)
+    assert payload["delivery_id"] == post.headers[DELIVERY_HEADER.lower()]
+
+    # The same POST again, inside the window: refused by its delivery id.
+    with pytest.raises(NotificationInvalidError) as replayed:
+        verify_notification(post.body, signature, jwks, recipient=taxi, seen=seen)
+    assert replayed.value.reason == "replayed"
+    # Captured and sent to another partner's webhook: not addressed to it.
+    with pytest.raises(NotificationInvalidError) as misaddressed:
+        verify_notification(post.body, signature, jwks, recipient="ptn-another01")
+    assert misaddressed.value.reason == "wrong_recipient"
+    assert taxi in misaddressed.value.detail
+    # Replayed later than the window after its signed sent_at (300 s by default): refused.
+    sent_at = datetime.fromisoformat(payload["sent_at"])
+    with pytest.raises(NotificationInvalidError) as stale:
+        verify_notification(
+            post.body, signature, jwks, recipient=taxi, now=sent_at + timedelta(seconds=301)
+        )
+    assert stale.value.reason == "outside_window"
+    # ... and at the edge of the window it still verifies (clocks differ a little).
+    assert verify_notification(
+        post.body, signature, jwks, recipient=taxi, now=sent_at + timedelta(seconds=299)
+    )
+
+
+def test_every_attempt_has_its_own_delivery_id_and_sent_at(
+    service: ConsentService,
+    taxi: str,
+    server: PartnerServer,
+    dispatchers: Dispatchers,
+    keys: KeyRing,
+) -> None:
+    revoked_consent(service, taxi)
+    server.fail_first = 1  # the first attempt fails: a retry follows
+    dispatcher = dispatchers()
+    dispatcher.enqueue_due()
+    dispatcher.deliver_due()
+    dispatcher.deliver_due(later(2))
+    first, second = server.received
+    assert first.headers[ID_HEADER.lower()] == second.headers[ID_HEADER.lower()]
+    assert first.headers[DELIVERY_HEADER.lower()] != second.headers[DELIVERY_HEADER.lower()]
+    retry = verify_notification(
+        second.body,
+        second.headers[SIGNATURE_HEADER],
+        published(keys),
+        recipient=taxi,
+        now=later(2),
+    )
+    assert retry["delivery_id"] == second.headers[DELIVERY_HEADER.lower()]
 
 
 def test_failures_are_retried_with_the_same_notification_id_until_delivered(
@@ -416,7 +485,11 @@ def test_an_expiry_is_notified_by_a_later_scan_with_no_job_at_expiry_time(
     assert restarted.enqueue_due(later(3)) == 1
     assert restarted.deliver_due(later(3)) == 1
     expired = verify_notification(
-        server.received[1].body, server.received[1].headers[SIGNATURE_HEADER], published(keys)
+        server.received[1].body,
+        server.received[1].headers[SIGNATURE_HEADER],
+        published(keys),
+        recipient=taxi,
+        now=later(3),
     )
     assert expired["type"] == "consent.expired"
     assert (expired["consent_id"], expired["status"]) == (expiring.id, "expired")

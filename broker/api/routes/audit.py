@@ -17,11 +17,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from broker.api.identity import AsAuditor
+from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.audit import AuditLog, EntryKind, export_csv, export_jsonl
 from broker.audit.flows import (
@@ -48,9 +49,9 @@ router = APIRouter(
 DEFAULT_WINDOW = timedelta(hours=24)
 
 Since = Annotated[
-    AwareDatetime | None, Query(description="Window start (inclusive); default: until − 24 h")
+    Moment | None, Query(description="Window start (inclusive); default: until − 24 h")
 ]
-Until = Annotated[AwareDatetime | None, Query(description="Window end (exclusive); default: now")]
+Until = Annotated[Moment | None, Query(description="Window end (exclusive); default: now")]
 
 
 def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, datetime]:

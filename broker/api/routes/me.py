@@ -9,9 +9,10 @@ from typing import Annotated
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from broker.api.identity import AsResident
+from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.api.routes.partners import get_consent_service
 from broker.audit import AuditLog, EntryKind
@@ -70,12 +71,12 @@ class GrantIn(BaseModel):
     partner_id: str = Field(examples=["ptn-mitoyo-odt"])
     purpose: str = Field(examples=["transport.planning"])
     categories: list[str] = Field(min_length=1, examples=[["transport.trips"]])
-    expires_at: AwareDatetime = Field(examples=["2027-03-31T23:59:59+09:00"])
-    valid_from: AwareDatetime | None = None
-    data_from: AwareDatetime | None = Field(
+    expires_at: Moment = Field(examples=["2027-03-31T23:59:59+09:00"])
+    valid_from: Moment | None = None
+    data_from: Moment | None = Field(
         default=None, description="Only data from this time on may be read"
     )
-    data_to: AwareDatetime | None = Field(
+    data_to: Moment | None = Field(
         default=None, description="Only data before this time may be read"
     )
 

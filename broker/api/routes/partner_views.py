@@ -11,9 +11,10 @@ from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from broker.api.limits import AsLimitedPartner
+from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.api.recording import ReadRecorder
 from broker.audit import AuditLog, EntryKind, NewEntry
@@ -30,7 +31,8 @@ router = APIRouter(
     responses={
         401: {"model": Problem, "description": "No bearer token, or not a valid one"},
         403: {"model": Problem, "description": "Not a partner, or not approved for the purpose"},
-        422: {"model": Problem, "description": "A parameter is malformed (purpose, dates, cursor)"},
+        400: {"model": Problem, "description": "The cursor is not one of this query's pages"},
+        422: {"model": Problem, "description": "A parameter is malformed (purpose, dates)"},
         429: {"model": Problem, "description": "Over the partner's rate; see Retry-After"},
     },
 )
@@ -52,11 +54,11 @@ Cursor = Annotated[
     Query(description="`next_cursor` of the previous page; absent for the first page"),
 ]
 From = Annotated[
-    AwareDatetime | None,
+    Moment | None,
     Query(alias="from", description="Start of the period (inclusive); default: `to` − 90 days"),
 ]
 To = Annotated[
-    AwareDatetime | None,
+    Moment | None,
     Query(alias="to", description="End of the period (exclusive); default: now"),
 ]
 
@@ -96,7 +98,7 @@ def _position(cursor: str | None, scope: str) -> cursors.Position | None:
     try:
         return cursors.decode(cursor, scope)
     except cursors.InvalidCursorError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
 
 
 class Withheld(BaseModel):
@@ -135,11 +137,11 @@ def residents(
     partner: AsLimitedPartner,
     purpose: Purpose,
     granted_from: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Query(alias="from", description="Only consents granted at or after this time"),
     ] = None,
     granted_to: Annotated[
-        AwareDatetime | None, Query(alias="to", description="Only consents granted before this")
+        Moment | None, Query(alias="to", description="Only consents granted before this")
     ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -278,9 +280,13 @@ async def resident_activity(
         raise HTTPException(
             422, f"unknown categories {unknown}; this view has {', '.join(CATEGORIES)}"
         )
-    lo, hi = _period(start, end)
-    scope = f"activity:{partner.subject}:{resident}:{purpose}:{lo.isoformat()}:{hi.isoformat()}"
+    # The query as asked (not "now"): a page without `to` continues the period its first page
+    # read, whose end the cursor pins.
+    scope = f"activity:{partner.subject}:{resident}:{purpose}:{start}:{end}:{sorted(categories)}"
     after = _position(cursor, scope)
+    if cursor is not None and end is None:
+        end = cursors.pinned_end(cursor)
+    lo, hi = _period(start, end)
 
     def read() -> tuple[bytes, Future[int]]:
         # The store work; the wait for the audit entry is not (see broker.api.recording).
@@ -330,7 +336,7 @@ async def resident_activity(
             "categories": [_part(r).model_dump() for r in page.categories],
             # orjson writes a dataclass as its fields in order: ActivityItem's shape.
             "items": page.items,
-            "next_cursor": cursors.encode(page.next, scope) if page.next else None,
+            "next_cursor": cursors.encode(page.next, scope, hi) if page.next else None,
         }
         return orjson.dumps(body), ticket
 
@@ -414,10 +420,10 @@ def houses(
     start: From = None,
     end: To = None,
     registered_from: Annotated[
-        AwareDatetime | None, Query(description="Only listings registered at or after this")
+        Moment | None, Query(description="Only listings registered at or after this")
     ] = None,
     registered_to: Annotated[
-        AwareDatetime | None, Query(description="Only listings registered before this")
+        Moment | None, Query(description="Only listings registered before this")
     ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -432,7 +438,11 @@ def houses(
     """
     decisions = _approved(request, partner.subject, purpose)
     lo, hi = _period(start, end)
-    scope = f"houses:{town}:{available}:{registered_from}:{registered_to}"
+    # Bound to the whole query: another partner, purpose, period or filter cannot reuse it.
+    scope = (
+        f"houses:{partner.subject}:{purpose}:{town}:{available}:{start}:{end}:"
+        f"{registered_from}:{registered_to}"
+    )
     position = _position(cursor, scope)
     page = vacant_houses(
         request.app.state.engine,

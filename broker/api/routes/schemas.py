@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from broker.api.identity import Principal, Role, require
+from broker.api.limits import charge
 from broker.api.problems import Problem
 from broker.audit import AuditLog, EntryKind
 from broker.bus import DOMAIN_TOPICS
@@ -148,20 +149,38 @@ def register_version(
     return RegisteredVersion(type=event_type, version=version.version, id=version.urn)
 
 
+async def schema_checker(
+    request: Request,
+    caller: Annotated[Principal, Depends(require(Role.CONNECTOR, Role.ADMIN))],
+) -> Principal:
+    """A connector or admin with a token left in its bucket of compatibility checks (429)."""
+    charge(request.app.state.schema_check_buckets, caller, caller.role, "compatibility checks")
+    return caller
+
+
 @router.post(
     "/{event_type}/compatibility",
     responses={
         400: {"model": Problem, "description": "The body cannot be read (not UTF-8)"},
+        401: {"model": Problem, "description": "No bearer token, or not a valid one"},
+        403: {"model": Problem, "description": "The token's role is not connector or admin"},
         404: {"model": Problem, "description": "No such event type"},
         422: {"model": Problem, "description": "The body is not a JSON object"},
+        429: {"model": Problem, "description": "Over the caller's rate; see Retry-After"},
     },
 )
 def check_compatibility(
     event_type: str,
     registry: Registry,
     schema: Annotated[dict[str, Any], Body(description="The proposed JSON Schema")],
+    caller: Annotated[Principal, Depends(schema_checker)],
 ) -> CompatibilityResult:
-    """Would this schema be accepted as the next version? Changes nothing."""
+    """Would this schema be accepted as the next version? Changes nothing.
+
+    For the firms that publish (connector) and the operator (admin), rate-limited per caller:
+    each check compares two whole schemas. The proposed schema's patterns run on RE2, in
+    time linear in the names they are matched against.
+    """
     errors = meta_errors(schema)
     problems = [CompatibilityProblem(kind="invalid_schema", location="", message=e) for e in errors]
     if not errors:

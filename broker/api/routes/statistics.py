@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from pydantic import AwareDatetime
 from sqlalchemy import Engine
 
 from broker.api.identity import require
 from broker.api.limits import within_limit
+from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.audit import AuditLog, EntryKind
 from broker.auth.principals import Principal, Role
@@ -179,7 +179,7 @@ def statistics_request(
     request: Request,
     caller: Annotated[Principal, Depends(limited_caller)],
     from_: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Query(
             alias="from",
             description="Start of the period (inclusive), moved back to the start of its month "
@@ -188,7 +188,7 @@ def statistics_request(
         ),
     ] = None,
     to: Annotated[
-        AwareDatetime | None,
+        Moment | None,
         Query(
             description="End of the period (exclusive), moved forward to the next month start "
             "(Japan time) and never past the start of the current month; default: the start of "
