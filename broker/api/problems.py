@@ -29,6 +29,8 @@ CONSENT_STATUS = {
     "invalid_transition": 409,
     "concurrent_change": 409,
     "not_property_owner": 403,
+    "partner_not_registered": 403,
+    "read_not_approved": 403,
     "key_store_error": 500,
 }
 

@@ -68,15 +68,7 @@ def _audit(request: Request) -> AuditLog:
 
 def _approved(request: Request, partner: str, purpose: str) -> DecisionPoint:
     decisions: DecisionPoint = request.app.state.decisions
-    # A change committed by another process and not yet heard of on the bus holds already.
-    decisions.sync()
-    if purpose not in decisions.catalogue.purposes:
-        raise HTTPException(422, f"purpose {purpose!r} is not in the purpose catalogue")
-    approved = decisions.approved_purposes(partner)
-    if approved is None:
-        raise HTTPException(403, f"partner {partner} is not registered with the platform")
-    if purpose not in approved:
-        raise HTTPException(403, f"partner {partner} is not approved for purpose {purpose}")
+    decisions.check_purpose(partner, purpose)  # the one purpose check (consent.decisions)
     return decisions
 
 

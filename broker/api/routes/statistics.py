@@ -121,13 +121,7 @@ def _purpose_approved(request: Request, caller: Principal, purpose: str | None) 
             422, "a partner names the purpose of its read: ?purpose=<a purpose approved for you>"
         )
     decisions: DecisionPoint = request.app.state.decisions
-    if purpose not in decisions.catalogue.purposes:
-        raise HTTPException(422, f"purpose {purpose!r} is not in the purpose catalogue")
-    approved = decisions.approved_purposes(caller.subject)
-    if approved is None:
-        raise HTTPException(403, f"partner {caller.subject} is not registered with the platform")
-    if purpose not in approved:
-        raise HTTPException(403, f"partner {caller.subject} is not approved for purpose {purpose}")
+    decisions.check_purpose(caller.subject, purpose)  # the one purpose check (consent.decisions)
 
 
 def _k(request: Request, k: int | None) -> int:
