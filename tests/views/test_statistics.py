@@ -13,6 +13,7 @@ from sqlalchemy import Engine, insert
 from broker.store.database import make_engine
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
+from broker.store.projections.timestamps import JST
 from broker.store.projections.transport import Trip
 from broker.views.statistics import (
     add_months,
@@ -28,8 +29,8 @@ _points = HealthPoints.__table__  # type: ignore[attr-defined]
 _currency = CurrencyTransaction.__table__  # type: ignore[attr-defined]
 
 K = 10
-START = datetime(2025, 4, 1, tzinfo=UTC)
-END = datetime(2025, 8, 1, tzinfo=UTC)
+START = datetime(2025, 4, 1, tzinfo=JST)
+END = datetime(2025, 8, 1, tzinfo=JST)
 IN_MAY = datetime(2025, 5, 10, 3, 0, tzinfo=UTC)
 
 _ids = itertools.count()
@@ -180,8 +181,10 @@ def test_a_suppressed_cell_publishes_no_subject_count_nor_any_measure(engine: En
 def test_a_higher_k_suppresses_cells_a_lower_k_publishes(engine: Engine) -> None:
     _trips_of(engine, range(12), origin="takuma")
 
-    assert _cell(trips_by_town_month(engine, START, END, k=12).cells, town="takuma").measures
-    assert _cell(trips_by_town_month(engine, START, END, k=13).cells, town="takuma").suppressed
+    at_12 = trips_by_town_month(engine, START, END, k=12, minimum_k=K)
+    at_13 = trips_by_town_month(engine, START, END, k=13, minimum_k=K)
+    assert _cell(at_12.cells, town="takuma").measures
+    assert _cell(at_13.cells, town="takuma").suppressed
 
 
 def test_totals_cover_published_cells_only(engine: Engine) -> None:
@@ -241,7 +244,7 @@ def test_the_period_includes_its_start_and_excludes_its_end(engine: Engine) -> N
 def test_the_period_is_reported_in_japan_time(engine: Engine) -> None:
     period = trips_by_town_month(engine, START, END, k=K).model_dump(mode="json")["period"]
 
-    assert period == {"from": "2025-04-01T09:00:00+09:00", "to": "2025-08-01T09:00:00+09:00"}
+    assert period == {"from": "2025-04-01T00:00:00+09:00", "to": "2025-08-01T00:00:00+09:00"}
 
 
 def test_months_start_at_midnight_in_japan() -> None:
@@ -320,8 +323,10 @@ def test_an_empty_period_has_no_cells_and_zero_totals(engine: Engine) -> None:
         (START, START, K),
         (START.replace(tzinfo=None), END, K),
         (START, END, 1),
+        (START + timedelta(days=1), END, K),
+        (START, add_months(jst_month_start(datetime.now(UTC)), 1), K),
     ],
-    ids=["inverted", "empty", "naive", "k-of-one"],
+    ids=["inverted", "empty", "naive", "k-of-one", "not-aligned", "not-closed"],
 )
 def test_a_statistic_refuses_a_bad_period_or_k(start: datetime, end: datetime, k: int) -> None:
     engine = make_engine("sqlite://")

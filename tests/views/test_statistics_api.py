@@ -28,15 +28,31 @@ THIS_MONTH = jst_month_start(datetime.now(UTC))
 #: A complete month in the past: every test's data is in it.
 MONTH = add_months(THIS_MONTH, -2)
 PERIOD = {"from": MONTH.isoformat(), "to": add_months(MONTH, 1).isoformat()}
+#: Months no test has read yet: a month is frozen at its first publication, so a test that
+#: writes trips and then reads them takes a month of its own, before any default period.
+_unread_months = (add_months(THIS_MONTH, -14 - i) for i in itertools.count())
+
+
+def _fresh_month() -> tuple[datetime, dict[str, str]]:
+    month = next(_unread_months)
+    return month, {"from": month.isoformat(), "to": add_months(month, 1).isoformat()}
 
 
 def _town() -> str:
     return f"town-{uuid.uuid4().hex[:8]}"
 
 
-def _trips_from(platform: RunningPlatform, town: str, subjects: int, *, each: int = 1) -> None:
+def _trips_from(
+    platform: RunningPlatform,
+    town: str,
+    subjects: int,
+    *,
+    each: int = 1,
+    month: datetime = MONTH,
+    destination: str = "mino",
+) -> None:
     """Trips straight into the platform's store (as the ingest worker would have written)."""
-    at = MONTH + timedelta(days=3, hours=5)
+    at = month + timedelta(days=3, hours=5)
     rows = []
     for subject in range(subjects):
         for _ in range(each):
@@ -49,7 +65,7 @@ def _trips_from(platform: RunningPlatform, town: str, subjects: int, *, each: in
                     "mode": "on_demand",
                     "operator_id": "op-1",
                     "origin_town": town,
-                    "destination_town": "mino",
+                    "destination_town": destination,
                     "pickup_at": at,
                     "dropoff_at": at + timedelta(minutes=20),
                     "fare_jpy": 300,
@@ -79,18 +95,19 @@ def test_a_partner_approved_for_the_purpose_reads_statistics_with_small_cells_su
     platform: RunningPlatform,
 ) -> None:
     big, small = _town(), _town()
-    _trips_from(platform, big, 10, each=2)
-    _trips_from(platform, small, 3, each=10)  # 30 trips, but by 3 residents
+    at, period = _fresh_month()
+    _trips_from(platform, big, 10, each=2, month=at)
+    _trips_from(platform, small, 3, each=10, month=at)  # 30 trips, but by 3 residents
     with platform.client() as http:
         partner = register_partner(platform, http, PURPOSE)
         r = http.get(
             "/v1/statistics/trips-by-town-month",
-            params={**PERIOD, "purpose": PURPOSE},
+            params={**period, "purpose": PURPOSE},
             headers=platform.auth("partner", partner),
         )
     assert r.status_code == 200, r.text
     body = r.json()
-    month = f"{MONTH:%Y-%m}"
+    month = f"{at:%Y-%m}"
     assert _cell(body, big) == {
         "town": big,
         "month": month,
@@ -184,11 +201,12 @@ def test_k_below_the_platform_minimum_is_refused_saying_so(platform: RunningPlat
 
 def test_a_higher_k_suppresses_cells_the_minimum_publishes(platform: RunningPlatform) -> None:
     town = _town()
-    _trips_from(platform, town, 12)
+    at, period = _fresh_month()
+    _trips_from(platform, town, 12, month=at)
     auditor = platform.auth("auditor", "city-audit")
     with platform.client() as http:
-        at_minimum = http.get(PATHS[0], params=PERIOD, headers=auditor).json()
-        raised = http.get(PATHS[0], params={**PERIOD, "k": 13}, headers=auditor).json()
+        at_minimum = http.get(PATHS[0], params=period, headers=auditor).json()
+        raised = http.get(PATHS[0], params={**period, "k": 13}, headers=auditor).json()
     assert _cell(at_minimum, town)["suppressed"] is False
     assert _cell(raised, town)["suppressed"] is True
     assert raised["k"] == 13
@@ -250,6 +268,47 @@ def test_a_malformed_period_is_a_problem(
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
     assert says in r.json()["detail"]
+
+
+# -- attacks over HTTP -------------------------------------------------------------------------
+
+
+def test_a_town_total_minus_its_published_flows_recovers_nothing_over_http(
+    platform: RunningPlatform,
+) -> None:
+    town = _town()
+    at, period = _fresh_month()
+    _trips_from(platform, town, 10, each=3, month=at, destination="mino")
+    _trips_from(platform, town, 12, month=at, destination="nio")
+    _trips_from(platform, town, 2, month=at, destination="zentsuji")
+    auditor = platform.auth("auditor", "city-audit")
+    with platform.client() as http:
+        totals = http.get(PATHS[0], params=period, headers=auditor).json()
+        flows = http.get(PATHS[3], params=period, headers=auditor).json()
+    total = _cell(totals, town)["measures"]
+    assert isinstance(total, dict)
+    row = [f for f in flows["cells"] if f["origin_town"] == town]
+    hidden = [f for f in row if f["suppressed"]]
+    assert total["trips"] == 30 + 12 + 2
+    assert len(hidden) != 1  # else it would be the total minus the published flows
+    assert sorted(f["destination_town"] for f in hidden) == ["nio", "zentsuji"]
+
+
+@pytest.mark.parametrize(
+    ("path", "purpose"),
+    [(PATHS[1], "transport.planning"), (PATHS[2], "transport.planning")],
+)
+def test_a_statistic_is_refused_for_a_purpose_it_does_not_serve(
+    platform: RunningPlatform, path: str, purpose: str
+) -> None:
+    with platform.client() as http:
+        partner = register_partner(platform, http, purpose)
+        r = http.get(
+            path, params={**PERIOD, "purpose": purpose}, headers=platform.auth("partner", partner)
+        )
+    assert r.status_code == 403
+    assert r.headers["content-type"] == "application/problem+json"
+    assert "read it for one of those" in r.json()["detail"]
 
 
 # -- the document and the rate ---------------------------------------------------------------

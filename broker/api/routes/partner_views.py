@@ -17,11 +17,13 @@ from broker.api.limits import AsLimitedPartner
 from broker.api.problems import Problem
 from broker.api.recording import ReadRecorder
 from broker.audit import AuditLog, EntryKind, NewEntry
+from broker.store.projections.timestamps import JST
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
 from broker.views.pseudonyms import Pseudonyms
 from broker.views.residents import consented, subjects_of
+from broker.views.statistics import add_months, jst_month_start
 from consent.decisions import Decision, DecisionPoint
 
 router = APIRouter(
@@ -346,7 +348,11 @@ class TransportAccess(BaseModel):
     stop_lon: float | None
     on_demand: bool = Field(description="On-demand transport picks up or drops off there")
     bus: bool = Field(description="A bus serves the stop")
-    trips_nearby: int = Field(description="Trips that started or ended there in the period")
+    trips_nearby: int | None = Field(
+        description="Trips that started or ended there in the period (the last closed month, "
+        "Japan time), as the k-anonymous statistic publishes them: null when fewer than k "
+        "residents made them, or when your purpose is not one this statistic serves"
+    )
 
 
 class House(BaseModel):
@@ -403,8 +409,15 @@ def houses(
     purpose: Purpose,
     town: Annotated[str | None, Query(max_length=32, examples=["takuma"])] = None,
     available: Annotated[bool, Query(description="Only listings still available")] = False,
-    start: From = None,
-    end: To = None,
+    month: Annotated[
+        str | None,
+        Query(
+            description="The closed month (Japan time, YYYY-MM) whose trips count as served "
+            "nearby; default: the last closed month",
+            pattern=r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$",
+            examples=["2025-04"],
+        ),
+    ] = None,
     registered_from: Annotated[
         AwareDatetime | None, Query(description="Only listings registered at or after this")
     ] = None,
@@ -416,14 +429,25 @@ def houses(
 ) -> HousesPage:
     """Vacant houses with their transport access; owner details only under the property rule.
 
-    `from`/`to` is the period whose trips count as served nearby; `registered_from`/
-    `registered_to` filter the listings by when they were registered.
+    Trips nearby count one closed month (Japan time), k-anonymous and frozen like every
+    statistic; `registered_from`/`registered_to` filter the listings by when they were
+    registered.
 
     Without the owner's consent to you for this purpose, a house shows its public listing
     only (district, type, size, rent band), and `owner_details_withheld` says why.
     """
     decisions = _approved(request, partner.subject, purpose)
-    lo, hi = _period(start, end)
+    this_month = jst_month_start(datetime.now(UTC))
+    lo = add_months(this_month, -1)
+    if month is not None:
+        lo = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=JST)
+        if lo >= this_month:
+            raise HTTPException(
+                422,
+                f"{month} has not ended (Japan time): name a closed month, "
+                f"before {this_month:%Y-%m}",
+            )
+    hi = add_months(lo, 1)
     scope = f"houses:{town}:{available}:{registered_from}:{registered_to}"
     position = _position(cursor, scope)
     page = vacant_houses(
@@ -432,8 +456,8 @@ def houses(
         decisions,
         partner=partner.subject,
         purpose=purpose,
-        start=lo,
-        end=hi,
+        month=lo,
+        k=request.app.state.settings.k_anonymity,
         town=town,
         available_only=available,
         registered_from=registered_from,

@@ -1,16 +1,16 @@
 """k-anonymous statistics for planning (`/v1/statistics`), for partners, auditors and admins.
 
 Statistics need no consent: every published cell counts at least k distinct residents, and
-smaller cells are listed as suppressed with no measures. k is the platform's minimum
+smaller cells are listed as suppressed with no measures (see ``broker.views.statistics`` for
+what is published and what that guarantees). k is the platform's minimum
 (``TSUNAGU_K_ANONYMITY``); a caller may raise it, never lower it. A partner names the purpose
-of its read, which must be approved for it, and is rate-limited like every partner read.
+of its read, which must be approved for it and served by the statistic, and is rate-limited
+like every partner read.
 
-Periods are whole, complete months of the region's calendar (Japan time). A period of any
-other shape would let two requests that differ by a minute isolate one trip or one payment by
-subtraction, however large each published cell is; so `from` is moved back to the start of
-its month, `to` forward to the start of the next one, and the month still under way is left
-out (re-reading it as events arrive would isolate them the same way). The response's
-`period` says what was counted.
+Periods are whole, closed months of the region's calendar (Japan time), each published on its
+own: `from` is moved back to the start of its month, `to` forward to the start of the next
+one, and the month still under way is left out. The response's `period` says what was
+covered.
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ from broker.audit import AuditLog, EntryKind
 from broker.auth.principals import Principal, Role
 from broker.settings import Settings
 from broker.views.statistics import (
+    MUNICIPAL_PURPOSE,
     PointsByAgeBand,
     SpendingByMerchantCategory,
     TownFlows,
     TripsByTownMonth,
     add_months,
+    check_serves,
     jst_month_start,
     months_between,
     points_by_age_band,
@@ -52,8 +54,8 @@ router = APIRouter(
         401: {"model": Problem, "description": "No bearer token, or not a valid one"},
         403: {
             "model": Problem,
-            "description": "Not a partner, auditor or admin; or a partner not approved for the "
-            "purpose",
+            "description": "Not a partner, auditor or admin; a partner not approved for the "
+            "purpose; or a purpose the statistic does not serve",
         },
         422: {
             "model": Problem,
@@ -82,9 +84,6 @@ async def limited_caller(
 
 _Figures = TypeVar("_Figures")
 
-#: The purpose a municipal reader (auditor, admin) reads statistics under.
-MUNICIPAL_PURPOSE = "statistics.municipal"
-
 
 @dataclass(frozen=True, slots=True)
 class StatisticsRequest:
@@ -94,6 +93,7 @@ class StatisticsRequest:
     start: datetime
     end: datetime
     k: int
+    minimum_k: int
     caller: Principal
     purpose: str
     audit: AuditLog
@@ -101,7 +101,8 @@ class StatisticsRequest:
     def answer(self, view: str, category: str, compute: Callable[..., _Figures]) -> _Figures:
         """``compute(engine, start, end, k=k)``, its audit entry stored before the figures
         leave (cells, never residents)."""
-        figures = compute(self.engine, self.start, self.end, k=self.k)
+        check_serves(view, self.purpose)
+        figures = compute(self.engine, self.start, self.end, k=self.k, minimum_k=self.minimum_k)
         self.audit.append_now(
             EntryKind.PARTNER_READ,
             actor=self.caller.subject,
@@ -217,6 +218,7 @@ def statistics_request(
         start,
         end,
         chosen_k,
+        request.app.state.settings.k_anonymity,
         caller,
         purpose or MUNICIPAL_PURPOSE,
         request.app.state.audit,
