@@ -18,7 +18,7 @@ from broker.store.projections.timestamps import UtcDateTime
 
 
 class PublishedStatistics(SQLModel, table=True):
-    """The published tables of one family of statistics for one closed JST month, at one k."""
+    """The published tables of one family of statistics for one closed JST month."""
 
     __tablename__ = "published_statistics"
 
@@ -26,7 +26,9 @@ class PublishedStatistics(SQLModel, table=True):
     #: town flows), or alone (``points``, ``spending``, ``stops``).
     family: str = Field(primary_key=True, max_length=32)
     month: str = Field(primary_key=True, max_length=7)  # "YYYY-MM", Japan time
-    k: int = Field(primary_key=True)
+    #: The k it was first published at. A month is published once: a later read at a higher
+    #: k suppresses more of these cells; none is computed again over newer events.
+    k: int
     published_at: datetime = Field(sa_type=UtcDateTime)
     #: Table name -> cells, each ``[dimension values, measures or null when suppressed]``.
     tables: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))

@@ -568,39 +568,40 @@ def _decode(stored: dict[str, Any]) -> Tables:
 def published_month(
     engine: Engine, family: Family, month: datetime, *, k: int, now: datetime | None = None
 ) -> Tables:
-    """The family's tables for the closed JST month starting at ``month``, as first published
-    at ``k``: computed and stored on the first read after the month ended, then frozen."""
+    """The family's tables for the closed JST month starting at ``month``, at least at ``k``:
+    computed and stored on the first read after the month ended, then frozen. A month is
+    published once: a read at a higher k than the first suppresses more of the same cells,
+    never counts the month again (late events would then be the difference)."""
     end = add_months(month, 1)
     if end > (now or datetime.now(UTC)):
         raise MonthNotClosedError(
             f"{month_label(month)} has not ended (Japan time): statistics cover closed months"
         )
-    where = (
-        _published.c.family == family,
-        _published.c.month == month_label(month),
-        _published.c.k == k,
-    )
+    where = (_published.c.family == family, _published.c.month == month_label(month))
+    query = select(_published.c.tables, _published.c.k).where(*where)
     with engine.connect() as conn:
-        stored = conn.execute(select(_published.c.tables).where(*where)).scalar()
-    if stored is not None:
-        return _decode(stored)
-    tables = _encode(_compute(engine, family, month, end, k))
-    try:
-        with engine.begin() as conn:
-            conn.execute(
-                insert(_published).values(
-                    family=family,
-                    month=month_label(month),
-                    k=k,
-                    published_at=datetime.now(UTC),
-                    tables=tables,
+        stored = conn.execute(query).first()
+    if stored is None:
+        tables = _encode(_compute(engine, family, month, end, k))
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(_published).values(
+                        family=family,
+                        month=month_label(month),
+                        k=k,
+                        published_at=datetime.now(UTC),
+                        tables=tables,
+                    )
                 )
-            )
-    except IntegrityError:
-        # Another process published the month first: its figures are the month's.
+        except IntegrityError:
+            pass  # another process published the month first: its figures are the month's
+        else:
+            return _decode(tables)
         with engine.connect() as conn:
-            tables = conn.execute(select(_published.c.tables).where(*where)).scalar_one()
-    return _decode(tables)
+            stored = conn.execute(query).one()
+    published = _decode(stored.tables)
+    return _raised(published, k) if k > stored.k else published
 
 
 def _raised(tables: Tables, k: int) -> Tables:

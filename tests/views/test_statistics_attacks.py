@@ -186,6 +186,21 @@ def test_re_reading_a_closed_month_while_late_events_arrive_isolates_no_trip(
     assert changes == 0
 
 
+def test_a_month_first_published_at_a_lower_k_is_not_counted_again_at_a_higher_one(
+    engine: Engine,
+) -> None:
+    _trips_of(engine, range(20), origin="takuma", destination="mino")
+    first = trips_by_town_month(engine, MAY, JUNE, k=K)
+    _trips_of(engine, [500], origin="takuma", destination="mino", at=IN_MAY)  # late
+
+    # The platform's minimum is raised later: the month is not published again over the
+    # newer events (the difference would be the late trip), only suppressed further.
+    later = trips_by_town_month(engine, MAY, JUNE, k=15, minimum_k=15)
+
+    assert first.cells[0].measures is not None and later.cells[0].measures is not None
+    assert later.cells[0].measures.trips == first.cells[0].measures.trips == 20
+
+
 def test_a_month_under_way_is_not_published() -> None:
     engine = make_engine("sqlite://")
     this_month = jst_month_start(datetime.now(UTC))
