@@ -78,15 +78,18 @@ def vacant_houses(
     purpose: str,
     month: datetime,
     k: int,
+    settle_days: int,
     town: str | None = None,
     available_only: bool = False,
     registered_from: datetime | None = None,
     registered_to: datetime | None = None,
     after: tuple[datetime, str] | None = None,
     limit: int = 50,
+    now: datetime | None = None,
 ) -> HousePage:
     """One page of listings in (registered_at, listing_id) order, as ``partner`` may see them,
-    with the trips near each stop in the closed JST month starting at ``month``, at ``k``."""
+    with the trips near each stop in the JST month starting at ``month``, at ``k``: a month
+    published, having ended at least ``settle_days`` days before ``now``."""
     listing_decision = decisions.decide(partner, purpose, PROPERTY_LISTING, "")
     if not listing_decision.allowed:
         return HousePage(listing_decision, [], None)
@@ -119,7 +122,11 @@ def vacant_houses(
         }
     # Trips near a stop are a statistic like the others: k-anonymous, over a closed month,
     # frozen, and only for the purposes it serves; never a count of a few residents' trips.
-    nearby = trips_nearby(engine, month, k=k) if purpose in SERVES["trips-nearby"] else None
+    nearby = (
+        trips_nearby(engine, month, k=k, settle_days=settle_days, now=now)
+        if purpose in SERVES["trips-nearby"]
+        else None
+    )
     houses = [_house(r, stops, nearby, vault, decisions, partner, purpose) for r in rows]
     last = rows[-1] if rows and more else None
     return HousePage(

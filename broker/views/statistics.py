@@ -7,8 +7,10 @@ What is published, and what it guarantees:
   (Asia/Tokyo, UTC+9 without daylight saving: a trip at 2025-05-31T15:30Z is a June trip); a
   request for several months gets each month's cells, never a sum over an arbitrary window,
   so no two answers differ by a few days' (or one month's) events.
-- **Closed, then frozen.** A month is published only once it has ended, and its figures are
-  stored at first publication (``broker.store.publications``); every later read answers from
+- **Closed, settled, then frozen.** A month is published only once it has ended and its
+  settling delay (``settle_days``, ``TSUNAGU_STATISTICS_SETTLE_DAYS``) has passed, so that
+  late events (connectors' daily or weekly exports) are counted in it; its figures are stored
+  at first publication (``broker.store.publications``) and every later read answers from
   them. An event arriving after that is never published: re-reading a month cannot isolate it.
 - **Primary suppression.** A cell whose distinct subjects (``COUNT(DISTINCT subject_ref)``)
   number fewer than ``k`` is listed as suppressed with no measures at all.
@@ -31,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
@@ -130,6 +132,40 @@ def month_label(month_start: datetime) -> str:
     """ "YYYY-MM" of the JST month starting at ``month_start``."""
     local = month_start.astimezone(JST)
     return f"{local.year:04d}-{local.month:02d}"
+
+
+# -- when a month is published -----------------------------------------------------------------
+
+
+def publishable_from(month: datetime, settle_days: int) -> datetime:
+    """When the JST month starting at ``month`` may first be published: ``settle_days`` days
+    after it ends (midnight, Japan time)."""
+    return add_months(month, 1) + timedelta(days=settle_days)
+
+
+def publishable_end(now: datetime, settle_days: int) -> datetime:
+    """The end of the last month publishable at ``now``: every month ending at or before it
+    ended at least ``settle_days`` days ago; the months from it on are not published yet."""
+    if settle_days < 0:
+        raise ValueError("the settling delay is a number of days, not negative")
+    return jst_month_start(now - timedelta(days=settle_days))
+
+
+def not_published_yet(month: datetime, now: datetime, settle_days: int) -> str:
+    """Why the JST month starting at ``month`` is not published at ``now``, and from when it
+    will be."""
+    end = add_months(month, 1)
+    when = publishable_from(month, settle_days).astimezone(JST).isoformat()
+    if end > now:
+        return (
+            f"{month_label(month)} has not ended (Japan time): statistics cover closed months; "
+            f"it is published from {when}, {settle_days} days after it ends"
+        )
+    return (
+        f"{month_label(month)} has ended but is published only from {when}, {settle_days} days "
+        f"after its end (TSUNAGU_STATISTICS_SETTLE_DAYS), so that late events are counted in "
+        "it before its figures are frozen"
+    )
 
 
 # -- the published shape ---------------------------------------------------------------------
@@ -380,7 +416,8 @@ _MARGINS: Mapping[str, str] = MappingProxyType({"town-flows": "trips-by-town-mon
 
 
 class MonthNotClosedError(ValueError):
-    """A month asked for before it has ended: its figures could still change."""
+    """A month asked for before it is published: it has not ended, or ended less than the
+    settling delay ago. Its figures could still change; the message says from when."""
 
 
 @dataclass(slots=True)
@@ -566,17 +603,23 @@ def _decode(stored: dict[str, Any]) -> Tables:
 
 
 def published_month(
-    engine: Engine, family: Family, month: datetime, *, k: int, now: datetime | None = None
+    engine: Engine,
+    family: Family,
+    month: datetime,
+    *,
+    k: int,
+    settle_days: int,
+    now: datetime | None = None,
 ) -> Tables:
     """The family's tables for the closed JST month starting at ``month``, at least at ``k``:
-    computed and stored on the first read after the month ended, then frozen. A month is
+    computed and stored on the first read once the month has ended and ``settle_days`` more
+    days have passed (late events arriving meanwhile are counted), then frozen. A month is
     published once: a read at a higher k than the first suppresses more of the same cells,
     never counts the month again (late events would then be the difference)."""
+    at = now or datetime.now(UTC)
     end = add_months(month, 1)
-    if end > (now or datetime.now(UTC)):
-        raise MonthNotClosedError(
-            f"{month_label(month)} has not ended (Japan time): statistics cover closed months"
-        )
+    if end > publishable_end(at, settle_days):
+        raise MonthNotClosedError(not_published_yet(month, at, settle_days))
     where = (_published.c.family == family, _published.c.month == month_label(month))
     query = select(_published.c.tables, _published.c.k).where(*where)
     with engine.connect() as conn:
@@ -618,7 +661,9 @@ def _raised(tables: Tables, k: int) -> Tables:
     return out
 
 
-def _check(start: datetime, end: datetime, k: int, minimum_k: int, now: datetime) -> Period:
+def _check(
+    start: datetime, end: datetime, k: int, minimum_k: int, now: datetime, settle_days: int
+) -> Period:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("a statistic's period needs aware datetimes")
     if start >= end:
@@ -629,10 +674,11 @@ def _check(start: datetime, end: datetime, k: int, minimum_k: int, now: datetime
         raise ValueError(f"k may only raise the minimum of {minimum_k}")
     if jst_month_start(start) != start or jst_month_start(end) != end:
         raise ValueError("a statistic's period is whole JST calendar months (aligned periods)")
-    if end > jst_month_start(now):
+    last = publishable_end(now, settle_days)
+    if end > last:
         raise MonthNotClosedError(
-            f"the period reaches into {month_label(jst_month_start(now))}, which has not ended "
-            "(Japan time): statistics cover closed months"
+            "the period reaches into a month not published yet: "
+            + not_published_yet(max(start, last), now, settle_days)
         )
     return Period(from_=start.astimezone(JST), to=end.astimezone(JST))
 
@@ -645,16 +691,17 @@ def _months(
     *,
     k: int,
     minimum_k: int | None,
+    settle_days: int,
     now: datetime | None,
 ) -> tuple[Period, list[tuple[str, Tables]]]:
     """The period and each month's published tables (at ``k``, from those at the minimum)."""
     base = k if minimum_k is None else minimum_k
     at = now or datetime.now(UTC)
-    period = _check(start, end, k, base, at)
+    period = _check(start, end, k, base, at, settle_days)
     months = []
     month = start
     while month < end:
-        tables = published_month(engine, family, month, k=base, now=at)
+        tables = published_month(engine, family, month, k=base, settle_days=settle_days, now=at)
         months.append((month_label(month), tables if k == base else _raised(tables, k)))
         month = add_months(month, 1)
     return period, months
@@ -692,11 +739,14 @@ def trips_by_town_month(
     end: datetime,
     *,
     k: int,
+    settle_days: int,
     minimum_k: int | None = None,
     now: datetime | None = None,
 ) -> TripsByTownMonth:
     """Trips and distinct residents per (origin town, JST month) in [start, end)."""
-    period, months = _months(engine, "trips", start, end, k=k, minimum_k=minimum_k, now=now)
+    period, months = _months(
+        engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
+    )
 
     def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> TownMonthCell:
         measures = None if m is None else TripMeasures(**m)
@@ -719,11 +769,14 @@ def points_by_age_band(
     end: datetime,
     *,
     k: int,
+    settle_days: int,
     minimum_k: int | None = None,
     now: datetime | None = None,
 ) -> PointsByAgeBand:
     """Health points awarded and redeemed, and distinct residents, per age band and JST month."""
-    period, months = _months(engine, "points", start, end, k=k, minimum_k=minimum_k, now=now)
+    period, months = _months(
+        engine, "points", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
+    )
 
     def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> AgeBandCell:
         measures = None if m is None else PointsMeasures(**m)
@@ -748,11 +801,14 @@ def spending_by_merchant_category(
     end: datetime,
     *,
     k: int,
+    settle_days: int,
     minimum_k: int | None = None,
     now: datetime | None = None,
 ) -> SpendingByMerchantCategory:
     """Payments (not top-ups or conversions) per merchant category and JST month."""
-    period, months = _months(engine, "spending", start, end, k=k, minimum_k=minimum_k, now=now)
+    period, months = _months(
+        engine, "spending", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
+    )
 
     def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> MerchantCategoryCell:
         measures = None if m is None else SpendingMeasures(**m)
@@ -778,11 +834,14 @@ def town_flows(
     end: datetime,
     *,
     k: int,
+    settle_days: int,
     minimum_k: int | None = None,
     now: datetime | None = None,
 ) -> TownFlows:
     """Trips and distinct residents per (origin town, destination town) and JST month."""
-    period, months = _months(engine, "trips", start, end, k=k, minimum_k=minimum_k, now=now)
+    period, months = _months(
+        engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
+    )
 
     def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> TownFlowCell:
         measures = None if m is None else TripMeasures(**m)
@@ -805,9 +864,9 @@ def town_flows(
 
 
 def trips_nearby(
-    engine: Engine, month: datetime, *, k: int, now: datetime | None = None
+    engine: Engine, month: datetime, *, k: int, settle_days: int, now: datetime | None = None
 ) -> dict[str, int | None]:
     """Trips that started or ended at each stop in the closed JST month starting at ``month``,
     as published (None where fewer than ``k`` residents made them; a stop missing had none)."""
-    tables = published_month(engine, "stops", month, k=k, now=now)
+    tables = published_month(engine, "stops", month, k=k, settle_days=settle_days, now=now)
     return {key[0]: None if m is None else m["trips"] for key, m in tables["trips-nearby"]}

@@ -1,4 +1,5 @@
-"""`/v1/statistics` on a running platform: who may read, purposes, k, periods, suppression."""
+"""`/v1/statistics` on a running platform: who may read, purposes, k, periods, suppression,
+and the settling delay before a month is published (here and on vacant houses' trips nearby)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi import HTTPException
 from sqlalchemy import insert
 
+from broker.api.routes.statistics import complete_months
 from broker.store.database import make_engine
+from broker.store.projections.timestamps import JST
 from broker.store.projections.transport import Trip
-from broker.views.statistics import add_months, jst_month_start
+from broker.views.statistics import add_months, jst_month_start, publishable_end
 from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
 
 _trips = Trip.__table__  # type: ignore[attr-defined]
@@ -25,6 +29,9 @@ PATHS = (
     "/v1/statistics/town-flows",
 )
 THIS_MONTH = jst_month_start(datetime.now(UTC))
+#: The platform's default settling delay (TSUNAGU_STATISTICS_SETTLE_DAYS), in days.
+SETTLE_DAYS = 7
+HOUSING = "housing.dual_residence_support"
 #: A complete month in the past: every test's data is in it.
 MONTH = add_months(THIS_MONTH, -2)
 PERIOD = {"from": MONTH.isoformat(), "to": add_months(MONTH, 1).isoformat()}
@@ -228,12 +235,19 @@ def test_a_period_is_widened_to_whole_months_in_japan_time(platform: RunningPlat
     assert datetime.fromisoformat(period["to"]) == add_months(MONTH, 1)
 
 
-def test_the_default_period_is_the_last_twelve_complete_months(platform: RunningPlatform) -> None:
+def test_the_default_period_is_the_last_twelve_published_months(
+    platform: RunningPlatform,
+) -> None:
+    before = datetime.now(UTC)
     with platform.client() as http:
         r = http.get(PATHS[3], headers=platform.auth("auditor", "city-audit"))
+    after = datetime.now(UTC)
     period = r.json()["period"]
-    assert datetime.fromisoformat(period["to"]) == THIS_MONTH
-    assert datetime.fromisoformat(period["from"]) == add_months(THIS_MONTH, -12)
+    # The end of the last month that ended at least the settling delay ago (read either side
+    # of the request, should it straddle a day when one more month is published).
+    end = datetime.fromisoformat(period["to"])
+    assert end in {publishable_end(before, SETTLE_DAYS), publishable_end(after, SETTLE_DAYS)}
+    assert datetime.fromisoformat(period["from"]) == add_months(end, -12)
 
 
 def test_the_month_under_way_is_not_published(platform: RunningPlatform) -> None:
@@ -268,6 +282,79 @@ def test_a_malformed_period_is_a_problem(
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
     assert says in r.json()["detail"]
+
+
+# -- the settling delay ------------------------------------------------------------------------
+
+MAY = datetime(2025, 5, 1, tzinfo=JST)
+JUNE = add_months(MAY, 1)
+JUNE_3 = datetime(2025, 6, 3, 9, 0, tzinfo=JST)
+
+
+def test_a_period_within_the_settling_delay_is_a_problem_saying_from_when() -> None:
+    with pytest.raises(HTTPException) as refused:
+        complete_months(MAY, JUNE, JUNE_3, SETTLE_DAYS)
+    assert refused.value.status_code == 422
+    assert "2025-05 has ended but is published only from 2025-06-08T00:00:00+09:00" in str(
+        refused.value.detail
+    )
+    # Once settled it is published; a period reaching into it stops before it until then.
+    assert complete_months(MAY, JUNE, datetime(2025, 6, 8, tzinfo=JST), SETTLE_DAYS) == (MAY, JUNE)
+    assert complete_months(add_months(MAY, -2), None, JUNE_3, SETTLE_DAYS) == (
+        add_months(MAY, -2),
+        MAY,
+    )
+    assert complete_months(None, None, JUNE_3, SETTLE_DAYS) == (add_months(MAY, -12), MAY)
+    assert complete_months(None, None, JUNE_3, 0) == (add_months(JUNE, -12), JUNE)
+
+
+def test_a_month_still_settling_is_not_published_nor_the_default_nearby_a_house(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # A platform of its own whose months settle for 40 days: last month, which ended at most
+    # 31 days ago, is still settling whatever the day.
+    settle = 40
+    settling = start_platform(
+        tmp_path_factory.mktemp("settling"),
+        extra_env={"TSUNAGU_STATISTICS_SETTLE_DAYS": str(settle)},
+    )
+    before = datetime.now(UTC)
+    this_month = jst_month_start(before)
+    last_month = add_months(this_month, -1)
+    try:
+        with settling.client() as http:
+            auditor = settling.auth("auditor", "city-audit")
+            last = {"from": last_month.isoformat(), "to": this_month.isoformat()}
+            statistic = http.get(PATHS[0], params=last, headers=auditor)
+            default = http.get(PATHS[0], headers=auditor)
+            partner = register_partner(settling, http, HOUSING)
+            as_partner = settling.auth("partner", partner)
+            houses = "/v1/partner/vacant-houses"
+            asked = http.get(
+                houses,
+                params={"purpose": HOUSING, "month": f"{last_month:%Y-%m}"},
+                headers=as_partner,
+            )
+            nearby_default = http.get(houses, params={"purpose": HOUSING}, headers=as_partner)
+        after = datetime.now(UTC)
+    finally:
+        stop_platform(settling)
+    when = (this_month + timedelta(days=settle)).isoformat()
+    says = f"{last_month:%Y-%m} has ended but is published only from {when}"
+    assert statistic.status_code == 422, statistic.text
+    assert statistic.headers["content-type"] == "application/problem+json"
+    assert says in statistic.json()["detail"]
+    assert asked.status_code == 422, asked.text
+    assert says in asked.json()["detail"]
+    # The defaults stop at the last month published, not the last one ended.
+    published = {publishable_end(before, settle), publishable_end(after, settle)}
+    assert default.status_code == 200, default.text
+    assert datetime.fromisoformat(default.json()["period"]["to"]) in published
+    assert nearby_default.status_code == 200, nearby_default.text
+    assert datetime.fromisoformat(nearby_default.json()["period_from"]) in {
+        add_months(end, -1) for end in published
+    }
+    assert max(published) < this_month
 
 
 # -- attacks over HTTP -------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from broker.views.statistics import (
     trips_by_town_month,
     trips_nearby,
 )
-from tests.views.test_statistics import _points_of, _trips_of
+from tests.views.test_statistics import SETTLE, _points_of, _trips_of
 
 _trips = Trip.__table__  # type: ignore[attr-defined]
 K = 10
@@ -49,8 +49,8 @@ def engine(store_url: str) -> Iterator[Engine]:
 def _recovered_by_margins(engine: Engine, start: datetime, end: datetime) -> list[tuple[str, int]]:
     """What an attacker recovers as (published town total) − (its published flows): every row
     with exactly one suppressed flow gives that flow's trips exactly."""
-    towns = trips_by_town_month(engine, start, end, k=K)
-    flows = town_flows(engine, start, end, k=K)
+    towns = trips_by_town_month(engine, start, end, k=K, settle_days=SETTLE)
+    flows = town_flows(engine, start, end, k=K, settle_days=SETTLE)
     recovered = []
     for town in towns.cells:
         if town.measures is None:
@@ -70,8 +70,8 @@ def test_a_town_total_minus_its_published_flows_recovers_no_suppressed_flow(
     _trips_of(engine, range(100, 100 + K), origin="takuma", destination="nio", each=2)
     _trips_of(engine, range(200, 203), origin="takuma", destination="zentsuji")  # 3 residents
 
-    flows = town_flows(engine, MAY, JUNE, k=K)
-    towns = trips_by_town_month(engine, MAY, JUNE, k=K)
+    flows = town_flows(engine, MAY, JUNE, k=K, settle_days=SETTLE)
+    towns = trips_by_town_month(engine, MAY, JUNE, k=K, settle_days=SETTLE)
 
     assert _recovered_by_margins(engine, MAY, JUNE) == []
     # The town's total is still published; the small flow is hidden with the next smallest,
@@ -90,7 +90,7 @@ def test_several_small_flows_hidden_together_still_count_k_residents(engine: Eng
     _trips_of(engine, [300], origin="takuma", destination="nio")  # one resident each
     _trips_of(engine, [301], origin="takuma", destination="zentsuji")
 
-    flows = town_flows(engine, MAY, JUNE, k=K)
+    flows = town_flows(engine, MAY, JUNE, k=K, settle_days=SETTLE)
 
     # Two single trips hidden together would still be recoverable (their sum is 2, so both
     # are 1): the big flow goes too, and the remainder is about at least k residents.
@@ -102,8 +102,8 @@ def test_a_raised_k_reveals_no_flow_by_its_margin(engine: Engine) -> None:
     _trips_of(engine, range(12), origin="takuma", destination="mino", each=2)
     _trips_of(engine, range(100, 111), origin="takuma", destination="nio")  # 11 residents
 
-    raised = trips_by_town_month(engine, MAY, JUNE, k=12, minimum_k=K)
-    flows = town_flows(engine, MAY, JUNE, k=12, minimum_k=K)
+    raised = trips_by_town_month(engine, MAY, JUNE, k=12, settle_days=SETTLE, minimum_k=K)
+    flows = town_flows(engine, MAY, JUNE, k=12, settle_days=SETTLE, minimum_k=K)
 
     # At k=12 the 11-resident flow is suppressed: its town's total goes with it.
     assert [(f.destination_town, f.suppressed) for f in flows.cells] == [
@@ -122,9 +122,9 @@ def _recovered_by_windows(
     """What an attacker recovers as (points over months[0]..end) − (over months[1]..end), per
     age band, where that month's own cell is suppressed: it should be nothing."""
     first = months[0]
-    longer = points_by_age_band(engine, first, end, k=K)
-    shorter = points_by_age_band(engine, months[1], end, k=K)
-    alone = points_by_age_band(engine, first, months[1], k=K)
+    longer = points_by_age_band(engine, first, end, k=K, settle_days=SETTLE)
+    shorter = points_by_age_band(engine, months[1], end, k=K, settle_days=SETTLE)
+    alone = points_by_age_band(engine, first, months[1], k=K, settle_days=SETTLE)
 
     def by_band(stat: PointsByAgeBand) -> dict[str, int]:
         sums: dict[str, int] = defaultdict(int)
@@ -154,13 +154,13 @@ def test_a_twelve_month_window_minus_an_eleven_month_one_recovers_no_suppressed_
 
     assert _recovered_by_windows(engine, months, end) == []
     # Each month is published on its own: the first is suppressed, the others are not.
-    year = points_by_age_band(engine, months[0], end, k=K)
+    year = points_by_age_band(engine, months[0], end, k=K, settle_days=SETTLE)
     assert [c.suppressed for c in year.cells] == [True] + [False] * 11
 
 
 def test_a_window_not_aligned_to_months_is_refused(engine: Engine) -> None:
     with pytest.raises(ValueError, match="whole JST calendar months"):
-        points_by_age_band(engine, MAY + timedelta(days=1), JUNE, k=K)
+        points_by_age_band(engine, MAY + timedelta(days=1), JUNE, k=K, settle_days=SETTLE)
 
 
 # -- late events ------------------------------------------------------------------------------
@@ -172,15 +172,15 @@ def test_re_reading_a_closed_month_while_late_events_arrive_isolates_no_trip(
     _trips_of(engine, range(K), origin="takuma", destination="mino")
     _trips_of(engine, range(100, 100 + K), origin="nio", destination="mino")
     first = (
-        trips_by_town_month(engine, MAY, JUNE, k=K).model_dump(),
-        town_flows(engine, MAY, JUNE, k=K).model_dump(),
+        trips_by_town_month(engine, MAY, JUNE, k=K, settle_days=SETTLE).model_dump(),
+        town_flows(engine, MAY, JUNE, k=K, settle_days=SETTLE).model_dump(),
     )
     changes = 0
     for n in range(50):
         _trips_of(engine, [1000 + n], origin="takuma" if n % 2 else "nio", at=IN_MAY)  # late
         again = (
-            trips_by_town_month(engine, MAY, JUNE, k=K).model_dump(),
-            town_flows(engine, MAY, JUNE, k=K).model_dump(),
+            trips_by_town_month(engine, MAY, JUNE, k=K, settle_days=SETTLE).model_dump(),
+            town_flows(engine, MAY, JUNE, k=K, settle_days=SETTLE).model_dump(),
         )
         changes += again != first
     assert changes == 0
@@ -190,12 +190,12 @@ def test_a_month_first_published_at_a_lower_k_is_not_counted_again_at_a_higher_o
     engine: Engine,
 ) -> None:
     _trips_of(engine, range(20), origin="takuma", destination="mino")
-    first = trips_by_town_month(engine, MAY, JUNE, k=K)
+    first = trips_by_town_month(engine, MAY, JUNE, k=K, settle_days=SETTLE)
     _trips_of(engine, [500], origin="takuma", destination="mino", at=IN_MAY)  # late
 
     # The platform's minimum is raised later: the month is not published again over the
     # newer events (the difference would be the late trip), only suppressed further.
-    later = trips_by_town_month(engine, MAY, JUNE, k=15, minimum_k=15)
+    later = trips_by_town_month(engine, MAY, JUNE, k=15, settle_days=SETTLE, minimum_k=15)
 
     assert first.cells[0].measures is not None and later.cells[0].measures is not None
     assert later.cells[0].measures.trips == first.cells[0].measures.trips == 20
@@ -205,9 +205,11 @@ def test_a_month_under_way_is_not_published() -> None:
     engine = make_engine("sqlite://")
     this_month = jst_month_start(datetime.now(UTC))
     with pytest.raises(MonthNotClosedError):
-        town_flows(engine, add_months(this_month, -1), add_months(this_month, 1), k=K)
+        town_flows(
+            engine, add_months(this_month, -1), add_months(this_month, 1), k=K, settle_days=SETTLE
+        )
     with pytest.raises(MonthNotClosedError):
-        trips_nearby(engine, this_month, k=K)
+        trips_nearby(engine, this_month, k=K, settle_days=SETTLE)
 
 
 # -- trips near a stop ------------------------------------------------------------------------
@@ -227,7 +229,7 @@ def test_trips_near_a_stop_disclose_no_single_trip(engine: Engine) -> None:
     _trips_at_stop(engine, range(1), "stop-lonely")  # one resident's trip
     _trips_at_stop(engine, range(100, 100 + K), "stop-busy")
 
-    nearby = trips_nearby(engine, MAY, k=K)
+    nearby = trips_nearby(engine, MAY, k=K, settle_days=SETTLE)
 
     assert nearby == {"stop-busy": K, "stop-lonely": None}
 

@@ -17,13 +17,14 @@ from broker.api.limits import AsLimitedPartner
 from broker.api.problems import Problem
 from broker.api.recording import ReadRecorder
 from broker.audit import AuditLog, EntryKind, NewEntry
+from broker.settings import Settings
 from broker.store.projections.timestamps import JST
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
 from broker.views.pseudonyms import Pseudonyms
 from broker.views.residents import consented, subjects_of
-from broker.views.statistics import add_months, jst_month_start
+from broker.views.statistics import add_months, not_published_yet, publishable_end
 from consent.decisions import Decision, DecisionPoint
 
 router = APIRouter(
@@ -349,8 +350,9 @@ class TransportAccess(BaseModel):
     on_demand: bool = Field(description="On-demand transport picks up or drops off there")
     bus: bool = Field(description="A bus serves the stop")
     trips_nearby: int | None = Field(
-        description="Trips that started or ended there in the period (the last closed month, "
-        "Japan time), as the k-anonymous statistic publishes them: null when fewer than k "
+        description="Trips that started or ended there in the period (`month`, by default "
+        "the last published month, Japan time), as the k-anonymous statistic publishes them "
+        "(frozen at its first publication): null when fewer than k "
         "residents made them, or when your purpose is not one this statistic serves"
     )
 
@@ -412,8 +414,9 @@ def houses(
     month: Annotated[
         str | None,
         Query(
-            description="The closed month (Japan time, YYYY-MM) whose trips count as served "
-            "nearby; default: the last closed month",
+            description="The published month (Japan time, YYYY-MM) whose trips count as "
+            "served nearby: one that ended at least TSUNAGU_STATISTICS_SETTLE_DAYS days ago; "
+            "default: the last published month",
             pattern=r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$",
             examples=["2025-04"],
         ),
@@ -429,23 +432,25 @@ def houses(
 ) -> HousesPage:
     """Vacant houses with their transport access; owner details only under the property rule.
 
-    Trips nearby count one closed month (Japan time), k-anonymous and frozen like every
-    statistic; `registered_from`/`registered_to` filter the listings by when they were
-    registered.
+    Trips nearby count one published month (Japan time: ended, then settled for late events),
+    k-anonymous and frozen like every statistic; `registered_from`/`registered_to` filter the
+    listings by when they were registered.
 
     Without the owner's consent to you for this purpose, a house shows its public listing
     only (district, type, size, rent band), and `owner_details_withheld` says why.
     """
     decisions = _approved(request, partner.subject, purpose)
-    this_month = jst_month_start(datetime.now(UTC))
-    lo = add_months(this_month, -1)
+    settings: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    published = publishable_end(now, settings.statistics_settle_days)
+    lo = add_months(published, -1)  # the last month published
     if month is not None:
         lo = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=JST)
-        if lo >= this_month:
+        if lo >= published:
             raise HTTPException(
                 422,
-                f"{month} has not ended (Japan time): name a closed month, "
-                f"before {this_month:%Y-%m}",
+                f"{not_published_yet(lo, now, settings.statistics_settle_days)}: name a "
+                f"published month, {add_months(published, -1):%Y-%m} or earlier",
             )
     hi = add_months(lo, 1)
     scope = f"houses:{town}:{available}:{registered_from}:{registered_to}"
@@ -457,13 +462,15 @@ def houses(
         partner=partner.subject,
         purpose=purpose,
         month=lo,
-        k=request.app.state.settings.k_anonymity,
+        k=settings.k_anonymity,
+        settle_days=settings.statistics_settle_days,
         town=town,
         available_only=available,
         registered_from=registered_from,
         registered_to=registered_to,
         after=(position.at, position.id) if position else None,
         limit=limit,
+        now=now,
     )
     if not page.listing_decision.allowed:
         raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")

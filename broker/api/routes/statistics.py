@@ -7,10 +7,12 @@ what is published and what that guarantees). k is the platform's minimum
 of its read, which must be approved for it and served by the statistic, and is rate-limited
 like every partner read.
 
-Periods are whole, closed months of the region's calendar (Japan time), each published on its
-own: `from` is moved back to the start of its month, `to` forward to the start of the next
-one, and the month still under way is left out. The response's `period` says what was
-covered.
+Periods are whole, published months of the region's calendar (Japan time), each published
+on its own: `from` is moved back to the start of its month, `to` forward to the start of the
+next one, and the months not published yet are left out: the month under way, and a month
+that ended less than ``TSUNAGU_STATISTICS_SETTLE_DAYS`` days ago (still settling: late events
+are counted in it until it is published and frozen). The response's `period` says what was
+covered; a period of unpublished months only is a 422 saying from when it will be.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from broker.views.statistics import (
     check_serves,
     jst_month_start,
     months_between,
+    not_published_yet,
     points_by_age_band,
+    publishable_end,
     spending_by_merchant_category,
     town_flows,
     trips_by_town_month,
@@ -68,7 +72,7 @@ router = APIRouter(
 
 #: The longest period one request may cover.
 MAX_MONTHS = 60
-#: The period when neither end is given: the last twelve complete months.
+#: The period when neither end is given: the last twelve published months.
 DEFAULT_MONTHS = 12
 
 
@@ -97,12 +101,22 @@ class StatisticsRequest:
     caller: Principal
     purpose: str
     audit: AuditLog
+    settle_days: int
+    now: datetime
 
     def answer(self, view: str, category: str, compute: Callable[..., _Figures]) -> _Figures:
-        """``compute(engine, start, end, k=k)``, its audit entry stored before the figures
-        leave (cells, never residents)."""
+        """``compute(engine, start, end, k=k)`` at the request's time, its audit entry stored
+        before the figures leave (cells, never residents)."""
         check_serves(view, self.purpose)
-        figures = compute(self.engine, self.start, self.end, k=self.k, minimum_k=self.minimum_k)
+        figures = compute(
+            self.engine,
+            self.start,
+            self.end,
+            k=self.k,
+            minimum_k=self.minimum_k,
+            settle_days=self.settle_days,
+            now=self.now,
+        )
         self.audit.append_now(
             EntryKind.PARTNER_READ,
             actor=self.caller.subject,
@@ -140,25 +154,26 @@ def _k(request: Request, k: int | None) -> int:
 
 
 def complete_months(
-    start: datetime | None, end: datetime | None, now: datetime
+    start: datetime | None, end: datetime | None, now: datetime, settle_days: int
 ) -> tuple[datetime, datetime]:
-    """The whole, complete JST months covering [start, end); 422 when there are none."""
-    this_month = jst_month_start(now)
+    """The whole, published JST months covering [start, end): complete, and ended at least
+    ``settle_days`` days before ``now``; 422 when there are none, saying from when."""
+    published = publishable_end(now, settle_days)
     if start is not None and end is not None and start >= end:
         raise HTTPException(422, "`from` must be before `to`")
     if end is None:
-        last = this_month
+        last = published
     else:
         last = jst_month_start(end)
         if last < end:
             last = add_months(last, 1)  # `to` inside a month: the whole month is counted
-        last = min(last, this_month)
+        last = min(last, published)
     first = add_months(last, -DEFAULT_MONTHS) if start is None else jst_month_start(start)
     if first >= last:
         raise HTTPException(
             422,
-            f"statistics cover complete months (Japan time); the period asked for is within "
-            f"the month still under way, {this_month:%Y-%m}",
+            "statistics cover complete months (Japan time), each published once settled; the "
+            f"period asked for is not published yet: {not_published_yet(first, now, settle_days)}",
         )
     months = months_between(first, last)
     if months > MAX_MONTHS:
@@ -186,8 +201,8 @@ def statistics_request(
         AwareDatetime | None,
         Query(
             description="End of the period (exclusive), moved forward to the next month start "
-            "(Japan time) and never past the start of the current month; default: the start of "
-            "the current month",
+            "(Japan time) and never past the end of the last published month (one that ended "
+            "at least TSUNAGU_STATISTICS_SETTLE_DAYS days ago); default: that end",
             examples=["2025-06-01T00:00:00+09:00"],
         ),
     ] = None,
@@ -212,16 +227,20 @@ def statistics_request(
     """The checked caller, purpose, k and period of a statistics request."""
     _purpose_approved(request, caller, purpose)
     chosen_k = _k(request, k)
-    start, end = complete_months(from_, to, datetime.now(UTC))
+    settings: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    start, end = complete_months(from_, to, now, settings.statistics_settle_days)
     return StatisticsRequest(
         request.app.state.engine,
         start,
         end,
         chosen_k,
-        request.app.state.settings.k_anonymity,
+        settings.k_anonymity,
         caller,
         purpose or MUNICIPAL_PURPOSE,
         request.app.state.audit,
+        settings.statistics_settle_days,
+        now,
     )
 
 
