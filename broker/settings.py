@@ -93,6 +93,13 @@ class Settings(BaseSettings):
         default=None, description="HMAC key of partners' pseudonyms; generated when unset."
     )
     k_anonymity: int = Field(default=10, ge=2, description="Smallest published statistic cell.")
+    statistics_settle_days: int = Field(
+        default=7,
+        ge=0,
+        le=366,
+        description="Days after a JST month ends before its statistics are published (and "
+        "frozen), so that late events (daily or weekly exports) are counted in it.",
+    )
     partner_rate_per_s: float = Field(default=50.0, gt=0, description="Sustained reads/s/partner.")
     partner_burst: int = Field(default=100, ge=1, description="Reads a partner may burst.")
     schema_check_rate_per_s: float = Field(

@@ -32,6 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consent import epoch
 from consent.catalogue import Catalogue
 from consent.changes import ChangeScope, ConsentChange
+from consent.errors import PartnerNotRegisteredError, ReadNotApprovedError, UnknownPurposeError
 from consent.ids import SUBJECT_ID
 from consent.model import Consent, ConsentStatus, Partner, PartnerPurpose, SubjectKind
 
@@ -280,12 +281,28 @@ class DecisionPoint:
             return DecisionReason.OUTSIDE_DATA_RANGE, c
         return DecisionReason.ALLOWED, c
 
-    def approved_purposes(self, partner: str) -> frozenset[str] | None:
-        """The purposes the partner is approved for now; None for an unknown partner.
-
-        For reads that need no consent (k-anonymous statistics) but still bind a purpose.
-        """
-        return self._approved(partner)
+    def check_purpose(self, partner: str, purpose: str) -> None:
+        """Refuse a partner's read unless ``purpose`` is in the catalogue and approved for
+        ``partner`` now: the one purpose check of every read path (views, statistics, vacant
+        houses), fresh in every process (``sync`` first: a withdrawal committed by another
+        process holds from the next request, whether or not the bus has brought it yet)."""
+        self.sync()
+        if purpose not in self._purposes:
+            raise UnknownPurposeError(
+                f"purpose {purpose!r} is not in the purpose catalogue: name one of "
+                f"{', '.join(sorted(self._purposes))}"
+            )
+        approved = self._approved(partner)
+        if approved is None:
+            raise PartnerNotRegisteredError(
+                f"partner {partner} is not registered with the platform: ask the municipality "
+                "to register it"
+            )
+        if purpose not in approved:
+            raise ReadNotApprovedError(
+                f"partner {partner} is not approved for purpose {purpose}: read for a purpose "
+                "approved for you, or ask the municipality to approve this one"
+            )
 
     # -- the cache -----------------------------------------------------------------------------
 

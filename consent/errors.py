@@ -49,6 +49,19 @@ class PurposeNotApprovedError(ConsentError):
     code = "purpose_not_approved"
 
 
+class PartnerNotRegisteredError(ConsentError):
+    """A read by a partner the platform has no record of."""
+
+    code = "partner_not_registered"
+
+
+class ReadNotApprovedError(ConsentError):
+    """A read for a purpose the municipality has not approved (or has withdrawn) for the
+    partner: refused on every read path, in every process, from the next request."""
+
+    code = "read_not_approved"
+
+
 class InvalidConsentError(ConsentError):
     """The consent asked for is malformed: times out of order, no categories, bad subject..."""
 

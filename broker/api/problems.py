@@ -19,6 +19,7 @@ from broker.registry.catalogue import (
     UnknownTypeError,
 )
 from broker.registry.stored import SchemaVersionConflictError
+from broker.views.statistics import PurposeNotServedError
 from consent.errors import ConsentError
 
 #: HTTP status of each consent error code; a code not listed is a 422.
@@ -29,6 +30,8 @@ CONSENT_STATUS = {
     "invalid_transition": 409,
     "concurrent_change": 409,
     "not_property_owner": 403,
+    "partner_not_registered": 403,
+    "read_not_approved": 403,
     "key_store_error": 500,
 }
 
@@ -140,6 +143,12 @@ def install(app: FastAPI) -> None:
             CONSENT_STATUS.get(exc.code, 422),
             str(exc),
             type_=f"urn:tsunagu:problem:{exc.code.replace('_', '-')}",
+        )
+
+    @app.exception_handler(PurposeNotServedError)
+    async def _not_served(request: Request, exc: PurposeNotServedError) -> JSONResponse:
+        return problem_response(
+            request, 403, str(exc), type_="urn:tsunagu:problem:purpose-not-served"
         )
 
     @app.exception_handler(InvalidSchemaError)

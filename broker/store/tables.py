@@ -10,6 +10,7 @@ from broker.store.projections.transport import (
     VehiclePosition,
 )
 from broker.store.projections.vacant_house import Inquiry, Listing
+from broker.store.publications import PublishedStatistics
 
 __all__ = [
     "CurrencyTransaction",
@@ -17,6 +18,7 @@ __all__ = [
     "IngestedEvent",
     "Inquiry",
     "Listing",
+    "PublishedStatistics",
     "RideRequest",
     "TransportStop",
     "Trip",

@@ -2,7 +2,8 @@
 
 Each listing carries its public part (anyone approved for the purpose sees it), its access
 to transport (the nearest stop and its distance, whether on-demand transport serves that
-stop, and the trips that started or ended there in the period) and, only where the property
+stop, and the trips that started or ended there in a closed JST month, as the k-anonymous
+statistic ``trips-nearby`` publishes them: null below k residents) and, only where the property
 rule allows, the owner-identifying details. The rule is asked for every listing, with the
 owner as the store records it.
 """
@@ -13,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, and_, func, or_, select, union_all
+from sqlalchemy import Engine, Table, and_, or_, select
 
-from broker.store.projections.transport import TransportStop, Trip
+from broker.store.projections.transport import TransportStop
 from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.views.statistics import SERVES, trips_nearby
 from consent.decisions import Decision, DecisionPoint
 from consent.errors import ConsentError
 from consent.property_rule import PROPERTY_LISTING, property_details_allowed
@@ -24,7 +26,6 @@ from consent.vault import SubjectVault
 
 _listings: Table = Listing.__table__  # type: ignore[attr-defined]
 _stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
-_trips: Table = Trip.__table__  # type: ignore[attr-defined]
 
 #: Japan's real-estate advertising rule (不動産の表示に関する公正競争規約): one minute on foot
 #: is 80 m, so a listing's "walk minutes" is a distance of at most that many 80 m.
@@ -43,7 +44,7 @@ class Access:
     stop_lon: float | None
     on_demand: bool
     bus: bool
-    trips_nearby: int
+    trips_nearby: int | None  # None: fewer than k residents, or not for this purpose
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,25 +69,6 @@ class HousePage:
     next: tuple[datetime, str] | None
 
 
-def _trips_at(stop_ids: list[str], start: datetime, end: datetime) -> Any:
-    """Trips per stop in [start, end), started or ended there (one within a stop counts once)."""
-    window = and_(_trips.c.pickup_at >= start, _trips.c.pickup_at < end)
-    touching = union_all(
-        select(_trips.c.event_id, _trips.c.origin_stop_id.label("stop_id")).where(
-            window, _trips.c.origin_stop_id.in_(stop_ids)
-        ),
-        select(_trips.c.event_id, _trips.c.destination_stop_id.label("stop_id")).where(
-            window,
-            _trips.c.destination_stop_id.in_(stop_ids),
-            or_(
-                _trips.c.origin_stop_id.is_(None),
-                _trips.c.origin_stop_id != _trips.c.destination_stop_id,
-            ),
-        ),
-    ).subquery()
-    return select(touching.c.stop_id, func.count()).group_by(touching.c.stop_id)
-
-
 def vacant_houses(
     engine: Engine,
     vault: SubjectVault,
@@ -94,16 +76,20 @@ def vacant_houses(
     *,
     partner: str,
     purpose: str,
-    start: datetime,
-    end: datetime,
+    month: datetime,
+    k: int,
+    settle_days: int,
     town: str | None = None,
     available_only: bool = False,
     registered_from: datetime | None = None,
     registered_to: datetime | None = None,
     after: tuple[datetime, str] | None = None,
     limit: int = 50,
+    now: datetime | None = None,
 ) -> HousePage:
-    """One page of listings in (registered_at, listing_id) order, as ``partner`` may see them."""
+    """One page of listings in (registered_at, listing_id) order, as ``partner`` may see them,
+    with the trips near each stop in the JST month starting at ``month``, at ``k``: a month
+    published, having ended at least ``settle_days`` days before ``now``."""
     listing_decision = decisions.decide(partner, purpose, PROPERTY_LISTING, "")
     if not listing_decision.allowed:
         return HousePage(listing_decision, [], None)
@@ -134,9 +120,13 @@ def vacant_houses(
             s["stop_id"]: s
             for s in conn.execute(select(_stops).where(_stops.c.stop_id.in_(stop_ids))).mappings()
         }
-        nearby: dict[str, int] = (
-            dict(conn.execute(_trips_at(stop_ids, start, end)).tuples().all()) if stop_ids else {}
-        )
+    # Trips near a stop are a statistic like the others: k-anonymous, over a closed month,
+    # frozen, and only for the purposes it serves; never a count of a few residents' trips.
+    nearby = (
+        trips_nearby(engine, month, k=k, settle_days=settle_days, now=now)
+        if purpose in SERVES["trips-nearby"]
+        else None
+    )
     houses = [_house(r, stops, nearby, vault, decisions, partner, purpose) for r in rows]
     last = rows[-1] if rows and more else None
     return HousePage(
@@ -149,7 +139,7 @@ def vacant_houses(
 def _house(
     row: dict[str, Any],
     stops: dict[str, Any],
-    nearby: dict[str, int],
+    nearby: dict[str, int | None] | None,
     vault: SubjectVault,
     decisions: DecisionPoint,
     partner: str,
@@ -167,7 +157,7 @@ def _house(
         stop_lon=stop["lon"] if stop else None,
         on_demand=bool(stop and stop["on_demand"]),
         bus=bool(stop and stop["bus"]),
-        trips_nearby=nearby.get(stop_id, 0) if stop_id else 0,
+        trips_nearby=None if nearby is None else nearby.get(stop_id, 0) if stop_id else 0,
     )
     # The property rule, for this house's owner as the store has it; nothing overrides it.
     decision = property_details_allowed(decisions, partner, purpose, row["owner_id"])

@@ -1,42 +1,110 @@
-"""k-anonymous statistics for planning: trips by town and month, points by age band, spending
-by merchant category, flows between towns.
+"""k-anonymous statistics for planning: trips by town, flows between towns, points by age
+band, spending by merchant category, and the trips near each transport stop.
 
-Statistics need no consent because no published cell is about fewer than ``k`` subjects: a
-cell whose distinct subjects (``COUNT(DISTINCT subject_ref)``: one ref per subject) number
-fewer than ``k`` is listed as suppressed with no measures at all, not even its subject count.
-Totals are sums over the published cells only, so that no suppressed cell can be found by
-subtracting the published ones from a total. (Two statistics over the same trips, trips by
-town and month and flows between towns, are suppressed each on its own: no secondary
-suppression links them yet.)
+What is published, and what it guarantees:
 
-Months are the region's calendar months (Asia/Tokyo, UTC+9 without daylight saving): a trip
-at 2025-05-31T15:30Z is a June trip. Their boundaries are computed here, in Python, and the
-store buckets rows with a CASE over those instants, so SQLite and PostgreSQL agree exactly.
+- **Fixed, aligned periods.** Every statistic is published per calendar month of the region
+  (Asia/Tokyo, UTC+9 without daylight saving: a trip at 2025-05-31T15:30Z is a June trip); a
+  request for several months gets each month's cells, never a sum over an arbitrary window,
+  so no two answers differ by a few days' (or one month's) events.
+- **Closed, settled, then frozen.** A month is published only once it has ended and its
+  settling delay (``settle_days``, ``TSUNAGU_STATISTICS_SETTLE_DAYS``) has passed, so that
+  late events (connectors' daily or weekly exports) are counted in it; its figures are stored
+  at first publication (``broker.store.publications``) and every later read answers from
+  them. An event arriving after that is never published: re-reading a month cannot isolate it.
+- **Primary suppression.** A cell whose distinct subjects (``COUNT(DISTINCT subject_ref)``)
+  number fewer than ``k`` is listed as suppressed with no measures at all.
+- **Complementary suppression.** Trips by town are the margins of the flows out of each town
+  (``_MARGINS``): where a town's total is published, the flows suppressed in its row must
+  together count at least ``k`` residents, or more flows are suppressed (the smallest first),
+  so no suppressed flow is the town total minus the published ones. Totals add up published
+  cells only.
+- **Purposes.** Each statistic serves the purposes in ``SERVES``, and no other.
+
+This is k-anonymity of published cells, not differential privacy: a suppressed group of
+flows is known as a sum, a published cell's exact count is shown, and what a reader already
+knows about a resident outside the platform is not accounted for.
+
+Month boundaries are computed here, in Python, and the store filters rows by those instants,
+so SQLite and PostgreSQL agree exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.config import JsonDict
-from sqlalchemy import ColumnElement, Engine, Row, Select, case, distinct, func, select
+from sqlalchemy import Engine, Table, and_, case, func, insert, or_, select, union_all
+from sqlalchemy.exc import IntegrityError
 
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.timestamps import JST
 from broker.store.projections.transport import Trip
+from broker.store.publications import PublishedStatistics
 
-_trips = Trip.__table__  # type: ignore[attr-defined]
-_points = HealthPoints.__table__  # type: ignore[attr-defined]
-_currency = CurrencyTransaction.__table__  # type: ignore[attr-defined]
+_trips: Table = Trip.__table__  # type: ignore[attr-defined]
+_points: Table = HealthPoints.__table__  # type: ignore[attr-defined]
+_currency: Table = CurrencyTransaction.__table__  # type: ignore[attr-defined]
+_published: Table = PublishedStatistics.__table__  # type: ignore[attr-defined]
 
 #: How a missing dimension value (an event without a town, an age band, a category) is shown.
 UNKNOWN = "unknown"
 
 TOTALS_COVER: Literal["published cells only"] = "published cells only"
+
+# -- which statistic serves which purpose ------------------------------------------------------
+
+#: The purpose a municipal reader (auditor, admin) reads statistics under.
+MUNICIPAL_PURPOSE = "statistics.municipal"
+
+#: The purposes each statistic serves; a read for any other purpose is refused.
+SERVES: Mapping[str, frozenset[str]] = MappingProxyType(
+    {
+        "trips-by-town-month": frozenset(
+            {
+                "transport.planning",
+                "transport.operation",
+                "housing.dual_residence_support",
+                MUNICIPAL_PURPOSE,
+            }
+        ),
+        "town-flows": frozenset(
+            {
+                "transport.planning",
+                "transport.operation",
+                "housing.dual_residence_support",
+                MUNICIPAL_PURPOSE,
+            }
+        ),
+        "points-by-age-band": frozenset({"health.incentive", MUNICIPAL_PURPOSE}),
+        "spending-by-merchant-category": frozenset({"currency.promotion", MUNICIPAL_PURPOSE}),
+        # Shown on vacant houses as their access to transport.
+        "trips-nearby": frozenset(
+            {"housing.dual_residence_support", "transport.planning", MUNICIPAL_PURPOSE}
+        ),
+    }
+)
+
+
+class PurposeNotServedError(ValueError):
+    """A statistic read for a purpose it does not serve."""
+
+
+def check_serves(statistic: str, purpose: str) -> None:
+    """Refuse ``statistic`` for a purpose it does not serve (``SERVES``)."""
+    served = SERVES[statistic]
+    if purpose not in served:
+        raise PurposeNotServedError(
+            f"statistic {statistic} serves the purposes {', '.join(sorted(served))}, "
+            f"not {purpose}: read it for one of those"
+        )
+
 
 # -- months in the region --------------------------------------------------------------------
 
@@ -60,24 +128,44 @@ def months_between(start: datetime, end: datetime) -> int:
     return (b.year - a.year) * 12 + b.month - a.month
 
 
-def _month_label(month_start: datetime) -> str:
+def month_label(month_start: datetime) -> str:
+    """ "YYYY-MM" of the JST month starting at ``month_start``."""
     local = month_start.astimezone(JST)
     return f"{local.year:04d}-{local.month:02d}"
 
 
-def _jst_month_of(at: ColumnElement[Any], start: datetime, end: datetime) -> ColumnElement[Any]:
-    """A CASE giving the "YYYY-MM" JST month of ``at`` for rows in [start, end).
+# -- when a month is published -----------------------------------------------------------------
 
-    Rows are filtered to the period, so the first "earlier than the next month's start" that
-    holds is the row's month; the bounds are bound parameters typed like the column.
-    """
-    whens = []
-    month = jst_month_start(start)
-    while month < end:
-        following = add_months(month, 1)
-        whens.append((at < following, _month_label(month)))
-        month = following
-    return case(*whens)
+
+def publishable_from(month: datetime, settle_days: int) -> datetime:
+    """When the JST month starting at ``month`` may first be published: ``settle_days`` days
+    after it ends (midnight, Japan time)."""
+    return add_months(month, 1) + timedelta(days=settle_days)
+
+
+def publishable_end(now: datetime, settle_days: int) -> datetime:
+    """The end of the last month publishable at ``now``: every month ending at or before it
+    ended at least ``settle_days`` days ago; the months from it on are not published yet."""
+    if settle_days < 0:
+        raise ValueError("the settling delay is a number of days, not negative")
+    return jst_month_start(now - timedelta(days=settle_days))
+
+
+def not_published_yet(month: datetime, now: datetime, settle_days: int) -> str:
+    """Why the JST month starting at ``month`` is not published at ``now``, and from when it
+    will be."""
+    end = add_months(month, 1)
+    when = publishable_from(month, settle_days).astimezone(JST).isoformat()
+    if end > now:
+        return (
+            f"{month_label(month)} has not ended (Japan time): statistics cover closed months; "
+            f"it is published from {when}, {settle_days} days after it ends"
+        )
+    return (
+        f"{month_label(month)} has ended but is published only from {when}, {settle_days} days "
+        f"after its end (TSUNAGU_STATISTICS_SETTLE_DAYS), so that late events are counted in "
+        "it before its figures are frozen"
+    )
 
 
 # -- the published shape ---------------------------------------------------------------------
@@ -139,28 +227,31 @@ class TownMonthCell(Cell):
 
 
 class AgeBandCell(Cell):
-    """Health points of residents in one age band."""
+    """Health points of residents in one age band in one JST month."""
 
     age_band: str = Field(description='Age band ("unknown" when not given)', examples=["65-74"])
+    month: str = Field(description="JST calendar month, YYYY-MM", examples=["2025-04"])
     suppressed: bool = _suppressed()
     measures: PointsMeasures | None
 
 
 class MerchantCategoryCell(Cell):
-    """Payments at merchants of one category."""
+    """Payments at merchants of one category in one JST month."""
 
     merchant_category: str = Field(
         description='Merchant category ("unknown" when not given)', examples=["grocery"]
     )
+    month: str = Field(description="JST calendar month, YYYY-MM", examples=["2025-04"])
     suppressed: bool = _suppressed()
     measures: SpendingMeasures | None
 
 
 class TownFlowCell(Cell):
-    """Trips from one town to another (or within one town)."""
+    """Trips from one town to another (or within one town) in one JST month."""
 
     origin_town: str = Field(examples=["takuma"])
     destination_town: str = Field(examples=["mino"])
+    month: str = Field(description="JST calendar month, YYYY-MM", examples=["2025-04"])
     suppressed: bool = _suppressed()
     measures: TripMeasures | None
 
@@ -246,10 +337,11 @@ class PointsByAgeBand(Statistic):
         [
             {
                 "age_band": "65-74",
+                "month": "2025-04",
                 "suppressed": False,
                 "measures": {"points_awarded": 184_500, "points_redeemed": 92_000, "subjects": 231},
             },
-            {"age_band": "unknown", "suppressed": True, "measures": None},
+            {"age_band": "unknown", "month": "2025-04", "suppressed": True, "measures": None},
         ],
         {"points_awarded": 184_500, "points_redeemed": 92_000},
     )
@@ -267,10 +359,11 @@ class SpendingByMerchantCategory(Statistic):
         [
             {
                 "merchant_category": "grocery",
+                "month": "2025-04",
                 "suppressed": False,
                 "measures": {"amount_jpy": 1_284_300, "payments": 903, "subjects": 188},
             },
-            {"merchant_category": "taxi", "suppressed": True, "measures": None},
+            {"merchant_category": "taxi", "month": "2025-04", "suppressed": True, "measures": None},
         ],
         {"amount_jpy": 1_284_300, "payments": 903},
     )
@@ -289,12 +382,14 @@ class TownFlows(Statistic):
             {
                 "origin_town": "takuma",
                 "destination_town": "mino",
+                "month": "2025-04",
                 "suppressed": False,
                 "measures": {"trips": 120, "subjects": 31},
             },
             {
                 "origin_town": "nio",
                 "destination_town": "zentsuji",
+                "month": "2025-04",
                 "suppressed": True,
                 "measures": None,
             },
@@ -307,194 +402,471 @@ class TownFlows(Statistic):
     totals: TripTotals
 
 
-# -- the queries -----------------------------------------------------------------------------
+# -- publishing a closed month -----------------------------------------------------------------
 
-_C = TypeVar("_C", bound=Cell)
+#: Statistics published together: the tables of one family share their events and margins.
+Family = Literal["trips", "points", "spending", "stops"]
+#: A cell as published: its dimension values, and its measures (None when suppressed).
+PublishedCell = tuple[tuple[str, ...], dict[str, int] | None]
+Tables = dict[str, list[PublishedCell]]
+
+#: Table -> the table holding its row margins (keyed by its leading dimensions): the trips by
+#: town are the sums of the flows out of each town.
+_MARGINS: Mapping[str, str] = MappingProxyType({"town-flows": "trips-by-town-month"})
 
 
-def _check(start: datetime, end: datetime, k: int) -> Period:
+class MonthNotClosedError(ValueError):
+    """A month asked for before it is published: it has not ended, or ended less than the
+    settling delay ago. Its figures could still change; the message says from when."""
+
+
+@dataclass(slots=True)
+class _Raw:
+    """A cell before suppression: its summed measures and the residents it counts."""
+
+    measures: dict[str, int]
+    subjects: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """How a family is read: per (dimensions..., subject) rows and the measures summed."""
+
+    query: Callable[[datetime, datetime], Any]
+    measures: tuple[str, ...]
+    #: Table name -> how many leading dimensions it keeps (the rest are summed over).
+    tables: Mapping[str, int]
+
+
+def _trips_query(lo: datetime, hi: datetime) -> Any:
+    t, at = _trips.c, _trips.c.pickup_at
+    return (
+        select(t.origin_town, t.destination_town, t.subject_ref, func.count())
+        .where(at >= lo, at < hi)
+        .group_by(t.origin_town, t.destination_town, t.subject_ref)
+    )
+
+
+def _points_query(lo: datetime, hi: datetime) -> Any:
+    p, at = _points.c, _points.c.occurred_at
+    # Points are signed (a redemption is negative): split by sign, both published as positive.
+    return (
+        select(
+            p.age_band,
+            p.subject_ref,
+            func.sum(case((p.points > 0, p.points), else_=0)),
+            func.sum(case((p.points < 0, -p.points), else_=0)),
+        )
+        .where(at >= lo, at < hi)
+        .group_by(p.age_band, p.subject_ref)
+    )
+
+
+def _spending_query(lo: datetime, hi: datetime) -> Any:
+    c, at = _currency.c, _currency.c.occurred_at
+    return (
+        select(c.merchant_category, c.subject_ref, func.sum(c.amount_jpy), func.count())
+        .where(c.kind == "payment", at >= lo, at < hi)
+        .group_by(c.merchant_category, c.subject_ref)
+    )
+
+
+def _stops_query(lo: datetime, hi: datetime) -> Any:
+    """Trips per stop, started or ended there (one within a stop counts once)."""
+    t = _trips.c
+    window = and_(t.pickup_at >= lo, t.pickup_at < hi)
+    touching = union_all(
+        select(t.event_id, t.subject_ref, t.origin_stop_id.label("stop_id")).where(
+            window, t.origin_stop_id.is_not(None)
+        ),
+        select(t.event_id, t.subject_ref, t.destination_stop_id.label("stop_id")).where(
+            window,
+            t.destination_stop_id.is_not(None),
+            or_(t.origin_stop_id.is_(None), t.origin_stop_id != t.destination_stop_id),
+        ),
+    ).subquery()
+    return select(touching.c.stop_id, touching.c.subject_ref, func.count()).group_by(
+        touching.c.stop_id, touching.c.subject_ref
+    )
+
+
+_SHAPES: Mapping[str, _Shape] = MappingProxyType(
+    {
+        "trips": _Shape(_trips_query, ("trips",), {"town-flows": 2, "trips-by-town-month": 1}),
+        "points": _Shape(
+            _points_query, ("points_awarded", "points_redeemed"), {"points-by-age-band": 1}
+        ),
+        "spending": _Shape(
+            _spending_query, ("amount_jpy", "payments"), {"spending-by-merchant-category": 1}
+        ),
+        "stops": _Shape(_stops_query, ("trips",), {"trips-nearby": 1}),
+    }
+)
+
+
+def _gather(
+    rows: Iterable[Sequence[Any]], dims: int, measures: tuple[str, ...]
+) -> dict[tuple[str, ...], _Raw]:
+    """Cells keyed by their first ``dims`` dimension values, from (dimensions..., subject,
+    measures...) rows."""
+    cells: dict[tuple[str, ...], _Raw] = {}
+    for row in rows:
+        key = tuple(v or UNKNOWN for v in row[:dims])
+        raw = cells.get(key)
+        if raw is None:
+            raw = cells[key] = _Raw(dict.fromkeys(measures, 0))
+        for name, value in zip(measures, row[-len(measures) :], strict=True):
+            raw.measures[name] += int(value)
+        raw.subjects.add(row[-len(measures) - 1])
+    return cells
+
+
+def _complement(
+    cells: dict[tuple[str, ...], _Raw],
+    published: dict[tuple[str, ...], bool],
+    margins_published: dict[tuple[str, ...], bool],
+    k: int,
+) -> None:
+    """Secondary suppression: in each row whose margin is published, the suppressed cells must
+    together count at least ``k`` residents (else the margin minus the published cells would
+    give a small group, or a single cell, exactly). The smallest published cells go first."""
+    rows: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
+    for key in cells:
+        rows.setdefault(key[:1], []).append(key)
+    for margin, members in rows.items():
+        if not margins_published.get(margin, False):
+            continue
+        hidden = [key for key in members if not published[key]]
+        if not hidden:
+            continue
+        covered = set().union(*(cells[key].subjects for key in hidden))
+        candidates = sorted(
+            (key for key in members if published[key]),
+            key=lambda key: (tuple(cells[key].measures.values()), len(cells[key].subjects), key),
+        )
+        # The whole row counts the margin's residents, at least k: this never runs dry.
+        while len(covered) < k:
+            key = candidates.pop(0)
+            published[key] = False
+            covered |= cells[key].subjects
+
+
+def _compute(engine: Engine, family: str, lo: datetime, hi: datetime, k: int) -> Tables:
+    """The family's tables over [lo, hi), suppressed: primary, then complementary."""
+    shape = _SHAPES[family]
+    with engine.connect() as conn:
+        rows = conn.execute(shape.query(lo, hi)).all()
+    widest = max(shape.tables.values())
+    finest = _gather(rows, widest, shape.measures)
+    raw: dict[str, dict[tuple[str, ...], _Raw]] = {}
+    for table, dims in shape.tables.items():
+        cells: dict[tuple[str, ...], _Raw] = {}
+        for key, cell in finest.items():
+            into = cells.get(key[:dims])
+            if into is None:
+                into = cells[key[:dims]] = _Raw(dict.fromkeys(shape.measures, 0))
+            for name, value in cell.measures.items():
+                into.measures[name] += value
+            into.subjects |= cell.subjects
+        raw[table] = cells
+    published = {
+        table: {key: len(cell.subjects) >= k for key, cell in cells.items()}
+        for table, cells in raw.items()
+    }
+    for table, margin in _MARGINS.items():
+        if table in raw:
+            _complement(raw[table], published[table], published[margin], k)
+    return {
+        table: [
+            (
+                key,
+                {**cell.measures, "subjects": len(cell.subjects)}
+                if published[table][key]
+                else None,
+            )
+            for key, cell in sorted(cells.items())
+        ]
+        for table, cells in raw.items()
+    }
+
+
+def _encode(tables: Tables) -> dict[str, Any]:
+    return {
+        name: [[list(key), measures] for key, measures in cells] for name, cells in tables.items()
+    }
+
+
+def _decode(stored: dict[str, Any]) -> Tables:
+    return {
+        name: [(tuple(key), measures) for key, measures in cells] for name, cells in stored.items()
+    }
+
+
+def published_month(
+    engine: Engine,
+    family: Family,
+    month: datetime,
+    *,
+    k: int,
+    settle_days: int,
+    now: datetime | None = None,
+) -> Tables:
+    """The family's tables for the closed JST month starting at ``month``, at least at ``k``:
+    computed and stored on the first read once the month has ended and ``settle_days`` more
+    days have passed (late events arriving meanwhile are counted), then frozen. A month is
+    published once: a read at a higher k than the first suppresses more of the same cells,
+    never counts the month again (late events would then be the difference)."""
+    at = now or datetime.now(UTC)
+    end = add_months(month, 1)
+    if end > publishable_end(at, settle_days):
+        raise MonthNotClosedError(not_published_yet(month, at, settle_days))
+    where = (_published.c.family == family, _published.c.month == month_label(month))
+    query = select(_published.c.tables, _published.c.k).where(*where)
+    with engine.connect() as conn:
+        stored = conn.execute(query).first()
+    if stored is None:
+        tables = _encode(_compute(engine, family, month, end, k))
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    insert(_published).values(
+                        family=family,
+                        month=month_label(month),
+                        k=k,
+                        published_at=datetime.now(UTC),
+                        tables=tables,
+                    )
+                )
+        except IntegrityError:
+            pass  # another process published the month first: its figures are the month's
+        else:
+            return _decode(tables)
+        with engine.connect() as conn:
+            stored = conn.execute(query).one()
+    published = _decode(stored.tables)
+    return _raised(published, k) if k > stored.k else published
+
+
+def _raised(tables: Tables, k: int) -> Tables:
+    """The published tables at a higher ``k``: more cells suppressed, none revealed. A row
+    margin is published at a raised k only when its whole row is (no group to subtract)."""
+    out = {
+        name: [(key, m if m is not None and m["subjects"] >= k else None) for key, m in cells]
+        for name, cells in tables.items()
+    }
+    for table, margin in _MARGINS.items():
+        if table in out:
+            partial = {key[:1] for key, m in out[table] if m is None}
+            out[margin] = [(key, None if key in partial else m) for key, m in out[margin]]
+    return out
+
+
+def _check(
+    start: datetime, end: datetime, k: int, minimum_k: int, now: datetime, settle_days: int
+) -> Period:
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("a statistic's period needs aware datetimes")
     if start >= end:
         raise ValueError("a statistic's period must start before it ends")
-    if k < 2:
+    if minimum_k < 2:
         raise ValueError("k must be at least 2: a cell of one subject is about that subject")
+    if k < minimum_k:
+        raise ValueError(f"k may only raise the minimum of {minimum_k}")
+    if jst_month_start(start) != start or jst_month_start(end) != end:
+        raise ValueError("a statistic's period is whole JST calendar months (aligned periods)")
+    last = publishable_end(now, settle_days)
+    if end > last:
+        raise MonthNotClosedError(
+            "the period reaches into a month not published yet: "
+            + not_published_yet(max(start, last), now, settle_days)
+        )
     return Period(from_=start.astimezone(JST), to=end.astimezone(JST))
 
 
-def _rows(engine: Engine, stmt: Select[Any]) -> Sequence[Row[Any]]:
-    with engine.connect() as conn:
-        return conn.execute(stmt).all()
+def _months(
+    engine: Engine,
+    family: Family,
+    start: datetime,
+    end: datetime,
+    *,
+    k: int,
+    minimum_k: int | None,
+    settle_days: int,
+    now: datetime | None,
+) -> tuple[Period, list[tuple[str, Tables]]]:
+    """The period and each month's published tables (at ``k``, from those at the minimum)."""
+    base = k if minimum_k is None else minimum_k
+    at = now or datetime.now(UTC)
+    period = _check(start, end, k, base, at, settle_days)
+    months = []
+    month = start
+    while month < end:
+        tables = published_month(engine, family, month, k=base, settle_days=settle_days, now=at)
+        months.append((month_label(month), tables if k == base else _raised(tables, k)))
+        month = add_months(month, 1)
+    return period, months
 
 
-def _ordered(values: Iterable[str | None]) -> tuple[tuple[bool, str], ...]:
+def _order(key: Iterable[str]) -> tuple[tuple[bool, str], ...]:
     # Known values in order, "unknown" after them.
-    return tuple((v is None, v or "") for v in values)
+    return tuple((v == UNKNOWN, v) for v in key)
+
+
+_C = TypeVar("_C", bound=Cell)
 
 
 def _cells(
-    rows: Sequence[Row[Any]],
-    dimensions: Sequence[str],
-    k: int,
-    make: Callable[[dict[str, str], Row[Any] | None], _C],
+    months: list[tuple[str, Tables]],
+    table: str,
+    make: Callable[[tuple[str, ...], str, dict[str, int] | None], _C],
 ) -> list[_C]:
-    """One cell per row, in dimension order, suppressed below ``k`` distinct subjects."""
-    ordered = sorted(rows, key=lambda r: _ordered(getattr(r, d) for d in dimensions))
-    cells = []
-    for row in ordered:
-        dims = {d: getattr(row, d) or UNKNOWN for d in dimensions}
-        # A suppressed cell gets no row at all: nothing measured about it can leak.
-        cells.append(make(dims, row if row.subjects >= k else None))
-    return cells
+    """One cell per published cell of ``table``, month by month."""
+    return [
+        make(key, month, measures)
+        for month, tables in months
+        for key, measures in sorted(tables[table], key=lambda cell: _order(cell[0]))
+    ]
+
+
+def _sum(cells: Iterable[Cell], name: str) -> int:
+    """``name`` summed over the published cells only."""
+    return sum(getattr(c.measures, name) for c in cells if c.measures is not None)  # type: ignore[attr-defined]
 
 
 def trips_by_town_month(
-    engine: Engine, start: datetime, end: datetime, *, k: int
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    *,
+    k: int,
+    settle_days: int,
+    minimum_k: int | None = None,
+    now: datetime | None = None,
 ) -> TripsByTownMonth:
     """Trips and distinct residents per (origin town, JST month) in [start, end)."""
-    period = _check(start, end, k)
-    at = _trips.c.pickup_at
-    rows = (
-        select(
-            _trips.c.origin_town.label("town"),
-            _jst_month_of(at, start, end).label("month"),
-            _trips.c.subject_ref,
-        )
-        .where(at >= start, at < end)
-        .subquery()
+    period, months = _months(
+        engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
-    stmt = select(
-        rows.c.town,
-        rows.c.month,
-        func.count().label("trips"),
-        func.count(distinct(rows.c.subject_ref)).label("subjects"),
-    ).group_by(rows.c.town, rows.c.month)
 
-    def make(dims: dict[str, str], row: Row[Any] | None) -> TownMonthCell:
-        if row is None:
-            return TownMonthCell(**dims, suppressed=True, measures=None)
-        measures = TripMeasures(trips=row.trips, subjects=row.subjects)
-        return TownMonthCell(**dims, suppressed=False, measures=measures)
+    def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> TownMonthCell:
+        measures = None if m is None else TripMeasures(**m)
+        return TownMonthCell(town=key[0], month=month, suppressed=m is None, measures=measures)
 
-    cells = _cells(_rows(engine, stmt), ("town", "month"), k, make)
-    published = [c.measures for c in cells if c.measures is not None]
+    cells = _cells(months, "trips-by-town-month", make)
+    cells.sort(key=lambda c: (_order([c.town]), c.month))
     return TripsByTownMonth(
         k=k,
         period=period,
         cells=cells,
-        suppressed_cells=len(cells) - len(published),
-        totals=TripTotals(trips=sum(m.trips for m in published)),
+        suppressed_cells=sum(c.suppressed for c in cells),
+        totals=TripTotals(trips=_sum(cells, "trips")),
     )
 
 
 def points_by_age_band(
-    engine: Engine, start: datetime, end: datetime, *, k: int
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    *,
+    k: int,
+    settle_days: int,
+    minimum_k: int | None = None,
+    now: datetime | None = None,
 ) -> PointsByAgeBand:
-    """Health points awarded and redeemed, and distinct residents, per age band in [start, end)."""
-    period = _check(start, end, k)
-    at, points = _points.c.occurred_at, _points.c.points
-    # Points are signed (a redemption is negative): split by sign, both published as positive.
-    stmt = (
-        select(
-            _points.c.age_band,
-            func.sum(case((points > 0, points), else_=0)).label("awarded"),
-            func.sum(case((points < 0, -points), else_=0)).label("redeemed"),
-            func.count(distinct(_points.c.subject_ref)).label("subjects"),
-        )
-        .where(at >= start, at < end)
-        .group_by(_points.c.age_band)
+    """Health points awarded and redeemed, and distinct residents, per age band and JST month."""
+    period, months = _months(
+        engine, "points", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
-    def make(dims: dict[str, str], row: Row[Any] | None) -> AgeBandCell:
-        if row is None:
-            return AgeBandCell(**dims, suppressed=True, measures=None)
-        measures = PointsMeasures(
-            points_awarded=int(row.awarded),
-            points_redeemed=int(row.redeemed),
-            subjects=row.subjects,
-        )
-        return AgeBandCell(**dims, suppressed=False, measures=measures)
+    def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> AgeBandCell:
+        measures = None if m is None else PointsMeasures(**m)
+        return AgeBandCell(age_band=key[0], month=month, suppressed=m is None, measures=measures)
 
-    cells = _cells(_rows(engine, stmt), ("age_band",), k, make)
-    published = [c.measures for c in cells if c.measures is not None]
+    cells = _cells(months, "points-by-age-band", make)
     return PointsByAgeBand(
         k=k,
         period=period,
         cells=cells,
-        suppressed_cells=len(cells) - len(published),
+        suppressed_cells=sum(c.suppressed for c in cells),
         totals=PointsTotals(
-            points_awarded=sum(m.points_awarded for m in published),
-            points_redeemed=sum(m.points_redeemed for m in published),
+            points_awarded=_sum(cells, "points_awarded"),
+            points_redeemed=_sum(cells, "points_redeemed"),
         ),
     )
 
 
 def spending_by_merchant_category(
-    engine: Engine, start: datetime, end: datetime, *, k: int
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    *,
+    k: int,
+    settle_days: int,
+    minimum_k: int | None = None,
+    now: datetime | None = None,
 ) -> SpendingByMerchantCategory:
-    """Payments (not top-ups or conversions) per merchant category in [start, end)."""
-    period = _check(start, end, k)
-    at = _currency.c.occurred_at
-    stmt = (
-        select(
-            _currency.c.merchant_category,
-            func.sum(_currency.c.amount_jpy).label("amount_jpy"),
-            func.count().label("payments"),
-            func.count(distinct(_currency.c.subject_ref)).label("subjects"),
-        )
-        .where(_currency.c.kind == "payment", at >= start, at < end)
-        .group_by(_currency.c.merchant_category)
+    """Payments (not top-ups or conversions) per merchant category and JST month."""
+    period, months = _months(
+        engine, "spending", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
-    def make(dims: dict[str, str], row: Row[Any] | None) -> MerchantCategoryCell:
-        if row is None:
-            return MerchantCategoryCell(**dims, suppressed=True, measures=None)
-        measures = SpendingMeasures(
-            amount_jpy=int(row.amount_jpy), payments=row.payments, subjects=row.subjects
+    def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> MerchantCategoryCell:
+        measures = None if m is None else SpendingMeasures(**m)
+        return MerchantCategoryCell(
+            merchant_category=key[0], month=month, suppressed=m is None, measures=measures
         )
-        return MerchantCategoryCell(**dims, suppressed=False, measures=measures)
 
-    cells = _cells(_rows(engine, stmt), ("merchant_category",), k, make)
-    published = [c.measures for c in cells if c.measures is not None]
+    cells = _cells(months, "spending-by-merchant-category", make)
     return SpendingByMerchantCategory(
         k=k,
         period=period,
         cells=cells,
-        suppressed_cells=len(cells) - len(published),
+        suppressed_cells=sum(c.suppressed for c in cells),
         totals=SpendingTotals(
-            amount_jpy=sum(m.amount_jpy for m in published),
-            payments=sum(m.payments for m in published),
+            amount_jpy=_sum(cells, "amount_jpy"), payments=_sum(cells, "payments")
         ),
     )
 
 
-def town_flows(engine: Engine, start: datetime, end: datetime, *, k: int) -> TownFlows:
-    """Trips and distinct residents per (origin town, destination town) in [start, end)."""
-    period = _check(start, end, k)
-    at = _trips.c.pickup_at
-    stmt = (
-        select(
-            _trips.c.origin_town,
-            _trips.c.destination_town,
-            func.count().label("trips"),
-            func.count(distinct(_trips.c.subject_ref)).label("subjects"),
-        )
-        .where(at >= start, at < end)
-        .group_by(_trips.c.origin_town, _trips.c.destination_town)
+def town_flows(
+    engine: Engine,
+    start: datetime,
+    end: datetime,
+    *,
+    k: int,
+    settle_days: int,
+    minimum_k: int | None = None,
+    now: datetime | None = None,
+) -> TownFlows:
+    """Trips and distinct residents per (origin town, destination town) and JST month."""
+    period, months = _months(
+        engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
-    def make(dims: dict[str, str], row: Row[Any] | None) -> TownFlowCell:
-        if row is None:
-            return TownFlowCell(**dims, suppressed=True, measures=None)
-        measures = TripMeasures(trips=row.trips, subjects=row.subjects)
-        return TownFlowCell(**dims, suppressed=False, measures=measures)
+    def make(key: tuple[str, ...], month: str, m: dict[str, int] | None) -> TownFlowCell:
+        measures = None if m is None else TripMeasures(**m)
+        return TownFlowCell(
+            origin_town=key[0],
+            destination_town=key[1],
+            month=month,
+            suppressed=m is None,
+            measures=measures,
+        )
 
-    cells = _cells(_rows(engine, stmt), ("origin_town", "destination_town"), k, make)
-    published = [c.measures for c in cells if c.measures is not None]
+    cells = _cells(months, "town-flows", make)
     return TownFlows(
         k=k,
         period=period,
         cells=cells,
-        suppressed_cells=len(cells) - len(published),
-        totals=TripTotals(trips=sum(m.trips for m in published)),
+        suppressed_cells=sum(c.suppressed for c in cells),
+        totals=TripTotals(trips=_sum(cells, "trips")),
     )
+
+
+def trips_nearby(
+    engine: Engine, month: datetime, *, k: int, settle_days: int, now: datetime | None = None
+) -> dict[str, int | None]:
+    """Trips that started or ended at each stop in the closed JST month starting at ``month``,
+    as published (None where fewer than ``k`` residents made them; a stop missing had none)."""
+    tables = published_month(engine, "stops", month, k=k, settle_days=settle_days, now=now)
+    return {key[0]: None if m is None else m["trips"] for key, m in tables["trips-nearby"]}

@@ -73,3 +73,53 @@ def test_a_revocation_holds_in_every_api_process(two_processes: RunningPlatform)
     while time.monotonic() < deadline and _trips_included(platform, partner, pseudonym) != {False}:
         time.sleep(0.05)
     assert _trips_included(platform, partner, pseudonym) == {False}
+
+
+@pytest.fixture(scope="module")
+def two_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[RunningPlatform]]:
+    """Two platforms on one store, each with a bus of its own: the second never hears of the
+    first's changes on ``consent.changes``, so only the store can keep it fresh."""
+    first_dir = tmp_path_factory.mktemp("first")
+    store = {"TSUNAGU_DATABASE_URL": f"sqlite:///{first_dir / 'store.db'}"}
+    first = start_platform(first_dir, store)
+    try:
+        second = start_platform(tmp_path_factory.mktemp("second"), store)
+    except BaseException:
+        stop_platform(first)
+        raise
+    yield [first, second]
+    stop_platform(second)
+    stop_platform(first)
+
+
+def _statistics_status(platform: RunningPlatform, partner: str, purpose: str) -> int:
+    """The status of one statistics read on a fresh connection."""
+    with httpx.Client(base_url=platform.base_url, timeout=10) as http:
+        return http.get(
+            "/v1/statistics/town-flows",
+            params={"purpose": purpose},
+            headers=platform.auth("partner", partner),
+        ).status_code
+
+
+def test_a_withdrawn_purpose_refuses_the_next_statistics_read_in_another_process(
+    two_servers: list[RunningPlatform],
+) -> None:
+    where_changed, where_read = two_servers
+    purpose = "statistics.municipal"
+    admin = where_changed.auth("admin", "city-ops")
+    with where_changed.client() as http:
+        partner = register_partner(where_changed, http)
+    for _ in range(3):
+        with where_changed.client() as http:
+            http.post(
+                f"/v1/partners/{partner}/purposes", json={"purpose": purpose}, headers=admin
+            ).raise_for_status()
+        # The reading process has the approval in its cache...
+        assert [_statistics_status(where_read, partner, purpose) for _ in range(3)] == [200] * 3
+        with where_changed.client() as http:
+            http.delete(
+                f"/v1/partners/{partner}/purposes/{purpose}", headers=admin
+            ).raise_for_status()
+        # ...and its very next read, with no word of the withdrawal on its bus, is refused.
+        assert [_statistics_status(where_read, partner, purpose) for _ in range(3)] == [403] * 3

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import jwt
 import httpx
+import jwt
 import pytest
 
 from broker.auth.issuer import EmbeddedIssuer

@@ -321,7 +321,52 @@ def test_vacant_house_owner_details_follow_the_property_rule(platform: RunningPl
     assert access["nearest_stop_id"] == stop
     assert access["distance_m"] == 6 * 80
     assert access["on_demand"] is True
-    assert access["trips_nearby"] == 2
+
+
+def _trip_in_march_2024(resident: str, day: int, stop: str) -> dict[str, Any]:
+    event = _trip(resident, day, stop=stop)
+    for field in ("requested_at", "pickup_at", "dropoff_at"):
+        event["data"][field] = event["data"][field].replace("2025-06-", "2024-03-")
+    return event
+
+
+def test_trips_nearby_disclose_no_single_trip_to_a_partner_without_transport_consent(
+    platform: RunningPlatform,
+) -> None:
+    lonely, busy = _id("stop"), _id("stop")
+    quiet_house, busy_house = _listing(_id("res"), lonely), _listing(_id("res"), busy)
+    rider = _id("res")
+    riders = [_id("res") for _ in range(10)]
+    with platform.client() as http:
+        partner = register_partner(platform, http, HOUSING)  # no one consents to it
+        platform.ingest(
+            [
+                quiet_house,
+                busy_house,
+                _trip_in_march_2024(rider, 8, lonely),
+                _trip_in_march_2024(rider, 9, lonely),
+                *(_trip_in_march_2024(r, 10, busy) for r in riders),
+            ]
+        )
+        r = http.get(
+            "/v1/partner/vacant-houses",
+            params={"purpose": HOUSING, "month": "2024-03", "limit": 500},
+            headers=platform.auth("partner", partner),
+        )
+        under_way = http.get(
+            "/v1/partner/vacant-houses",
+            params={"purpose": HOUSING, "month": f"{datetime.now(UTC):%Y-%m}"},
+            headers=platform.auth("partner", partner),
+        )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    houses = {h["listing_id"]: h["transport"] for h in body["houses"]}
+    # One resident's two trips are not a count a partner may see; ten residents' trips are.
+    assert houses[quiet_house["data"]["listing_id"]]["trips_nearby"] is None
+    assert houses[busy_house["data"]["listing_id"]]["trips_nearby"] == 10
+    assert body["period_from"].startswith("2024-03-01T00:00:00")
+    assert under_way.status_code == 422
+    assert "has not ended" in under_way.json()["detail"]
 
 
 def _sale(listing: dict[str, Any], new_owner: str, **owner_details: Any) -> dict[str, Any]:
@@ -471,7 +516,9 @@ def test_an_erasure_tells_the_partner_under_its_pseudonym_though_the_consent_is_
             assert hooks.wait_for(3, timeout_s=30)
             jwks = http.get("/.well-known/jwks.json").json()
         received = hooks.received[-1]
-        payload = verify_notification(received.body, received.headers[SIGNATURE_HEADER], jwks)
+        payload = verify_notification(
+            received.body, received.headers[SIGNATURE_HEADER], jwks, recipient=partner
+        )
     finally:
         hooks.close()
     assert erased.json()["rows_deleted"]["consents"] == 2  # the grant and its revocation

@@ -188,15 +188,16 @@ def test_small_chunked_body_with_a_good_token_still_gets_through(
     ],
 )
 @pytest.mark.parametrize("bound", ["from", "to"])
-def test_a_moment_off_the_calendar_is_a_422_problem_saying_which_years(
+def test_a_moment_off_the_calendar_is_a_400_problem_saying_which_years(
     platform: RunningPlatform, path: str, role: str, moment: str, bound: str
 ) -> None:
     name = bound if path.startswith("/v1/statistics") else {"from": "since", "to": "until"}[bound]
     with platform.client() as http:
         r = http.get(path, params={name: moment}, headers=platform.auth(role, "city-ops"))
-    assert r.status_code == 422, r.text
+    # The edge refuses it before the route runs (the events' years, one rule).
+    assert r.status_code == 400, r.text
     assert r.headers["content-type"] == "application/problem+json"
-    assert "1900-8999" in r.json()["detail"]
+    assert "1900-2999" in r.json()["detail"]
 
 
 def test_a_consent_expiring_in_year_9999_is_a_422_problem(platform: RunningPlatform) -> None:
@@ -212,7 +213,7 @@ def test_a_consent_expiring_in_year_9999_is_a_422_problem(platform: RunningPlatf
             headers=platform.auth("resident", "res-1"),
         )
     assert r.status_code == 422, r.text
-    assert "1900-8999" in r.json()["detail"]
+    assert "1900-2999" in r.json()["detail"]
 
 
 def test_a_webhook_on_loopback_is_a_422_problem_saying_why(platform: RunningPlatform) -> None:

@@ -5,12 +5,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, create_engine
 
 from consent.changes import ChangeScope, ConsentChange
 from consent.decisions import DecisionPoint, DecisionReason
+from consent.errors import PartnerNotRegisteredError, ReadNotApprovedError, UnknownPurposeError
 from consent.service import ConsentService
-from tests.consent.world import ALICE, BUS_FIRM, CATALOGUE, PLANNING, TRIPS, days, now
+from tests.consent.world import (
+    ALICE,
+    BUS_FIRM,
+    CATALOGUE,
+    PLANNING,
+    STRANGER,
+    TRIPS,
+    days,
+    now,
+)
 
 
 def _grant(service: ConsentService) -> str:
@@ -84,3 +95,25 @@ def test_a_store_that_cannot_be_read_drops_the_cache_and_the_read_is_denied(
     decision = broken.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
     assert (decision.allowed, decision.reason) == (False, DecisionReason.UNAVAILABLE)
     assert broken.resyncs == 1
+
+
+# -- the one purpose check of every read path --------------------------------------------------
+
+
+def test_a_purpose_withdrawn_by_another_process_refuses_the_next_read_check(
+    engine: Engine, service: ConsentService
+) -> None:
+    elsewhere = DecisionPoint(engine, CATALOGUE)  # another process: no bus, no hooks
+    elsewhere.check_purpose(BUS_FIRM, PLANNING)  # approved, and now cached there
+    service.withdraw_purpose(BUS_FIRM, PLANNING, withdrawn_by="city-ops")
+    with pytest.raises(ReadNotApprovedError, match="not approved for purpose"):
+        elsewhere.check_purpose(BUS_FIRM, PLANNING)
+
+
+def test_the_purpose_check_refuses_an_unknown_purpose_and_an_unregistered_partner(
+    decision_point: DecisionPoint,
+) -> None:
+    with pytest.raises(UnknownPurposeError, match="not in the purpose catalogue"):
+        decision_point.check_purpose(BUS_FIRM, "spying")
+    with pytest.raises(PartnerNotRegisteredError, match="not registered"):
+        decision_point.check_purpose(STRANGER, PLANNING)

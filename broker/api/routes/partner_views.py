@@ -18,11 +18,14 @@ from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.api.recording import ReadRecorder
 from broker.audit import AuditLog, EntryKind, NewEntry
+from broker.settings import Settings
+from broker.store.projections.timestamps import JST
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
 from broker.views.pseudonyms import Pseudonyms
 from broker.views.residents import consented, subjects_of
+from broker.views.statistics import add_months, not_published_yet, publishable_end
 from consent.decisions import Decision, DecisionPoint
 
 router = APIRouter(
@@ -70,15 +73,7 @@ def _audit(request: Request) -> AuditLog:
 
 def _approved(request: Request, partner: str, purpose: str) -> DecisionPoint:
     decisions: DecisionPoint = request.app.state.decisions
-    # A change committed by another process and not yet heard of on the bus holds already.
-    decisions.sync()
-    if purpose not in decisions.catalogue.purposes:
-        raise HTTPException(422, f"purpose {purpose!r} is not in the purpose catalogue")
-    approved = decisions.approved_purposes(partner)
-    if approved is None:
-        raise HTTPException(403, f"partner {partner} is not registered with the platform")
-    if purpose not in approved:
-        raise HTTPException(403, f"partner {partner} is not approved for purpose {purpose}")
+    decisions.check_purpose(partner, purpose)  # the one purpose check (consent.decisions)
     return decisions
 
 
@@ -360,7 +355,12 @@ class TransportAccess(BaseModel):
     stop_lon: float | None
     on_demand: bool = Field(description="On-demand transport picks up or drops off there")
     bus: bool = Field(description="A bus serves the stop")
-    trips_nearby: int = Field(description="Trips that started or ended there in the period")
+    trips_nearby: int | None = Field(
+        description="Trips that started or ended there in the period (`month`, by default "
+        "the last published month, Japan time), as the k-anonymous statistic publishes them "
+        "(frozen at its first publication): null when fewer than k "
+        "residents made them, or when your purpose is not one this statistic serves"
+    )
 
 
 class House(BaseModel):
@@ -417,8 +417,16 @@ def houses(
     purpose: Purpose,
     town: Annotated[str | None, Query(max_length=32, examples=["takuma"])] = None,
     available: Annotated[bool, Query(description="Only listings still available")] = False,
-    start: From = None,
-    end: To = None,
+    month: Annotated[
+        str | None,
+        Query(
+            description="The published month (Japan time, YYYY-MM) whose trips count as "
+            "served nearby: one that ended at least TSUNAGU_STATISTICS_SETTLE_DAYS days ago; "
+            "default: the last published month",
+            pattern=r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])$",
+            examples=["2025-04"],
+        ),
+    ] = None,
     registered_from: Annotated[
         Moment | None, Query(description="Only listings registered at or after this")
     ] = None,
@@ -430,17 +438,30 @@ def houses(
 ) -> HousesPage:
     """Vacant houses with their transport access; owner details only under the property rule.
 
-    `from`/`to` is the period whose trips count as served nearby; `registered_from`/
-    `registered_to` filter the listings by when they were registered.
+    Trips nearby count one published month (Japan time: ended, then settled for late events),
+    k-anonymous and frozen like every statistic; `registered_from`/`registered_to` filter the
+    listings by when they were registered.
 
     Without the owner's consent to you for this purpose, a house shows its public listing
     only (district, type, size, rent band), and `owner_details_withheld` says why.
     """
     decisions = _approved(request, partner.subject, purpose)
-    lo, hi = _period(start, end)
-    # Bound to the whole query: another partner, purpose, period or filter cannot reuse it.
+    settings: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    published = publishable_end(now, settings.statistics_settle_days)
+    lo = add_months(published, -1)  # the last month published
+    if month is not None:
+        lo = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=JST)
+        if lo >= published:
+            raise HTTPException(
+                422,
+                f"{not_published_yet(lo, now, settings.statistics_settle_days)}: name a "
+                f"published month, {add_months(published, -1):%Y-%m} or earlier",
+            )
+    hi = add_months(lo, 1)
+    # Bound to the whole query: another partner, purpose, month or filter cannot reuse it.
     scope = (
-        f"houses:{partner.subject}:{purpose}:{town}:{available}:{start}:{end}:"
+        f"houses:{partner.subject}:{purpose}:{town}:{available}:{lo:%Y-%m}:"
         f"{registered_from}:{registered_to}"
     )
     position = _position(cursor, scope)
@@ -450,14 +471,16 @@ def houses(
         decisions,
         partner=partner.subject,
         purpose=purpose,
-        start=lo,
-        end=hi,
+        month=lo,
+        k=settings.k_anonymity,
+        settle_days=settings.statistics_settle_days,
         town=town,
         available_only=available,
         registered_from=registered_from,
         registered_to=registered_to,
         after=(position.at, position.id) if position else None,
         limit=limit,
+        now=now,
     )
     if not page.listing_decision.allowed:
         raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")

@@ -1,16 +1,18 @@
 """k-anonymous statistics for planning (`/v1/statistics`), for partners, auditors and admins.
 
 Statistics need no consent: every published cell counts at least k distinct residents, and
-smaller cells are listed as suppressed with no measures. k is the platform's minimum
+smaller cells are listed as suppressed with no measures (see ``broker.views.statistics`` for
+what is published and what that guarantees). k is the platform's minimum
 (``TSUNAGU_K_ANONYMITY``); a caller may raise it, never lower it. A partner names the purpose
-of its read, which must be approved for it, and is rate-limited like every partner read.
+of its read, which must be approved for it and served by the statistic, and is rate-limited
+like every partner read.
 
-Periods are whole, complete months of the region's calendar (Japan time). A period of any
-other shape would let two requests that differ by a minute isolate one trip or one payment by
-subtraction, however large each published cell is; so `from` is moved back to the start of
-its month, `to` forward to the start of the next one, and the month still under way is left
-out (re-reading it as events arrive would isolate them the same way). The response's
-`period` says what was counted.
+Periods are whole, published months of the region's calendar (Japan time), each published
+on its own: `from` is moved back to the start of its month, `to` forward to the start of the
+next one, and the months not published yet are left out: the month under way, and a month
+that ended less than ``TSUNAGU_STATISTICS_SETTLE_DAYS`` days ago (still settling: late events
+are counted in it until it is published and frozen). The response's `period` says what was
+covered; a period of unpublished months only is a 422 saying from when it will be.
 """
 
 from __future__ import annotations
@@ -31,14 +33,18 @@ from broker.audit import AuditLog, EntryKind
 from broker.auth.principals import Principal, Role
 from broker.settings import Settings
 from broker.views.statistics import (
+    MUNICIPAL_PURPOSE,
     PointsByAgeBand,
     SpendingByMerchantCategory,
     TownFlows,
     TripsByTownMonth,
     add_months,
+    check_serves,
     jst_month_start,
     months_between,
+    not_published_yet,
     points_by_age_band,
+    publishable_end,
     spending_by_merchant_category,
     town_flows,
     trips_by_town_month,
@@ -52,8 +58,8 @@ router = APIRouter(
         401: {"model": Problem, "description": "No bearer token, or not a valid one"},
         403: {
             "model": Problem,
-            "description": "Not a partner, auditor or admin; or a partner not approved for the "
-            "purpose",
+            "description": "Not a partner, auditor or admin; a partner not approved for the "
+            "purpose; or a purpose the statistic does not serve",
         },
         422: {
             "model": Problem,
@@ -66,7 +72,7 @@ router = APIRouter(
 
 #: The longest period one request may cover.
 MAX_MONTHS = 60
-#: The period when neither end is given: the last twelve complete months.
+#: The period when neither end is given: the last twelve published months.
 DEFAULT_MONTHS = 12
 
 
@@ -82,9 +88,6 @@ async def limited_caller(
 
 _Figures = TypeVar("_Figures")
 
-#: The purpose a municipal reader (auditor, admin) reads statistics under.
-MUNICIPAL_PURPOSE = "statistics.municipal"
-
 
 @dataclass(frozen=True, slots=True)
 class StatisticsRequest:
@@ -94,14 +97,26 @@ class StatisticsRequest:
     start: datetime
     end: datetime
     k: int
+    minimum_k: int
     caller: Principal
     purpose: str
     audit: AuditLog
+    settle_days: int
+    now: datetime
 
     def answer(self, view: str, category: str, compute: Callable[..., _Figures]) -> _Figures:
-        """``compute(engine, start, end, k=k)``, its audit entry stored before the figures
-        leave (cells, never residents)."""
-        figures = compute(self.engine, self.start, self.end, k=self.k)
+        """``compute(engine, start, end, k=k)`` at the request's time, its audit entry stored
+        before the figures leave (cells, never residents)."""
+        check_serves(view, self.purpose)
+        figures = compute(
+            self.engine,
+            self.start,
+            self.end,
+            k=self.k,
+            minimum_k=self.minimum_k,
+            settle_days=self.settle_days,
+            now=self.now,
+        )
         self.audit.append_now(
             EntryKind.PARTNER_READ,
             actor=self.caller.subject,
@@ -121,13 +136,7 @@ def _purpose_approved(request: Request, caller: Principal, purpose: str | None) 
             422, "a partner names the purpose of its read: ?purpose=<a purpose approved for you>"
         )
     decisions: DecisionPoint = request.app.state.decisions
-    if purpose not in decisions.catalogue.purposes:
-        raise HTTPException(422, f"purpose {purpose!r} is not in the purpose catalogue")
-    approved = decisions.approved_purposes(caller.subject)
-    if approved is None:
-        raise HTTPException(403, f"partner {caller.subject} is not registered with the platform")
-    if purpose not in approved:
-        raise HTTPException(403, f"partner {caller.subject} is not approved for purpose {purpose}")
+    decisions.check_purpose(caller.subject, purpose)  # the one purpose check (consent.decisions)
 
 
 def _k(request: Request, k: int | None) -> int:
@@ -145,25 +154,26 @@ def _k(request: Request, k: int | None) -> int:
 
 
 def complete_months(
-    start: datetime | None, end: datetime | None, now: datetime
+    start: datetime | None, end: datetime | None, now: datetime, settle_days: int
 ) -> tuple[datetime, datetime]:
-    """The whole, complete JST months covering [start, end); 422 when there are none."""
-    this_month = jst_month_start(now)
+    """The whole, published JST months covering [start, end): complete, and ended at least
+    ``settle_days`` days before ``now``; 422 when there are none, saying from when."""
+    published = publishable_end(now, settle_days)
     if start is not None and end is not None and start >= end:
         raise HTTPException(422, "`from` must be before `to`")
     if end is None:
-        last = this_month
+        last = published
     else:
         last = jst_month_start(end)
         if last < end:
             last = add_months(last, 1)  # `to` inside a month: the whole month is counted
-        last = min(last, this_month)
+        last = min(last, published)
     first = add_months(last, -DEFAULT_MONTHS) if start is None else jst_month_start(start)
     if first >= last:
         raise HTTPException(
             422,
-            f"statistics cover complete months (Japan time); the period asked for is within "
-            f"the month still under way, {this_month:%Y-%m}",
+            "statistics cover complete months (Japan time), each published once settled; the "
+            f"period asked for is not published yet: {not_published_yet(first, now, settle_days)}",
         )
     months = months_between(first, last)
     if months > MAX_MONTHS:
@@ -191,8 +201,8 @@ def statistics_request(
         Moment | None,
         Query(
             description="End of the period (exclusive), moved forward to the next month start "
-            "(Japan time) and never past the start of the current month; default: the start of "
-            "the current month",
+            "(Japan time) and never past the end of the last published month (one that ended "
+            "at least TSUNAGU_STATISTICS_SETTLE_DAYS days ago); default: that end",
             examples=["2025-06-01T00:00:00+09:00"],
         ),
     ] = None,
@@ -217,15 +227,20 @@ def statistics_request(
     """The checked caller, purpose, k and period of a statistics request."""
     _purpose_approved(request, caller, purpose)
     chosen_k = _k(request, k)
-    start, end = complete_months(from_, to, datetime.now(UTC))
+    settings: Settings = request.app.state.settings
+    now = datetime.now(UTC)
+    start, end = complete_months(from_, to, now, settings.statistics_settle_days)
     return StatisticsRequest(
         request.app.state.engine,
         start,
         end,
         chosen_k,
+        settings.k_anonymity,
         caller,
         purpose or MUNICIPAL_PURPOSE,
         request.app.state.audit,
+        settings.statistics_settle_days,
+        now,
     )
 
 
