@@ -20,6 +20,7 @@ from broker.ingest.gateway import IngestGateway
 from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
+from broker.private_files import private_dir
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
@@ -71,7 +72,7 @@ class Platform:
     @classmethod
     def open(cls, settings: Settings) -> Platform:
         """Open the bus and the store, creating topics and tables as needed."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(settings.data_dir, tighten=True)
         bus = open_bus(settings.bus_url, retention_s=settings.bus_retention_s)
         bus.create_topics(topic_specs(settings))
         engine = make_engine(settings.store_url)

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
+from broker.private_files import private_dir, private_file
 from consent.errors import KeyStoreError, SignatureInvalidError
 
 Jwk = dict[str, str]
@@ -157,10 +158,9 @@ class KeyRing:
 
     def _load_or_create(self) -> SigningKey:
         try:
-            if not self.directory.exists():
-                self.directory.mkdir(parents=True)
-                self.directory.chmod(0o700)  # mkdir's mode is masked by the umask
-            (self.directory / _PUBLIC).mkdir(exist_ok=True)
+            private_dir(self.directory)
+            # Public keys, but in the platform's own directory, private like the rest of it.
+            private_dir(self.directory / _PUBLIC)
             path = self.directory / _SIGNING
             if not path.exists():
                 key = SigningKey.generate()
@@ -177,6 +177,7 @@ class KeyRing:
         if target.exists():
             return
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        private_file(tmp)
         tmp.write_text(json.dumps(key.public_jwk(), sort_keys=True), encoding="utf-8")
         os.replace(tmp, target)
 

@@ -58,6 +58,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from broker.private_files import private_file
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import ConsentError
 
@@ -430,18 +431,10 @@ def _make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     path = url.split("///", 1)[1] if "///" in url else ""
     if path and path != ":memory:":
-        _private_file(Path(path))
+        private_file(Path(path))
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
     event.listen(engine, "connect", _sqlite_pragmas)
     return engine
-
-
-def _private_file(path: Path) -> None:
-    if not path.parent.exists():
-        path.parent.mkdir(parents=True)
-        path.parent.chmod(0o700)  # mkdir's mode is masked by the umask
-    # SQLite gives its journal the database file's mode, so 0600 here covers both.
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -55,6 +55,7 @@ from typing import Literal
 import orjson
 
 from broker.bus.base import BusError, Headers, OutRecord, Record, TopicPartition, TopicSpec
+from broker.private_files import private_file
 from broker.sqlite_tx import immediate
 
 log = logging.getLogger(__name__)
@@ -212,7 +213,7 @@ class SqliteLog:
         self._partition_counts: dict[str, int] = {}
         self._round_robin: dict[str, Iterator[int]] = {}
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # the events themselves: 0600, its WAL too
         with self._errors("opening the log"):
             conn = self._conn()
             # Larger pages measured ~20% faster appends and reads of ~500-byte records; the

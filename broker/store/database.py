@@ -11,13 +11,15 @@ from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
+from broker.private_files import private_file
+
 
 def make_engine(url: str) -> Engine:
     """An engine for ``url`` with the store's tables created."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(path))  # personal data: 0600, its WAL too
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:

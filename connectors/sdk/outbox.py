@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from broker.private_files import private_file
 from broker.sqlite_tx import immediate
 
 __all__ = ["FailedRow", "Outbox", "OutboxEntry", "OutboxRow"]
@@ -120,7 +121,7 @@ class Outbox:
         if str(path) in ("", ":memory:"):
             raise ValueError("an outbox must be a file: it has to outlive the process")
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(self.path)  # queued events: 0600, its WAL too
         self.sent_retention_s = sent_retention_s
         self._depth_listeners: list[Callable[[int], None]] = []
         # One connection behind a lock: statements are short, and a sender thread and the

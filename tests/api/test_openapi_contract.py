@@ -144,7 +144,7 @@ class World:
             return self._auth("admin", "city-ops")
         if path.startswith("/v1/schemas/") and method.upper() == "POST" and "/versions" in path:
             return self._auth("admin", "city-ops")
-        if path.startswith("/v1/events"):
+        if path.startswith("/v1/events") or path.endswith("/compatibility"):
             return self._auth("connector", "contract-connector")
         if path.startswith(("/v1/statistics", "/v1/audit/")):
             return self._auth("auditor", "city-audit")

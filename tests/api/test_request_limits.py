@@ -7,12 +7,14 @@ from a server that decided without reading the whole body: the order of events i
 from __future__ import annotations
 
 import socket
+import stat
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 
 from broker.api.app import API_MAX_BODY_BYTES
+from tests.events import make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 INGEST_LIMIT = 512 * 1024
@@ -233,3 +235,17 @@ def test_a_webhook_on_loopback_is_a_422_problem_saying_why(platform: RunningPlat
     assert r.headers["content-type"] == "application/problem+json"
     assert "TSUNAGU_WEBHOOK_ALLOW_PRIVATE" in r.json()["detail"]
     assert "ptn-ssrf0001" not in listed.text
+
+
+def test_the_data_directory_is_readable_by_its_owner_only(platform: RunningPlatform) -> None:
+    platform.ingest([make_event()])  # the store, the bus and the keys all have data now
+    looked_at = 0
+    for path in [platform.data_dir, *platform.data_dir.rglob("*")]:
+        if path == platform.output:
+            continue  # the test's own log of the server's output
+        mode = stat.S_IMODE(path.stat().st_mode)
+        assert mode & 0o077 == 0, f"{path} is {oct(mode)}"
+        looked_at += 1
+    names = {p.name for p in platform.data_dir.rglob("*")}
+    assert {"store.db", "bus.db", "keys"} <= names
+    assert looked_at > 5
