@@ -111,6 +111,7 @@ def up(
 
 def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading.Thread, DemoLife]:
     """Seed the demo's partners and consents, then stream the region and run the partners."""
+    from broker.auth.origin import connector_key, master_key_of
     from broker.auth.principals import Role
     from broker.demo import DemoLife
     from connectors.demo import open_connectors, stream_region
@@ -140,7 +141,8 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
             if issuer is not None
             else None
         )
-        return BusSink(platform.bus, token)
+        key = connector_key(master_key_of(settings), source) if token is not None else None
+        return BusSink(platform.bus, token, key)
 
     connectors = open_connectors(
         LocalSchemas(settings.schemas_dir),
@@ -300,6 +302,17 @@ def token_issue(
         raise typer.Exit(2) from None
     _audit_token(settings, role_, sub, token)
     typer.echo(token)
+
+
+@token_app.command("key")
+def token_key(
+    sub: Annotated[str, typer.Option(help="The connector: its tokens' subject.")],
+) -> None:
+    """Print a connector's bus key: with it, the connector's records carry their MAC, which
+    proves them its own (give it to the connector's operator like a password)."""
+    from broker.auth.origin import connector_key, encode_key, master_key_of
+
+    typer.echo(encode_key(connector_key(master_key_of(Settings()), sub)))
 
 
 def _audit_token(settings: Settings, role: Any, sub: str, token: str) -> None:

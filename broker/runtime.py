@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from broker.audit import AuditLog, EntryKind
 from broker.audit.metrics import unwatch_store, watch_store
 from broker.audit.monitor import ChainMonitor
+from broker.auth.origin import master_key_of
 from broker.auth.provider import Identity, open_identity
 from broker.bus import DOMAIN_TOPICS, Bus, BusError, Forgetting, TopicSpec, dlq_topic, open_bus
 from broker.bus.sqlite_log import SqliteLog
@@ -127,6 +128,7 @@ class Platform:
             max_event_bytes=self.settings.max_event_bytes,
             authenticate=SourceAuthenticator(
                 self.identity.verifier,
+                master_key_of(self.settings),
                 # The embedded log stamps records as it appends them; Kafka's CreateTime is
                 # the producer's to choose, so there tokens are judged on arrival.
                 append_time_stamped=isinstance(self.bus, SqliteLog),
@@ -152,6 +154,7 @@ class Platform:
             max_event_bytes=self.settings.max_event_bytes,
             refresh_registry=self.stored.reload_if_stale,
             audit=self.audit,
+            master_key=master_key_of(self.settings),
         )
 
     def start_worker_thread(self) -> threading.Thread:

@@ -89,6 +89,11 @@ class Settings(BaseSettings):
     clock_skew_s: int = Field(default=30, ge=0, le=300)
     token_ttl_s: int = Field(default=3600, ge=60, description="Lifetime of embedded tokens.")
     # -- partner reads ------------------------------------------------------------------------
+    connector_master_key: SecretStr | None = Field(
+        default=None,
+        description="Master key of connectors' record MACs (proof of origin on the bus); "
+        "generated into $DATA_DIR/keys/connector-master.key when unset.",
+    )
     pseudonym_key: SecretStr | None = Field(
         default=None, description="HMAC key of partners' pseudonyms; generated when unset."
     )

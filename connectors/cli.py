@@ -26,6 +26,14 @@ HttpOpt = Annotated[
     ),
 ]
 TokenOpt = Annotated[str | None, typer.Option("--token", envvar="TSUNAGU_CONNECTOR_TOKEN")]
+KeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--key",
+        envvar="TSUNAGU_CONNECTOR_KEY",
+        help="The connector's bus key (`tsunagu token key --sub NAME`), with --token on the bus.",
+    ),
+]
 OutboxOpt = Annotated[
     Path | None, typer.Option("--outbox", help="Outbox file (default: $DATA_DIR/outbox/<name>.db)")
 ]
@@ -54,6 +62,7 @@ def _publish(
     token: str | None,
     outbox: Path | None,
     metrics_port: int | None,
+    key: str | None = None,
 ) -> None:
     settings = Settings()
     service = SERVICES[name]
@@ -66,7 +75,7 @@ def _publish(
         from broker.bus import open_bus
 
         sink, schemas = (
-            BusSink(open_bus(settings.bus_url), token or _embedded_token(service)),
+            BusSink(open_bus(settings.bus_url), *_bus_credentials(service, token, key)),
             LocalSchemas(settings.schemas_dir),
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"
@@ -108,6 +117,28 @@ def _serve_metrics(name: str, settings: Settings, port: int | None) -> None:
         typer.echo(f"metrics on http://{settings.host}:{port}/metrics")
 
 
+def _bus_credentials(
+    service: Service, token: str | None, key: str | None
+) -> tuple[str | None, bytes | None]:
+    """The token and MAC key the connector publishes with on the bus: the given ones, or on
+    the platform's own machine (embedded identity) its own, made from the data directory."""
+    from broker.auth.origin import connector_key, decode_key, master_key_of
+
+    if token is not None:
+        if key is None:
+            typer.echo("--token on the bus needs --key (tsunagu token key --sub NAME)", err=True)
+            raise typer.Exit(2)
+        try:
+            return token, decode_key(key)
+        except ValueError as exc:
+            typer.echo(f"--key: {exc}", err=True)
+            raise typer.Exit(2) from None
+    embedded = _embedded_token(service)
+    if embedded is None:
+        return None, None
+    return embedded, connector_key(master_key_of(Settings()), service.source)
+
+
 def _embedded_token(service: Service) -> str | None:
     """On the platform's own machine (embedded identity), a token registering ``service`` for
     its source and event types, signed with the data directory's issuer key; None when the
@@ -142,6 +173,7 @@ def run_transport(
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
+    key: KeyOpt = None,
     outbox: OutboxOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
@@ -156,7 +188,7 @@ def run_transport(
         parts.append(transport.read_trips_csv(trips, table, encoding=encoding))
     if positions:
         parts.append(transport.read_vehicle_positions(positions))
-    _publish("transport", _chain(*parts), http, token, outbox, metrics_port)
+    _publish("transport", _chain(*parts), http, token, outbox, metrics_port, key)
 
 
 @run_app.command("health")
@@ -167,6 +199,7 @@ def run_health(
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
+    key: KeyOpt = None,
     outbox: OutboxOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
@@ -179,7 +212,7 @@ def run_health(
         parts.append(health.read_activities_csv(activities, programme, encoding=encoding))
     if redemptions:
         parts.append(health.read_redemptions_csv(redemptions, programme, encoding=encoding))
-    _publish("health", _chain(*parts), http, token, outbox, metrics_port)
+    _publish("health", _chain(*parts), http, token, outbox, metrics_port, key)
 
 
 @run_app.command("currency")
@@ -188,6 +221,7 @@ def run_currency(
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
+    key: KeyOpt = None,
     outbox: OutboxOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
@@ -201,6 +235,7 @@ def run_currency(
         token,
         outbox,
         metrics_port,
+        key,
     )
 
 
@@ -211,6 +246,7 @@ def run_vacant_house(
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
+    key: KeyOpt = None,
     outbox: OutboxOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
@@ -222,4 +258,4 @@ def run_vacant_house(
         parts.append(vacant_house.read_listings_csv(listings, encoding=encoding))
     if inquiries:
         parts.append(vacant_house.read_inquiries_csv(inquiries, encoding=encoding))
-    _publish("vacant_house", _chain(*parts), http, token, outbox, metrics_port)
+    _publish("vacant_house", _chain(*parts), http, token, outbox, metrics_port, key)

@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
+from broker.auth.origin import OriginSigner, connector_key, master_key_of
 from broker.registry.catalogue import SchemaRegistry
-from broker.settings import REPO_SCHEMAS
+from broker.settings import REPO_SCHEMAS, Settings
 
 _SUBJECT = re.compile(r"^(res|prop|veh)-")
 
@@ -71,20 +72,20 @@ def encode(doc: dict[str, Any]) -> bytes:
 ALL_EVENT_TYPES = ("transport.*", "health.*", "currency.*", "vacant_house.*")
 
 
-def connector_headers(
+def connector_signer(
     data_dir: Path,
     source: str = "urn:tsunagu:connector:test",
     event_types: tuple[str, ...] = ALL_EVENT_TYPES,
-) -> list[tuple[str, bytes]]:
-    """Record headers carrying a connector token for ``source`` and ``event_types``, signed by
-    the embedded issuer of the platform whose data directory is ``data_dir`` (as its
-    connectors have)."""
+) -> OriginSigner:
+    """What a connector for ``source`` and ``event_types`` adds to each record it publishes
+    (its token, and the record's MAC under its key), made with the keys of the platform whose
+    data directory is ``data_dir`` (as its connectors have them)."""
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
-    from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 
     issuer = EmbeddedIssuer.in_data_dir(data_dir, audience="tsunagu")
     token = issuer.issue(
         "test-connector", Role.CONNECTOR, sources=[source], event_types=event_types
     )
-    return [(H_CONNECTOR_TOKEN, token.encode())]
+    master = master_key_of(Settings(data_dir=data_dir, connector_master_key=None))
+    return OriginSigner(token, connector_key(master, "test-connector"))

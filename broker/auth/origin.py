@@ -16,12 +16,23 @@ import base64
 import hashlib
 import hmac
 
-from broker.bus.base import Headers
+from broker.bus.base import Headers, OutRecord
+from broker.ingest.deadletter import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN
+from broker.settings import Settings
+from consent.keys import load_or_create_key
 
-#: Header carrying the record's MAC (base64url, no padding).
-H_CONNECTOR_MAC = "tsunagu-connector-mac"
 _LABEL = b"tsunagu connector mac v1\x00"
 _NO_KEY = b"\xff\xff\xff\xff"
+
+
+def master_key_of(settings: Settings) -> bytes:
+    """``TSUNAGU_CONNECTOR_MASTER_KEY`` (UTF-8, 32 bytes or more), or the generated key file."""
+    if settings.connector_master_key is not None:
+        key = settings.connector_master_key.get_secret_value().encode()
+        if len(key) < 32:
+            raise ValueError("TSUNAGU_CONNECTOR_MASTER_KEY needs at least 32 bytes")
+        return key
+    return load_or_create_key(settings.data_dir / "keys" / "connector-master.key")
 
 
 def connector_key(master: bytes, connector: str) -> bytes:
@@ -53,3 +64,21 @@ def decode_key(text: str) -> bytes:
     if len(key) != hashlib.sha256().digest_size:
         raise ValueError("a connector key is 32 bytes, base64url-encoded")
     return key
+
+
+class OriginSigner:
+    """What a connector adds to each record it publishes: its token, and the record's MAC."""
+
+    def __init__(self, token: str, key: bytes) -> None:
+        self._token = (H_CONNECTOR_TOKEN, token.encode("ascii"))
+        self._key = key
+
+    def headers(self, record_key: bytes | None, value: bytes) -> list[tuple[str, bytes]]:
+        """The token and MAC headers of one record."""
+        return [self._token, (H_CONNECTOR_MAC, record_mac(self._key, record_key, value))]
+
+    def sign(self, record: OutRecord) -> OutRecord:
+        """``record`` with the token and MAC headers added to its own."""
+        return OutRecord(
+            record.key, record.value, [*record.headers, *self.headers(record.key, record.value)]
+        )

@@ -42,6 +42,8 @@ H_ORIGIN = "tsunagu-dlq-origin"  # topic/partition/offset: lets a DLQ reader dro
 #: The connector's token on a bus record (see ``broker.ingest.provenance``); never kept in a
 #: dead letter, where whoever reads the DLQ could reuse it.
 H_CONNECTOR_TOKEN = "tsunagu-connector-token"
+#: The record's MAC under its connector's key (``broker.auth.origin``): proof of origin.
+H_CONNECTOR_MAC = "tsunagu-connector-mac"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,5 +84,5 @@ def dead_letter_bytes(
         (H_EVENT_ID, rejection.event_id.encode()),
         (H_ORIGIN, origin.encode()),
     ]
-    kept = [(name, v) for name, v in headers if name != H_CONNECTOR_TOKEN]
+    kept = [(name, v) for name, v in headers if name not in (H_CONNECTOR_TOKEN, H_CONNECTOR_MAC)]
     return OutRecord(key=key, value=value, headers=[*kept, *extra])

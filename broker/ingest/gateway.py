@@ -18,12 +18,12 @@ from sqlalchemy import Engine
 
 from broker import cloudevents
 from broker.audit import AuditLog, NewEntry
+from broker.auth.origin import OriginSigner, connector_key
 from broker.auth.principals import Principal
 from broker.bus import Bus, OutRecord, dlq_topic
 from broker.cloudevents import STRUCTURED_HEADERS, CloudEvent
 from broker.ingest.auditing import dead_letter_entry
 from broker.ingest.deadletter import (
-    H_CONNECTOR_TOKEN,
     UNROUTED_DLQ,
     DeadLetterReason,
     Rejection,
@@ -58,6 +58,12 @@ class EventResult:
     path: str | None = None
 
 
+def _record(key: bytes, value: bytes, signer: OriginSigner | None) -> OutRecord:
+    """A structured-mode record, signed as its publisher's when there is one."""
+    record = OutRecord(key, value, STRUCTURED_HEADERS)
+    return signer.sign(record) if signer is not None else record
+
+
 class IngestGateway:
     """Checks CloudEvents arriving over HTTP and publishes them (or their dead letters)."""
 
@@ -72,8 +78,11 @@ class IngestGateway:
         max_event_bytes: int = 1024 * 1024,
         refresh_registry: Callable[[], bool] | None = None,
         audit: AuditLog | None = None,
+        master_key: bytes | None = None,
     ) -> None:
         self.bus = bus
+        #: The connector master key: records going on carry their MAC (``broker.auth.origin``).
+        self.master_key = master_key
         #: Where rejections at the door are recorded (the worker never sees them).
         self.audit = audit
         self.engine = engine
@@ -97,9 +106,13 @@ class IngestGateway:
         worker to check again.
         """
         actor = publisher.subject if publisher is not None else "http-ingest"
-        headers = [*STRUCTURED_HEADERS]
-        if token:
-            headers.append((H_CONNECTOR_TOKEN, token.encode("ascii")))
+        # The caller proved itself with its bearer token; on the bus its records carry that
+        # token and their MAC under its key, as its own connector would have made them.
+        signer = (
+            OriginSigner(token, connector_key(self.master_key, publisher.subject))
+            if token and publisher is not None and self.master_key is not None
+            else None
+        )
         results: list[EventResult] = []
         # The event goes on as it was sent (extension attributes included), not re-encoded.
         good: dict[str, list[tuple[int, CloudEvent, bytes]]] = {}
@@ -136,9 +149,7 @@ class IngestGateway:
         seen = self._already_ingested([e.id for batch in good.values() for _, e, _ in batch])
         for topic, batch in good.items():
             fresh = [
-                OutRecord(e.subject.encode(), raw, headers)
-                for _, e, raw in batch
-                if e.id not in seen
+                _record(e.subject.encode(), raw, signer) for _, e, raw in batch if e.id not in seen
             ]
             self.bus.publish(topic, fresh)
             for i, e, _ in batch:

@@ -174,9 +174,7 @@ class IngestWorker:
         try:
             result = self.validator.check_record(record)
             if self.authenticate is not None and not isinstance(result, Rejection):
-                result = (
-                    self.authenticate.check(record.headers, result, record.timestamp_ms) or result
-                )
+                result = self.authenticate.check(record, result) or result
             return result
         except Exception as exc:  # one record's fault: it goes to the dead letters, not us
             return _internal_error(record, exc)

@@ -2,7 +2,9 @@
 ``source`` values it publishes as and the event types it publishes; ``entitlement`` is that
 one rule, applied to HTTP ingest at the door and to every bus record by the worker.
 
-On the bus the connector's token travels in a header. A record without a valid token is
+On the bus the connector's token travels in a header, with the MAC of the record's bytes under
+that connector's own key (``broker.auth.origin``): whoever copies a token off the topic cannot
+put it on other bytes. A record without a valid token and MAC is
 dead-lettered as ``unauthenticated``; a record whose event claims a source its token does not
 name, as ``source_not_allowed``; an event of a type its connector is not registered for, as
 ``not_authorized``. Each distinct token is verified once: the hot path is a dictionary lookup.
@@ -20,11 +22,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from broker.auth.errors import TokenRejectedError
+from broker.auth.origin import connector_key, mac_matches
 from broker.auth.principals import Principal, Role
 from broker.auth.verifier import TokenVerifier
-from broker.bus.base import Headers
+from broker.bus.base import Record
 from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import H_CONNECTOR_TOKEN, DeadLetterReason, Rejection
+from broker.ingest.deadletter import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN, DeadLetterReason, Rejection
 
 __all__ = ["H_CONNECTOR_TOKEN", "SourceAuthenticator", "entitlement", "registered_for"]
 
@@ -79,12 +82,15 @@ class SourceAuthenticator:
     def __init__(
         self,
         verifier: TokenVerifier,
+        master_key: bytes,
         *,
         cache_size: int = 4096,
         append_time_stamped: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.verifier = verifier
+        self._master = master_key
+        self._keys: dict[str, bytes] = {}  # connector -> its MAC key (derived once)
         self.cache_size = cache_size
         #: True where the bus itself stamps each record's timestamp when appending it (the
         #: embedded log; Kafka with LogAppendTime): then that time is the publication's.
@@ -93,8 +99,9 @@ class SourceAuthenticator:
         # token -> its principal, or why it was refused (signature and claims don't change)
         self._seen: OrderedDict[bytes, Principal | str] = OrderedDict()
 
-    def check(self, headers: Headers, event: CloudEvent, timestamp_ms: int) -> Rejection | None:
-        """None when the record may be ingested, else why not."""
+    def check(self, record: Record, event: CloudEvent) -> Rejection | None:
+        """None when ``record`` (holding ``event``) may be ingested, else why not."""
+        headers = record.headers
         token = next((v for name, v in headers if name == H_CONNECTOR_TOKEN), None)
         if token is None:
             return _refusal(
@@ -102,9 +109,21 @@ class SourceAuthenticator:
                 f"the record carries no connector token ({H_CONNECTOR_TOKEN} header)",
                 event,
             )
-        judged = self._principal(token, self._judged_at(timestamp_ms))
+        judged = self._principal(token, self._judged_at(record.timestamp_ms))
         if isinstance(judged, str):
             return _refusal(DeadLetterReason.UNAUTHENTICATED, judged, event)
+        key = self._keys.get(judged.subject)
+        if key is None:
+            key = self._keys[judged.subject] = connector_key(self._master, judged.subject)
+        if not mac_matches(key, record.key, record.value, headers):
+            # A token read off the topic, put on other bytes: the MAC needs the connector's key.
+            return _refusal(
+                DeadLetterReason.UNAUTHENTICATED,
+                f"the record's {H_CONNECTOR_MAC} is missing or not the MAC of its bytes under "
+                f"connector {judged.subject}'s key: a token alone does not prove who sent it",
+                event,
+                sender=judged.subject,
+            )
         return entitlement(judged, event)
 
     def _judged_at(self, timestamp_ms: int) -> datetime:

@@ -10,9 +10,9 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
+from broker.auth.origin import OriginSigner
 from broker.bus import Bus, BusError, OutRecord
 from broker.cloudevents import STRUCTURED_HEADERS
-from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from connectors.sdk.outbox import OutboxRow
 
 __all__ = [
@@ -70,19 +70,26 @@ class BusSink:
     The connector owns topic naming (its ``topic_prefix``), so the sink adds nothing.
     """
 
-    def __init__(self, bus: Bus, token: str | None = None) -> None:
+    def __init__(self, bus: Bus, token: str | None = None, key: bytes | None = None) -> None:
         self.bus = bus
-        # The connector's token rides on every record: the platform's ingest checks that it
-        # names the event's source (a connector cannot publish as another firm).
-        self._headers: list[tuple[str, bytes]] = [*STRUCTURED_HEADERS]
-        if token:
-            self._headers.append((H_CONNECTOR_TOKEN, token.encode("ascii")))
+        # The connector's token rides on every record with the record's MAC under the
+        # connector's key: the platform's ingest checks both, so the token names the sender
+        # and the MAC proves these bytes are the sender's (a token copied off the topic is
+        # useless without the key).
+        if token is not None and key is None:
+            raise ValueError(
+                "a connector token on the bus needs its MAC key (tsunagu connector key)"
+            )
+        self._signer = OriginSigner(token, key) if token is not None and key is not None else None
 
     def send(self, records: Sequence[OutboxRow]) -> SendResult | None:
         """Publish every record; a bus failure leaves all of them queued."""
         by_topic: dict[str, list[OutRecord]] = {}
         for row in records:
-            by_topic.setdefault(row.topic, []).append(OutRecord(row.key, row.value, self._headers))
+            record = OutRecord(row.key, row.value, STRUCTURED_HEADERS)
+            if self._signer is not None:
+                record = self._signer.sign(record)
+            by_topic.setdefault(row.topic, []).append(record)
         for topic, out in by_topic.items():
             try:
                 self.bus.publish(topic, out)

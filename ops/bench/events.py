@@ -9,7 +9,9 @@ from typing import Any
 
 import orjson
 
+from broker.auth.origin import OriginSigner
 from broker.bus import OutRecord
+from broker.cloudevents import STRUCTURED_HEADERS
 from broker.registry.catalogue import SchemaRegistry
 
 # The mix a region produces: mostly trips, steps and payments; few listings.
@@ -32,9 +34,10 @@ def make_records(
     registry: SchemaRegistry,
     n: int,
     seed: int = 7,
-    headers: list[tuple[str, bytes]] | None = None,
+    signer: OriginSigner | None = None,
 ) -> dict[str, list[OutRecord]]:
-    """``n`` valid events as bus records, grouped by topic."""
+    """``n`` valid events as bus records, grouped by topic (signed by ``signer``'s connector:
+    its token and each record's MAC)."""
     rng = random.Random(seed)
     types = list(MIX)
     weights = [MIX[t] for t in types]
@@ -61,7 +64,6 @@ def make_records(
             "data": data,
         }
         topic = event_type.split(".", 1)[0]
-        by_topic.setdefault(topic, []).append(
-            OutRecord(subject.encode(), orjson.dumps(doc), headers or ())
-        )
+        record = OutRecord(subject.encode(), orjson.dumps(doc), STRUCTURED_HEADERS)
+        by_topic.setdefault(topic, []).append(signer.sign(record) if signer else record)
     return by_topic

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import resource
+import secrets
 import tempfile
 import threading
 import time
@@ -28,10 +29,10 @@ from sqlalchemy import text
 
 from broker.audit import AuditLog
 from broker.auth.issuer import EmbeddedIssuer
+from broker.auth.origin import OriginSigner, connector_key
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
 from broker.bus import DOMAIN_TOPICS, Bus, Record, TopicSpec, open_bus
-from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from broker.ingest.validation import EventValidator
@@ -65,10 +66,11 @@ def _publisher(
     ready: mp.Event,  # type: ignore[valid-type]
     go: mp.Event,  # type: ignore[valid-type]
     token: str = "",
+    key: bytes = b"",
 ) -> None:
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
-    headers = [(H_CONNECTOR_TOKEN, token.encode())] if token else None
-    by_topic = make_records(registry, n, seed=hash(prefix) & 0xFFFF, headers=headers)
+    signer = OriginSigner(token, key) if token else None
+    by_topic = make_records(registry, n, seed=hash(prefix) & 0xFFFF, signer=signer)
     bus = open_bus(bus_url)
     ready.set()  # type: ignore[attr-defined]
     go.wait()  # type: ignore[attr-defined]
@@ -133,6 +135,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
     # Each batch's audit entries are chained in the batch's own transaction, as in the platform.
     audit = AuditLog(engine, KeyRing.in_data_dir(keys_dir))
     verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
+    master = secrets.token_bytes(32)
     worker = IngestWorker(
         bus,
         engine,
@@ -141,7 +144,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
         group=f"e2e-{prefix}",
         topic_prefix=prefix,
         batch_size=2000,
-        authenticate=SourceAuthenticator(verifier),
+        authenticate=SourceAuthenticator(verifier, master),
         audit=audit,
     )
     token = issuer.issue(
@@ -149,7 +152,10 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
     )
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
-    publisher = ctx.Process(target=_publisher, args=(bus_url, prefix, n, ready, go, token))
+    publisher = ctx.Process(
+        target=_publisher,
+        args=(bus_url, prefix, n, ready, go, token, connector_key(master, "bench")),
+    )
     publisher.start()
     ready.wait(120)
     stop = threading.Event()

@@ -49,9 +49,9 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, text
 
 from broker.auth.issuer import EmbeddedIssuer
+from broker.auth.origin import OriginSigner, connector_key, master_key_of
 from broker.auth.principals import Role
 from broker.bus import DOMAIN_TOPICS, open_bus
-from broker.ingest.deadletter import H_CONNECTOR_TOKEN
 from broker.registry.catalogue import SchemaRegistry
 from broker.runtime import topic_specs
 from broker.settings import REPO_SCHEMAS, Settings
@@ -76,17 +76,18 @@ def _publisher(
     prefix: str,
     n: int,
     token: str,
+    key: bytes,
     chunk: int,
     ready: mp.Event,  # type: ignore[valid-type]
     go: mp.Event,  # type: ignore[valid-type]
 ) -> None:
     """Publish ``n`` valid events as the bench connector, ``chunk`` built at a time."""
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
-    headers = [(H_CONNECTOR_TOKEN, token.encode())]
+    signer = OriginSigner(token, key)
     bus = open_bus(bus_url)
     # Distinct seeds make distinct event ids (``bench-<seed>-<i>``) in every chunk and run.
     seed = (hash(prefix) & 0xFFFF) * 1000
-    pending = make_records(registry, min(chunk, n), seed=seed, headers=headers)
+    pending = make_records(registry, min(chunk, n), seed=seed, signer=signer)
     ready.set()  # type: ignore[attr-defined]
     go.wait()  # type: ignore[attr-defined]
     sent = 0
@@ -98,7 +99,7 @@ def _publisher(
         if sent >= n:
             break
         seed += 1
-        pending = make_records(registry, min(chunk, n - sent), seed=seed, headers=headers)
+        pending = make_records(registry, min(chunk, n - sent), seed=seed, signer=signer)
     bus.close()
 
 
@@ -273,8 +274,10 @@ def _run_publisher(
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()
     token = _connector_token(run.data_dir)
+    master = master_key_of(Settings(data_dir=run.data_dir, connector_master_key=None))
+    key = connector_key(master, "bench")
     publisher = ctx.Process(
-        target=_publisher, args=(run.bus_url, run.prefix, n, token, chunk, ready, go)
+        target=_publisher, args=(run.bus_url, run.prefix, n, token, key, chunk, ready, go)
     )
     publisher.start()
     if not ready.wait(300):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from broker.bus import OutRecord, open_bus
-from tests.events import connector_headers, encode, make_event
+from tests.events import connector_signer, encode, make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 #: Fresh connections per look: SO_REUSEPORT spreads them over both API processes, so all of
@@ -58,8 +58,8 @@ def test_a_stalled_worker_makes_every_api_process_unready_until_it_moves_again(
     lock.execute("BEGIN IMMEDIATE")
     try:
         bus = open_bus(f"sqlite:///{two_processes.data_dir / 'bus.db'}")
-        headers = connector_headers(two_processes.data_dir)
-        bus.publish("transport", [OutRecord(b"k", encode(make_event()), headers)])
+        signer = connector_signer(two_processes.data_dir)
+        bus.publish("transport", [signer.sign(OutRecord(b"k", encode(make_event())))])
         bus.close()
         _wait_for(two_processes, "stalled")
         answers = _ingest_checks(two_processes)

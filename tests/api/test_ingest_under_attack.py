@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 
 from broker.bus import OutRecord, open_bus
 from broker.ingest.deadletter import H_EVENT_ID, H_REASON
-from tests.events import connector_headers, encode, make_event
+from tests.events import connector_signer, encode, make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 BATCH = {"content-type": "application/cloudevents-batch+json"}
@@ -98,8 +98,8 @@ def test_the_currency_connector_cannot_rewrite_a_listing_over_http_or_the_bus(
     assert "currency.*" in refused["detail"]
     assert accepted["status"] == "accepted"
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
-    headers = connector_headers(platform.data_dir, PAY, ("currency.*",))
-    bus.publish("vacant_house", [OutRecord(b"prop-tkm0012a", encode(over_bus), headers)])
+    signer = connector_signer(platform.data_dir, PAY, ("currency.*",))
+    bus.publish("vacant_house", [signer.sign(OutRecord(b"prop-tkm0012a", encode(over_bus)))])
     bus.close()
     assert _dead_letter_reasons(platform, "vacant_house", {over_http["id"], over_bus["id"]}) == {
         over_http["id"]: "not_authorized",
@@ -159,11 +159,14 @@ def test_poison_records_on_the_bus_are_dead_lettered_and_ingest_lives_on(
     nul_id = make_event(event_id=f"nul-\x00-{uuid.uuid4().hex}")
     year_1 = make_event(time="0001-01-01T00:00:00+09:00")
     good = make_event()
-    headers = connector_headers(platform.data_dir)
+    signer = connector_signer(platform.data_dir)
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
     bus.publish(
         "transport",
-        [OutRecord(b"k", json.dumps(d).encode(), headers) for d in (deep, nul_id, year_1, good)],
+        [
+            signer.sign(OutRecord(b"k", json.dumps(d).encode()))
+            for d in (deep, nul_id, year_1, good)
+        ],
     )
     bus.close()
     assert _projected(platform, {good["id"]}) == {good["id"]}

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import create_engine, text
 
 from broker.bus import OutRecord, open_bus
-from tests.events import connector_headers, encode, make_event, registry
+from tests.events import connector_signer, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 TRIP = "transport.trip.completed"
@@ -95,8 +95,8 @@ def test_compatible_version_is_registered_and_events_under_it_are_ingested(
     doc = make_event(dataschema="urn:tsunagu:schema:transport.trip.completed:v2")
     doc["data"]["co2_g"] = 1200
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
-    headers = connector_headers(platform.data_dir)
-    bus.publish("transport", [OutRecord(doc["subject"].encode(), encode(doc), headers)])
+    signer = connector_signer(platform.data_dir)
+    bus.publish("transport", [signer.sign(OutRecord(doc["subject"].encode(), encode(doc)))])
     bus.close()
     engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
     deadline = time.monotonic() + 15

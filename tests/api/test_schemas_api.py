@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from broker.bus import OutRecord, open_bus
-from tests.events import connector_headers, encode, make_event, registry
+from tests.events import connector_signer, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 CHECK = "/v1/schemas/transport.trip.completed/compatibility"
@@ -117,9 +117,11 @@ def test_published_events_reach_the_store_of_a_running_platform(
 
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
     docs = [make_event() for _ in range(20)]
-    headers = connector_headers(platform.data_dir)
-    bus.publish("transport", [OutRecord(d["subject"].encode(), encode(d), headers) for d in docs])
-    bus.publish("transport", [OutRecord(b"x", orjson.dumps({"not": "an event"}), headers)])
+    signer = connector_signer(platform.data_dir)
+    bus.publish(
+        "transport", [signer.sign(OutRecord(d["subject"].encode(), encode(d))) for d in docs]
+    )
+    bus.publish("transport", [signer.sign(OutRecord(b"x", orjson.dumps({"not": "an event"})))])
     bus.close()
     engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
     ids = {d["id"] for d in docs}

@@ -44,9 +44,10 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from broker.auth.origin import OriginSigner
 from broker.bus import OutRecord
 from broker.bus.kafka import KafkaBus
-from broker.ingest.deadletter import H_CONNECTOR_TOKEN, H_EVENT_ID, H_REASON, UNROUTED_DLQ
+from broker.ingest.deadletter import H_EVENT_ID, H_REASON, UNROUTED_DLQ
 from connectors.demo import open_connectors
 from connectors.readers import JST
 from connectors.region import Region
@@ -427,7 +428,8 @@ def story(
 
         def sink_for(source: str) -> BusSink:
             # Each firm signs its records with a token of the platform's issuer naming its source.
-            return BusSink(bus, platform.token("connector", source, sources=(source,)))
+            token = platform.token("connector", source, sources=(source,))
+            return BusSink(bus, token, platform.connector_key(source))
 
         connectors = open_connectors(schemas, sink_for, data_dir / "outbox", prefix)
         day = RegionDay(
@@ -555,21 +557,20 @@ def _tell(story: Story, http: httpx.Client, day: RegionDay) -> None:
 def _intrude(story: Story) -> dict[str, tuple[str, str]]:
     """Three bad records on the bus: one without a connector token, one claiming the currency
     connector's source under the intruder's own token, one breaking its schema."""
-    signed = [(H_CONNECTOR_TOKEN, story.platform.token("connector", INTRUDER, sources=(INTRUDER,)))]
+    token = story.platform.token("connector", INTRUDER, sources=(INTRUDER,))
+    signer = OriginSigner(token, story.platform.connector_key(INTRUDER))
     unsigned = make_event("transport.trip.completed", source=INTRUDER)
     forged = make_event("currency.payment.settled", source=SERVICES["currency"].source)
     broken = make_event("transport.trip.completed", source=INTRUDER)
     broken["data"]["fare_jpy"] = "free"
     sent = [
-        (unsigned, "transport", [], "unauthenticated"),
-        (forged, "currency", signed, "source_not_allowed"),
-        (broken, "transport", signed, "schema_violation"),
+        (unsigned, "transport", False, "unauthenticated"),
+        (forged, "currency", True, "source_not_allowed"),
+        (broken, "transport", True, "schema_violation"),
     ]
-    for doc, domain, headers, _ in sent:
-        record = OutRecord(
-            doc["subject"].encode(), encode(doc), [(h, v.encode()) for h, v in headers]
-        )
-        story.bus.publish(story.prefix + domain, [record])
+    for doc, domain, signed, _ in sent:
+        record = OutRecord(doc["subject"].encode(), encode(doc))
+        story.bus.publish(story.prefix + domain, [signer.sign(record) if signed else record])
     return {doc["id"]: (story.prefix + domain, reason) for doc, domain, _, reason in sent}
 
 

@@ -19,7 +19,7 @@ from broker.runtime import topic_specs
 from broker.settings import Settings
 from broker.store.database import make_engine
 from consent.vault import SubjectVault
-from tests.events import connector_headers, encode, make_event
+from tests.events import connector_signer, encode, make_event
 
 EVENTS = 12_000
 
@@ -78,12 +78,12 @@ def test_worker_killed_mid_batch_projects_every_event_exactly_once(
         doc["data"]["fare_jpy"] = i % 1500
         doc["data"]["resident_id"] = doc["subject"] = f"res-{i % 97:04d}"
         docs.append(doc)
-    headers = connector_headers(tmp_path)
+    signer = connector_signer(tmp_path)
     for start in range(0, EVENTS, 1000):
         chunk = docs[start : start + 1000]
         bus.publish(
             prefix + "transport",
-            [OutRecord(d["subject"].encode(), encode(d), headers) for d in chunk],
+            [signer.sign(OutRecord(d["subject"].encode(), encode(d))) for d in chunk],
         )
     engine = make_engine(store_url)
 

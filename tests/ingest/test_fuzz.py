@@ -4,6 +4,7 @@ record ends in the store or in the dead letters, none lost, and the worker stays
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -117,7 +118,9 @@ def worker_thread(
         group="fuzz",
         topics=TOPICS,
         batch_size=50,
-        authenticate=SourceAuthenticator(verifier, append_time_stamped=True),
+        authenticate=SourceAuthenticator(
+            verifier, secrets.token_bytes(32), append_time_stamped=True
+        ),
     )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop, 0.05), name="ingest-fuzz")

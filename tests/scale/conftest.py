@@ -50,7 +50,7 @@ def deployment(
         group=f"ingest-{tag}",
     )
     running.data_dir.mkdir()
-    running.headers()  # makes the issuer key before any process could race to make it
+    running.signer()  # makes the issuer and master keys before any process could race to make it
     try:
         yield running
     finally:

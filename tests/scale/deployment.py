@@ -26,10 +26,11 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
+from broker.auth.origin import OriginSigner
 from broker.bus import DOMAIN_TOPICS, OutRecord
 from broker.bus.kafka import KafkaBus
 from ops.kafka.broker import KafkaBroker, free_port
-from tests.events import connector_headers, example_data, make_event
+from tests.events import connector_signer, example_data, make_event
 from tests.fixtures.platform import RunningPlatform
 
 REPO = Path(__file__).resolve().parents[2]
@@ -229,16 +230,16 @@ class Deployment:
 
     # -- the stream -----------------------------------------------------------------------------
 
-    def headers(self, source: str = "urn:tsunagu:connector:test") -> list[tuple[str, bytes]]:
-        """A connector token for ``source``, signed by the deployment's embedded issuer."""
-        return connector_headers(self.data_dir, source)
+    def signer(self, source: str = "urn:tsunagu:connector:test") -> OriginSigner:
+        """A connector's token for ``source`` and its key, made with the deployment's keys."""
+        return connector_signer(self.data_dir, source)
 
     def publish(self, docs: Iterable[dict[str, Any]]) -> None:
         """Publish events as their connector would: on their domain's topic, keyed by subject."""
-        headers = self.headers()
+        signer = self.signer()
         by_topic: dict[str, list[OutRecord]] = {}
         for doc in docs:
-            record = OutRecord(doc["subject"].encode(), orjson.dumps(doc), headers)
+            record = signer.sign(OutRecord(doc["subject"].encode(), orjson.dumps(doc)))
             by_topic.setdefault(self.prefix + doc["type"].split(".", 1)[0], []).append(record)
         for topic, records in by_topic.items():
             self.bus.publish(topic, records)
