@@ -58,10 +58,16 @@ YEARS = range(1900, 3000)
 _NUL = "\x00"
 
 
+#: A date, or a date-time, as RFC 3339 and ISO 8601 write it: not any text with two dashes
+#: (a phone number such as 0875-72-1234 is no date).
+_DATE = re.compile(r"(\d{4})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])(?:$|[Tt ])")
+
+
 def year_out_of_range(text: str) -> int | None:
-    """The year a ``YYYY-MM-DD...`` text names when it lies outside ``YEARS``, else None."""
-    if len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit():
-        year = int(text[:4])
+    """The year a ``YYYY-MM-DD[T…]`` text names when it lies outside ``YEARS``, else None."""
+    found = _DATE.match(text)
+    if found is not None:
+        year = int(found.group(1))
         if year not in YEARS:
             return year
     return None

@@ -31,6 +31,11 @@ def private_file(path: Path) -> None:
     shared-memory files the database file's mode, so 0600 here covers them too.
     """
     private_dir(path.parent)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
-    if path.stat().st_uid == os.geteuid():
-        path.chmod(0o600)
+    try:
+        # Only ever open a file that does not exist yet: closing any descriptor of an open
+        # SQLite database drops every POSIX lock this process holds on it (SQLite then reports
+        # "disk I/O error" and may corrupt the file).
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        if path.stat().st_uid == os.geteuid():
+            path.chmod(0o600)

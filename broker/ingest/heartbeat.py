@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from broker.private_files import private_file
+
 log = logging.getLogger(__name__)
 
 #: Seconds between two writes of the beat (the loop turns far more often).
@@ -66,8 +68,8 @@ class Heartbeat:
         # Written aside and renamed: a reader never sees half a beat. A beat that cannot be
         # written (disk full) is not the worker's death: readiness will say it stalled.
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             partial = self.path.with_suffix(".tmp")
+            private_file(partial)  # 0600 like every file of the data directory
             partial.write_text(json.dumps(beat))
             os.replace(partial, self.path)
         except OSError as exc:

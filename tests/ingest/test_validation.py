@@ -7,6 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
+from broker import cloudevents
 from broker.bus import Record
 from broker.cloudevents import CloudEvent
 from broker.ingest.deadletter import DeadLetterReason, Rejection
@@ -113,3 +114,13 @@ def test_time_without_offset_is_rejected() -> None:
     assert isinstance(result, Rejection)
     assert result.reason is DeadLetterReason.INVALID_ENVELOPE
     assert result.path == "/time"
+
+
+def test_a_phone_number_with_dashes_is_not_taken_for_a_date_out_of_range() -> None:
+    # 0875-72-1234 (a Kagawa number) has the dashes of a date; only real dates are bounded.
+    doc = make_event("vacant_house.listing.registered")
+    doc["data"]["owner_details"]["owner_contact"]["phone"] = "0875-72-1234"
+    assert cloudevents.from_dict(doc).id == doc["id"]
+    doc["data"]["owner_details"]["owner_contact"]["phone"] = "0875-12-12T00:00:00Z"
+    with pytest.raises(cloudevents.EnvelopeError, match="year 875"):
+        cloudevents.from_dict(doc)
