@@ -77,15 +77,29 @@ def _pointer(parts: list[str | int]) -> str:
     return "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in parts)
 
 
-def check_shape(doc: dict[str, Any]) -> None:
+def check_shape(doc: dict[str, Any], raw: bytes | None = None) -> None:
     """Refuse what no store or validator can take: nesting over ``MAX_DEPTH``, a NUL character
     in any name or text, a date or time (``YYYY-MM-DD...``) outside ``YEARS``.
 
     Iterative, so that the check itself cannot exhaust the stack.
     """
-    if _plain(doc):
+    if (raw is not None and _plain_bytes(raw)) or _plain(doc):
         return
     _locate_problem(doc)
+
+
+#: A date at the start of a JSON string, as ``year_out_of_range`` reads one.
+_RAW_DATE = re.compile(rb'"(\d{4})-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])["Tt ]')
+
+
+def _plain_bytes(raw: bytes) -> bool:
+    """The fastest pass, on the JSON text the document came from: True only when it cannot
+    hold a problem (about 1 us, where walking the document takes several)."""
+    if b"\\u" in raw:
+        return False  # an escape may hide a NUL, or a date's digits: walk the document
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH:
+        return False  # so few containers cannot nest too deep; more may
+    return all(int(m.group(1)) in YEARS for m in _RAW_DATE.finditer(raw))
 
 
 def _plain(doc: dict[str, Any]) -> bool:
@@ -191,7 +205,7 @@ def parse(raw: bytes | str) -> CloudEvent:
         raise NotJsonError(f"not JSON: {exc}") from None
     if not isinstance(doc, dict):
         raise NotJsonError(f"a CloudEvent is a JSON object, not {type(doc).__name__}")
-    return from_dict(doc)
+    return from_dict(doc, raw if isinstance(raw, bytes) else raw.encode())
 
 
 def from_kafka(headers: Headers, value: bytes) -> CloudEvent:
@@ -226,9 +240,9 @@ def from_kafka(headers: Headers, value: bytes) -> CloudEvent:
     return from_dict(attributes)
 
 
-def from_dict(doc: dict[str, Any]) -> CloudEvent:
-    """Check a decoded CloudEvent JSON object."""
-    check_shape(doc)
+def from_dict(doc: dict[str, Any], raw: bytes | None = None) -> CloudEvent:
+    """Check a decoded CloudEvent JSON object (``raw``: the JSON text it was decoded from)."""
+    check_shape(doc, raw)
     for name in _ALL_REQUIRED:
         value = doc.get(name)
         if value.__class__ is not str or not value:

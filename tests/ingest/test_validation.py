@@ -124,3 +124,17 @@ def test_a_phone_number_with_dashes_is_not_taken_for_a_date_out_of_range() -> No
     doc["data"]["owner_details"]["owner_contact"]["phone"] = "0875-12-12T00:00:00Z"
     with pytest.raises(cloudevents.EnvelopeError, match="year 875"):
         cloudevents.from_dict(doc)
+
+
+@pytest.mark.parametrize(
+    ("escaped", "why"),
+    [("\\u0000", "NUL"), ("\\u0030001-01-01T00:00:00Z", "year 1")],
+)
+def test_json_escapes_cannot_smuggle_a_nul_or_a_date_past_the_check(escaped: str, why: str) -> None:
+    # The check reads the JSON text first; an escape there must send it to the full walk.
+    doc = make_event("vacant_house.listing.registered")
+    raw = encode(doc).replace(
+        encode(doc["data"]["owner_details"]["owner_contact"]["phone"]), f'"{escaped}"'.encode()
+    )
+    with pytest.raises(cloudevents.EnvelopeError, match=why):
+        cloudevents.parse(raw)
