@@ -32,7 +32,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -324,27 +324,33 @@ class KafkaBus:
         """Per partition, the offset the next published record will get (the high watermark)."""
         ids = self._partitions(topic, create=False)
         tps = [KafkaTopicPartition(topic, p) for p in ids]
-        try:
-            latest = self._admin().list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps})
-        except KafkaError as exc:
-            raise BusError(f"reading end offsets of {topic!r} failed: {exc}") from exc
+        latest = self._retrying(
+            lambda: self._admin().list_partition_offsets({tp: OffsetSpec.LATEST for tp in tps}),
+            f"reading end offsets of {topic!r}",
+        )
         return {tp.partition: int(latest[tp].offset) for tp in tps}
+
+    def _retrying(self, call: Callable[[], Any], what: str) -> Any:
+        """``call()``, again while it fails retriably (a coordinator or leader moving, a
+        broker reconnecting) for up to the request timeout; BusError naming ``what`` else."""
+        deadline = time.monotonic() + self.request_timeout_ms / 1000
+        while True:
+            try:
+                return call()
+            except KafkaError as exc:
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise BusError(f"{what} failed: {exc}") from exc
+                time.sleep(0.1)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         """Per partition, the group's committed offset (0 when none)."""
         ids = self._partitions(topic, create=False)
         tps = [KafkaTopicPartition(topic, p) for p in ids]
-        deadline = time.monotonic() + self.request_timeout_ms / 1000
-        while True:
-            try:
-                found = self._admin().list_group_offsets({group: tps}).get(group, {})
-                break
-            except KafkaError as exc:
-                # The group coordinator moves or is still loading (a fresh or failed-over
-                # broker): retriable, so wait for it rather than report no offsets.
-                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
-                    raise BusError(f"reading committed offsets of {group!r} failed: {exc}") from exc
-                time.sleep(0.1)
+        # The group coordinator may move or still be loading (a fresh or failed-over broker).
+        found = self._retrying(
+            lambda: self._admin().list_group_offsets({group: tps}).get(group, {}),
+            f"reading committed offsets of {group!r}",
+        )
         out = dict.fromkeys(ids, 0)
         for tp, meta in found.items():
             if tp.topic == topic and meta.offset is not None and meta.offset >= 0:
@@ -492,6 +498,15 @@ class KafkaGroupConsumer:
                 allow_auto_create_topics=False,
                 partition_assignment_strategy=_ASSIGNORS,
             )
+            # Join only once this member's metadata knows every topic: a leader assigning
+            # before it does (a topic created a moment ago) hands out nothing, and need not
+            # rebalance when the metadata arrives.
+            deadline = time.monotonic() + bus.request_timeout_ms / 1000
+            for topic in self.topics:
+                while not self._kc.partitions_for_topic(topic):
+                    if time.monotonic() > deadline:
+                        raise BusError(f"topic {topic!r} has no partitions in the metadata yet")
+                    time.sleep(0.05)
             self._kc.subscribe(topics=list(self.topics), listener=_Revocations(self))
         except KafkaError as exc:
             raise BusError(f"joining group {group!r} failed: {exc}") from exc

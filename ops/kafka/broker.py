@@ -473,7 +473,7 @@ def main() -> None:
     broker = KafkaBroker(workdir=workdir, port=port, controller_port=port + 1)
     broker.start()
     print(f"Kafka {KAFKA_VERSION} on {broker.bootstrap}  (data {workdir}, log {broker.log_path})")
-    print(f"  TSUNAGU_BUS_URL={broker.url} make run")
+    print(f"  TSUNAGU_BUS={broker.url} make run   # the platform on it")
     try:
         signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
