@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
+from kafka.admin import ConfigResource, ConfigResourceType
 from sqlalchemy import Engine
 
 from broker.bus import TopicSpec
@@ -39,8 +40,6 @@ def eager_topic(kafka_bus: KafkaBus) -> Iterator[str]:
     topic = unique_topic("consent.changes")
     spec = TopicSpec(topic, partitions=1, compacted=True)
     kafka_bus.create_topics([spec])
-    from kafka.admin import ConfigResource, ConfigResourceType
-
     admin = kafka_bus.admin()
     admin.alter_configs(
         [
