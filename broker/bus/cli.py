@@ -13,7 +13,14 @@ from typing import Annotated
 import typer
 
 from broker.bus import BusError, open_bus
-from broker.bus.topics import REPO_TOPICS_FILE, TopicsFileError, apply_topics, load_topics
+from broker.bus.grants import GrantsFileError, parse_producers
+from broker.bus.topics import (
+    REPO_TOPICS_FILE,
+    TopicsFileError,
+    apply_topics,
+    parse_topics,
+    read_topics_file,
+)
 from broker.settings import Settings
 
 topics_app = typer.Typer(
@@ -50,24 +57,30 @@ def apply(
     ] = None,
 ) -> None:
     """Create missing topics, set configs and add partitions where they differ, and report
-    what Kafka cannot change (fewer partitions, another replication factor)."""
+    what Kafka cannot change (fewer partitions, another replication factor); give each of
+    the file's producers exactly the ACLs to write its topics."""
     settings = Settings()
     if not file.is_file():
         # The default is the repository's file: an installed package has no ops/ beside it.
         typer.echo(f"error: no topics file at {file}; pass --file ops/kafka/topics.yaml", err=True)
         raise typer.Exit(EXIT_ERROR)
     try:
-        specs = load_topics(
-            file, prefix=settings.topic_prefix, replication_factor=replication_factor
+        document = read_topics_file(file)
+        specs = parse_topics(
+            document,
+            source=str(file),
+            prefix=settings.topic_prefix,
+            replication_factor=replication_factor,
         )
-    except TopicsFileError as exc:
+        producers = parse_producers(document, source=str(file), prefix=settings.topic_prefix)
+    except (TopicsFileError, GrantsFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_ERROR) from None
     url = bus or settings.bus_url
     try:
         target = open_bus(url)
         try:
-            report = apply_topics(target, specs, dry_run=dry_run)
+            report = apply_topics(target, specs, producers=producers, dry_run=dry_run)
         finally:
             target.close()
     except BusError as exc:

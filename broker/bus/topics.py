@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import yaml
 
 from broker.bus.base import Bus, BusError, TopicSpec
+from broker.bus.grants import GrantStep, ProducerGrant, apply_grants
 from broker.bus.sqlite_log import check_topic_name
 
 if TYPE_CHECKING:
@@ -46,15 +47,23 @@ def load_topics(
 ) -> list[TopicSpec]:
     """The topics ``path`` defines, each name after ``prefix``; ``replication_factor``
     overrides the file's (a one-broker cluster cannot hold three copies)."""
+    return parse_topics(
+        read_topics_file(path),
+        source=str(path),
+        prefix=prefix,
+        replication_factor=replication_factor,
+    )
+
+
+def read_topics_file(path: Path) -> object:
+    """The topics file as parsed YAML (its topics and its producers' grants)."""
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document: object = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise TopicsFileError(f"{path}: {exc.strerror or exc}") from exc
     except yaml.YAMLError as exc:
         raise TopicsFileError(f"{path}: not YAML: {exc}") from exc
-    return parse_topics(
-        document, source=str(path), prefix=prefix, replication_factor=replication_factor
-    )
+    return document
 
 
 def parse_topics(
@@ -65,7 +74,7 @@ def parse_topics(
     replication_factor: int | None = None,
 ) -> list[TopicSpec]:
     """The topics of an already parsed topics document (see ``load_topics``)."""
-    top = _mapping(document, source, {"replication_factor", "topics"})
+    top = _mapping(document, source, {"replication_factor", "topics", "producers"})
     default_rf = _positive(top.get("replication_factor"), f"{source}: replication_factor")
     topics = _mapping(top.get("topics"), f"{source}: topics", None)
     if not topics:
@@ -178,13 +187,17 @@ class Report:
     steps: list[Step] = field(default_factory=list)
     #: What could not be compared at all (a broker that does not describe configs).
     notes: list[str] = field(default_factory=list)
+    #: The producers' ACLs, user by user (``broker.bus.grants``).
+    grants: list[GrantStep] = field(default_factory=list)
 
     @property
     def in_sync(self) -> bool:
         """Whether the bus matches the file (after applying; as found, in a dry run)."""
         if self.dry_run:
-            return all(s.action is Action.OK for s in self.steps)
-        return all(s.settled for s in self.steps)
+            return all(s.action is Action.OK for s in self.steps) and all(
+                g.action == "ok" for g in self.grants
+            )
+        return all(s.settled for s in self.steps) and all(g.action != "failed" for g in self.grants)
 
     def count(self, action: Action) -> int:
         """How many steps were ``action``."""
@@ -192,7 +205,8 @@ class Report:
 
     def lines(self) -> list[str]:
         """The report as printed: one line per step, then a summary."""
-        out = [s.line(dry_run=self.dry_run) for s in self.steps] + self.notes
+        out = [s.line(dry_run=self.dry_run) for s in self.steps]
+        out += [g.line(dry_run=self.dry_run) for g in self.grants] + self.notes
         topics = len({s.topic for s in self.steps})
         done = "would be " if self.dry_run else ""
         summary = (
@@ -204,6 +218,10 @@ class Report:
         stuck = sum(1 for s in self.steps if not s.settled)
         if stuck:
             summary += f"; {stuck} difference(s) apply cannot make (see above)"
+        if self.grants:
+            users = len({g.user for g in self.grants})
+            changed = len({g.user for g in self.grants if g.action != "ok"})
+            summary += f"; {users} producers, {changed} {done}given new ACLs"
         return [*out, summary]
 
 
@@ -216,9 +234,16 @@ class TopicState:
     configs: Mapping[str, str] | None = None
 
 
-def apply_topics(bus: Bus, specs: Sequence[TopicSpec], *, dry_run: bool = False) -> Report:
-    """Make ``bus`` hold ``specs``: create what is missing, change what Kafka lets change,
-    report the rest. Idempotent: a second run finds every topic as defined."""
+def apply_topics(
+    bus: Bus,
+    specs: Sequence[TopicSpec],
+    *,
+    producers: Sequence[ProducerGrant] = (),
+    dry_run: bool = False,
+) -> Report:
+    """Make ``bus`` hold ``specs``, and each of ``producers`` write exactly its topics: create
+    what is missing, change what Kafka lets change, report the rest. Idempotent: a second run
+    finds every topic and grant as defined."""
     from broker.bus.kafka import KafkaBus
 
     admin: _TopicAdmin = _KafkaTopics(bus) if isinstance(bus, KafkaBus) else _LogTopics(bus)
@@ -229,7 +254,13 @@ def apply_topics(bus: Bus, specs: Sequence[TopicSpec], *, dry_run: bool = False)
             steps += _converge(admin, spec, existing[spec.name], dry_run)
     order = {spec.name: i for i, spec in enumerate(specs)}
     steps.sort(key=lambda step: order[step.topic])  # in the file's order; stable within one
-    return Report(dry_run, steps, admin.notes)
+    report = Report(dry_run, steps, admin.notes)
+    if producers and isinstance(bus, KafkaBus):
+        report.grants, notes = apply_grants(bus.admin(), producers, dry_run=dry_run)
+        report.notes += notes
+    elif producers:
+        report.notes.append("producers not applied: the embedded log has no users or ACLs")
+    return report
 
 
 def _create(admin: _TopicAdmin, missing: list[TopicSpec], dry_run: bool) -> list[Step]:

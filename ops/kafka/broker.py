@@ -9,7 +9,7 @@ and producer ids, as a real restart does.
 
 With ``users`` the broker listens with SASL/PLAIN and enforces ACLs (StandardAuthorizer, deny
 when no ACL matches): ``admin`` is the super user the platform's own admin calls use; every
-other user may do only what an ACL grants (see ``grant_producer``).
+other user may do only what an ACL grants (``tsunagu topics apply``'s ``producers``).
 """
 
 from __future__ import annotations
@@ -33,14 +33,6 @@ from pathlib import Path
 from types import TracebackType
 
 from kafka import KafkaAdminClient
-from kafka.admin import (
-    ACL,
-    ACLOperation,
-    ACLPermissionType,
-    ACLResourcePatternType,
-    ResourcePattern,
-    ResourceType,
-)
 from kafka.errors import KafkaError
 
 POM = Path(__file__).with_name("pom.xml")
@@ -330,37 +322,6 @@ class KafkaBroker:
             yield client
         finally:
             client.close()
-
-    def grant_producer(self, user: str, topics: list[str]) -> None:
-        """ACLs letting ``user`` write (and describe) exactly these topics, nothing else."""
-        acls = [
-            ACL(
-                principal=f"User:{user}",
-                host="*",
-                operation=operation,
-                permission_type=ACLPermissionType.ALLOW,
-                resource_pattern=ResourcePattern(
-                    ResourceType.TOPIC, topic, ACLResourcePatternType.LITERAL
-                ),
-            )
-            for topic in topics
-            for operation in (ACLOperation.WRITE, ACLOperation.DESCRIBE)
-        ]
-        acls.append(
-            ACL(
-                principal=f"User:{user}",
-                host="*",
-                operation=ACLOperation.IDEMPOTENT_WRITE,
-                permission_type=ACLPermissionType.ALLOW,
-                resource_pattern=ResourcePattern(
-                    ResourceType.CLUSTER, "kafka-cluster", ACLResourcePatternType.LITERAL
-                ),
-            )
-        )
-        with self.admin() as admin:
-            result = admin.create_acls(acls)
-        if result.get("failed"):
-            raise RuntimeError(f"ACLs refused: {result['failed']}")
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Stop the broker cleanly (SIGTERM, a controlled shutdown), killing it if it hangs."""

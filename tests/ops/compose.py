@@ -18,6 +18,11 @@ SECRETS = {
     "POSTGRES_PASSWORD": "store-password",
     "VAULT_DB_PASSWORD": "vault-password",
     "GRAFANA_ADMIN_PASSWORD": "grafana-password",
+    "KAFKA_ADMIN_PASSWORD": "kafkaAdminPassword1",
+    "TRANSPORT_KAFKA_PASSWORD": "transportPassword2",
+    "HEALTH_KAFKA_PASSWORD": "healthPassword3",
+    "CURRENCY_KAFKA_PASSWORD": "currencyPassword4",
+    "VACANT_HOUSE_KAFKA_PASSWORD": "vacantHousePassword5",
 }
 
 _VARIABLE = re.compile(

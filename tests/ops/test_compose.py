@@ -19,6 +19,7 @@ import pytest
 import typer.main
 import yaml
 
+from broker.bus.kafka import kafka_url
 from broker.bus.topics import load_topics
 from broker.cli import app
 from broker.settings import Settings
@@ -244,12 +245,13 @@ def test_the_bus_names_the_kafka_brokers_of_the_shape(stack: Shape) -> None:
     for service in _app_services(stack):
         url = _settings(service).bus_url
         assert url.startswith("kafka://"), service.name
-        for hostport in url.removeprefix("kafka://").split(","):
+        servers, _ = kafka_url(url)
+        for hostport in servers:
             host, port = hostport.split(":")
             assert host in brokers, f"{service.name}: bus host {host} is not a broker here"
             env = brokers[host].environment
-            assert f"PLAINTEXT://{host}:{port}" in env["KAFKA_ADVERTISED_LISTENERS"]
-            assert f"PLAINTEXT://:{port}" in env["KAFKA_LISTENERS"]
+            assert f"SASL://{host}:{port}" in env["KAFKA_ADVERTISED_LISTENERS"]
+            assert f"SASL://:{port}" in env["KAFKA_LISTENERS"]
 
 
 def test_the_kraft_quorum_and_replication_fit_the_brokers(stack: Shape) -> None:
