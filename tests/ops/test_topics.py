@@ -276,11 +276,30 @@ def test_on_the_sqlite_log_apply_creates_the_topics_and_reports_partitions(
         assert bus.end_offsets("consent.changes") == {0: 0}
         assert len(bus.end_offsets("health")) == 12
         assert len(bus.end_offsets("transport")) == 4
-        assert _actions(report)["transport"] == [Action.CANNOT]
-        assert "the SQLite log cannot add them" in report.lines()[0]
+        assert _actions(report)["transport"] == [Action.OK]
+        assert "4 partitions here; the file's 12 are for Kafka" in report.lines()[0]
         assert report.count(Action.CREATE) == len(specs) - 1
         assert "replication" not in "\n".join(report.lines())  # the log has none
-        assert not report.in_sync
+        assert report.in_sync
+
+
+def test_the_command_on_the_embedded_log_exits_0_when_nothing_is_wrong(tmp_path: Path) -> None:
+    bus = f"sqlite:///{tmp_path / 'bus.db'}"
+    with SqliteLog(tmp_path / "bus.db") as log:
+        log.create_topics([TopicSpec("transport", 4)])  # as `make run` made it
+    first = CliRunner().invoke(app, ["topics", "apply", "--bus", bus])
+    assert first.exit_code == 0, first.output
+    assert "producers not applied: the embedded log has no users or ACLs" in first.output
+    again = CliRunner().invoke(app, ["topics", "apply", "--bus", bus, "--dry-run"])
+    assert again.exit_code == 0, again.output
+    assert "would create" not in again.output
+
+
+def test_the_command_on_the_embedded_log_exits_1_when_a_topic_is_missing(tmp_path: Path) -> None:
+    bus = f"sqlite:///{tmp_path / 'bus.db'}"
+    dry = CliRunner().invoke(app, ["topics", "apply", "--bus", bus, "--dry-run"])
+    assert dry.exit_code == 1, dry.output
+    assert "would create         transport: 12 partitions" in dry.output
 
 
 # -- the command --------------------------------------------------------------------------------
