@@ -1,9 +1,12 @@
 """Audit entry kinds, the fields each may carry, and the canonical encoding that is hashed.
 
 An entry is ``(seq, at, kind, actor, subject_ref, fields, prev_hash)``; its hash is
-SHA-256 over the canonical encoding of exactly those (:func:`canonical`): orjson with sorted
-keys, ``fields`` canonicalised the same way, ``prev`` the previous entry's hash (64 zeros for
-the first). Anyone can recompute it from an export with nothing but orjson and hashlib.
+SHA-256 over the RFC 8785 (JSON Canonicalization Scheme) encoding of exactly those
+(:func:`canonical`), ``fields`` canonicalised the same way, ``prev`` the previous entry's hash
+(64 zeros for the first). Anyone can recompute it from an export with any JCS implementation
+and SHA-256. orjson with sorted keys writes the same bytes as JCS for what entries hold
+(strings, integers, booleans, ASCII keys), so :func:`jcs` uses it there and the reference
+implementation (``rfc8785``) for the rest (floats, keys whose UTF-16 order differs).
 
 Personal data never enters an entry in the clear. Fields are checked against the kind's list
 below (an unknown field is refused, so a caller cannot slip a name or an address in), and a
@@ -18,12 +21,14 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import orjson
+import rfc8785
 
 from consent.keys import load_or_create_key
 
@@ -144,14 +149,55 @@ def check_fields(kind: EntryKind, fields: Mapping[str, Any], has_subject: bool) 
         raise EntryFieldError("token_issued: a resident's sub is personal; pass subject= instead")
 
 
+#: The largest integer JCS carries (I-JSON's safe integers, as the reference implementation).
+_JCS_MAX_INT = 2**53 - 1
+
+
+def jcs(value: Any) -> bytes:
+    """``value`` as RFC 8785 (JCS) canonical JSON."""
+    if _orjson_writes_jcs(value):
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return rfc8785.dumps(value)
+
+
+def _orjson_writes_jcs(value: Any) -> bool:
+    """Whether orjson's sorted output is already JCS: no floats (ECMAScript number text), no
+    integer beyond 2**53 - 1, and keys below U+D800 (where code point order is UTF-16 order)."""
+    kind = type(value)
+    # Exact types first: this runs for every audit entry.
+    if kind in _WRITTEN_AS_STRINGS:
+        return True
+    if kind is int:
+        return bool(-_JCS_MAX_INT <= value <= _JCS_MAX_INT)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not (key.isascii() or max(key) < "\ud800"):
+                return False
+            if not _orjson_writes_jcs(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        return all(_orjson_writes_jcs(item) for item in value)
+    if isinstance(value, str | date | UUID):  # StrEnum members and other subclasses
+        return True
+    if isinstance(value, int):  # IntEnum members (bool is an exact type above)
+        return -_JCS_MAX_INT <= value <= _JCS_MAX_INT
+    return False  # floats, and anything else: the reference implementation decides
+
+
+#: Types orjson writes as JSON strings (or literals) exactly as JCS would.
+_WRITTEN_AS_STRINGS = frozenset({str, bool, type(None), datetime, date, UUID})
+
+
 def encode_fields(fields: Mapping[str, Any]) -> str:
     """The canonical JSON text of ``fields`` (what is stored and what is hashed)."""
-    return orjson.dumps(fields, option=FIELD_OPTIONS).decode()
+    text = orjson.dumps(fields, option=FIELD_OPTIONS)  # datetimes as UTC strings
+    return text.decode() if _orjson_writes_jcs(fields) else canonical_fields(text)
 
 
-def canonical_fields(text: str) -> str:
+def canonical_fields(text: str | bytes) -> str:
     """Re-canonicalise stored or exported fields text (a no-op on untouched text)."""
-    return orjson.dumps(orjson.loads(text), option=orjson.OPT_SORT_KEYS).decode()
+    return jcs(orjson.loads(text)).decode()
 
 
 def canonical(
@@ -163,7 +209,8 @@ def canonical(
     fields_text: str,
     prev_hash: str,
 ) -> bytes:
-    """The bytes an entry's hash is taken over; ``fields_text`` must be canonical."""
+    """The bytes an entry's hash is taken over; ``fields_text`` must be canonical. The
+    envelope's keys are ASCII and its values strings and integers: orjson writes it as JCS."""
     return orjson.dumps(
         {
             "v": ENCODING_VERSION,
