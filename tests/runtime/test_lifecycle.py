@@ -1,16 +1,21 @@
-"""A platform owns its threads: opened and closed again and again in one process, it leaves no
-thread running and no file open; a thread that will not stop is named, not waited for forever."""
+"""A platform owns its threads: opened and closed again and again in one process (alone, or as
+an API process's), it leaves no thread running and no file open; a thread that will not stop
+is named, not waited for forever."""
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from broker.api.serve import app_for_process
 from broker.lifecycle import Lifecycle
 from broker.runtime import Platform
 from broker.settings import Settings
@@ -91,3 +96,26 @@ def test_closers_run_after_the_threads_stopped_last_registered_first() -> None:
     owner.spawn("worker", work)
     owner.close()
     assert order == ["worker", "listener", "store"]
+
+
+def test_an_api_process_closes_its_platform_when_the_server_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TSUNAGU_DATA_DIR", str(tmp_path))
+    threads, files = _threads(), _open_files()
+    switch = sys.getswitchinterval()
+    try:
+        for _ in range(3):
+            app = app_for_process()  # its own platform, with the consent threads
+            with TestClient(app) as http:  # runs the lifespan as uvicorn does
+                assert http.get("/healthz").status_code == 200
+                assert any(t.name == "consent-relay" for t in _threads() - threads)
+            for thread in _threads() - threads:
+                # The event loop's own pool (not the platform's): told to end as the loop ends.
+                if thread.name == "AnyIO worker thread":
+                    thread.join()
+            assert _threads() == threads
+            assert _open_files() == files
+    finally:
+        gc.unfreeze()  # the lifespan froze what this test process had built
+        sys.setswitchinterval(switch)
