@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -79,7 +78,7 @@ def up(
         + (
             f"  Demo            the synthetic region ({population:,} residents) streams through "
             f"the four connectors at {demo_speed:g}x; outboxes in {settings.data_dir / 'outbox'}\n"
-            + _demo_summary(settings, base, running[1])
+            + _demo_summary(settings, base, running)
             if running is not None
             else ""
         )
@@ -101,15 +100,12 @@ def up(
             configure_serving(api, settings.api_threads)
             uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:
-        platform.stop.set()
-        if running is not None:
-            stream, life = running
-            stream.join(30)  # let the connectors stop before the bus closes
-            life.join(15)  # and the demo partners before the store closes
+        # Joins every thread the platform started (the demo's connectors and partners too)
+        # before the bus and the store close.
         platform.close()
 
 
-def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading.Thread, DemoLife]:
+def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
     """Seed the demo's partners and consents, then stream the region and run the partners."""
     from broker.auth.origin import connector_key, master_key_of
     from broker.auth.principals import Role
@@ -158,21 +154,17 @@ def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading
         interval_s=settings.demo_read_interval_s,
         token_ttl_s=settings.token_ttl_s,
         issue=_audited_issue(settings, issuer) if issuer is not None else None,
-        stop=platform.stop,
+        lifecycle=platform.lifecycle,
         audit=platform.audit,
     )
     # Before anything streams or reads: the demo resident's consents are there when the
     # printed page is opened.
     life.seed()
-    thread = threading.Thread(
-        target=stream_region,
-        args=(region, connectors, platform.stop, speed),
-        name="demo-region",
-        daemon=True,
+    platform.lifecycle.spawn(
+        "demo-region", lambda stop: stream_region(region, connectors, stop, speed)
     )
-    thread.start()
     life.start()
-    return thread, life
+    return life
 
 
 def _local_url(settings: Settings) -> str:

@@ -6,6 +6,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from functools import partial
+from types import TracebackType
 
 from sqlalchemy import Engine
 
@@ -21,6 +22,7 @@ from broker.ingest.gateway import IngestGateway
 from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
+from broker.lifecycle import Lifecycle
 from broker.private_files import private_dir
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
@@ -51,7 +53,8 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
 
 @dataclass
 class Platform:
-    """The parts one process runs, opened from the settings."""
+    """The parts one process runs, opened from the settings; ``close`` (or leaving a ``with``
+    block) stops every thread it started and releases the bus and the store."""
 
     settings: Settings
     bus: Bus
@@ -65,7 +68,8 @@ class Platform:
     vault: SubjectVault
     pseudonyms: Pseudonyms
     audit: AuditLog
-    stop: threading.Event = field(default_factory=threading.Event)
+    #: The owner of every thread this platform starts and of what must close after them.
+    lifecycle: Lifecycle = field(default_factory=Lifecycle)
     listener: ConsentChangeListener | None = None
     webhooks: WebhookDispatcher | None = None
     chain_monitor: ChainMonitor | None = None
@@ -74,9 +78,24 @@ class Platform:
     def open(cls, settings: Settings) -> Platform:
         """Open the bus and the store, creating topics and tables as needed."""
         private_dir(settings.data_dir, tighten=True)
+        lifecycle = Lifecycle()
+        try:
+            return cls._open(settings, lifecycle)
+        except BaseException:
+            lifecycle.close()  # what opened before the failure
+            raise
+
+    @classmethod
+    def _open(cls, settings: Settings, lifecycle: Lifecycle) -> Platform:
+        # Each part's closer is registered as soon as it opens; they run in reverse order.
         bus = open_bus(settings.bus_url, retention_s=settings.bus_retention_s)
+        lifecycle.on_close("bus", bus.close)
         bus.create_topics(topic_specs(settings))
         engine = make_engine(settings.store_url)
+        lifecycle.on_close("store", engine.dispose)
+        # Apart from the store, so that no backup of the store holds a subject key.
+        vault = SubjectVault.open_url(settings.vault_store_url)
+        lifecycle.on_close("vault", vault.close)
         registry = SchemaRegistry.from_directory(settings.schemas_dir)
         catalogue = Catalogue.load(settings.schemas_dir)
         keys = KeyRing.in_data_dir(settings.data_dir)
@@ -92,27 +111,35 @@ class Platform:
         )
         # Every decision, allow or deny, goes to the hash-chained audit log.
         audit = AuditLog(engine, keys)
+        lifecycle.on_close("audit log", audit.close)  # writes what is still queued
         watch_store(engine)  # this process's /metrics reports the audit checkpoint's age
+        lifecycle.on_close("store metrics", partial(unwatch_store, engine))
         decisions.on_decision = audit.record_decision
         consent.add_change_hook(partial(_audit_consent_change, audit))
         pseudonyms = Pseudonyms(key_of(settings))
         consent.add_change_hook(partial(_forget_erased_pseudonyms, pseudonyms))
-        # Apart from the store, so that no backup of the store holds a subject key.
-        vault = SubjectVault.open_url(settings.vault_store_url)
+        identity = open_identity(settings)
+        lifecycle.on_close("token verifier", identity.verifier.close)
         return cls(
             settings,
             bus,
             engine,
             registry,
             StoredRegistry(registry, engine),
-            open_identity(settings),
+            identity,
             keys,
             decisions,
             consent,
             vault,
             pseudonyms,
             audit,
+            lifecycle,
         )
+
+    @property
+    def stop(self) -> threading.Event:
+        """Set when the platform closes: every thread it started returns when it sees it."""
+        return self.lifecycle.stop
 
     def worker(self) -> IngestWorker:
         """An ingest worker over this platform's bus and store."""
@@ -158,12 +185,9 @@ class Platform:
         )
 
     def start_worker_thread(self) -> threading.Thread:
-        """Run an ingest worker in a background thread until ``stop`` is set (and, as every
-        process that ingests does, verify the audit chain periodically)."""
-        thread = threading.Thread(
-            target=self.worker().run, args=(self.stop,), name="ingest", daemon=True
-        )
-        thread.start()
+        """Run an ingest worker in a background thread until the platform closes (and, as
+        every process that ingests does, verify the audit chain periodically)."""
+        thread = self.lifecycle.spawn("ingest", self.worker().run)
         self.start_chain_verifier()
         self.start_bus_retention()
         return thread
@@ -175,7 +199,7 @@ class Platform:
         if not isinstance(bus, Forgetting):
             return
 
-        def enforce() -> None:
+        def enforce(stop: threading.Event) -> None:
             while True:
                 try:
                     dropped = bus.enforce_retention()
@@ -183,10 +207,10 @@ class Platform:
                         log.info("bus retention: %d expired records deleted", dropped)
                 except BusError as exc:
                     log.warning("bus retention: failed, will retry: %s", exc)
-                if self.stop.wait(interval_s):
+                if stop.wait(interval_s):
                     return
 
-        threading.Thread(target=enforce, name="bus-retention", daemon=True).start()
+        self.lifecycle.spawn("bus-retention", enforce)
 
     def start_chain_verifier(self) -> None:
         """Verify the whole audit chain now and every ``audit_verify_interval_s`` (0: never),
@@ -195,20 +219,23 @@ class Platform:
         if not interval or self.chain_monitor is not None:
             return
         self.chain_monitor = ChainMonitor(self.engine, self.keys, interval_s=interval)
-        threading.Thread(
-            target=self.chain_monitor.watch, args=(self.stop,), name="audit-verify", daemon=True
-        ).start()
+        self.lifecycle.spawn("audit-verify", self.chain_monitor.watch)
 
     def start_change_listener(self) -> None:
         """Apply other processes' consent changes here: decisions, and the subject keys of
         erased subjects (an erasure elsewhere holds here at once, not when a cache ages)."""
-        self.listener = ConsentChangeListener(
+        if self.listener is not None:
+            return
+        listener = ConsentChangeListener(
             self.bus,
             self.decisions,
             topic=self.settings.topic_prefix + CONSENT_CHANGES_TOPIC,
             also=[self._evict_subject_key],
         )
-        self.listener.start()
+        listener.subscribe()
+        self.lifecycle.on_close("consent change listener", listener.leave)
+        self.lifecycle.spawn(f"consent-changes-{listener.group}", listener.run)
+        self.listener = listener
 
     def _evict_subject_key(self, change: ConsentChange) -> None:
         if change.scope is ChangeScope.SUBJECT:
@@ -222,34 +249,36 @@ class Platform:
         """Apply other processes' consent changes here, publish this process's, and notify
         partners of revocations and expiries (signed webhooks, retried)."""
         self.start_change_listener()
-        threading.Thread(
-            target=self.consent.relay, args=(self.stop,), name="consent-relay", daemon=True
-        ).start()
-        self.webhooks = WebhookDispatcher(
+        if self.webhooks is not None:
+            return
+        self.lifecycle.spawn("consent-relay", self.consent.relay)
+        webhooks = WebhookDispatcher(
             self.engine,
             self.keys,
             max_attempts=self.settings.webhook_max_attempts,
             timeout_s=self.settings.webhook_timeout_s,
             pseudonym=self.pseudonyms.of,
         )
-        self.consent.add_change_hook(self.webhooks.on_change)
-        threading.Thread(
-            target=self.webhooks.run, args=(self.stop,), name="partner-webhooks", daemon=True
-        ).start()
+        self.lifecycle.on_close("partner webhooks", webhooks.close)
+        self.consent.add_change_hook(webhooks.on_change)
+        self.lifecycle.spawn("partner-webhooks", webhooks.run, wake=webhooks.wake)
+        self.webhooks = webhooks
 
     def close(self) -> None:
-        """Stop the worker and release the bus and the store."""
-        self.stop.set()
-        if self.listener is not None:
-            self.listener.stop()
-        if self.webhooks is not None:
-            self.webhooks.wake()
-            self.webhooks.close()
-        self.audit.close()  # writes what is still queued
-        unwatch_store(self.engine)
-        self.bus.close()
-        self.engine.dispose()
-        self.vault.close()
+        """Stop and join every thread the platform started, then release the bus, the store
+        and the rest (logging threads that did not stop in time). A second call does nothing."""
+        self.lifecycle.close()
+
+    def __enter__(self) -> Platform:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
 
 def _forget_erased_pseudonyms(pseudonyms: Pseudonyms, change: ConsentChange) -> None:

@@ -67,29 +67,40 @@ class ConsentChangeListener:
         return self._ready.is_set()
 
     def start(self) -> None:
-        """Join the topic and start applying changes in a daemon thread."""
+        """Join the topic and start applying changes in a daemon thread of its own."""
         if self._thread is not None:
+            return
+        self.subscribe()
+        self._thread = threading.Thread(
+            target=self.run, args=(self._stop,), name=f"consent-changes-{self.group}", daemon=True
+        )
+        self._thread.start()
+
+    def subscribe(self) -> None:
+        """Join the topic's group and ask to be told when caught up (before ``run``)."""
+        if self._consumer is not None:
             return
         self.decision_point.suspend_cache()
         self.bus.create_topics([changes_topic(self.topic)])
         self._consumer = self.bus.consumer(self.group, [self.topic])
         self._send_marker()
-        self._thread = threading.Thread(
-            target=self._run, name=f"consent-changes-{self.group}", daemon=True
-        )
-        self._thread.start()
 
     def wait_ready(self, timeout_s: float = 30.0) -> bool:
         """Block until caught up; False on timeout."""
         return self._ready.wait(timeout_s)
 
     def stop(self) -> None:
-        """Stop the thread and leave the group; the decision point stops caching."""
+        """Stop the thread ``start`` made and leave the group."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+        self.leave()
+
+    def leave(self) -> None:
+        """Leave the group once ``run`` has returned; the decision point stops caching."""
         if self._consumer is not None:
             self._consumer.close()
+            self._consumer = None
         self._ready.clear()
         self.decision_point.suspend_cache()
 
@@ -104,14 +115,17 @@ class ConsentChangeListener:
         )
         self.bus.publish(self.topic, [marker.to_record()])
 
-    def _run(self) -> None:
-        assert self._consumer is not None
+    def run(self, stop: threading.Event) -> None:
+        """Apply changes until ``stop`` is set (a thread's body, after ``subscribe``)."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError("subscribe to the topic before running the listener")
         failing = False
-        while not self._stop.is_set():
+        while not (stop.is_set() or self._stop.is_set()):
             try:
                 if failing:
                     self._send_marker()
-                records = self._consumer.poll(max_records=1000, timeout_s=self.poll_timeout_s)
+                records = consumer.poll(max_records=1000, timeout_s=self.poll_timeout_s)
                 failing = False
             except BusError as exc:
                 if not failing:
@@ -119,7 +133,7 @@ class ConsentChangeListener:
                     self._ready.clear()
                     self.decision_point.suspend_cache()
                 failing = True
-                self._stop.wait(0.5)
+                stop.wait(0.5)
                 continue
             for record in records:
                 try:

@@ -1,68 +1,47 @@
-"""Granting and changing consents; registering partners and the purposes they are approved for.
-
-Every change is one store transaction that also writes the change to the outbox table. After
-the commit the change is handed to this process's hooks (its decision point drops what it
-cached: the change is effective here at once), then the outbox is published to
-``consent.changes`` for every other process. A failed publish leaves the outbox rows for the
-next change or ``flush_outbox`` to send, so no committed change is ever lost on the way.
+"""Granting and changing consents: a subject's side of the service. ``ConsentService`` is also
+the partner registry (``consent.partners``: partners and their approved purposes) and the
+relay of changes (``consent.relay``): every change is one store transaction that also writes it
+to the outbox, holds in this process at once and reaches every other through
+``consent.changes``.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from sqlalchemy import Connection, Engine, and_, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 
-from broker.bus import Bus, BusError, OutRecord
+from broker.bus import Bus
 from broker.store.projections.vacant_house import Listing
-from consent import epoch
 from consent.catalogue import Catalogue
-from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange, changes_topic
+from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange
 from consent.errors import (
     ConcurrentChangeError,
     ConsentNotFoundError,
     InvalidConsentError,
-    InvalidPartnerError,
     InvalidTransitionError,
     NotPropertyOwnerError,
-    PartnerExistsError,
     PurposeNotApprovedError,
-    UnknownPartnerError,
 )
-from consent.ids import PARTNER_ID, SUBJECT_ID, new_consent_id, new_partner_id
+from consent.ids import SUBJECT_ID, new_consent_id
 from consent.keys import Jwks, KeyRing
 from consent.model import (
     Consent,
     ConsentChangeKind,
-    ConsentOutbox,
     ConsentStatus,
     Partner,
-    PartnerPurpose,
     SubjectKind,
     create_tables,
 )
+from consent.partners import PartnerRegistry
 from consent.receipts import Controller, receipt_claims, sign_receipt
-from consent.webhook_targets import check_webhook_url
+from consent.relay import ChangeHook, Publish
 
-log = logging.getLogger(__name__)
-
-Publish = Callable[[str, Sequence[OutRecord]], None]
-ChangeHook = Callable[[ConsentChange], None]
-
-_partners = Partner.__table__  # type: ignore[attr-defined]
-_approvals = PartnerPurpose.__table__  # type: ignore[attr-defined]
 _consents = Consent.__table__  # type: ignore[attr-defined]
-_outbox = ConsentOutbox.__table__  # type: ignore[attr-defined]
 _listings = Listing.__table__  # type: ignore[attr-defined]
-
-_OUTBOX_BATCH = 500
 
 
 def utc_now() -> datetime:
@@ -75,7 +54,7 @@ def _aware(name: str, moment: datetime | None) -> None:
         raise InvalidConsentError(f"{name} needs a UTC offset (got a naive datetime)")
 
 
-class ConsentService:
+class ConsentService(PartnerRegistry):
     """Consents and partners in the store, every change published on ``consent.changes``."""
 
     def __init__(
@@ -91,129 +70,18 @@ class ConsentService:
         clock: Callable[[], datetime] = utc_now,
         allow_private_webhooks: bool = False,
     ) -> None:
-        self.engine = engine
-        self.allow_private_webhooks = allow_private_webhooks
-        self.keys = keys
-        if callable(publisher):
-            self._publish: Publish = publisher  # the caller has created the topic
-        else:
-            publisher.create_topics([changes_topic(topic)])
-            self._publish = publisher.publish
-        self.catalogue = catalogue or Catalogue.load()
-        self.controller = controller or Controller()
-        self.topic = topic
-        self._hooks = list(on_change)
-        self._clock = clock
-        self._outbox_lock = threading.Lock()
-        create_tables(engine)
-
-    def add_change_hook(self, hook: ChangeHook) -> None:
-        """Call ``hook`` synchronously after each committed change (e.g. a decision point)."""
-        self._hooks.append(hook)
-
-    # -- partners and approvals (the municipality) ---------------------------------------------
-
-    def register_partner(
-        self,
-        name_ja: str,
-        name_en: str,
-        *,
-        partner_id: str | None = None,
-        webhook_url: str | None = None,
-    ) -> Partner:
-        """Register a partner firm; its id is generated unless given."""
-        pid = partner_id or new_partner_id()
-        if not PARTNER_ID.fullmatch(pid):
-            raise InvalidPartnerError(f"partner id {pid!r} does not match {PARTNER_ID.pattern}")
-        if webhook_url is not None:
-            check_webhook_url(webhook_url, allow_private=self.allow_private_webhooks)
-        partner = Partner(
-            id=pid,
-            name_ja=name_ja,
-            name_en=name_en,
-            webhook_url=webhook_url,
-            created_at=self._clock(),
+        super().__init__(
+            engine,
+            publisher,
+            catalogue=catalogue or Catalogue.load(),
+            topic=topic,
+            on_change=on_change,
+            clock=clock,
+            allow_private_webhooks=allow_private_webhooks,
         )
-        change = self._partner_change(pid, "partner_registered")
-        try:
-            with self.engine.begin() as conn:
-                conn.execute(_partners.insert().values(**partner.model_dump()))
-                change = self._enqueue(conn, change)
-        except IntegrityError as exc:
-            raise PartnerExistsError(f"partner {pid!r} is already registered") from exc
-        self._after_commit(change)
-        return partner
-
-    def partner(self, partner_id: str) -> Partner:
-        """The partner ``partner_id``, or UnknownPartnerError."""
-        with self.engine.connect() as conn:
-            return self._partner(conn, partner_id)
-
-    def partners(self) -> list[Partner]:
-        """Every registered partner."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(_partners).order_by(_partners.c.id)).all()
-        return [Partner(**r._mapping) for r in rows]
-
-    def approve_purpose(self, partner_id: str, purpose: str, *, approved_by: str) -> PartnerPurpose:
-        """Approve ``purpose`` for the partner (returns the standing approval if there is one)."""
-        self.catalogue.purpose(purpose)
-        change = self._partner_change(partner_id, "purpose_approved", purpose)
-        try:
-            with self.engine.begin() as conn:
-                self._partner(conn, partner_id)
-                standing = self._standing_approval(conn, partner_id, purpose)
-                if standing is not None:
-                    return standing
-                approval = PartnerPurpose(
-                    partner_id=partner_id,
-                    purpose=purpose,
-                    approved_by=approved_by,
-                    approved_at=self._clock(),
-                )
-                values = approval.model_dump(exclude={"id"})
-                approval.id = conn.execute(
-                    _approvals.insert().values(**values).returning(_approvals.c.id)
-                ).scalar_one()
-                change = self._enqueue(conn, change)
-        except IntegrityError as exc:
-            raise ConcurrentChangeError(
-                f"{purpose} was approved for {partner_id} meanwhile"
-            ) from exc
-        self._after_commit(change)
-        return approval
-
-    def withdraw_purpose(
-        self, partner_id: str, purpose: str, *, withdrawn_by: str
-    ) -> PartnerPurpose:
-        """Withdraw the partner's approval for ``purpose``: its consents stop allowing reads."""
-        change = self._partner_change(partner_id, "purpose_withdrawn", purpose)
-        with self.engine.begin() as conn:
-            self._partner(conn, partner_id)
-            standing = self._standing_approval(conn, partner_id, purpose)
-            if standing is None:
-                raise PurposeNotApprovedError(f"{purpose} is not approved for {partner_id}")
-            standing.revoked_by, standing.revoked_at = withdrawn_by, self._clock()
-            conn.execute(
-                _approvals.update()
-                .where(_approvals.c.id == standing.id)
-                .values(revoked_by=standing.revoked_by, revoked_at=standing.revoked_at)
-            )
-            change = self._enqueue(conn, change)
-        self._after_commit(change)
-        return standing
-
-    def approvals(
-        self, partner_id: str, *, include_withdrawn: bool = False
-    ) -> list[PartnerPurpose]:
-        """The partner's approvals (standing ones, or all of them with the withdrawn)."""
-        query = select(_approvals).where(_approvals.c.partner_id == partner_id)
-        if not include_withdrawn:
-            query = query.where(_approvals.c.revoked_at.is_(None))
-        with self.engine.connect() as conn:
-            self._partner(conn, partner_id)
-            rows = conn.execute(query.order_by(_approvals.c.id)).all()
-        return [PartnerPurpose(**r._mapping) for r in rows]
+        self.keys = keys
+        self.controller = controller or Controller()
+        create_tables(engine)
 
     # -- consents (the subject) ----------------------------------------------------------------
 
@@ -361,36 +229,6 @@ class ConsentService:
         """The public keys receipts verify against (serve at ``/.well-known/jwks.json``)."""
         return self.keys.jwks()
 
-    # -- publishing ----------------------------------------------------------------------------
-
-    def flush_outbox(self) -> int:
-        """Publish changes committed but not yet published; returns how many were sent."""
-        sent = 0
-        with self._outbox_lock:
-            while True:
-                with self.engine.connect() as conn:
-                    rows = conn.execute(
-                        select(_outbox.c.seq, _outbox.c.key, _outbox.c.value)
-                        .order_by(_outbox.c.seq)
-                        .limit(_OUTBOX_BATCH)
-                    ).all()
-                if not rows:
-                    return sent
-                records = [OutRecord(r.key.encode("utf-8"), orjson.dumps(r.value)) for r in rows]
-                self._publish(self.topic, records)
-                with self.engine.begin() as conn:
-                    # Another process may have sent them too: duplicates only invalidate twice.
-                    conn.execute(_outbox.delete().where(_outbox.c.seq <= rows[-1].seq))
-                sent += len(rows)
-
-    def relay(self, stop: threading.Event, interval_s: float = 5.0) -> None:
-        """Retry unpublished changes every ``interval_s`` until ``stop`` is set (a thread body)."""
-        while not stop.wait(interval_s):
-            try:
-                self.flush_outbox()
-            except (BusError, SQLAlchemyError) as exc:
-                log.warning("consent outbox: publishing failed, will retry: %s", exc)
-
     # -- internals -----------------------------------------------------------------------------
 
     def _check_terms(
@@ -495,58 +333,6 @@ class ConsentService:
         )
         change = self._enqueue(conn, change)
         return change
-
-    def _partner_change(
-        self, partner_id: str, event: str, purpose: str | None = None
-    ) -> ConsentChange:
-        return ConsentChange(
-            scope=ChangeScope.PARTNER,
-            key=partner_id,
-            event=event,
-            at=self._clock().isoformat(),
-            partner_id=partner_id,
-            purpose=purpose,
-        )
-
-    def _enqueue(self, conn: Connection, change: ConsentChange) -> ConsentChange:
-        """Write ``change`` to the outbox in the change's own transaction, numbered by the
-        store's consent epoch (how every process tells that it has not heard of it yet)."""
-        change = replace(change, epoch=epoch.advance(conn))
-        wire = change.published()  # the outbox and the topic never hold the subject id
-        conn.execute(
-            _outbox.insert().values(key=wire.key, value=wire.to_value(), created_at=self._clock())
-        )
-        return change
-
-    def _after_commit(self, change: ConsentChange) -> None:
-        # This process first, synchronously: the change holds here before the call returns.
-        for hook in self._hooks:
-            hook(change)
-        try:
-            self.flush_outbox()
-        except (BusError, SQLAlchemyError) as exc:
-            # Committed and effective here; the outbox keeps it for the next flush.
-            log.warning("consent change %s not published yet (%s); kept in the outbox", change, exc)
-
-    @staticmethod
-    def _partner(conn: Connection, partner_id: str) -> Partner:
-        row = conn.execute(select(_partners).where(_partners.c.id == partner_id)).first()
-        if row is None:
-            raise UnknownPartnerError(f"no partner {partner_id!r}")
-        return Partner(**row._mapping)
-
-    @staticmethod
-    def _standing_approval(
-        conn: Connection, partner_id: str, purpose: str
-    ) -> PartnerPurpose | None:
-        row = conn.execute(
-            select(_approvals).where(
-                _approvals.c.partner_id == partner_id,
-                _approvals.c.purpose == purpose,
-                _approvals.c.revoked_at.is_(None),
-            )
-        ).first()
-        return None if row is None else PartnerPurpose(**row._mapping)
 
     @staticmethod
     def _current_of_chain(

@@ -40,6 +40,10 @@ class KeySource(Protocol):
         """Whether ``key(kid)`` answers without waiting for the network."""
         ...
 
+    def close(self) -> None:
+        """Wait for any work of the source's own in flight (a fetch) to end."""
+        ...
+
 
 class StaticKeys:
     """A fixed key set: the embedded issuer's own public keys."""
@@ -57,6 +61,9 @@ class StaticKeys:
     def at_hand(self, kid: str) -> bool:
         """Always: the keys are in memory."""
         return True
+
+    def close(self) -> None:
+        """Nothing to wait for: the keys never leave memory."""
 
 
 class RemoteKeys:
@@ -130,6 +137,13 @@ class RemoteKeys:
             f"no key with kid {kid!r} is trusted: the identity provider's key set does not list it"
         )
 
+    def close(self) -> None:
+        """Wait for the fetch in flight, if any (it ends within ``timeout_s``)."""
+        with self._lock:
+            done = self._inflight
+        if done is not None:
+            done.wait(self.timeout_s + 1.0)
+
     def _fresh_key(self, kid: str, now: float) -> PyJWK | None:
         """``kid``'s key if the set is younger than ``cache_s``; refreshes ahead (locked)."""
         age = now - self._fetched_at
@@ -148,7 +162,8 @@ class RemoteKeys:
         done = threading.Event()
         self._inflight = done
         self._attempted_at = now
-        # Owned by this object: it ends after at most ``timeout_s`` and only one runs at once.
+        # Owned by this object: it ends after at most ``timeout_s``, only one runs at once,
+        # and ``close`` waits for it.
         threading.Thread(target=self._fetch, args=(done,), name="jwks-fetch", daemon=True).start()
         return done
 
@@ -246,6 +261,10 @@ class TokenVerifier:
                     self._verified.popitem(last=False)
             return principal
         return self._verify(token, at)
+
+    def close(self) -> None:
+        """Wait for the key source's work in flight (a JWKS fetch), if it has any."""
+        self.keys.close()
 
     def cached(self, token: str) -> Principal | None:
         """The principal of a token verified recently and still valid, without any I/O."""

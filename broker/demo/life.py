@@ -1,15 +1,16 @@
 """The consent-and-partner side of the demo, beside the streaming region: the seed, then one
 thread per partner that reads the API every few seconds while, every few rounds, one of the
-people who consented to it changes their mind. Threads end when ``stop`` is set."""
+people who consented to it changes their mind. The platform's lifecycle owns the threads:
+they end when it closes."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from datetime import time as clock_time
+from functools import partial
 
 import httpx
 
@@ -19,6 +20,7 @@ from broker.demo.cast import PARTNERS, DemoPartner, PlannedGrant, demo_resident,
 from broker.demo.minds import MindChanges
 from broker.demo.reads import ApiUnreachableError, PartnerReader, RenewingToken
 from broker.demo.seed import grant_missing, seed_partners
+from broker.lifecycle import Lifecycle
 from connectors.readers import JST
 from connectors.region import Region
 from consent.service import ConsentService
@@ -37,7 +39,7 @@ DEMO_AUDITOR = "demo-auditor"
 
 
 class DemoLife:
-    """Seeds the demo's partners and consents, then runs its partners until ``stop``."""
+    """Seeds the demo's partners and consents, then runs its partners until the platform closes."""
 
     def __init__(
         self,
@@ -48,7 +50,7 @@ class DemoLife:
         interval_s: float,
         token_ttl_s: int,
         issue: IssueToken | None,
-        stop: threading.Event,
+        lifecycle: Lifecycle,
         partners: Sequence[DemoPartner] = PARTNERS,
         audit: AuditLog | None = None,
     ) -> None:
@@ -59,7 +61,8 @@ class DemoLife:
         self.interval_s = interval_s
         self.token_ttl_s = token_ttl_s
         self.issue = issue  # None under an OIDC provider: no partner tokens, no reads
-        self.stop = stop
+        self.lifecycle = lifecycle  # starts the partners' threads and stops them on close
+        self.stop = lifecycle.stop
         self.partners = tuple(partners)
         self.resident = demo_resident(region)
         self.grants = [g for g in planned_grants(region) if g.partner in self.partners]
@@ -73,25 +76,17 @@ class DemoLife:
         self._waiting = grant_missing(self.service, self.grants, stop=self.stop)
 
     def start(self) -> None:
-        """Start one thread per partner."""
+        """Start one thread per partner, owned by the platform's lifecycle."""
         for partner in self.partners:
-            thread = threading.Thread(
-                target=self._run, args=(partner,), name=f"demo-{partner.partner_id}", daemon=True
+            self._threads.append(
+                self.lifecycle.spawn(f"demo-{partner.partner_id}", partial(self._run, partner))
             )
-            thread.start()
-            self._threads.append(thread)
-
-    def join(self, timeout_s: float) -> None:
-        """Wait up to ``timeout_s`` in all for the threads to end (after ``stop`` is set)."""
-        deadline = time.monotonic() + timeout_s
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
 
     def alive(self) -> bool:
         """Whether any partner thread still runs."""
         return any(thread.is_alive() for thread in self._threads)
 
-    def _run(self, partner: DemoPartner) -> None:
+    def _run(self, partner: DemoPartner, stop: threading.Event) -> None:
         waiting = [g for g in self._waiting if g.partner is partner]
         minds = MindChanges(
             self.service, partner, keep={self.resident.resident_id}, seed=self.region.seed
@@ -101,11 +96,11 @@ class DemoLife:
             if reader is not None and not self._ready(http):
                 return
             rounds = 0
-            while not self.stop.is_set():
+            while not stop.is_set():
                 rounds += 1
                 try:
                     if waiting:
-                        waiting = grant_missing(self.service, waiting, stop=self.stop)
+                        waiting = grant_missing(self.service, waiting, stop=stop)
                     if rounds % CHANGE_EVERY == 0:
                         minds.next()
                     if reader is not None:
@@ -117,10 +112,10 @@ class DemoLife:
                         break
                     continue
                 except Exception:
-                    if self.stop.is_set():
+                    if stop.is_set():
                         break  # the platform is closing under us: nothing to report
                     log.exception("demo partner %s: round failed", partner.partner_id)
-                self.stop.wait(self.interval_s)
+                stop.wait(self.interval_s)
 
     def _reader(self, http: httpx.Client, partner: DemoPartner) -> PartnerReader | None:
         issue = self.issue

@@ -57,6 +57,8 @@ CONSUMER_LAG = Gauge(
 )
 #: Seconds between two readings of the group's lag.
 LAG_INTERVAL_S = 1.0
+#: How long a stopping worker waits for its lag reporter (within one read of the bus).
+LAG_JOIN_TIMEOUT_S = 10.0
 
 DEFAULT_GROUP = "tsunagu-ingest"
 #: Failures of the store or the bus, not of a record: the same batch is retried until they pass.
@@ -193,9 +195,10 @@ class IngestWorker:
         done = threading.Event()
         # On a thread of its own: a worker stuck on a batch (store down) must still show its
         # lag growing, and the bus's offset reads must not slow the batches down.
-        threading.Thread(
+        lag = threading.Thread(
             target=self._report_lag, args=(stop, done), name="ingest-lag", daemon=True
-        ).start()
+        )
+        lag.start()
         why = "stopped"
         try:
             while not stop.is_set():
@@ -224,6 +227,8 @@ class IngestWorker:
             if self.heartbeat is not None:
                 self.heartbeat.stopped(why)
             done.set()
+            # The worker owns its lag reporter: it ends with the worker (one bus read at most).
+            lag.join(LAG_JOIN_TIMEOUT_S)
             consumer.close()
 
     def _report_lag(self, stop: threading.Event, done: threading.Event) -> None:

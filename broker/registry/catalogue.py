@@ -13,7 +13,8 @@ import jsonschema
 import jsonschema_rs
 import orjson
 
-from broker.registry.compatibility import CompatibilityMode, Incompatibility, check
+from broker.registry.compatibility.report import CompatibilityMode, Incompatibility
+from broker.registry.compatibility.walk import check
 
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
 _URN = re.compile(r"^urn:tsunagu:schema:(?P<type>[a-z_]+\.[a-z_]+\.[a-z_]+):v(?P<v>[1-9][0-9]*)$")

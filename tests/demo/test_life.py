@@ -50,7 +50,7 @@ def _life(
         interval_s=0.1,
         token_ttl_s=3600,
         issue=issue,
-        stop=platform.stop,
+        lifecycle=platform.lifecycle,
         partners=partners,
         audit=audit,
     )
@@ -122,8 +122,7 @@ def test_a_partner_thread_logs_refusals_goes_on_and_stops_with_the_platform(
         while time.monotonic() < deadline and len(_refusals(caplog)) < 6:
             time.sleep(0.1)
         assert life.alive()
-        local.stop.set()
-        life.join(10)
+        local.close()  # joins the platform's threads, the partner's among them
     assert not life.alive()
     # Six refusals logged, each naming the partner and the route (on a loaded machine a slow
     # answer may be logged between them too: the thread goes on after that as well).

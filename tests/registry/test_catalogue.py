@@ -14,7 +14,7 @@ from broker.registry.catalogue import (
     UnknownSchemaError,
     UnknownTypeError,
 )
-from broker.registry.compatibility import CompatibilityMode
+from broker.registry.compatibility.report import CompatibilityMode
 from broker.settings import REPO_SCHEMAS
 
 TRIP = "transport.trip.completed"

@@ -7,13 +7,8 @@ from typing import Any
 
 import pytest
 
-from broker.registry.compatibility import (
-    ChangeKind,
-    CompatibilityMode,
-    Incompatibility,
-    check,
-    reader_can_read,
-)
+from broker.registry.compatibility.report import ChangeKind, CompatibilityMode, Incompatibility
+from broker.registry.compatibility.walk import check, reader_can_read
 
 Schema = dict[str, Any]
 

@@ -19,7 +19,7 @@ from broker.registry.catalogue import (
     UnknownTypeError,
     meta_errors,
 )
-from broker.registry.compatibility import CompatibilityMode
+from broker.registry.compatibility.report import CompatibilityMode
 from broker.registry.stored import StoredRegistry
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
