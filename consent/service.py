@@ -20,7 +20,6 @@ import orjson
 from sqlalchemy import Connection, Engine, and_, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
-from broker.bus import Bus, BusError, OutRecord
 from broker.store.projections.vacant_house import Listing
 from consent import epoch
 from consent.catalogue import Catalogue
@@ -50,6 +49,7 @@ from consent.model import (
 )
 from consent.receipts import Controller, receipt_claims, sign_receipt
 from consent.webhook_targets import check_webhook_url
+from contract.bus import Bus, BusError, OutRecord
 
 log = logging.getLogger(__name__)
 

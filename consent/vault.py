@@ -58,9 +58,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from broker.private_files import private_file
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import ConsentError
+from contract.private_files import private_file
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96 bits, GCM's native nonce size

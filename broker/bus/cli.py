@@ -12,9 +12,10 @@ from typing import Annotated
 
 import typer
 
-from broker.bus import BusError, open_bus
+from broker.bus import open_bus
 from broker.bus.topics import REPO_TOPICS_FILE, TopicsFileError, apply_topics, load_topics
 from broker.settings import Settings
+from contract.bus import BusError
 
 topics_app = typer.Typer(
     help="The bus's topics, as ops/kafka/topics.yaml defines them.", no_args_is_help=True

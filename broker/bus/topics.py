@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
-from broker.bus.base import Bus, BusError, TopicSpec
 from broker.bus.sqlite_log import check_topic_name
+from contract.bus import Bus, BusError, TopicSpec
 
 if TYPE_CHECKING:
     from broker.bus.kafka import KafkaBus

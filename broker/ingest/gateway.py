@@ -16,24 +16,20 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from broker import cloudevents
 from broker.audit import AuditLog, NewEntry
-from broker.auth.origin import OriginSigner, connector_key
+from broker.auth.origin import connector_key
 from broker.auth.principals import Principal
-from broker.bus import Bus, OutRecord, dlq_topic
-from broker.cloudevents import STRUCTURED_HEADERS, CloudEvent
 from broker.ingest.auditing import dead_letter_entry
-from broker.ingest.deadletter import (
-    UNROUTED_DLQ,
-    DeadLetterReason,
-    Rejection,
-    dead_letter_bytes,
-)
 from broker.ingest.pipeline import DEAD_LETTERS
 from broker.ingest.provenance import entitlement
-from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
 from broker.store import ledger
+from contract import cloudevents
+from contract.bus import Bus, OutRecord, dlq_topic
+from contract.cloudevents import STRUCTURED_HEADERS, CloudEvent
+from contract.deadletter import UNROUTED_DLQ, DeadLetterReason, Rejection, dead_letter_bytes
+from contract.origin import OriginSigner
+from contract.validation import EventValidator
 
 log = logging.getLogger(__name__)
 

@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Table
 
-from broker.cloudevents import CloudEvent
 from broker.store.projections.currency import CurrencyTransaction, project_currency
 from broker.store.projections.health import HealthPoints, project_health
 from broker.store.projections.sealing import BatchKeys, key_subject
 from broker.store.projections.transport import RideRequest, Trip, project_transport
 from broker.store.projections.vacant_house import Inquiry, Listing, project_vacant_house
+from contract.cloudevents import CloudEvent
 
 if TYPE_CHECKING:
     from consent.vault import SubjectVault

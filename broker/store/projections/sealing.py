@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from broker.cloudevents import CloudEvent
+from contract.cloudevents import CloudEvent
 
 if TYPE_CHECKING:  # consent.vault imports this package's timestamps: no import cycle at run time
     from consent.vault import SubjectKey, SubjectVault

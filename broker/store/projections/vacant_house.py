@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import Connection, Index, LargeBinary, String, select
 from sqlmodel import Field, SQLModel
 
-from broker.cloudevents import CloudEvent
 from broker.store.bulk import insert_many
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, parse_time
 from consent.errors import ConsentError
+from contract.cloudevents import CloudEvent
 
 log = logging.getLogger(__name__)
 
