@@ -58,6 +58,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
+from broker.store.projections.sealing import UnreadableSealError
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import ConsentError
 from contract.private_files import private_file
@@ -76,7 +77,7 @@ class SubjectErasedError(ConsentError):
     code = "subject_erased"
 
 
-class SealedDataError(ConsentError):
+class SealedDataError(ConsentError, UnreadableSealError):
     """Sealed bytes failed authentication: tampered with, truncated, or another subject's."""
 
     code = "sealed_data_invalid"
