@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from contract.bus import Headers, OutRecord, Record
+from contract.bus import Headers, OutRecord, Record, dlq_topic
 from contract.origin import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN
 
 #: Where rejected bytes go when no domain can be told from them (HTTP ingest of non-events).
@@ -54,6 +56,16 @@ class Rejection:
     #: Who really sent it, when a verified token says so and it is not who the event claims
     #: to be (an impersonation names the impersonator, not its victim).
     sender: str = ""
+
+
+def dead_letter_topic(doc: Any, domains: Container[str], topic_prefix: str = "") -> str:
+    """Where a rejected event goes: beside its domain's topic when its ``type`` names a known
+    domain, else ``unrouted.dlq`` (bytes that are no event, or of no domain we know)."""
+    if isinstance(doc, dict) and isinstance(doc.get("type"), str):
+        domain = doc["type"].split(".", 1)[0]
+        if domain in domains:
+            return dlq_topic(topic_prefix + domain)
+    return topic_prefix + UNROUTED_DLQ
 
 
 def origin_of(record: Record) -> str:
