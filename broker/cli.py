@@ -12,8 +12,8 @@ import typer
 from broker.audit.cli import audit_app
 from broker.bus import redact
 from broker.bus.cli import topics_app
+from broker.connector_cli import app as connector_app
 from broker.settings import Settings
-from connectors.cli import app as connector_app
 
 if TYPE_CHECKING:
     from broker.auth.issuer import EmbeddedIssuer
@@ -302,7 +302,8 @@ def token_key(
 ) -> None:
     """Print a connector's bus key: with it, the connector's records carry their MAC, which
     proves them its own (give it to the connector's operator like a password)."""
-    from broker.auth.origin import connector_key, encode_key, master_key_of
+    from broker.auth.origin import connector_key, master_key_of
+    from contract.origin import encode_key
 
     typer.echo(encode_key(connector_key(master_key_of(Settings()), sub)))
 

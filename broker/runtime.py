@@ -15,15 +15,13 @@ from broker.audit.metrics import unwatch_store, watch_store
 from broker.audit.monitor import ChainMonitor
 from broker.auth.origin import master_key_of
 from broker.auth.provider import Identity, open_identity
-from broker.bus import DOMAIN_TOPICS, Bus, BusError, Forgetting, TopicSpec, dlq_topic, open_bus
+from broker.bus import open_bus
 from broker.bus.sqlite_log import SqliteLog
-from broker.ingest.deadletter import UNROUTED_DLQ
 from broker.ingest.gateway import IngestGateway
 from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from broker.lifecycle import Lifecycle
-from broker.private_files import private_dir
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
@@ -37,13 +35,17 @@ from consent.listener import ConsentChangeListener
 from consent.service import ConsentService
 from consent.vault import SubjectVault
 from consent.webhooks import WebhookDispatcher
+from contract.bus import Bus, BusError, Forgetting, TopicSpec, dlq_topic
+from contract.deadletter import UNROUTED_DLQ
+from contract.domains import DOMAINS
+from contract.private_files import private_dir
 
 log = logging.getLogger(__name__)
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The platform's topics: one per domain and a dead-letter topic beside each."""
-    domains = [settings.topic_prefix + t for t in DOMAIN_TOPICS]
+    domains = [settings.topic_prefix + t for t in DOMAINS.topics()]
     specs = [TopicSpec(t, settings.topic_partitions) for t in domains]
     specs += [TopicSpec(dlq_topic(t), 1) for t in domains]
     specs.append(TopicSpec(settings.topic_prefix + UNROUTED_DLQ, 1))
@@ -176,7 +178,7 @@ class Platform:
             self.bus,
             self.engine,
             self.registry,
-            domains=DOMAIN_TOPICS,
+            domains=DOMAINS.topics(),
             topic_prefix=self.settings.topic_prefix,
             max_event_bytes=self.settings.max_event_bytes,
             refresh_registry=self.stored.reload_if_stale,

@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from broker.bus import OutRecord, Record, TopicSpec
+from contract.bus import OutRecord, Record, TopicSpec
 
 #: The topic name before the platform's topic prefix.
 CONSENT_CHANGES_TOPIC = "consent.changes"

@@ -45,7 +45,6 @@ import orjson
 from sqlalchemy import JSON, Column, Connection, Engine, inspect, select, text
 from sqlmodel import Field, SQLModel
 
-from broker.bus import Bus, Forgetting
 from broker.store.projections import LISTINGS, SUBJECT_TABLES
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import InvalidTransitionError
@@ -53,6 +52,7 @@ from consent.model import Consent, ConsentStatus
 from consent.notifications import PartnerNotification, create_notification_tables, enqueue_due
 from consent.service import ConsentService
 from consent.vault import SubjectVault
+from contract.bus import Bus, Forgetting
 
 #: What ``requested_by`` says when the subject asked themselves (never their id).
 BY_SUBJECT = "subject"

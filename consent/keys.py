@@ -27,8 +27,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 
-from broker.private_files import private_dir, private_file
 from consent.errors import KeyStoreError, SignatureInvalidError
+from contract.private_files import private_dir, private_file
 
 Jwk = dict[str, str]
 Jwks = dict[str, list[Jwk]]

@@ -18,7 +18,6 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from broker.bus import Bus, BusError, Consumer
 from consent.changes import (
     CONSENT_CHANGES_TOPIC,
     MARKER_KEY,
@@ -27,6 +26,7 @@ from consent.changes import (
     changes_topic,
 )
 from consent.decisions import DecisionPoint
+from contract.bus import Bus, BusError, Consumer
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ from datetime import datetime
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 
-from broker.bus import Bus
 from consent.catalogue import Catalogue
 from consent.changes import ChangeScope, ConsentChange
 from consent.errors import (
@@ -23,6 +22,7 @@ from consent.ids import PARTNER_ID, new_partner_id
 from consent.model import Partner, PartnerPurpose
 from consent.relay import ChangeHook, ChangeRelay, Publish
 from consent.webhook_targets import check_webhook_url
+from contract.bus import Bus
 
 _partners = Partner.__table__  # type: ignore[attr-defined]
 _approvals = PartnerPurpose.__table__  # type: ignore[attr-defined]

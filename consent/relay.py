@@ -17,10 +17,10 @@ import orjson
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from broker.bus import Bus, BusError, OutRecord
 from consent import epoch
 from consent.changes import ConsentChange, changes_topic
 from consent.model import ConsentOutbox
+from contract.bus import Bus, BusError, OutRecord
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, select
 from sqlalchemy.exc import IntegrityError
 
-from broker.bus import Bus
 from broker.store.projections.vacant_house import Listing
 from consent.catalogue import Catalogue
 from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange
@@ -39,6 +38,7 @@ from consent.model import (
 from consent.partners import PartnerRegistry
 from consent.receipts import Controller, receipt_claims, sign_receipt
 from consent.relay import ChangeHook, Publish
+from contract.bus import Bus
 
 _consents = Consent.__table__  # type: ignore[attr-defined]
 _listings = Listing.__table__  # type: ignore[attr-defined]

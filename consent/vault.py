@@ -58,9 +58,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 
-from broker.private_files import private_file
+from broker.store.projections.sealing import UnreadableSealError
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import ConsentError
+from contract.private_files import private_file
 
 KEY_BYTES = 32  # AES-256
 NONCE_BYTES = 12  # 96 bits, GCM's native nonce size
@@ -76,7 +77,7 @@ class SubjectErasedError(ConsentError):
     code = "subject_erased"
 
 
-class SealedDataError(ConsentError):
+class SealedDataError(ConsentError, UnreadableSealError):
     """Sealed bytes failed authentication: tampered with, truncated, or another subject's."""
 
     code = "sealed_data_invalid"

@@ -12,9 +12,11 @@ from typing import Any
 
 import orjson
 
-from broker.auth.origin import OriginSigner, connector_key, master_key_of
+from broker.auth.origin import connector_key, master_key_of
 from broker.registry.catalogue import SchemaRegistry
 from broker.settings import REPO_SCHEMAS, Settings
+from contract.domains import DOMAINS
+from contract.origin import OriginSigner
 
 _SUBJECT = re.compile(r"^(res|prop|veh)-")
 
@@ -69,7 +71,7 @@ def encode(doc: dict[str, Any]) -> bytes:
 
 
 #: A test connector's registration: every event type of every domain.
-ALL_EVENT_TYPES = ("transport.*", "health.*", "currency.*", "vacant_house.*")
+ALL_EVENT_TYPES = tuple(f"{d}.*" for d in DOMAINS.names())
 
 
 def connector_signer(

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from broker.api.problems import PROBLEM_JSON, problem_response
-from broker.cloudevents import YEARS, year_out_of_range
+from contract.cloudevents import YEARS, year_out_of_range
 
 
 def _unusable(scope: Scope) -> str | None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime
 
-from broker.cloudevents import YEARS
+from contract.cloudevents import YEARS
 
 #: The years a request's moments may fall in: the events' own (one rule). Periods are moved
 #: to month starts, shifted by time zones and widened by defaults; a moment at either end of

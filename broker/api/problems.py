@@ -12,15 +12,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from broker.registry.catalogue import (
-    IncompatibleSchemaError,
-    InvalidSchemaError,
-    UnknownSchemaError,
-    UnknownTypeError,
-)
+from broker.registry.catalogue import IncompatibleSchemaError, InvalidSchemaError
 from broker.registry.stored import SchemaVersionConflictError
 from broker.views.statistics import PurposeNotServedError
 from consent.errors import ConsentError
+from contract.catalogue import UnknownSchemaError, UnknownTypeError
 
 #: HTTP status of each consent error code; a code not listed is a 422.
 CONSENT_STATUS = {

@@ -1,36 +1,10 @@
-"""Bus backends behind one interface: the embedded SQLite log and Kafka."""
+"""Bus backends behind one interface (``contract.bus``): the embedded SQLite log and Kafka."""
 
 from __future__ import annotations
 
-from broker.bus.base import (
-    DOMAIN_TOPICS,
-    Bus,
-    BusError,
-    Consumer,
-    Forgetting,
-    OutRecord,
-    Record,
-    TopicPartition,
-    TopicSpec,
-    dlq_topic,
-    next_offsets,
-)
+from contract.bus import Bus, BusError
 
-__all__ = [
-    "DOMAIN_TOPICS",
-    "Bus",
-    "BusError",
-    "Consumer",
-    "Forgetting",
-    "OutRecord",
-    "Record",
-    "TopicPartition",
-    "TopicSpec",
-    "dlq_topic",
-    "next_offsets",
-    "open_bus",
-    "redact",
-]
+__all__ = ["open_bus", "redact"]
 
 
 def open_bus(url: str, *, retention_s: float | None = None) -> Bus:

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from broker.bus import BusError, open_bus
+from broker.bus import open_bus
 from broker.bus.grants import GrantsFileError, parse_producers
 from broker.bus.topics import (
     REPO_TOPICS_FILE,
@@ -22,6 +22,7 @@ from broker.bus.topics import (
     read_topics_file,
 )
 from broker.settings import Settings
+from contract.bus import BusError
 
 topics_app = typer.Typer(
     help="The bus's topics, as ops/kafka/topics.yaml defines them.", no_args_is_help=True

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from broker.bus.base import BusError
 from broker.bus.sqlite_log import check_topic_name
+from contract.bus import BusError
 
 #: The cluster resource's name in ACLs (there is only one).
 CLUSTER = "kafka-cluster"

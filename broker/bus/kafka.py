@@ -57,8 +57,8 @@ from kafka.errors import (
     UnknownMemberIdError,
 )
 
-from broker.bus.base import BusError, OutRecord, Record, TopicPartition, TopicSpec
 from broker.bus.sqlite_log import check_topic_name
+from contract.bus import BusError, OutRecord, Record, TopicPartition, TopicSpec
 
 log = logging.getLogger(__name__)
 

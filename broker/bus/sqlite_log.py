@@ -54,9 +54,9 @@ from typing import Literal
 
 import orjson
 
-from broker.bus.base import BusError, Headers, OutRecord, Record, TopicPartition, TopicSpec
-from broker.private_files import private_file
-from broker.sqlite_tx import immediate
+from contract.bus import BusError, Headers, OutRecord, Record, TopicPartition, TopicSpec
+from contract.private_files import private_file
+from contract.sqlite_tx import immediate
 
 log = logging.getLogger(__name__)
 

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import yaml
 
-from broker.bus.base import Bus, BusError, TopicSpec
 from broker.bus.grants import GrantStep, ProducerGrant, apply_grants
 from broker.bus.sqlite_log import check_topic_name
+from contract.bus import Bus, BusError, TopicSpec
 
 if TYPE_CHECKING:
     from broker.bus.kafka import KafkaBus

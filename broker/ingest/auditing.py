@@ -10,9 +10,9 @@ import collections
 from collections.abc import Sequence
 
 from broker.audit import EntryKind, NewEntry
-from broker.bus import Record
-from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import Rejection, origin_of
+from contract.bus import Record
+from contract.cloudevents import CloudEvent
+from contract.deadletter import Rejection, origin_of
 
 
 def batch_entries(

@@ -16,24 +16,26 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine
 
-from broker import cloudevents
 from broker.audit import AuditLog, NewEntry
-from broker.auth.origin import OriginSigner, connector_key
+from broker.auth.origin import connector_key
 from broker.auth.principals import Principal
-from broker.bus import Bus, OutRecord, dlq_topic
-from broker.cloudevents import STRUCTURED_HEADERS, CloudEvent
 from broker.ingest.auditing import dead_letter_entry
-from broker.ingest.deadletter import (
+from broker.ingest.pipeline import DEAD_LETTERS
+from broker.ingest.provenance import entitlement
+from broker.registry.catalogue import SchemaRegistry
+from broker.store import ledger
+from contract import cloudevents
+from contract.bus import Bus, OutRecord
+from contract.cloudevents import STRUCTURED_HEADERS, CloudEvent
+from contract.deadletter import (
     UNROUTED_DLQ,
     DeadLetterReason,
     Rejection,
     dead_letter_bytes,
+    dead_letter_topic,
 )
-from broker.ingest.pipeline import DEAD_LETTERS
-from broker.ingest.provenance import entitlement
-from broker.ingest.validation import EventValidator
-from broker.registry.catalogue import SchemaRegistry
-from broker.store import ledger
+from contract.origin import OriginSigner
+from contract.validation import EventValidator
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +128,7 @@ class IngestGateway:
                 )
                 results.append(EventResult(index, checked.id, Outcome.ACCEPTED))
                 continue
-            topic = self._dlq_for(doc)
+            topic = dead_letter_topic(doc, self.domains, self.topic_prefix)
             subject = doc.get("subject") if isinstance(doc, dict) else None
             key = subject.encode("utf-8", "replace") if isinstance(subject, str) else None
             where = f"http/{origin}/{index}"
@@ -236,14 +238,6 @@ class IngestGateway:
                 event.id,
             )
         return self.validator.check_data(event)
-
-    def _dlq_for(self, doc: Any) -> str:
-        # A rejected event goes beside its domain's topic when its type names a known domain.
-        if isinstance(doc, dict) and isinstance(doc.get("type"), str):
-            domain = doc["type"].split(".", 1)[0]
-            if domain in self.domains:
-                return dlq_topic(self.topic_prefix + domain)
-        return self.topic_prefix + UNROUTED_DLQ
 
     def _already_ingested(self, ids: list[str]) -> set[str]:
         with self.engine.connect() as conn:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from broker.private_files import private_file
+from contract.private_files import private_file
 
 log = logging.getLogger(__name__)
 

@@ -15,27 +15,27 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from broker.audit import AuditLog
-from broker.bus import (
-    DOMAIN_TOPICS,
+from broker.ingest.auditing import batch_entries
+from broker.ingest.heartbeat import Heartbeat
+from broker.ingest.provenance import SourceAuthenticator
+from broker.registry.catalogue import SchemaRegistry
+from broker.store import ledger
+from broker.store.projections import project
+from consent.vault import SubjectVault
+from contract.bus import (
     Bus,
     BusError,
     Consumer,
     OutRecord,
     Record,
+    consumer_lag,
     dlq_topic,
     next_offsets,
 )
-from broker.bus.base import consumer_lag
-from broker.cloudevents import CloudEvent
-from broker.ingest.auditing import batch_entries
-from broker.ingest.deadletter import DeadLetterReason, Rejection, dead_letter, origin_of
-from broker.ingest.heartbeat import Heartbeat
-from broker.ingest.provenance import SourceAuthenticator
-from broker.ingest.validation import EventValidator
-from broker.registry.catalogue import SchemaRegistry
-from broker.store import ledger
-from broker.store.projections import project
-from consent.vault import SubjectVault
+from contract.cloudevents import CloudEvent
+from contract.deadletter import DeadLetterReason, Rejection, dead_letter, origin_of
+from contract.domains import DOMAINS
+from contract.validation import EventValidator
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class IngestWorker:
         vault: SubjectVault,
         *,
         group: str = DEFAULT_GROUP,
-        topics: Sequence[str] = DOMAIN_TOPICS,
+        topics: Sequence[str] = DOMAINS.topics(),
         topic_prefix: str = "",
         batch_size: int = 2000,
         max_event_bytes: int = 1024 * 1024,

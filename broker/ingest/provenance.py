@@ -25,9 +25,10 @@ from broker.auth.errors import TokenRejectedError
 from broker.auth.origin import connector_key, mac_matches
 from broker.auth.principals import Principal, Role
 from broker.auth.verifier import TokenVerifier
-from broker.bus.base import Record
-from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN, DeadLetterReason, Rejection
+from contract.bus import Record
+from contract.cloudevents import CloudEvent
+from contract.deadletter import DeadLetterReason, Rejection
+from contract.origin import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN
 
 __all__ = ["H_CONNECTOR_TOKEN", "SourceAuthenticator", "entitlement", "registered_for"]
 

@@ -12,7 +12,8 @@ from sqlalchemy import JSON, Column, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel
 
-from broker.registry.catalogue import SchemaRegistry, SchemaVersion
+from broker.registry.catalogue import SchemaRegistry
+from contract.catalogue import SchemaVersion
 
 
 class StoredSchemaVersion(SQLModel, table=True):

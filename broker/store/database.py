@@ -11,7 +11,7 @@ from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 from sqlmodel import SQLModel
 
-from broker.private_files import private_file
+from contract.private_files import private_file
 
 
 def make_engine(url: str) -> Engine:

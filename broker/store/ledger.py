@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection
 from sqlmodel import Field, SQLModel
 
-from broker.cloudevents import CloudEvent
 from broker.store.bulk import insert_many
+from contract.cloudevents import CloudEvent
 
 
 class IngestedEvent(SQLModel, table=True):

@@ -19,14 +19,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from broker.cloudevents import CloudEvent
-from broker.registry.catalogue import SchemaVersion
 from connectors.sdk.metrics import INVALID
 from connectors.sdk.outbox import Outbox, OutboxEntry
 from connectors.sdk.rows import EventDraft, RowError, stable_event_id
 from connectors.sdk.schemas import Schemas
 from connectors.sdk.sender import Backoff, DrainReport, Sender
 from connectors.sdk.sinks import Sink
+from contract.catalogue import SchemaVersion
+from contract.cloudevents import CloudEvent
 
 __all__ = ["Connector", "InvalidEventError", "PublishReport"]
 

@@ -35,8 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from broker.private_files import private_file
-from broker.sqlite_tx import immediate
+from contract.private_files import private_file
+from contract.sqlite_tx import immediate
 
 __all__ = ["FailedRow", "Outbox", "OutboxEntry", "OutboxRow"]
 

@@ -1,6 +1,6 @@
 """Where a connector's schemas come from: the shared directory, or the platform's registry API.
 
-Either way a connector ends up with a :class:`SchemaRegistry` holding the versions it uses and
+Either way a connector ends up with a :class:`SchemaCatalogue` holding the versions it uses and
 checks data with the ingest pipeline's own :class:`EventValidator`, so a row refused here is
 refused for the same reason, in the same words, as the platform would dead-letter it.
 """
@@ -14,17 +14,17 @@ from typing import Any
 import httpx
 import orjson
 
-from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import Rejection
-from broker.ingest.validation import EventValidator
-from broker.registry.catalogue import (
+from contract.catalogue import (
     RegistryError,
-    SchemaRegistry,
+    SchemaCatalogue,
     SchemaVersion,
     UnknownSchemaError,
     UnknownTypeError,
     parse_urn,
 )
+from contract.cloudevents import CloudEvent
+from contract.deadletter import Rejection
+from contract.validation import EventValidator
 
 __all__ = ["LocalSchemas", "RemoteSchemas", "SchemaUnavailableError", "Schemas"]
 
@@ -36,7 +36,7 @@ class SchemaUnavailableError(RegistryError):
 class Schemas:
     """Schema versions for a connector's event types, each looked up once and then cached."""
 
-    def __init__(self, registry: SchemaRegistry) -> None:
+    def __init__(self, registry: SchemaCatalogue) -> None:
         self.registry = registry
         # max_event_bytes is not used by check_data; the connector checks sizes itself.
         self._validator = EventValidator(registry, max_event_bytes=1 << 30)
@@ -70,7 +70,7 @@ class LocalSchemas(Schemas):
     """Schemas from a checkout of the shared ``schemas/`` directory."""
 
     def __init__(self, directory: Path | str) -> None:
-        super().__init__(SchemaRegistry.from_directory(Path(directory)))
+        super().__init__(SchemaCatalogue.from_directory(Path(directory)))
 
 
 class RemoteSchemas(Schemas):
@@ -84,7 +84,7 @@ class RemoteSchemas(Schemas):
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(SchemaRegistry())
+        super().__init__(SchemaCatalogue())
         headers = {"Accept": "application/schema+json, application/json"}
         if token:
             headers["Authorization"] = f"Bearer {token}"

@@ -10,10 +10,10 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from broker.auth.origin import OriginSigner
-from broker.bus import Bus, BusError, OutRecord
-from broker.cloudevents import STRUCTURED_HEADERS
 from connectors.sdk.outbox import OutboxRow
+from contract.bus import Bus, BusError, OutRecord
+from contract.cloudevents import STRUCTURED_HEADERS
+from contract.origin import OriginSigner
 
 __all__ = [
     "CLOUDEVENTS_BATCH",

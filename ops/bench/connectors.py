@@ -29,15 +29,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from broker.bus import Bus, OutRecord, TopicSpec, open_bus
-from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import Rejection
+from broker.bus import open_bus
 from broker.settings import REPO_SCHEMAS
 from connectors.sdk import BusSink, Connector, EventDraft, LocalSchemas, stable_event_id
+from contract.bus import Bus, OutRecord, TopicSpec
+from contract.cloudevents import CloudEvent
+from contract.deadletter import Rejection
+from contract.domains import DOMAINS
 from ops.bench.events import MIX
 from ops.kafka.broker import KafkaBroker
 
-DOMAINS = ("transport", "health", "currency", "vacant_house")
 SOURCE = "urn:tsunagu:connector:bench"
 
 
@@ -106,7 +107,7 @@ def _prefixes(bus: Bus, n: int) -> Iterator[str]:
     the publishing thread of the GIL) once it publishes to a topic created after it started.
     """
     prefixes = [f"bc{uuid.uuid4().hex[:6]}." for _ in range(n)]
-    bus.create_topics([TopicSpec(p + d, 4) for p in prefixes for d in DOMAINS])
+    bus.create_topics([TopicSpec(p + d, 4) for p in prefixes for d in DOMAINS.topics()])
     return iter(prefixes)
 
 

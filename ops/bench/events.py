@@ -9,10 +9,10 @@ from typing import Any
 
 import orjson
 
-from broker.auth.origin import OriginSigner
-from broker.bus import OutRecord
-from broker.cloudevents import STRUCTURED_HEADERS
 from broker.registry.catalogue import SchemaRegistry
+from contract.bus import OutRecord
+from contract.cloudevents import STRUCTURED_HEADERS
+from contract.origin import OriginSigner
 
 # The mix a region produces: mostly trips, steps and payments; few listings.
 MIX = {

@@ -29,28 +29,30 @@ from sqlalchemy import text
 
 from broker.audit import AuditLog
 from broker.auth.issuer import EmbeddedIssuer
-from broker.auth.origin import OriginSigner, connector_key
+from broker.auth.origin import connector_key
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
-from broker.bus import DOMAIN_TOPICS, Bus, Record, TopicSpec, open_bus
+from broker.bus import open_bus
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
-from broker.ingest.validation import EventValidator
 from broker.registry.catalogue import SchemaRegistry
 from broker.settings import REPO_SCHEMAS
 from broker.store.database import make_engine
 from consent.keys import KeyRing
 from consent.vault import SubjectVault
+from contract.bus import Bus, Record, TopicSpec
+from contract.domains import DOMAINS
+from contract.origin import OriginSigner
+from contract.validation import EventValidator
 from ops.bench.events import SOURCE, make_records
 from ops.kafka.broker import KafkaBroker
 
-DOMAINS = ("transport", "health", "currency", "vacant_house")
 PUBLISH_CHUNK = 2000
 
 
 def _create_topics(bus: Bus, prefix: str) -> None:
-    specs = [TopicSpec(prefix + d, 4) for d in DOMAINS]
-    bus.create_topics(specs + [TopicSpec(prefix + d + ".dlq", 1) for d in DOMAINS])
+    specs = [TopicSpec(prefix + d, 4) for d in DOMAINS.topics()]
+    bus.create_topics(specs + [TopicSpec(prefix + d + ".dlq", 1) for d in DOMAINS.topics()])
 
 
 def _publish(bus: Bus, prefix: str, by_topic: dict[str, list]) -> None:  # type: ignore[type-arg]
@@ -102,7 +104,7 @@ def bench_raw_bus(bus_url: str, registry: SchemaRegistry, n: int) -> tuple[float
     started = time.perf_counter()
     _publish(bus, prefix, by_topic)
     publish_rate = n / (time.perf_counter() - started)
-    consumer = bus.consumer(f"raw-{prefix}", [prefix + d for d in DOMAINS])
+    consumer = bus.consumer(f"raw-{prefix}", [prefix + d for d in DOMAINS.topics()])
     seen = 0
     first_poll = time.perf_counter()
     started = 0.0
@@ -148,7 +150,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
         audit=audit,
     )
     token = issuer.issue(
-        "bench", Role.CONNECTOR, sources=[SOURCE], event_types=[f"{d}.*" for d in DOMAIN_TOPICS]
+        "bench", Role.CONNECTOR, sources=[SOURCE], event_types=[f"{d}.*" for d in DOMAINS.names()]
     )
     ctx = mp.get_context("spawn")
     ready, go = ctx.Event(), ctx.Event()

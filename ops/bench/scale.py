@@ -49,13 +49,15 @@ from psycopg.conninfo import conninfo_to_dict
 from sqlalchemy import Engine, text
 
 from broker.auth.issuer import EmbeddedIssuer
-from broker.auth.origin import OriginSigner, connector_key, master_key_of
+from broker.auth.origin import connector_key, master_key_of
 from broker.auth.principals import Role
-from broker.bus import DOMAIN_TOPICS, open_bus
+from broker.bus import open_bus
 from broker.registry.catalogue import SchemaRegistry
 from broker.runtime import topic_specs
 from broker.settings import REPO_SCHEMAS, Settings
 from broker.store.database import make_engine
+from contract.domains import DOMAINS
+from contract.origin import OriginSigner
 from ops.bench.events import SOURCE, make_records
 from ops.kafka.broker import KafkaBroker
 
@@ -163,7 +165,7 @@ class Deployment:
 
     def wait_until_shared(self, timeout_s: float = 120) -> list[set[str]]:
         """Wait until the workers have split every domain partition, each owning some."""
-        everything = {f"{self.prefix}{t}[{p}]" for t in DOMAIN_TOPICS for p in range(PARTITIONS)}
+        everything = {f"{self.prefix}{t}[{p}]" for t in DOMAINS.topics() for p in range(PARTITIONS)}
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             self.check_alive()
@@ -190,7 +192,7 @@ class Deployment:
         try:
             return {
                 f"{self.prefix}{t}[{p}]": end
-                for t in DOMAIN_TOPICS
+                for t in DOMAINS.topics()
                 for p, end in bus.end_offsets(self.prefix + t).items()
             }
         finally:
@@ -262,7 +264,7 @@ def _connector_token(data_dir: Path) -> str:
         "bench",
         Role.CONNECTOR,
         sources=[SOURCE],
-        event_types=[f"{d}.*" for d in DOMAIN_TOPICS],
+        event_types=[f"{d}.*" for d in DOMAINS.names()],
         ttl_s=24 * 3600,
     )
 
@@ -461,7 +463,7 @@ def main() -> None:
     counts = [int(c) for c in args.workers.split(",")]
     print(
         "Horizontal scale of ingest: `tsunagu worker` processes in one consumer group on a\n"
-        f"Kafka bus (Apache Kafka, {len(DOMAIN_TOPICS) * PARTITIONS} domain partitions) with a"
+        f"Kafka bus (Apache Kafka, {len(DOMAINS.topics()) * PARTITIONS} domain partitions) with a"
         " PostgreSQL store and vault.\n"
         f"Cores: {_cores()}. Kafka, PostgreSQL, the publisher and every worker share them:\n"
         "more workers add no CPU here, so they may not scale on this machine."

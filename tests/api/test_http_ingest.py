@@ -12,8 +12,9 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from broker.bus import Record, open_bus
-from broker.ingest.deadletter import H_ORIGIN, H_PATH, H_REASON
+from broker.bus import open_bus
+from contract.bus import Record
+from contract.deadletter import H_ORIGIN, H_PATH, H_REASON
 from tests.events import make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 

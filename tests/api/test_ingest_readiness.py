@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from broker.bus import OutRecord, open_bus
+from broker.bus import open_bus
+from contract.bus import OutRecord
 from tests.events import connector_signer, encode, make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 

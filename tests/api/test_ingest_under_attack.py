@@ -13,8 +13,9 @@ import orjson
 import pytest
 from sqlalchemy import create_engine, text
 
-from broker.bus import OutRecord, open_bus
-from broker.ingest.deadletter import H_EVENT_ID, H_REASON
+from broker.bus import open_bus
+from contract.bus import OutRecord
+from contract.deadletter import H_EVENT_ID, H_REASON
 from tests.events import connector_signer, encode, make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 

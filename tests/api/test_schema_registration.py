@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 
-from broker.bus import OutRecord, open_bus
+from broker.bus import open_bus
+from contract.bus import OutRecord
 from tests.events import connector_signer, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 

@@ -10,7 +10,8 @@ import httpx
 import orjson
 import pytest
 
-from broker.bus import OutRecord, open_bus
+from broker.bus import open_bus
+from contract.bus import OutRecord
 from tests.events import connector_signer, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 

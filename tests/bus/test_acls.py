@@ -10,10 +10,11 @@ from urllib.parse import quote
 
 import pytest
 
-from broker.bus import BusError, OutRecord, TopicSpec, open_bus
+from broker.bus import open_bus
 from broker.bus.grants import ProducerGrant
 from broker.bus.kafka import KafkaBus, kafka_url
 from broker.bus.topics import apply_topics
+from contract.bus import BusError, OutRecord, TopicSpec
 from ops.kafka.broker import ADMIN_USER, KafkaBroker
 from tests.bus.test_contract import drain
 from tests.fixtures.kafka import unique_topic

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.bus import BusError, OutRecord, TopicSpec
 from broker.bus.kafka import KafkaBus
+from contract.bus import BusError, OutRecord, TopicSpec
 from ops.kafka.broker import KafkaCluster
 from tests.bus.test_contract import drain
 from tests.fixtures.kafka import unique_topic

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from broker.bus import (
+from contract.bus import (
     Bus,
     BusError,
     Consumer,
@@ -17,9 +17,9 @@ from broker.bus import (
     Record,
     TopicPartition,
     TopicSpec,
+    consumer_lag,
     next_offsets,
 )
-from broker.bus.base import consumer_lag
 from tests.fixtures.kafka import unique_topic
 
 # These bound the waits for a Kafka group to join and to rebalance.

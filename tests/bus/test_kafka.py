@@ -8,8 +8,9 @@ import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
-from broker.bus import BusError, OutRecord, TopicSpec, open_bus
+from broker.bus import open_bus
 from broker.bus.kafka import KafkaBus
+from contract.bus import BusError, OutRecord, TopicSpec
 from tests.bus.test_contract import drain
 from tests.fixtures.kafka import KafkaBroker, unique_topic
 

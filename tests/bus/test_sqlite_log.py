@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from kafka.partitioner.default import murmur2 as kafka_murmur2
 
-from broker.bus import Forgetting, OutRecord, TopicPartition, TopicSpec, next_offsets, open_bus
+from broker.bus import open_bus
 from broker.bus.sqlite_log import SqliteLog, murmur2, partition_for_key
+from contract.bus import Forgetting, OutRecord, TopicPartition, TopicSpec, next_offsets
 from tests.bus.test_contract import by_partition, drain
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 CHILD = textwrap.dedent(
     """
     import sys
-    from broker.bus import OutRecord
+    from contract.bus import OutRecord
     from broker.bus.sqlite_log import SqliteLog
 
     bus = SqliteLog(sys.argv[1])

@@ -17,8 +17,6 @@ from typing import Any
 import orjson
 import pytest
 
-from broker import cloudevents
-from broker.registry.catalogue import UnknownTypeError
 from broker.settings import REPO_SCHEMAS
 from connectors.sdk import (
     Backoff,
@@ -29,6 +27,8 @@ from connectors.sdk import (
     RemoteSchemas,
     stable_event_id,
 )
+from contract import cloudevents
+from contract.catalogue import UnknownTypeError
 from tests.connectors.test_sdk_publish import POINTS, TRIP, metric, trip_drafts, unique_source
 from tests.events import example_data, registry
 

@@ -17,10 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import Engine, text
 
-from broker import cloudevents
-from broker.bus import Bus, Record
 from broker.ingest.pipeline import IngestWorker
-from broker.registry.catalogue import UnknownTypeError
 from broker.settings import REPO_SCHEMAS
 from broker.store.database import make_engine
 from connectors.sdk import (
@@ -37,6 +34,9 @@ from connectors.sdk import (
 )
 from connectors.sdk.sender import Backoff
 from consent.vault import SubjectVault
+from contract import cloudevents
+from contract.bus import Bus, Record
+from contract.catalogue import UnknownTypeError
 from tests.events import example_data, registry
 from tests.fixtures.kafka import unique_topic
 

@@ -12,13 +12,13 @@ import pytest
 from kafka.admin import ConfigResource, ConfigResourceType
 from sqlalchemy import Engine
 
-from broker.bus import TopicSpec
 from broker.bus.kafka import KafkaBus
 from consent.changes import MARKER_KEY
 from consent.decisions import DecisionPoint, DecisionReason
 from consent.keys import KeyRing
 from consent.listener import ConsentChangeListener
 from consent.service import ConsentService
+from contract.bus import TopicSpec
 from tests.consent.world import (
     ALICE,
     BUS_FIRM,

@@ -11,7 +11,6 @@ import orjson
 import pytest
 from sqlalchemy import Engine
 
-from broker.bus import BusError, OutRecord
 from broker.bus.sqlite_log import SqliteLog
 from consent.changes import CONSENT_CHANGES_TOPIC, ConsentChange, changes_topic
 from consent.errors import (
@@ -28,6 +27,7 @@ from consent.errors import (
 )
 from consent.keys import KeyRing
 from consent.service import ConsentService
+from contract.bus import BusError, OutRecord
 from tests.bus.test_contract import drain
 from tests.consent.world import (
     ALICE,

@@ -9,13 +9,13 @@ from collections.abc import Callable, Iterator
 import pytest
 from sqlalchemy import Engine
 
-from broker.bus import OutRecord
 from broker.bus.sqlite_log import SqliteLog
 from consent.changes import CONSENT_CHANGES_TOPIC
 from consent.decisions import DecisionPoint, DecisionReason
 from consent.keys import KeyRing
 from consent.listener import ConsentChangeListener
 from consent.service import ConsentService
+from contract.bus import OutRecord
 from tests.consent.world import (
     ALICE,
     BUS_FIRM,

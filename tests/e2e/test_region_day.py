@@ -44,15 +44,15 @@ import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from broker.auth.origin import OriginSigner
-from broker.bus import OutRecord
 from broker.bus.kafka import KafkaBus
-from broker.ingest.deadletter import H_EVENT_ID, H_REASON, UNROUTED_DLQ
 from connectors.demo import open_connectors
 from connectors.readers import JST
 from connectors.region import Region
 from connectors.sdk import BusSink, PublishReport, RemoteSchemas
 from connectors.services import SERVICES
+from contract.bus import OutRecord
+from contract.deadletter import H_EVENT_ID, H_REASON, UNROUTED_DLQ
+from contract.origin import OriginSigner
 from tests.e2e.region_day import Cast, Published, RegionDay, choose_cast, plan
 from tests.events import encode, make_event
 from tests.fixtures.databases import fresh_postgres_database

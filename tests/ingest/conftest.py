@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from broker.bus import Bus, TopicSpec, open_bus
+from broker.bus import open_bus
 from broker.store.database import make_engine
 from consent.vault import SubjectVault
+from contract.bus import Bus, TopicSpec
+from contract.domains import DOMAINS
 
 #: The domain topics the ingest tests publish to (each with its dead-letter topic).
-TOPICS = ["transport", "health", "currency", "vacant_house"]
+TOPICS = list(DOMAINS.topics())
 
 
 @pytest.fixture

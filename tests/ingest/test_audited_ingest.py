@@ -17,13 +17,15 @@ from sqlalchemy import Engine, select, text
 from broker.audit import AuditLog, EntryKind, verify_store
 from broker.audit import tables as audit_tables
 from broker.auth.principals import Principal, Role
-from broker.bus import DOMAIN_TOPICS, Bus, OutRecord, Record, open_bus
+from broker.bus import open_bus
 from broker.ingest import pipeline
-from broker.ingest.deadletter import H_ORIGIN, H_REASON, DeadLetterReason
 from broker.ingest.gateway import IngestGateway, Outcome
 from broker.ingest.pipeline import IngestWorker
 from consent.keys import KeyRing
 from consent.vault import SubjectVault
+from contract.bus import Bus, OutRecord, Record
+from contract.deadletter import H_ORIGIN, H_REASON, DeadLetterReason
+from contract.domains import DOMAINS
 from tests.events import encode, make_event, registry
 from tests.ingest.conftest import TOPICS
 
@@ -169,7 +171,7 @@ def test_http_rejections_are_recorded_naming_the_caller(
 ) -> None:
     bus = open_bus(f"sqlite:///{tmp_path / 'http-bus.db'}")
     try:
-        gateway = IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS, audit=audit)
+        gateway = IngestGateway(bus, engine, registry(), domains=DOMAINS.topics(), audit=audit)
         ok, other = make_event(source=ODT), make_event(source=BUS)
         odt = Principal(
             "odt-connector",
@@ -205,7 +207,7 @@ def test_http_poison_events_are_rejected_and_recorded_on_both_stores(
     nul_type = make_event(type="transport.trip.\x00")
     year_1 = make_event(time="0001-01-01T00:00:00+09:00")
     try:
-        gateway = IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS, audit=audit)
+        gateway = IngestGateway(bus, engine, registry(), domains=DOMAINS.topics(), audit=audit)
         results = gateway.submit([nul_source, nul_subject, nul_type, year_1], "req-poison")
     finally:
         bus.close()

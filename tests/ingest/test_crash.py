@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from broker.bus import OutRecord, open_bus
+from broker.bus import open_bus
 from broker.runtime import topic_specs
 from broker.settings import Settings
 from broker.store.database import make_engine
 from consent.vault import SubjectVault
+from contract.bus import OutRecord
 from tests.events import connector_signer, encode, make_event
 
 EVENTS = 12_000

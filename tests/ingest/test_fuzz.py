@@ -21,11 +21,12 @@ from sqlalchemy import Engine, text
 from broker.auth.issuer import EmbeddedIssuer
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
-from broker.bus import Bus, Consumer, OutRecord
-from broker.ingest.deadletter import H_CONNECTOR_TOKEN, H_ORIGIN
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from consent.vault import SubjectVault
+from contract.bus import Bus, Consumer, OutRecord
+from contract.deadletter import H_ORIGIN
+from contract.origin import H_CONNECTOR_TOKEN
 from tests.auth.oidc import new_key
 from tests.events import ALL_EVENT_TYPES, make_event, registry
 from tests.ingest.conftest import TOPICS

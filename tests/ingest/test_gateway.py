@@ -6,16 +6,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from broker.auth.principals import Principal, Role
-from broker.bus import DOMAIN_TOPICS, open_bus
+from broker.bus import open_bus
 from broker.ingest.gateway import IngestGateway, Outcome
 from broker.store.database import make_engine
+from contract.domains import DOMAINS
 from tests.events import make_event, registry
 
 
 def _gateway(tmp_path: Path) -> IngestGateway:
     bus = open_bus(f"sqlite:///{tmp_path / 'bus.db'}")
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    return IngestGateway(bus, engine, registry(), domains=DOMAIN_TOPICS)
+    return IngestGateway(bus, engine, registry(), domains=DOMAINS.topics())
 
 
 def _connector(source: str, *event_types: str) -> Principal:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from broker.bus import Bus
 from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from consent.vault import SubjectVault
+from contract.bus import Bus
 from tests.events import registry
 from tests.ingest.conftest import TOPICS
 

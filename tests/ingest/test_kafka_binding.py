@@ -15,15 +15,15 @@ from cloudevents.core.v1.event import CloudEvent as SdkEvent
 from kafka import KafkaConsumer
 from sqlalchemy import Engine, select
 
-from broker import cloudevents
-from broker.bus import Bus, OutRecord, TopicSpec
 from broker.bus.kafka import KafkaBus
-from broker.ingest.deadletter import H_REASON
 from broker.ingest.pipeline import IngestWorker
 from broker.store.projections.transport import Trip
 from connectors.sdk import BusSink
 from connectors.sdk.outbox import OutboxRow
 from consent.vault import SubjectVault
+from contract import cloudevents
+from contract.bus import Bus, OutRecord, TopicSpec
+from contract.deadletter import H_REASON
 from tests.events import encode, make_event, registry
 from tests.fixtures.kafka import KafkaBroker, unique_topic
 

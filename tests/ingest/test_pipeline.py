@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select, text
 
-from broker.bus import Bus, OutRecord, Record
-from broker.ingest.deadletter import H_ORIGIN, H_PATH, H_REASON, H_SCHEMA, H_SOURCE
 from broker.ingest.pipeline import IngestWorker
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import Trip, VehiclePosition
 from broker.store.projections.vacant_house import Listing
 from consent.vault import SubjectVault
+from contract.bus import Bus, OutRecord, Record
+from contract.deadletter import H_ORIGIN, H_PATH, H_REASON, H_SCHEMA, H_SOURCE
 from tests.events import encode, make_event, registry
 from tests.ingest.conftest import TOPICS
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from broker.bus import Bus, OutRecord
 from broker.ingest import pipeline
-from broker.ingest.deadletter import H_DETAIL, H_EVENT_ID, H_REASON
 from broker.ingest.pipeline import IngestWorker
 from broker.store.projections import project
 from consent.vault import SubjectVault
+from contract.bus import Bus, OutRecord
+from contract.deadletter import H_DETAIL, H_EVENT_ID, H_REASON
 from tests.events import encode, make_event, registry
 from tests.ingest.conftest import TOPICS
 

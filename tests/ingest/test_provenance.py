@@ -13,20 +13,15 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from broker.auth.issuer import EmbeddedIssuer
-from broker.auth.origin import OriginSigner, connector_key
+from broker.auth.origin import connector_key
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
-from broker.bus import OutRecord, Record, open_bus
-from broker.cloudevents import CloudEvent, from_dict
-from broker.ingest.deadletter import (
-    H_CONNECTOR_TOKEN,
-    H_EVENT_ID,
-    H_REASON,
-    DeadLetterReason,
-    Rejection,
-    dead_letter,
-)
+from broker.bus import open_bus
 from broker.ingest.provenance import SourceAuthenticator
+from contract.bus import OutRecord, Record
+from contract.cloudevents import CloudEvent, from_dict
+from contract.deadletter import H_EVENT_ID, H_REASON, DeadLetterReason, Rejection, dead_letter
+from contract.origin import H_CONNECTOR_TOKEN, OriginSigner
 from tests.auth.oidc import new_key
 from tests.events import connector_signer, encode, make_event
 from tests.fixtures.platform import RunningPlatform

@@ -7,11 +7,11 @@ from typing import Any
 import orjson
 import pytest
 
-from broker import cloudevents
-from broker.bus import Record
-from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import DeadLetterReason, Rejection
-from broker.ingest.validation import EventValidator
+from contract import cloudevents
+from contract.bus import Record
+from contract.cloudevents import CloudEvent
+from contract.deadletter import DeadLetterReason, Rejection
+from contract.validation import EventValidator
 from tests.events import encode, make_event, registry
 
 

@@ -14,10 +14,10 @@ from prometheus_client import REGISTRY
 from sqlalchemy import create_engine
 
 from broker.api.metrics import serve_metrics
-from broker.bus import Bus
 from connectors.sdk import BusSink, Connector, OutboxRow, SendResult, Sink
 from connectors.sdk.rows import stable_event_id
 from consent.decisions import DecisionPoint
+from contract.bus import Bus
 from tests.connectors.test_sdk_publish import SCHEMAS, TRIP, trip_drafts
 
 DECISIONS = "tsunagu_consent_decisions_total"

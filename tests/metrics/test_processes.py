@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.bus import DOMAIN_TOPICS, open_bus
+from broker.bus import open_bus
 from broker.ingest.pipeline import DEFAULT_GROUP
 from connectors.services import SERVICES
+from contract.domains import DOMAINS
 from ops.kafka.broker import free_port
 from tests.api.test_partner_views import PLANNING, _activity, _grant, _id, _pseudonyms, _trip
 from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
@@ -25,7 +26,7 @@ from tests.metrics.scrape import Scrape, scrape, scrape_until
 ACTIVITY = "/v1/partner/residents/{resident}/activity"
 TRIP = "transport.trip.completed"
 SAMPLES = Path(__file__).resolve().parents[2] / "connectors" / "samples"
-PARTITIONS = {(t, str(p)) for t in DOMAIN_TOPICS for p in range(4)}  # TSUNAGU_TOPIC_PARTITIONS
+PARTITIONS = {(t, str(p)) for t in DOMAINS.topics() for p in range(4)}  # TSUNAGU_TOPIC_PARTITIONS
 
 
 @dataclass

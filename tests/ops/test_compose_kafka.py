@@ -15,11 +15,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from broker.bus import BusError, OutRecord, open_bus
+from broker.bus import open_bus
 from broker.bus.grants import parse_producers
 from broker.bus.kafka import KafkaBus, kafka_url
 from broker.bus.topics import read_topics_file
 from broker.cli import app
+from contract.bus import BusError, OutRecord
 from ops.kafka.broker import ADMIN_USER, KafkaBroker, free_port
 from tests.fixtures.kafka import unique_topic
 from tests.ops.compose import REPO, Service, Shape, full, small

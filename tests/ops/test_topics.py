@@ -13,7 +13,6 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 from typer.testing import CliRunner
 
-from broker.bus import TopicSpec
 from broker.bus.kafka import KafkaBus
 from broker.bus.sqlite_log import SqliteLog
 from broker.bus.topics import (
@@ -28,6 +27,7 @@ from broker.bus.topics import (
 from broker.cli import app
 from broker.runtime import topic_specs
 from broker.settings import Settings
+from contract.bus import TopicSpec
 from tests.fixtures.kafka import unique_topic
 
 WEEK_MS = "604800000"

@@ -13,10 +13,10 @@ import pytest
 from broker.api.pages.serve import STATIC
 from broker.audit.entries import EntryKind
 from broker.audit.flows import NodeKind
-from broker.bus import DOMAIN_TOPICS
-from broker.ingest.deadletter import DeadLetterReason
 from consent.decisions import DecisionReason
 from consent.model import ConsentChangeKind, ConsentStatus
+from contract.deadletter import DeadLetterReason
+from contract.domains import DOMAINS
 from tests.fixtures.platform import RunningPlatform
 
 PAGES = ["/resident", "/auditor"]
@@ -141,7 +141,7 @@ def test_the_message_catalogue_is_complete_in_both_languages() -> None:
     used |= {f"change.{c}" for c in ConsentChangeKind}
     used |= {f"kind.{k}" for k in EntryKind}
     used |= {f"flows.col.{n}" for n in NodeKind}
-    used |= {f"topic.{t}" for t in DOMAIN_TOPICS}
+    used |= {f"topic.{t}" for t in DOMAINS.topics()}
     refusals = set(DecisionReason) - {DecisionReason.ALLOWED, DecisionReason.NOT_PERSONAL}
     used |= {f"reason.{r}" for r in refusals | set(DeadLetterReason)}
     assert used - set(messages["ja"]) == set()

@@ -7,15 +7,10 @@ from typing import Any
 
 import pytest
 
-from broker.registry.catalogue import (
-    IncompatibleSchemaError,
-    InvalidSchemaError,
-    SchemaRegistry,
-    UnknownSchemaError,
-    UnknownTypeError,
-)
+from broker.registry.catalogue import IncompatibleSchemaError, InvalidSchemaError, SchemaRegistry
 from broker.registry.compatibility.report import CompatibilityMode
 from broker.settings import REPO_SCHEMAS
+from contract.catalogue import UnknownSchemaError, UnknownTypeError
 
 TRIP = "transport.trip.completed"
 

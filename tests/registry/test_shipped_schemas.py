@@ -529,14 +529,19 @@ def test_envelope_attributes(change: dict[str, Any], valid: bool) -> None:
     assert is_valid(ENVELOPE, event | change) is valid
 
 
-@pytest.mark.parametrize(
-    "name", ["specversion", "id", "source", "type", "subject", "time", "dataschema", "data"]
-)
+@pytest.mark.parametrize("name", ["specversion", "id", "source", "type", "subject", "time", "data"])
 def test_envelope_requires(name: str) -> None:
     event = envelope_for("transport.trip.completed", example("transport.trip.completed"), "")
     event["subject"] = "res-a1b2c3d4"
     del event[name]
     assert not is_valid(ENVELOPE, event)
+
+
+def test_an_envelope_without_dataschema_is_valid_and_means_the_latest_version() -> None:
+    event = envelope_for("transport.trip.completed", example("transport.trip.completed"), "")
+    event["subject"] = "res-a1b2c3d4"
+    del event["dataschema"]
+    assert is_valid(ENVELOPE, event)
 
 
 # --------------------------------------------------------------------------- catalogues

@@ -26,9 +26,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 
-from broker.auth.origin import OriginSigner
-from broker.bus import DOMAIN_TOPICS, OutRecord
 from broker.bus.kafka import KafkaBus
+from contract.bus import OutRecord
+from contract.domains import DOMAINS
+from contract.origin import OriginSigner
 from ops.kafka.broker import KafkaBroker, free_port
 from tests.events import connector_signer, example_data, make_event
 from tests.fixtures.platform import RunningPlatform
@@ -66,7 +67,7 @@ def region_events(n: int, tag: str, residents: int = 400) -> list[dict[str, Any]
 
 def domain_partitions(prefix: str) -> frozenset[str]:
     """Every domain partition of a deployment, as ``topic[p]`` (how the workers log them)."""
-    return frozenset(f"{prefix}{t}[{p}]" for t in DOMAIN_TOPICS for p in range(PARTITIONS))
+    return frozenset(f"{prefix}{t}[{p}]" for t in DOMAINS.topics() for p in range(PARTITIONS))
 
 
 @dataclass
@@ -265,7 +266,7 @@ class Deployment:
 
     def caught_up(self) -> bool:
         """Whether the group has committed the end of every domain partition."""
-        for domain in DOMAIN_TOPICS:
+        for domain in DOMAINS.topics():
             topic = self.prefix + domain
             if self.bus.committed(self.group, topic) != self.bus.end_offsets(topic):
                 return False

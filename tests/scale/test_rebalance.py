@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import time
 
-from broker.bus import OutRecord, TopicPartition, TopicSpec
 from broker.bus.kafka import KafkaBus, KafkaGroupConsumer
+from contract.bus import OutRecord, TopicPartition, TopicSpec
 from tests.fixtures.kafka import KafkaBroker, unique_topic
 
 RECORDS = 20_000

@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import Engine, select, text
 
 from broker.bus.sqlite_log import SqliteLog
-from broker.cloudevents import CloudEvent
 from broker.store.database import make_engine
 from broker.store.projections import LISTINGS, SUBJECT_TABLES, project
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import TransportStop, Trip
 from consent.vault import SubjectVault
+from contract.cloudevents import CloudEvent
 from tests.store.world import (
     ALICE,
     ALICES_HOUSE,

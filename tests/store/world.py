@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, select
 
-from broker.bus import Bus, Record
 from broker.ingest.pipeline import BatchOutcome, IngestWorker
 from broker.store.projections import LISTINGS, SUBJECT_TABLES
 from consent.vault import SubjectVault
+from contract.bus import Bus, Record
 from tests.events import encode, example_data, make_event, registry
 from tests.fixtures.databases import fresh_postgres_database
 

@@ -12,8 +12,8 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.api.identity import AsConnector
 from broker.api.problems import Problem
-from broker.ingest.deadletter import DeadLetterReason
 from broker.ingest.gateway import EventResult, IngestGateway, Outcome
+from contract.deadletter import DeadLetterReason
 
 router = APIRouter(prefix="/v1/events", tags=["ingest"])
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 
-from broker.bus import DOMAIN_TOPICS
+from contract.domains import DOMAINS
 
 router = APIRouter(tags=["health"])
 
@@ -37,7 +37,7 @@ def readyz(request: Request, response: Response) -> Health:
     try:
         # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
         request.app.state.bus.end_offsets(
-            request.app.state.settings.topic_prefix + DOMAIN_TOPICS[0]
+            request.app.state.settings.topic_prefix + DOMAINS.topics()[0]
         )
         checks["bus"] = "ok"
     except Exception as exc:

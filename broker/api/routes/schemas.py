@@ -12,15 +12,11 @@ from broker.api.identity import Principal, Role, require
 from broker.api.limits import charge
 from broker.api.problems import Problem
 from broker.audit import AuditLog, EntryKind
-from broker.bus import DOMAIN_TOPICS
-from broker.registry.catalogue import (
-    SchemaRegistry,
-    UnknownSchemaError,
-    UnknownTypeError,
-    meta_errors,
-)
+from broker.registry.catalogue import SchemaRegistry, meta_errors
 from broker.registry.compatibility.report import CompatibilityMode
 from broker.registry.stored import StoredRegistry
+from contract.catalogue import UnknownSchemaError, UnknownTypeError
+from contract.domains import DOMAINS
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
 
@@ -133,10 +129,10 @@ def register_version(
 ) -> RegisteredVersion:
     """Register the next version of a type, if it is compatible under the type's mode."""
     domain = event_type.split(".", 1)[0]
-    if domain not in DOMAIN_TOPICS or event_type.count(".") != 2:
+    if domain not in DOMAINS or event_type.count(".") != 2:
         raise UnknownTypeError(
             f"{event_type!r} is not <domain>.<entity>.<action> with a domain of "
-            f"{', '.join(DOMAIN_TOPICS)}"
+            f"{', '.join(DOMAINS.names())}"
         )
     version = stored.register(event_type, schema)
     audit: AuditLog = request.app.state.audit

@@ -1,26 +1,23 @@
 """Projections: the tables the views read, written from accepted events.
 
 Rows about a person carry their blind row reference (``subject_ref``), never their id, and
-seal their precise fields under the person's key (``consent.vault``); erasure destroys the
-key and deletes the rows in ``SUBJECT_TABLES`` and the listings the person owns.
+seal their precise fields under the person's key (``consent.vault``, which the store knows
+only as ``sealing.SubjectVault``); erasure destroys the key and deletes the rows in
+``SUBJECT_TABLES`` and the listings the person owns.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Table
 
-from broker.cloudevents import CloudEvent
 from broker.store.projections.currency import CurrencyTransaction, project_currency
 from broker.store.projections.health import HealthPoints, project_health
-from broker.store.projections.sealing import BatchKeys, key_subject
+from broker.store.projections.sealing import BatchKeys, SubjectVault, key_subject
 from broker.store.projections.transport import RideRequest, Trip, project_transport
 from broker.store.projections.vacant_house import Inquiry, Listing, project_vacant_house
-
-if TYPE_CHECKING:
-    from consent.vault import SubjectVault
+from contract.cloudevents import CloudEvent
 
 Projector = Callable[[Connection, Sequence[CloudEvent], BatchKeys], None]
 

@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, Index, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
-from broker.cloudevents import CloudEvent
 from broker.store.bulk import insert_many
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, day_start_jst, parse_time
+from contract.cloudevents import CloudEvent
 
 
 class HealthPoints(SQLModel, table=True):

@@ -1,19 +1,47 @@
 """Sealing on the projection path: whose key an event needs, and one batch's keys.
 
 A row about a person names them by their blind row reference (``subject_ref``) and keeps
-its precise or identifying fields in one ``sealed`` column under their key (see
-``consent.vault``). Keys are fetched once per batch, from the vault's in-process cache.
+its precise or identifying fields in one ``sealed`` column under their key. Keys are fetched
+once per batch, from the vault's in-process cache. The store says here what it needs of a key
+and of the vault; ``consent.vault`` provides them (the store does not import consent).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-from broker.cloudevents import CloudEvent
+from contract.cloudevents import CloudEvent
 
-if TYPE_CHECKING:  # consent.vault imports this package's timestamps: no import cycle at run time
-    from consent.vault import SubjectKey, SubjectVault
+
+class UnreadableSealError(Exception):
+    """Sealed bytes failed authentication: tampered with, truncated, or another subject's."""
+
+
+class SubjectKey(Protocol):
+    """One subject's live key, as the projections use it."""
+
+    @property
+    def ref(self) -> str:
+        """The subject's blind row reference (``subject_ref``)."""
+        ...
+
+    def seal(self, fields: Mapping[str, Any]) -> bytes:
+        """``fields``, encrypted and authenticated under this key."""
+        ...
+
+    def open(self, sealed: bytes) -> dict[str, Any]:
+        """The fields ``seal`` was given; UnreadableSealError when they do not authenticate."""
+        ...
+
+
+class SubjectVault(Protocol):
+    """Where subjects' keys come from (``consent.vault.SubjectVault``)."""
+
+    def keys_for(self, subject_ids: Iterable[str], *, create: bool) -> Mapping[str, SubjectKey]:
+        """The live keys of ``subject_ids`` (made for new subjects when ``create``)."""
+        ...
+
 
 #: Width of a ``subject_ref`` column (the vault's hex HMAC, with room to grow).
 REF_LENGTH = 64

@@ -15,11 +15,11 @@ from typing import Any
 from sqlalchemy import Connection, Index, LargeBinary, String, case
 from sqlmodel import Field, SQLModel
 
-from broker.cloudevents import CloudEvent
 from broker.store.bulk import insert_many
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, parse_time
 from broker.store.projections.upsert import Columns, upsert_many
+from contract.cloudevents import CloudEvent
 
 TRIP = "transport.trip.completed"
 RIDE = "transport.ride.requested"

@@ -17,11 +17,10 @@ from typing import Any
 from sqlalchemy import Connection, Index, LargeBinary, String, select
 from sqlmodel import Field, SQLModel
 
-from broker.cloudevents import CloudEvent
 from broker.store.bulk import insert_many
-from broker.store.projections.sealing import REF_LENGTH, BatchKeys
+from broker.store.projections.sealing import REF_LENGTH, BatchKeys, UnreadableSealError
 from broker.store.projections.timestamps import UtcDateTime, parse_time
-from consent.errors import ConsentError
+from contract.cloudevents import CloudEvent
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +138,7 @@ def _stored_details(keys: BatchKeys, owner_id: str, sealed: bytes | None) -> dic
         return {}
     try:
         return key.open(sealed)
-    except ConsentError:
+    except UnreadableSealError:
         # Bytes that do not authenticate were tampered with: drop them, never stop ingest.
         log.error("listing owner details do not authenticate; replacing them")
         return {}

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from broker import cloudevents
-from broker.bus import Record
-from broker.cloudevents import CloudEvent
-from broker.ingest.deadletter import DeadLetterReason, Rejection
-from broker.registry.catalogue import SchemaRegistry, UnknownSchemaError, UnknownTypeError
+from contract import cloudevents
+from contract.bus import Record
+from contract.catalogue import SchemaCatalogue, UnknownSchemaError, UnknownTypeError
+from contract.cloudevents import CloudEvent
+from contract.deadletter import DeadLetterReason, Rejection
 
 
 def json_pointer(parts: list[str | int]) -> str:
@@ -21,7 +21,7 @@ class EventValidator:
 
     def __init__(
         self,
-        registry: SchemaRegistry,
+        registry: SchemaCatalogue,
         max_event_bytes: int,
         topic_prefix: str = "",
         refresh: Callable[[], bool] | None = None,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from broker.bus import OutRecord, Record
-from broker.bus.base import Headers
+from contract.bus import Headers, OutRecord, Record, dlq_topic
+from contract.origin import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN
 
 #: Where rejected bytes go when no domain can be told from them (HTTP ingest of non-events).
 UNROUTED_DLQ = "unrouted.dlq"
@@ -18,7 +20,7 @@ class DeadLetterReason(StrEnum):
     TOO_LARGE = "too_large"
     NOT_JSON = "not_json"
     INVALID_ENVELOPE = "invalid_envelope"
-    TOO_DEEP = "too_deep"  # nested deeper than cloudevents.MAX_DEPTH
+    TOO_DEEP = "too_deep"  # nested deeper than contract.cloudevents.MAX_DEPTH
     UNKNOWN_TYPE = "unknown_type"
     UNKNOWN_SCHEMA = "unknown_schema"
     WRONG_TOPIC = "wrong_topic"
@@ -39,11 +41,6 @@ H_SCHEMA = "tsunagu-dlq-schema"
 H_SOURCE = "tsunagu-dlq-source"
 H_EVENT_ID = "tsunagu-dlq-event-id"
 H_ORIGIN = "tsunagu-dlq-origin"  # topic/partition/offset: lets a DLQ reader drop redeliveries
-#: The connector's token on a bus record (see ``broker.ingest.provenance``); never kept in a
-#: dead letter, where whoever reads the DLQ could reuse it.
-H_CONNECTOR_TOKEN = "tsunagu-connector-token"
-#: The record's MAC under its connector's key (``broker.auth.origin``): proof of origin.
-H_CONNECTOR_MAC = "tsunagu-connector-mac"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +56,16 @@ class Rejection:
     #: Who really sent it, when a verified token says so and it is not who the event claims
     #: to be (an impersonation names the impersonator, not its victim).
     sender: str = ""
+
+
+def dead_letter_topic(doc: Any, domains: Container[str], topic_prefix: str = "") -> str:
+    """Where a rejected event goes: beside its domain's topic when its ``type`` names a known
+    domain, else ``unrouted.dlq`` (bytes that are no event, or of no domain we know)."""
+    if isinstance(doc, dict) and isinstance(doc.get("type"), str):
+        domain = doc["type"].split(".", 1)[0]
+        if domain in domains:
+            return dlq_topic(topic_prefix + domain)
+    return topic_prefix + UNROUTED_DLQ
 
 
 def origin_of(record: Record) -> str:

@@ -122,7 +122,8 @@ def _bus_credentials(
 ) -> tuple[str | None, bytes | None]:
     """The token and MAC key the connector publishes with on the bus: the given ones, or on
     the platform's own machine (embedded identity) its own, made from the data directory."""
-    from broker.auth.origin import connector_key, decode_key, master_key_of
+    from broker.auth.origin import connector_key, master_key_of
+    from contract.origin import decode_key
 
     if token is not None:
         if key is None:

@@ -1,4 +1,7 @@
-"""The bus interface: keyed records on partitioned topics, consumer groups, at-least-once."""
+"""The bus interface both sides share: keyed records on partitioned topics, consumer groups,
+at-least-once. The backends (the embedded SQLite log, Kafka) live in ``broker.bus``; a
+connector publishes through any object with this shape. The bus knows no domain names: the
+topics come from ``contract.domains``."""
 
 from __future__ import annotations
 
@@ -8,14 +11,6 @@ from typing import NewType, Protocol, runtime_checkable
 
 TopicName = NewType("TopicName", str)
 Headers = Sequence[tuple[str, bytes]]
-
-#: The domain topics; each has a `<topic>.dlq` beside it.
-DOMAIN_TOPICS: tuple[TopicName, ...] = (
-    TopicName("transport"),
-    TopicName("health"),
-    TopicName("currency"),
-    TopicName("vacant_house"),
-)
 
 
 def dlq_topic(topic: str) -> TopicName:
