@@ -13,6 +13,7 @@ process keeps signing with the key it loaded (still published) until it restarts
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -26,6 +27,8 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from jwt import register_algorithm
+from jwt.algorithms import OKPAlgorithm
 
 from consent.errors import KeyStoreError, SignatureInvalidError
 from contract.private_files import private_dir, private_file
@@ -52,7 +55,7 @@ def public_jwk(key: Ed25519PublicKey) -> Jwk:
     """The public JWK (RFC 8037) of ``key``, with its thumbprint as ``kid``."""
     raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     jwk: Jwk = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw)}
-    return {**jwk, "kid": jwk_thumbprint(jwk), "alg": "EdDSA", "use": "sig"}
+    return {**jwk, "kid": jwk_thumbprint(jwk), "alg": JWS_ALG, "use": "sig"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +211,42 @@ class KeyRing:
         keys.setdefault(current, self._signing.public_jwk())
         ordered = [keys[current], *(k for kid, k in keys.items() if kid != current)]
         return {"keys": ordered}
+
+
+#: RFC 9864's fully-specified JWS algorithm for EdDSA with Ed25519: what every signature of
+#: the platform's key (receipts, webhooks, audit checkpoints) names in its header.
+JWS_ALG = "Ed25519"
+#: What a verifier accepts: ``Ed25519``, and RFC 8037's polymorphic ``EdDSA`` (deprecated by
+#: RFC 9864) on what was signed before. Never what a header asks for beyond these.
+VERIFIED_ALGS = frozenset({JWS_ALG, "EdDSA"})
+
+# PyJWT knows it only as EdDSA so far; ValueError: registered already, or known by now.
+with contextlib.suppress(ValueError):
+    register_algorithm(JWS_ALG, OKPAlgorithm())
+
+
+def ed25519_public_key(jwk: Jwk) -> Ed25519PublicKey:
+    """The public key of an OKP/Ed25519 JWK (ValueError when it is not one)."""
+    if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519" or not isinstance(jwk.get("x"), str):
+        raise ValueError(f"key {jwk.get('kid')!r} is not an Ed25519 key")
+    raw = base64.urlsafe_b64decode(jwk["x"] + "=" * (-len(jwk["x"]) % 4))
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def verifying_key(
+    jwks: Jwks, header: dict[str, Any], error: type[SignatureInvalidError]
+) -> tuple[str, Ed25519PublicKey]:
+    """The algorithm of a JWS ``header`` (one the platform signs with, or did) and the key its
+    ``kid`` names in ``jwks``; ``error`` otherwise. The header never picks anything else:
+    ``none`` and HMAC keyed with the public key end here."""
+    alg = header.get("alg")
+    if alg not in VERIFIED_ALGS:
+        raise error("unsupported_alg", f"alg {alg!r} is not {JWS_ALG}")
+    jwk = ed25519_jwk(jwks, header.get("kid"), error)
+    try:
+        return str(alg), ed25519_public_key(jwk)
+    except ValueError as exc:
+        raise error("unsupported_key", str(exc)) from exc
 
 
 def ed25519_jwk(jwks: Jwks, kid: object, error: type[SignatureInvalidError]) -> Jwk:

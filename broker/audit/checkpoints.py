@@ -1,9 +1,10 @@
 """Signed checkpoints: the platform key (Ed25519) attests "the chain up to seq N ends in hash H".
 
-A checkpoint is a compact JWS (EdDSA, ``kid`` and ``typ`` ``audit-checkpoint+jwt`` in the
-header) over ``{iss, iat, seq, hash, at, prev_seq, prev_hash}``. ``prev_*`` name the previous
-checkpoint, so the checkpoints form a chain of their own and removing one is seen at the next.
-It verifies with only the platform's JWKS, as consent receipts do; plain PyJWT can do the same.
+A checkpoint is a compact JWS (alg ``Ed25519``, RFC 9864; ``kid`` and ``typ``
+``audit-checkpoint+jwt`` in the header) over ``{iss, iat, seq, hash, at, prev_seq, prev_hash}``.
+``prev_*`` name the previous checkpoint, so the checkpoints form a chain of their own and
+removing one is seen at the next. It verifies with only the platform's JWKS, as consent receipts
+do; PyJWT can do the same (registering ``Ed25519``, as ``consent.keys`` does).
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from consent.keys import Jwks, SigningKey
+from consent.keys import JWS_ALG, VERIFIED_ALGS, Jwks, SigningKey, ed25519_public_key
 
-ALGORITHM = "EdDSA"
 MEDIA_TYPE = "audit-checkpoint+jwt"
 ISSUER = "urn:tsunagu:platform"
 
@@ -45,7 +46,7 @@ def sign_checkpoint(
         "prev_hash": prev_hash,
     }
     token = jwt.encode(
-        claims, key.private_key, algorithm=ALGORITHM, headers={"kid": key.kid, "typ": MEDIA_TYPE}
+        claims, key.private_key, algorithm=JWS_ALG, headers={"kid": key.kid, "typ": MEDIA_TYPE}
     )
     return Checkpoint(seq, hash_, at, token)
 
@@ -59,7 +60,7 @@ class CheckpointVerifier:
 
     def __init__(self, jwks: Jwks) -> None:
         self._jwks = {k.get("kid"): k for k in jwks.get("keys", [])}
-        self._keys: dict[str, jwt.PyJWK] = {}
+        self._keys: dict[str, Ed25519PublicKey] = {}
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified payload of ``token``; CheckpointInvalid otherwise."""
@@ -67,16 +68,17 @@ class CheckpointVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
             raise CheckpointInvalid(f"not a compact JWS: {exc}") from exc
-        if header.get("alg") != ALGORITHM:
+        alg = header.get("alg")
+        if alg not in VERIFIED_ALGS:
             # Never let the token pick its algorithm ("none", HMAC with the public key, …).
-            raise CheckpointInvalid(f"alg {header.get('alg')!r} is not {ALGORITHM}")
+            raise CheckpointInvalid(f"alg {alg!r} is not {JWS_ALG}")
         kid = header.get("kid")
         key = self._key(kid)
         try:
             payload: dict[str, Any] = jwt.decode(
                 token,
                 key,
-                algorithms=[ALGORITHM],
+                algorithms=[str(alg)],
                 issuer=ISSUER,
                 options={"require": ["iss", "seq", "hash", "prev_seq", "prev_hash"]},
             )
@@ -86,17 +88,14 @@ class CheckpointVerifier:
             raise CheckpointInvalid(f"bad claims: {exc}") from exc
         return payload
 
-    def _key(self, kid: Any) -> jwt.PyJWK:
+    def _key(self, kid: Any) -> Ed25519PublicKey:
         if not isinstance(kid, str) or kid not in self._jwks:
             raise CheckpointInvalid(f"signed by key {kid!r}, which is not in the platform's JWKS")
         key = self._keys.get(kid)
         if key is None:
-            jwk = self._jwks[kid]
-            if jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-                raise CheckpointInvalid(f"key {kid!r} is not an Ed25519 key")
             try:
-                key = jwt.PyJWK(dict(jwk), algorithm=ALGORITHM)
-            except jwt.PyJWKError as exc:
-                raise CheckpointInvalid(f"key {kid!r}: {exc}") from exc
+                key = ed25519_public_key(self._jwks[kid])
+            except ValueError as exc:
+                raise CheckpointInvalid(str(exc)) from exc
             self._keys[kid] = key
         return key

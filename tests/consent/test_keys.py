@@ -34,7 +34,7 @@ def test_the_jwks_publishes_public_keys_only(tmp_path: Path) -> None:
     ring = KeyRing.open(tmp_path / "keys")
     (key,) = ring.jwks()["keys"]
     assert key["kid"] == ring.signing_key.kid
-    assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("OKP", "Ed25519", "EdDSA", "sig")
+    assert (key["kty"], key["crv"], key["alg"], key["use"]) == ("OKP", "Ed25519", "Ed25519", "sig")
     assert "d" not in key
 
 

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any
+from typing import Any, cast
 
+import joserfc.jwk
+import joserfc.jws
 import jwt
+import orjson
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -64,11 +67,28 @@ def test_a_receipt_verifies_with_nothing_but_the_published_jwks(
 def test_anyone_can_verify_a_receipt_with_a_standard_jose_library(
     consent: Consent, keys: KeyRing
 ) -> None:
-    header = jwt.get_unverified_header(consent.receipt)
-    jwk = next(k for k in _published(keys)["keys"] if k["kid"] == header["kid"])
-    payload = jwt.decode(consent.receipt, jwt.PyJWK(jwk), algorithms=["EdDSA"])
-    assert payload["consent"]["id"] == consent.id
-    assert header["typ"] == "consent-receipt+jwt"
+    # joserfc (Authlib's), not the PyJWT we sign with: RFC 9864's fully-specified Ed25519.
+    verified = joserfc.jws.deserialize_compact(
+        consent.receipt,
+        joserfc.jwk.KeySet.import_key_set(cast(Any, _published(keys))),
+        algorithms=["Ed25519"],
+    )
+    assert verified.protected["alg"] == "Ed25519"
+    assert verified.protected["typ"] == "consent-receipt+jwt"
+    assert orjson.loads(verified.payload)["consent"]["id"] == consent.id
+
+
+def test_a_receipt_signed_under_the_deprecated_eddsa_name_still_verifies(
+    consent: Consent, keys: KeyRing
+) -> None:
+    claims = jwt.decode(consent.receipt, options={"verify_signature": False})
+    earlier = jwt.encode(
+        claims,
+        keys.signing_key.private_key,
+        algorithm="EdDSA",
+        headers={"kid": keys.signing_key.kid, "typ": "consent-receipt+jwt"},
+    )
+    assert verify_receipt(earlier, _published(keys))["consent"]["id"] == consent.id
 
 
 def test_every_change_comes_with_its_own_receipt_naming_what_it_supersedes(
