@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -40,8 +41,12 @@ def up(
         bool, typer.Option(help="Stream the synthetic region through the four connectors.")
     ] = False,
     demo_speed: Annotated[
-        float, typer.Option(help="Simulated seconds per real second of the demo.")
-    ] = 120.0,
+        float,
+        typer.Option(
+            help="Simulated seconds per real second once the demo region has caught up with "
+            "the present (1: real time; faster runs ahead of the clock)."
+        ),
+    ] = 1.0,
     population: Annotated[int, typer.Option(help="Residents of the demo region.")] = 2000,
 ) -> None:
     """Run the embedded platform: ingest worker and API together (and the demo region)."""
@@ -76,8 +81,10 @@ def up(
         f"  Keys (JWKS)     {base}/.well-known/jwks.json\n"
         f"  Tokens          {identity}\n"
         + (
-            f"  Demo            the synthetic region ({population:,} residents) streams through "
-            f"the four connectors at {demo_speed:g}x; outboxes in {settings.data_dir / 'outbox'}\n"
+            f"  Demo            the synthetic region ({population:,} residents) has data from "
+            f"{running.region.start} on: the days since its last run are published at once, "
+            f"then it streams {'in real time' if demo_speed == 1 else f'at {demo_speed:g}x'} "
+            f"through the four connectors; outboxes in {settings.data_dir / 'outbox'}\n"
             + _demo_summary(settings, base, running)
             if running is not None
             else ""
@@ -110,7 +117,8 @@ def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
     from broker.auth.origin import connector_key, master_key_of
     from broker.auth.principals import Role
     from broker.demo import DemoLife
-    from connectors.demo import open_connectors, stream_region
+    from connectors.demo import DemoCalendar, open_connectors, stream_region
+    from connectors.readers import JST
     from connectors.region import Region
     from connectors.sdk import BusSink, LocalSchemas
     from connectors.services import SERVICES
@@ -146,7 +154,11 @@ def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
         settings.data_dir / "outbox",
         settings.topic_prefix,
     )
-    region = Region(seed=7, population=population)
+    # The region lives in the present: it began HISTORY_DAYS before its first start.
+    calendar = DemoCalendar.open(
+        settings.data_dir / "demo" / "calendar.json", today=datetime.now(JST).date()
+    )
+    region = Region(seed=7, population=population, start=calendar.start)
     life = DemoLife(
         platform.consent,
         region,
@@ -161,7 +173,7 @@ def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
     # printed page is opened.
     life.seed()
     platform.lifecycle.spawn(
-        "demo-region", lambda stop: stream_region(region, connectors, stop, speed)
+        "demo-region", lambda stop: stream_region(region, connectors, stop, speed, calendar)
     )
     life.start()
     return life
