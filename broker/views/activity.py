@@ -207,7 +207,6 @@ def _aggregates(table: Table) -> list[Any]:
 # Each table's page keeps its own ORDER BY and LIMIT inside a subquery, so each is read from
 # its (subject_ref, time) index; the parts are merged in Python.
 
-_ALL_SHOWN = [t.c[n] for t in (_trips, _rides, _points, _money) for n in _SHOWN[t.name]]
 _KINDS: tuple[type, ...] = (str, int, datetime)
 
 
@@ -223,25 +222,30 @@ def _kind_of(column: Any) -> type:
     raise TypeError(f"{column} is of a type the view's slots do not hold: {column.type}")
 
 
+def _slotted(source: _Source) -> list[str]:
+    """The shown columns of ``source`` that take a slot: all but its time, which the row's
+    head has (parsed once, not twice)."""
+    return [n for n in _SHOWN[source.table.name] if n != source.time]
+
+
+_SOURCES = [source for sources in CATEGORIES.values() for source in sources]
+
+
 def _slot_widths() -> dict[type, int]:
+    """How many slots of each kind a row has: the most any part needs."""
     widths = dict.fromkeys(_KINDS, 0)
-    for table in (_trips, _rides, _points, _money):
+    for source in _SOURCES:
         for kind in _KINDS:
-            here = sum(1 for n in _SHOWN[table.name] if _kind_of(table.c[n]) is kind)
+            here = sum(1 for n in _slotted(source) if _kind_of(source.table.c[n]) is kind)
             widths[kind] = max(widths[kind], here)
-    widths[int] = max(
-        widths[int], *(len(_aggregates(t)) for t in (_trips, _rides, _points, _money))
-    )
+    aggregates = (len(_aggregates(source.table)) for source in _SOURCES)
+    widths[int] = max(widths[int], *aggregates)
     return widths
 
 
 _WIDTHS = _slot_widths()
 #: Where each kind's slots start in a row (after part, event_id, time, sealed).
-_FIRST: dict[type, int] = {}
-_at = 4
-for _kind in _KINDS:
-    _FIRST[_kind] = _at
-    _at += _WIDTHS[_kind]
+_FIRST = {kind: 4 + sum(_WIDTHS[k] for k in _KINDS[: _KINDS.index(kind)]) for kind in _KINDS}
 _SLOT_TYPES: dict[type, Any] = {str: String(), int: Integer(), datetime: _TIME}
 
 
@@ -260,12 +264,16 @@ def _row_shape(part: int, head: list[Any], filled: dict[type, list[Any]]) -> lis
 
 @dataclass(frozen=True, slots=True)
 class _Totals:
+    """A part giving one table's row of a category's totals."""
+
     category: str
     names: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class _Items:
+    """A part giving one table's first items of the page."""
+
     category: str
     source: _Source
     #: The row positions of the table's shown columns, in ``_SHOWN`` order.
@@ -278,6 +286,9 @@ def _page_part(source: _Source, suffix: str, after: bool, part: int) -> tuple[An
     filled: dict[type, list[Any]] = {}
     positions = []
     for name in _SHOWN[table.name]:
+        if name == source.time:
+            positions.append(2)  # the head's time
+            continue
         column = table.c[name]
         given = filled.setdefault(_kind_of(column), [])
         positions.append(_FIRST[_kind_of(column)] + len(given))
