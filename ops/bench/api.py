@@ -767,6 +767,8 @@ def report(results: list[SizeResult], clients: int, duration: float, warmup: flo
         ),
         ("every answer a complete 200", f"{errors:,} not", errors == 0),
     ]
+    if len(results) == 1:
+        del targets[2]  # one size measured (--again): no scaling to judge
     print(f"\ntargets (at {last.events:,} stored events, {clients} clients)")
     for name, figure, ok in targets:
         print(f"  {name:<52}{figure:>16}   {_verdict(ok)}")
