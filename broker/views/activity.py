@@ -15,23 +15,29 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Connection,
+    DateTime,
     Engine,
-    Select,
+    Integer,
+    String,
     Table,
     and_,
     bindparam,
     case,
+    cast,
     func,
-    literal,
+    literal_column,
+    null,
     or_,
     select,
     union_all,
 )
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
 
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import RideRequest, Trip
+from broker.store.reads import Query, fetch_all
 from broker.views.cursors import Position
 from consent.decisions import Decision, DecisionPoint
 from consent.vault import SubjectKey, SubjectVault
@@ -133,12 +139,13 @@ def _window(decision: Decision, start: datetime, end: datetime) -> tuple[datetim
     return (lo, hi) if lo < hi else None
 
 
-# The statements are built once, with bind parameters: rebuilding SQLAlchemy expressions on
-# every request cost more than running them.
+# The statement is built once per set of categories read, with bind parameters, and compiled
+# once per dialect: rebuilding SQLAlchemy expressions on every request cost more than running
+# them, and so did SQLAlchemy's execution and row processing (``broker.store.reads``).
 _TIME = _trips.c.pickup_at.type
 
 
-def _in_window(table: Table, time: str, suffix: str = "") -> Any:
+def _in_window(table: Table, time: str, suffix: str) -> Any:
     t = table.c[time]
     return and_(
         table.c.subject_ref == bindparam("ref"),
@@ -170,7 +177,6 @@ _TOTALS: dict[str, tuple[tuple[_Source, tuple[str, ...]], ...]] = {
         ),
     ),
 }
-_WIDEST = max(len(names) for sources in _TOTALS.values() for _, names in sources)
 
 
 def _aggregates(table: Table) -> list[Any]:
@@ -191,23 +197,144 @@ def _aggregates(table: Table) -> list[Any]:
     ]
 
 
+# -- one statement for the whole page -------------------------------------------------------
+#
+# Every table's page of items and every table's row of totals come back from one UNION ALL:
+# one round trip, one snapshot (totals and items agree). The parts share one row shape:
+# (part, event_id, time, sealed, *slots), where each shown column has a slot of its kind
+# (text, integer, time) and a totals row puts its aggregates in the integer slots; what a part
+# lacks is a NULL of the slot's type (PostgreSQL wants each column of a union to agree).
+# Each table's page keeps its own ORDER BY and LIMIT inside a subquery, so each is read from
+# its (subject_ref, time) index; the parts are merged in Python.
+
+_KINDS: tuple[type, ...] = (str, int, datetime)
+
+
+def _kind_of(column: Any) -> type:
+    """The slot kind of a shown column: text, integer or time (SQLModel's types decorate
+    SQLAlchemy's, so the decorated type decides)."""
+    t = column.type
+    if isinstance(t, TypeDecorator):
+        t = t.impl_instance
+    for kind, base in ((datetime, DateTime), (int, Integer), (str, String)):
+        if isinstance(t, base):
+            return kind
+    raise TypeError(f"{column} is of a type the view's slots do not hold: {column.type}")
+
+
+def _slotted(source: _Source) -> list[str]:
+    """The shown columns of ``source`` that take a slot: all but its time, which the row's
+    head has (parsed once, not twice)."""
+    return [n for n in _SHOWN[source.table.name] if n != source.time]
+
+
+_SOURCES = [source for sources in CATEGORIES.values() for source in sources]
+
+
+def _slot_widths() -> dict[type, int]:
+    """How many slots of each kind a row has: the most any part needs."""
+    widths = dict.fromkeys(_KINDS, 0)
+    for source in _SOURCES:
+        for kind in _KINDS:
+            here = sum(1 for n in _slotted(source) if _kind_of(source.table.c[n]) is kind)
+            widths[kind] = max(widths[kind], here)
+    aggregates = (len(_aggregates(source.table)) for source in _SOURCES)
+    widths[int] = max(widths[int], *aggregates)
+    return widths
+
+
+_WIDTHS = _slot_widths()
+#: Where each kind's slots start in a row (after part, event_id, time, sealed).
+_FIRST = {kind: 4 + sum(_WIDTHS[k] for k in _KINDS[: _KINDS.index(kind)]) for kind in _KINDS}
+_SLOT_TYPES: dict[type, Any] = {str: String(), int: Integer(), datetime: _TIME}
+
+
+def _row_shape(part: int, head: list[Any], filled: dict[type, list[Any]]) -> list[Any]:
+    """The columns of one part: its number, its head (or typed NULLs), then every slot."""
+    columns: list[Any] = [literal_column(str(part), Integer)]
+    blanks = [_trips.c.event_id.type, _TIME, _trips.c.sealed.type]
+    columns += head or [cast(null(), t) for t in blanks]
+    for kind in _KINDS:
+        given = filled.get(kind, [])
+        columns += given + [
+            cast(null(), _SLOT_TYPES[kind]) for _ in range(_WIDTHS[kind] - len(given))
+        ]
+    return [c.label(f"c{i}") for i, c in enumerate(columns)]
+
+
+@dataclass(frozen=True, slots=True)
+class _Totals:
+    """A part giving one table's row of a category's totals."""
+
+    category: str
+    names: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Items:
+    """A part giving one table's first items of the page."""
+
+    category: str
+    source: _Source
+    #: The row positions of the table's shown columns, in ``_SHOWN`` order.
+    positions: tuple[int, ...]
+
+
+def _page_part(source: _Source, suffix: str, after: bool, part: int) -> tuple[Any, tuple[int, ...]]:
+    """One table's page of items as a part of the statement, and where its shown columns are."""
+    table, t = source.table, source.table.c[source.time]
+    filled: dict[type, list[Any]] = {}
+    positions = []
+    for name in _SHOWN[table.name]:
+        if name == source.time:
+            positions.append(2)  # the head's time
+            continue
+        column = table.c[name]
+        given = filled.setdefault(_kind_of(column), [])
+        positions.append(_FIRST[_kind_of(column)] + len(given))
+        given.append(column)
+    head = [table.c.event_id, t, table.c.sealed]
+    query = select(*_row_shape(part, head, filled)).where(_in_window(table, source.time, suffix))
+    if after:
+        # Keyset: strictly after the last item served, so inserts never shift a page.
+        at = bindparam("after_at", type_=_TIME)
+        query = query.where(or_(t > at, and_(t == at, table.c.event_id > bindparam("after_id"))))
+    page = query.order_by(t, table.c.event_id).limit(bindparam("n")).subquery()
+    return select(page), tuple(positions)
+
+
 @functools.cache
-def _totals_statement(categories: frozenset[str]) -> tuple[Any, list[tuple[str, tuple[str, ...]]]]:
-    """One statement for the totals of every included category: a row of aggregates per
-    table, each over its category's window (one round trip and one index range per table)."""
-    parts = []
-    rows: list[tuple[str, tuple[str, ...]]] = []
+def _statement(categories: frozenset[str], after: bool) -> tuple[Any, tuple[_Totals | _Items, ...]]:
+    """The page's one statement for the categories read, and what each of its parts is."""
+    selects: list[Any] = []
+    parts: list[_Totals | _Items] = []
     for category in CATEGORIES:
         if category not in categories:
             continue
+        suffix = _suffix(category)
         for source, names in _TOTALS[category]:
-            columns = _aggregates(source.table)
-            padding = [literal(0) for _ in range(_WIDEST - len(columns))]
-            window = _in_window(source.table, source.time, _suffix(category))
-            tag = literal(len(rows))  # which row is which: a union's order is not promised
-            parts.append(select(tag, *columns, *padding).select_from(source.table).where(window))
-            rows.append((category, names))
-    return (parts[0] if len(parts) == 1 else union_all(*parts)), rows
+            table = source.table
+            window = _in_window(table, source.time, suffix)
+            shape = _row_shape(len(parts), [], {int: _aggregates(table)})
+            selects.append(select(*shape).select_from(table).where(window))
+            parts.append(_Totals(category, names))
+        for source in CATEGORIES[category]:
+            part, positions = _page_part(source, suffix, after, len(parts))
+            selects.append(part)
+            parts.append(_Items(category, source, positions))
+    return union_all(*selects), tuple(parts)
+
+
+_QUERIES: dict[tuple[str, frozenset[str], bool], Query] = {}
+
+
+def _query(dialect: Dialect, categories: frozenset[str], after: bool) -> tuple[Query, Any]:
+    statement, parts = _statement(categories, after)
+    key = (dialect.name, categories, after)
+    query = _QUERIES.get(key)
+    if query is None:
+        query = _QUERIES[key] = Query.of(statement, dialect)
+    return query, parts
 
 
 def _window_params(category: str, lo: datetime, hi: datetime) -> dict[str, datetime]:
@@ -222,56 +349,37 @@ def _with_net(category: str, totals: dict[str, int]) -> dict[str, int]:
     return totals
 
 
-def _totals(
-    conn: Connection, windows: dict[str, tuple[datetime, datetime]], ref: str
-) -> dict[str, dict[str, int]]:
-    statement, rows = _totals_statement(frozenset(windows))
-    params: dict[str, Any] = {"ref": ref}
+def _read(
+    engine: Engine,
+    windows: dict[str, tuple[datetime, datetime]],
+    key: SubjectKey,
+    after: Position | None,
+    n: int,
+) -> tuple[dict[str, dict[str, int]], list[Item]]:
+    """The totals of each category read and each table's first ``n`` items, opened."""
+    query, parts = _query(engine.dialect, frozenset(windows), after is not None)
+    params: dict[str, Any] = {"ref": key.ref, "n": n}
     for category, (lo, hi) in windows.items():
         params.update(_window_params(category, lo, hi))
+    if after is not None:
+        params.update(after_at=after.at, after_id=after.id)
     totals: dict[str, dict[str, int]] = {c: {} for c in windows}
-    for tag, *values in conn.execute(statement, params):
-        category, names = rows[tag]
-        totals[category].update(zip(names, (int(v) for v in values), strict=False))
-    return {category: _with_net(category, t) for category, t in totals.items()}
-
-
-def _page_statement(source: _Source, after: bool) -> Select[Any]:
-    table, t = source.table, source.table.c[source.time]
-    # Only what the item shows, by position: (event_id, time, sealed, *shown). Whole rows
-    # cost a timestamp parse per unused column and a lookup by name per field. (One UNION
-    # ALL of the tables was measured slower on SQLite: it sorts each part again.)
-    columns = [table.c.event_id, t, table.c.sealed, *(table.c[n] for n in _SHOWN[table.name])]
-    query = select(*columns).where(_in_window(table, source.time))
-    if after:
-        # Keyset: strictly after the last item served, so inserts never shift a page.
-        at = bindparam("after_at", type_=_TIME)
-        query = query.where(or_(t > at, and_(t == at, table.c.event_id > bindparam("after_id"))))
-    return query.order_by(t, table.c.event_id).limit(bindparam("n"))
-
-
-_PAGES = {
-    (source.table.name, after): _page_statement(source, after)
-    for sources in CATEGORIES.values()
-    for source in sources
-    for after in (False, True)
-}
-
-
-def _items(
-    conn: Connection, category: str, source: _Source, key: SubjectKey, params: dict[str, Any]
-) -> list[Item]:
-    """One table's first rows of the page, opened (at most ``params["n"]``)."""
-    shown = _SHOWN[source.table.name]
-    kind_at = shown.index(source.kind_column) + 3 if source.kind_column else None
-    statement = _PAGES[source.table.name, "after_at" in params]
-    items = []
-    for row in conn.execute(statement, params):
-        data = dict(zip(shown, row[3:], strict=True))
-        data.update(key.open(row[2]))
-        kind = source.kind if kind_at is None else source.kind + str(row[kind_at])
-        items.append(Item(category, kind, row[0], row[1], data))
-    return items
+    items: list[Item] = []
+    first_int = _FIRST[int]
+    for row in fetch_all(engine, query, params):
+        part = parts[row[0]]
+        if isinstance(part, _Totals):
+            values = row[first_int : first_int + len(part.names)]
+            totals[part.category].update(zip(part.names, (int(v) for v in values), strict=True))
+            continue
+        source = part.source
+        data = dict(zip(_SHOWN[source.table.name], [row[i] for i in part.positions], strict=True))
+        kind = source.kind
+        if source.kind_column is not None:
+            kind += str(data[source.kind_column])
+        data.update(key.open(row[3]))
+        items.append(Item(part.category, kind, row[1], row[2], data))
+    return {category: _with_net(category, t) for category, t in totals.items()}, items
 
 
 def activity(
@@ -300,24 +408,21 @@ def activity(
         window = _window(decision, start, end) if decision.allowed else None
         if window is not None and key is not None:
             windows[category] = window
+    totals: dict[str, dict[str, int]] = {}
     candidates: list[Item] = []
-    with engine.connect() as conn:
-        totals = _totals(conn, windows, key.ref) if windows and key is not None else {}
-        for category, decision in decided:
-            if category not in windows or key is None:
-                # Refused, or allowed with nothing to read (no overlap with the consent's
-                # data range, or no data at all): an allowed one is included with zeros.
-                results.append(
-                    CategoryResult(category, decision, _zero(category) if decision.allowed else {})
-                )
-                continue
-            lo, hi = windows[category]
-            results.append(CategoryResult(category, decision, totals[category], lo, hi))
-            params: dict[str, Any] = {"ref": key.ref, "lo": lo, "hi": hi, "n": limit + 1}
-            if after is not None:
-                params.update(after_at=after.at, after_id=after.id)
-            for source in CATEGORIES[category]:
-                candidates += _items(conn, category, source, key, params)
+    if windows and key is not None:
+        # One statement for the totals and every table's first limit + 1 items.
+        totals, candidates = _read(engine, windows, key, after, limit + 1)
+    for category, decision in decided:
+        if category not in windows:
+            # Refused, or allowed with nothing to read (no overlap with the consent's
+            # data range, or no data at all): an allowed one is included with zeros.
+            results.append(
+                CategoryResult(category, decision, _zero(category) if decision.allowed else {})
+            )
+            continue
+        lo, hi = windows[category]
+        results.append(CategoryResult(category, decision, totals[category], lo, hi))
     # Each table gave at most limit + 1: if more than ``limit`` came in all, there are more.
     candidates.sort(key=lambda i: (i.at, i.id))
     page = candidates[:limit]
