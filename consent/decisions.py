@@ -32,7 +32,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from consent import epoch
 from consent.catalogue import Catalogue
 from consent.changes import ChangeScope, ConsentChange
-from consent.errors import PartnerNotRegisteredError, ReadNotApprovedError, UnknownPurposeError
+from consent.errors import (
+    PartnerNotRegisteredError,
+    PurposeRequiredError,
+    ReadNotApprovedError,
+    UnknownPurposeError,
+)
 from consent.ids import SUBJECT_ID
 from consent.model import Consent, ConsentStatus, Partner, PartnerPurpose, SubjectKind
 
@@ -281,11 +286,16 @@ class DecisionPoint:
             return DecisionReason.OUTSIDE_DATA_RANGE, c
         return DecisionReason.ALLOWED, c
 
-    def check_purpose(self, partner: str, purpose: str) -> None:
-        """Refuse a partner's read unless ``purpose`` is in the catalogue and approved for
-        ``partner`` now: the one purpose check of every read path (views, statistics, vacant
-        houses), fresh in every process (``sync`` first: a withdrawal committed by another
-        process holds from the next request, whether or not the bus has brought it yet)."""
+    def check_purpose(self, partner: str, purpose: str | None) -> None:
+        """Refuse a partner's read unless it names a ``purpose`` in the catalogue, approved
+        for ``partner`` now: the one purpose check of every read path (views, statistics,
+        vacant houses, through ``broker.api.reads``), fresh in every process (``sync`` first:
+        a withdrawal committed by another process holds from the next request, whether or
+        not the bus has brought it yet)."""
+        if purpose is None:
+            raise PurposeRequiredError(
+                "a partner names the purpose of its read: ?purpose=<a purpose approved for you>"
+            )
         self.sync()
         if purpose not in self._purposes:
             raise UnknownPurposeError(
