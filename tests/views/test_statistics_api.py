@@ -14,11 +14,15 @@ from broker.store.database import make_engine
 from broker.store.projections.timestamps import JST
 from broker.store.projections.transport import Trip
 from broker.views.statistics import (
+    KBelowMinimumError,
     MonthNotClosedError,
+    PeriodError,
     add_months,
+    chosen_k,
     complete_months,
     jst_month_start,
     publishable_end,
+    published_month_start,
 )
 from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
 
@@ -436,3 +440,31 @@ def test_a_partner_over_its_rate_gets_429_with_retry_after(
     assert first.status_code == 200, first.text
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) >= 1
+
+
+# -- the k floor and the period, as the statistics domain rules them ---------------------------
+
+
+def test_k_may_raise_the_minimum_and_is_refused_below_it_saying_what_to_ask() -> None:
+    assert chosen_k(None, 10) == 10
+    assert chosen_k(25, 10) == 25
+    with pytest.raises(KBelowMinimumError, match="ask with k=10 or more"):
+        chosen_k(9, 10)
+
+
+def test_a_period_over_five_years_or_empty_is_refused_saying_what_to_ask() -> None:
+    start = add_months(MAY, -61)
+    assert complete_months(add_months(MAY, -60), MAY, JUNE_3, SETTLE_DAYS)[0] == add_months(
+        MAY, -60
+    )
+    with pytest.raises(PeriodError, match="ask for it in parts"):
+        complete_months(start, MAY, JUNE_3, SETTLE_DAYS)
+    with pytest.raises(PeriodError, match="`from` must be before `to`"):
+        complete_months(MAY, MAY, JUNE_3, SETTLE_DAYS)
+
+
+def test_a_houses_month_not_published_yet_is_refused_naming_the_last_published() -> None:
+    assert published_month_start(None, JUNE_3, SETTLE_DAYS) == add_months(MAY, -1)
+    assert published_month_start("2025-04", JUNE_3, SETTLE_DAYS) == add_months(MAY, -1)
+    with pytest.raises(MonthNotClosedError, match="name a published month, 2025-04 or earlier"):
+        published_month_start("2025-05", JUNE_3, SETTLE_DAYS)
