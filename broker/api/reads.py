@@ -17,10 +17,9 @@ from concurrent.futures import Future
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials
 from starlette.concurrency import run_in_threadpool
 
-from broker.api.identity import authenticate, bearer, check_role
+from broker.api.identity import check_role, current_principal
 from broker.api.limits import charge
 from broker.api.services import Services, services_of
 from broker.audit import EntryKind
@@ -87,10 +86,10 @@ class AuditedRead:
     def __init__(self, *roles: Role) -> None:
         self.roles = frozenset(roles)
 
-    async def open(self, request: Request, token: str | None, purpose: str | None) -> PartnerRead:
-        """Authenticate, check the role and the partner's rate, approve the purpose."""
+    async def open(self, request: Request, caller: Principal, purpose: str | None) -> PartnerRead:
+        """Check the role and the partner's rate, approve the purpose."""
         services = services_of(request.app)
-        caller = check_role(await authenticate(request, token), self.roles)
+        check_role(caller, self.roles)
         if caller.role is not Role.PARTNER:
             # Auditors and admins read statistics as the municipality, for no partner purpose.
             return PartnerRead(caller, MUNICIPAL_PURPOSE, services)
@@ -105,7 +104,9 @@ class AuditedRead:
         return PartnerRead(caller, purpose, services)
 
 
-_Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+# Authenticated first, as a sub-dependency: a request without a valid token is a 401 before
+# its parameters (a missing purpose) are looked at.
+_Caller = Annotated[Principal, Depends(current_principal)]
 
 
 class PartnerViewRead(AuditedRead):
@@ -114,7 +115,7 @@ class PartnerViewRead(AuditedRead):
     async def __call__(
         self,
         request: Request,
-        credentials: _Credentials,
+        caller: _Caller,
         purpose: Annotated[
             str,
             Query(
@@ -127,7 +128,7 @@ class PartnerViewRead(AuditedRead):
         ],
     ) -> PartnerRead:
         """The partner's read, approved for ``purpose``."""
-        return await self.open(request, credentials.credentials if credentials else None, purpose)
+        return await self.open(request, caller, purpose)
 
 
 class StatisticsRead(AuditedRead):
@@ -136,7 +137,7 @@ class StatisticsRead(AuditedRead):
     async def __call__(
         self,
         request: Request,
-        credentials: _Credentials,
+        caller: _Caller,
         purpose: Annotated[
             str | None,
             Query(
@@ -148,7 +149,7 @@ class StatisticsRead(AuditedRead):
         ] = None,
     ) -> PartnerRead:
         """The caller's read, a partner's approved for ``purpose``."""
-        return await self.open(request, credentials.credentials if credentials else None, purpose)
+        return await self.open(request, caller, purpose)
 
 
 #: The one audited read of partner views, and of statistics.
