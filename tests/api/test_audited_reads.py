@@ -8,6 +8,7 @@ until someone decides, so the walk fails for it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,9 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from sqlalchemy import create_engine, text
 
 from broker.api.app import create_app
-from broker.api.reads import AuditedRead
+from broker.api.reads import AuditedRead, PartnerRead, UnauditedReadError
+from broker.api.services import services_of
+from broker.auth.principals import Principal, Role
 from broker.runtime import Platform
 from broker.settings import Settings
 from consent.keys import KeyRing
@@ -230,3 +233,21 @@ def test_a_partners_statistic_without_a_purpose_is_refused_saying_what_to_add(
             "/v1/statistics/trips-by-town-month", headers=platform.auth("auditor", "town-audit")
         )
         assert auditor.status_code == 200  # the municipality reads with no partner purpose
+
+
+def _partner(subject: str) -> Principal:
+    return Principal(subject, Role.PARTNER, "test", datetime.now(UTC) + timedelta(hours=1))
+
+
+def test_a_read_that_records_no_audit_entry_is_refused_not_answered(app: FastAPI) -> None:
+    services = services_of(app)
+    read = PartnerRead(_partner("ptn-forgetful"), PLANNING, services)
+    with pytest.raises(UnauditedReadError, match="recorded no audit entry"):
+        asyncio.run(read.run(lambda: {"resident": "psn-leaked"}))
+    audited = PartnerRead(_partner("ptn-careful"), PLANNING, services)
+
+    def work() -> dict[str, str]:
+        audited.record("residents", [], rows=0)
+        return {"residents": "none"}
+
+    assert asyncio.run(audited.run(work)) == {"residents": "none"}

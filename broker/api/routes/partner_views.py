@@ -432,7 +432,11 @@ async def houses(
             now=now,
         )
         if not page.listing_decision.allowed:
-            raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")
+            raise HTTPException(
+                403,
+                f"listings refused ({page.listing_decision.reason.value}): read for a purpose "
+                "approved for you",
+            )
         read.record("vacant_houses", ["property.listing"], rows=len(page.houses))
         # Owner details are personal data of the owner: each read is theirs to see.
         for house in page.houses:
