@@ -240,9 +240,9 @@ class DecisionPoint:
             return DecisionReason.OUTSIDE_DATA_RANGE, c
         return DecisionReason.ALLOWED, c
 
-    def check_purpose(self, partner: str, purpose: str | None) -> None:
-        """Refuse a partner's read unless it names a ``purpose`` in the catalogue, approved
-        for ``partner`` now: the one purpose check of every read path (views, statistics,
+    def check_purpose(self, partner: str, purpose: str | None) -> str:
+        """``purpose``, if it is in the catalogue and approved for ``partner`` now; else the
+        partner's read is refused: the one purpose check of every read path (views, statistics,
         vacant houses, through ``broker.api.reads``), fresh in every process (``sync`` first:
         a withdrawal committed by another process holds from the next request, whether or
         not the bus has brought it yet)."""
@@ -267,3 +267,4 @@ class DecisionPoint:
                 f"partner {partner} is not approved for purpose {purpose}: read for a purpose "
                 "approved for you, or ask the municipality to approve this one"
             )
+        return purpose

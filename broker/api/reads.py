@@ -92,16 +92,15 @@ class AuditedRead:
         check_role(caller, self.roles)
         if caller.role is not Role.PARTNER:
             # Auditors and admins read statistics as the municipality, for no partner purpose.
-            return PartnerRead(caller, MUNICIPAL_PURPOSE, services)
+            return PartnerRead(caller, purpose or MUNICIPAL_PURPOSE, services)
         charge(services.partner_buckets, caller, "partner", "requests")
         decisions = services.decisions
         # The one purpose check of every read path, fresh in every process (it syncs first).
         if services.recorder.inline:
-            decisions.check_purpose(caller.subject, purpose)
+            approved = decisions.check_purpose(caller.subject, purpose)
         else:
-            await run_in_threadpool(decisions.check_purpose, caller.subject, purpose)
-        assert purpose is not None  # check_purpose refuses a partner's read without one
-        return PartnerRead(caller, purpose, services)
+            approved = await run_in_threadpool(decisions.check_purpose, caller.subject, purpose)
+        return PartnerRead(caller, approved, services)
 
 
 # Authenticated first, as a sub-dependency: a request without a valid token is a 401 before
