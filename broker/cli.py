@@ -55,6 +55,7 @@ def up(
     from broker.api.app import create_app
     from broker.api.processes import ApiProcesses
     from broker.api.serve import configure_serving
+    from broker.api.services import Readiness
     from broker.runtime import Platform
 
     _logging()
@@ -101,9 +102,9 @@ def up(
                 settings.api_processes,
             ).run()
         else:
-            api = create_app(platform)
-            api.state.worker_thread = worker_thread  # /readyz reports on it
-            api.state.ingest_heartbeat = platform.ingest_heartbeat()
+            # /readyz reports on the worker thread and its heartbeat.
+            readiness = Readiness(platform.ingest_heartbeat(), worker_thread)
+            api = create_app(platform, readiness)
             configure_serving(api, settings.api_threads)
             uvicorn.run(api, host=settings.host, port=settings.port, log_level="warning")
     finally:

@@ -108,7 +108,7 @@ class Platform:
             bus.publish,  # the topic was created above
             catalogue=catalogue,
             topic=settings.topic_prefix + CONSENT_CHANGES_TOPIC,
-            on_change=[decisions.apply],
+            on_change=[decisions.cache.apply],
             allow_private_webhooks=settings.webhook_allow_private,
         )
         # Every decision, allow or deny, goes to the hash-chained audit log.

@@ -1,13 +1,11 @@
 """The decision point: may this partner read this category of this subject's data, for this
 purpose, now? Default deny; every answer carries a reason and the consent id, and is recorded.
 
-Answers come from an in-process cache (partners with their approved purposes; each subject's
-current consents), filled lazily from the store. A change drops the entries it touches: the
-process making it drops them synchronously (``ConsentService`` hooks), every other process
-when its ``ConsentChangeListener`` reads the change from ``consent.changes``. The next
-decision reloads from the store, so a revocation holds on the next request in every process.
-Expiry and validity are compared with the clock at decision time: nothing needs a background
-job. ``max_age_s`` bounds how long an entry is trusted even if a change never arrives.
+These are the rules (``DecisionPoint._judge``, and ``check_purpose``: the one purpose approval
+of every read path). What they judge comes from ``consent.decision_cache`` (partners with their
+approved purposes, each subject's current consents), which every consent change, in this
+process or another, keeps true from the next request. Expiry and validity are compared with
+the clock at decision time: nothing needs a background job.
 
 Nothing here takes a role, a scope or an admin flag: no caller can override a refusal.
 """
@@ -16,31 +14,28 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple
 
 from prometheus_client.core import REGISTRY, CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from consent import epoch
 from consent.catalogue import Catalogue
-from consent.changes import ChangeScope, ConsentChange
-from consent.errors import PartnerNotRegisteredError, ReadNotApprovedError, UnknownPurposeError
-from consent.ids import SUBJECT_ID
-from consent.model import Consent, ConsentStatus, Partner, PartnerPurpose, SubjectKind
+from consent.decision_cache import ConsentCache, CurrentConsent
+from consent.errors import (
+    PartnerNotRegisteredError,
+    PurposeRequiredError,
+    ReadNotApprovedError,
+    UnknownPurposeError,
+)
+from consent.model import ConsentStatus
 
 log = logging.getLogger(__name__)
-
-_partners = Partner.__table__  # type: ignore[attr-defined]
-_approvals = PartnerPurpose.__table__  # type: ignore[attr-defined]
-_consents = Consent.__table__  # type: ignore[attr-defined]
 
 
 class DecisionReason(StrEnum):
@@ -118,24 +113,6 @@ def _current(counter: itertools.count[int]) -> int:
 REGISTRY.register(_DecisionCounts())
 
 
-@dataclass(frozen=True, slots=True)
-class _Current:
-    """A current consent, reduced to what decisions compare (times as POSIX seconds)."""
-
-    consent_id: str
-    status: str
-    owner: bool
-    categories: frozenset[str]
-    valid_from: float
-    expires_at: float
-    data_from: datetime | None
-    data_to: datetime | None
-
-
-_Key = tuple[str, str]  # (partner, purpose)
-_T = TypeVar("_T")
-
-
 class DecisionPoint:
     """``decide(partner, purpose, category, subject)``: the only way to read personal data."""
 
@@ -152,31 +129,13 @@ class DecisionPoint:
         self.engine = engine
         self.catalogue = catalogue or Catalogue.load()
         self.on_decision = on_decision
-        self.max_age_s = max_age_s
-        self.max_subjects = max_subjects
         self._purposes = frozenset(self.catalogue.purposes)
         self._categories = frozenset(self.catalogue.categories)
         self._public = self.catalogue.public_categories()
         self._owner_only = self.catalogue.owner_categories()
-        # partner -> (loaded at, approved purposes or None for an unknown partner)
-        self._partners: dict[str, tuple[float, frozenset[str] | None]] = {}
-        # subject -> (loaded at, current consent per (partner, purpose))
-        self._subjects: dict[str, tuple[float, dict[_Key, _Current]]] = {}
-        self._lock = threading.Lock()
-        # Bumped by every invalidation: a load that raced with one is used once, not cached.
-        self._generation = 0
-        self._caching = caching
-        self.loads = 0  # store reads (cache misses), for benchmarks and tests
-        # The store's consent epoch up to which every change has been applied here, and the
-        # epochs applied beyond a gap (a change from another process not heard of yet).
-        self._applied = 0
-        self._ahead: set[int] = set()
-        try:
-            with engine.connect() as conn:
-                self._applied = epoch.current(conn)
-        except SQLAlchemyError:
-            pass  # a store that cannot be read: the first sync drops the cache, reads deny
-        self.resyncs = 0  # caches dropped because a change had not arrived yet
+        self.cache = ConsentCache(
+            engine, max_age_s=max_age_s, max_subjects=max_subjects, caching=caching
+        )
 
     # -- deciding ------------------------------------------------------------------------------
 
@@ -241,13 +200,13 @@ class DecisionPoint:
         subject: str,
         now: float,
         data_at: datetime | None,
-    ) -> tuple[DecisionReason, _Current | None]:
+    ) -> tuple[DecisionReason, CurrentConsent | None]:
         """The reason, and the current consent it is about (if any)."""
         if purpose not in self._purposes:
             return DecisionReason.PURPOSE_UNKNOWN, None
         if category not in self._categories:
             return DecisionReason.CATEGORY_UNKNOWN, None
-        approved = self._approved(partner)
+        approved = self.cache.approved(partner)
         if approved is None:
             return DecisionReason.PARTNER_UNKNOWN, None
         if purpose not in approved:
@@ -255,7 +214,7 @@ class DecisionPoint:
         if category in self._public:
             return DecisionReason.NOT_PERSONAL, None
         owner_only = category in self._owner_only
-        c = self._current(subject, partner, purpose)
+        c = self.cache.current(subject, partner, purpose)
         if c is None:
             missing = (
                 DecisionReason.OWNER_CONSENT_MISSING if owner_only else DecisionReason.NO_CONSENT
@@ -281,18 +240,23 @@ class DecisionPoint:
             return DecisionReason.OUTSIDE_DATA_RANGE, c
         return DecisionReason.ALLOWED, c
 
-    def check_purpose(self, partner: str, purpose: str) -> None:
-        """Refuse a partner's read unless ``purpose`` is in the catalogue and approved for
-        ``partner`` now: the one purpose check of every read path (views, statistics, vacant
-        houses), fresh in every process (``sync`` first: a withdrawal committed by another
-        process holds from the next request, whether or not the bus has brought it yet)."""
-        self.sync()
+    def check_purpose(self, partner: str, purpose: str | None) -> str:
+        """``purpose``, if it is in the catalogue and approved for ``partner`` now; else the
+        partner's read is refused: the one purpose check of every read path (views, statistics,
+        vacant houses, through ``broker.api.reads``), fresh in every process (``sync`` first:
+        a withdrawal committed by another process holds from the next request, whether or
+        not the bus has brought it yet)."""
+        if purpose is None:
+            raise PurposeRequiredError(
+                "a partner names the purpose of its read: ?purpose=<a purpose approved for you>"
+            )
+        self.cache.sync()
         if purpose not in self._purposes:
             raise UnknownPurposeError(
                 f"purpose {purpose!r} is not in the purpose catalogue: name one of "
                 f"{', '.join(sorted(self._purposes))}"
             )
-        approved = self._approved(partner)
+        approved = self.cache.approved(partner)
         if approved is None:
             raise PartnerNotRegisteredError(
                 f"partner {partner} is not registered with the platform: ask the municipality "
@@ -303,168 +267,4 @@ class DecisionPoint:
                 f"partner {partner} is not approved for purpose {purpose}: read for a purpose "
                 "approved for you, or ask the municipality to approve this one"
             )
-
-    # -- the cache -----------------------------------------------------------------------------
-
-    def _approved(self, partner: str) -> frozenset[str] | None:
-        entry = self._partners.get(partner)
-        if entry is None or self._stale(entry[0]):
-            return self._load_partner(partner)
-        return entry[1]
-
-    def _current(self, subject: str, partner: str, purpose: str) -> _Current | None:
-        entry = self._subjects.get(subject)
-        if entry is None or self._stale(entry[0]):
-            return self._load_subject(subject).get((partner, purpose))
-        return entry[1].get((partner, purpose))
-
-    def _stale(self, loaded_at: float) -> bool:
-        return self.max_age_s is not None and time.monotonic() - loaded_at > self.max_age_s
-
-    def _load_partner(self, partner: str) -> frozenset[str] | None:
-        generation = self._generation
-        with self.engine.connect() as conn:
-            known = conn.execute(select(_partners.c.id).where(_partners.c.id == partner)).first()
-            purposes: frozenset[str] | None = None
-            if known is not None:
-                purposes = frozenset(
-                    conn.execute(
-                        select(_approvals.c.purpose).where(
-                            _approvals.c.partner_id == partner, _approvals.c.revoked_at.is_(None)
-                        )
-                    ).scalars()
-                )
-        self._store(self._partners, partner, (time.monotonic(), purposes), generation)
-        return purposes
-
-    def _load_subject(self, subject: str) -> dict[_Key, _Current]:
-        generation = self._generation
-        with self.engine.connect() as conn:
-            rows = conn.execute(
-                select(_consents).where(
-                    _consents.c.subject_id == subject, _consents.c.superseded_by.is_(None)
-                )
-            ).all()
-        consents = {
-            (r.partner_id, r.purpose): _Current(
-                consent_id=r.id,
-                status=r.status,
-                owner=r.subject_kind == SubjectKind.OWNER,
-                categories=frozenset(r.categories),
-                valid_from=r.valid_from.timestamp(),
-                expires_at=r.expires_at.timestamp(),
-                data_from=r.data_from,
-                data_to=r.data_to,
-            )
-            for r in rows
-        }
-        self._store(self._subjects, subject, (time.monotonic(), consents), generation)
-        return consents
-
-    def _store(self, cache: dict[str, _T], key: str, value: _T, generation: int) -> None:
-        """Cache ``value`` unless an invalidation ran since its load began (it may be stale)."""
-        with self._lock:
-            self.loads += 1
-            if not self._caching or generation != self._generation:
-                return
-            if key not in cache and len(cache) >= self.max_subjects:
-                del cache[next(iter(cache))]  # oldest first: dicts keep insertion order
-            cache[key] = value
-
-    # -- invalidation --------------------------------------------------------------------------
-
-    def apply(self, change: ConsentChange) -> None:
-        """Drop what ``change`` makes stale (called by the service and by the listener)."""
-        if change.scope is ChangeScope.SUBJECT:
-            self.invalidate_subject(change.key)
-        elif change.scope is ChangeScope.CONSENT:
-            self.invalidate_consent(change.key)
-        elif change.scope is ChangeScope.ERASURE:
-            self.clear()
-        elif change.scope is ChangeScope.PARTNER:
-            self.invalidate_partner(change.key)
-        if change.epoch is not None:
-            with self._lock:
-                self._ahead.add(change.epoch)
-                while self._applied + 1 in self._ahead:
-                    self._applied += 1
-                    self._ahead.discard(self._applied)
-                self._ahead = {e for e in self._ahead if e > self._applied}
-
-    @property
-    def applied_epoch(self) -> int:
-        """The consent epoch up to which every change has been applied here."""
-        return self._applied
-
-    def sync(self) -> None:
-        """Before a read: if the store has committed a change this process has not applied
-        yet, forget everything, so this read decides from the store (see ``consent.epoch``).
-        One single-row read; the bus still says which entries to drop in the usual case."""
-        try:
-            with self.engine.connect() as conn:
-                now: int | None = epoch.current(conn)
-        except SQLAlchemyError:
-            now = None  # unknown: decide from the store, which answers or denies
-        with self._lock:
-            if now is not None and now <= self._applied:
-                return
-            self.resyncs += 1
-            self._generation += 1
-            self._subjects.clear()
-            self._partners.clear()
-            if now is not None:
-                # Whatever arrives later up to ``now`` is in what the store will answer.
-                self._applied = now
-                self._ahead = {e for e in self._ahead if e > now}
-
-    def invalidate_subject(self, subject: str) -> None:
-        """Forget the subject's consents; the next decision reads them from the store."""
-        with self._lock:
-            self._generation += 1
-            self._subjects.pop(subject, None)
-
-    def invalidate_consent(self, consent_id: str) -> None:
-        """Forget the consents of the subject of ``consent_id`` (found in the store); forget
-        every subject when it cannot be told whose it is (scrubbed by an erasure)."""
-        try:
-            with self.engine.connect() as conn:
-                subject = conn.execute(
-                    select(_consents.c.subject_id).where(_consents.c.id == consent_id)
-                ).scalar_one_or_none()
-        except SQLAlchemyError:
-            subject = None
-        if subject is None or not SUBJECT_ID.fullmatch(subject):
-            self.clear()
-        else:
-            self.invalidate_subject(subject)
-
-    def invalidate_partner(self, partner: str) -> None:
-        """Forget the partner and its approvals."""
-        with self._lock:
-            self._generation += 1
-            self._partners.pop(partner, None)
-
-    def clear(self) -> None:
-        """Forget everything."""
-        with self._lock:
-            self._generation += 1
-            self._subjects.clear()
-            self._partners.clear()
-
-    @property
-    def caching(self) -> bool:
-        """Whether answers are served from the cache (else every decision reads the store)."""
-        return self._caching
-
-    def suspend_cache(self) -> None:
-        """Stop caching and forget everything: changes may be missed (no live change feed)."""
-        with self._lock:
-            self._caching = False
-            self._generation += 1
-            self._subjects.clear()
-            self._partners.clear()
-
-    def resume_cache(self) -> None:
-        """Cache again: the change feed is live and caught up."""
-        with self._lock:
-            self._caching = True
+        return purpose

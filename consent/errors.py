@@ -55,6 +55,12 @@ class PartnerNotRegisteredError(ConsentError):
     code = "partner_not_registered"
 
 
+class PurposeRequiredError(ConsentError):
+    """A partner's read names no purpose: every partner read is for a declared purpose."""
+
+    code = "purpose_required"
+
+
 class ReadNotApprovedError(ConsentError):
     """A read for a purpose the municipality has not approved (or has withdrawn) for the
     partner: refused on every read path, in every process, from the next request."""

@@ -80,7 +80,7 @@ class ConsentChangeListener:
         """Join the topic's group and ask to be told when caught up (before ``run``)."""
         if self._consumer is not None:
             return
-        self.decision_point.suspend_cache()
+        self.decision_point.cache.suspend()
         self.bus.create_topics([changes_topic(self.topic)])
         self._consumer = self.bus.consumer(self.group, [self.topic])
         self._send_marker()
@@ -102,7 +102,7 @@ class ConsentChangeListener:
             self._consumer.close()
             self._consumer = None
         self._ready.clear()
-        self.decision_point.suspend_cache()
+        self.decision_point.cache.suspend()
 
     def _send_marker(self) -> None:
         self._marker = uuid.uuid4().hex
@@ -131,7 +131,7 @@ class ConsentChangeListener:
                 if not failing:
                     log.warning("consent.changes: polling failed, not caching until back: %s", exc)
                     self._ready.clear()
-                    self.decision_point.suspend_cache()
+                    self.decision_point.cache.suspend()
                 failing = True
                 stop.wait(0.5)
                 continue
@@ -141,15 +141,15 @@ class ConsentChangeListener:
                 except (ValueError, KeyError) as exc:
                     # Not understood: forget everything rather than risk a stale answer.
                     log.warning("consent.changes: unreadable record at %d: %s", record.offset, exc)
-                    self.decision_point.clear()
+                    self.decision_point.cache.clear()
                     continue
                 if change.scope is ChangeScope.MARKER:
                     if change.consent_id == f"{self.group}/{self._marker}" and not self.ready:
-                        self.decision_point.resume_cache()
+                        self.decision_point.cache.resume()
                         self._ready.set()
                         log.info("consent.changes: caught up; caching decisions")
                     continue
-                self.decision_point.apply(change)
+                self.decision_point.cache.apply(change)
                 for apply in self.also:
                     apply(change)
                 self.applied += 1

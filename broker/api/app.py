@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Response
+from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from broker.api import pages, problems
@@ -21,6 +21,8 @@ from broker.api.routes import (
     statistics,
     wellknown,
 )
+from broker.api.services import Readiness, Services, TsunaguAPI
+from broker.audit.monitor import ChainMonitor
 from broker.runtime import Platform
 
 #: The largest request body outside HTTP ingest (a consent, a partner, a schema).
@@ -38,31 +40,37 @@ operation is not for. The embedded platform issues its own tokens (`tsunagu toke
 """
 
 
-def create_app(platform: Platform) -> FastAPI:
-    """The API over one platform's store, bus and registry."""
-    app = FastAPI(title="Tsunagu broker API", version="0.1.0", description=DESCRIPTION)
-    app.state.engine = platform.engine
-    app.state.bus = platform.bus
-    app.state.registry = platform.registry
-    app.state.stored_registry = platform.stored
-    app.state.verifier = platform.identity.verifier
-    app.state.issuer = platform.identity.issuer
-    app.state.keys = platform.keys
-    app.state.catalogue = platform.decisions.catalogue
-    app.state.consent = platform.consent
-    app.state.decisions = platform.decisions
-    app.state.vault = platform.vault
-    app.state.audit = platform.audit
-    app.state.recorder = ReadRecorder(platform.audit, inline=platform.settings.inline_reads)
-    app.state.pseudonyms = platform.pseudonyms
-    app.state.partner_buckets = TokenBuckets(
-        platform.settings.partner_rate_per_s, platform.settings.partner_burst
+def create_app(platform: Platform, readiness: Readiness | None = None) -> TsunaguAPI:
+    """The API over one platform's services; ``readiness`` names the ingest worker that
+    ``/readyz`` reports on, when one runs in or beside this process."""
+    settings = platform.settings
+    services = Services(
+        settings=settings,
+        engine=platform.engine,
+        bus=platform.bus,
+        registry=platform.registry,
+        stored_registry=platform.stored,
+        gateway=platform.gateway(),
+        verifier=platform.identity.verifier,
+        issuer=platform.identity.issuer,
+        keys=platform.keys,
+        catalogue=platform.decisions.catalogue,
+        consent=platform.consent,
+        decisions=platform.decisions,
+        vault=platform.vault,
+        pseudonyms=platform.pseudonyms,
+        audit=platform.audit,
+        recorder=ReadRecorder(platform.audit, inline=settings.inline_reads),
+        # The platform's own when it verifies the chain in the background; else one made
+        # here answers the auditors (it starts nothing: it verifies when asked).
+        chain_monitor=platform.chain_monitor or ChainMonitor(platform.engine, platform.keys),
+        partner_buckets=TokenBuckets(settings.partner_rate_per_s, settings.partner_burst),
+        schema_check_buckets=TokenBuckets(
+            settings.schema_check_rate_per_s, settings.schema_check_burst
+        ),
+        readiness=readiness or Readiness(),
     )
-    app.state.schema_check_buckets = TokenBuckets(
-        platform.settings.schema_check_rate_per_s, platform.settings.schema_check_burst
-    )
-    app.state.settings = platform.settings
-    app.state.gateway = platform.gateway()
+    app = TsunaguAPI(services, title="Tsunagu broker API", version="0.1.0", description=DESCRIPTION)
     problems.install(app)
     app.include_router(health.router)
     app.include_router(schemas.router)

@@ -9,9 +9,9 @@ import anyio.to_thread
 from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from broker.api.services import services_of
 from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
-from broker.auth.verifier import TokenVerifier
 
 __all__ = [
     "Principal",
@@ -59,7 +59,7 @@ async def authenticate(request: Request, token: str | None) -> Principal:
             "this operation needs a bearer token (Authorization: Bearer <JWT>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    verifier: TokenVerifier = request.app.state.verifier
+    verifier = services_of(request.app).verifier
     # A token seen before is answered on the event loop; a new one is verified in a worker
     # thread. One whose key must first come from the identity provider waits in a pool of
     # its own, so a slow provider never takes the threads health checks and reads run on.

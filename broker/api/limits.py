@@ -10,22 +10,17 @@ import math
 import threading
 import time
 from collections.abc import Mapping
-from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi import HTTPException, Request
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.api.identity import (
     authenticate,
-    bearer,
     bearer_token,
-    check_role,
-    current_principal,
 )
 from broker.api.problems import problem_response
-from broker.auth.principals import Principal, Role
+from broker.auth.principals import Principal
 
 
 class TokenBuckets:
@@ -50,26 +45,6 @@ class TokenBuckets:
             return (1.0 - tokens) / self.rate
 
 
-_PARTNER = frozenset({Role.PARTNER})
-
-
-async def partner_within_limit(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    """The calling partner, if its bucket has a token; 429 with Retry-After otherwise."""
-    # One dependency rather than three nested ones: it runs on every partner read, and each
-    # level of FastAPI's dependency solving costs about as much as the check it wraps.
-    partner = check_role(await current_principal(request, credentials), _PARTNER)
-    return within_limit(request, partner)
-
-
-def within_limit(request: Request, partner: Principal) -> Principal:
-    """``partner`` if its bucket has a token; 429 with Retry-After otherwise."""
-    charge(request.app.state.partner_buckets, partner, "partner", "requests")
-    return partner
-
-
 def charge(buckets: TokenBuckets, caller: Principal, who: str, what: str) -> None:
     """Take a token from ``caller``'s bucket; 429 with Retry-After when it is empty."""
     wait = buckets.take(caller.subject)
@@ -80,9 +55,6 @@ def charge(buckets: TokenBuckets, caller: Principal, who: str, what: str) -> Non
             f"(burst {buckets.burst}); retry in {wait:.2f} s",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-
-
-AsLimitedPartner = Annotated[Principal, Depends(partner_within_limit)]
 
 
 class BodyTooLargeError(HTTPException):

@@ -14,7 +14,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.registry.catalogue import IncompatibleSchemaError, InvalidSchemaError
 from broker.registry.stored import SchemaVersionConflictError
-from broker.views.statistics import PurposeNotServedError
+from broker.views.statistics import (
+    KBelowMinimumError,
+    MonthNotClosedError,
+    PeriodError,
+    PurposeNotServedError,
+    StatisticsRuleError,
+)
 from consent.errors import ConsentError
 from contract.catalogue import UnknownSchemaError, UnknownTypeError
 
@@ -29,6 +35,14 @@ CONSENT_STATUS = {
     "partner_not_registered": 403,
     "read_not_approved": 403,
     "key_store_error": 500,
+}
+
+#: Status and problem type of each statistics rule's refusal.
+STATISTICS_PROBLEMS: dict[type[StatisticsRuleError], tuple[int, str]] = {
+    PurposeNotServedError: (403, "purpose-not-served"),
+    KBelowMinimumError: (422, "k-below-minimum"),
+    PeriodError: (422, "invalid-period"),
+    MonthNotClosedError: (422, "month-not-published"),
 }
 
 PROBLEM_JSON = "application/problem+json"
@@ -141,11 +155,10 @@ def install(app: FastAPI) -> None:
             type_=f"urn:tsunagu:problem:{exc.code.replace('_', '-')}",
         )
 
-    @app.exception_handler(PurposeNotServedError)
-    async def _not_served(request: Request, exc: PurposeNotServedError) -> JSONResponse:
-        return problem_response(
-            request, 403, str(exc), type_="urn:tsunagu:problem:purpose-not-served"
-        )
+    @app.exception_handler(StatisticsRuleError)
+    async def _statistics(request: Request, exc: StatisticsRuleError) -> JSONResponse:
+        status, kind = STATISTICS_PROBLEMS.get(type(exc), (422, "statistics-refused"))
+        return problem_response(request, status, str(exc), type_=f"urn:tsunagu:problem:{kind}")
 
     @app.exception_handler(InvalidSchemaError)
     async def _invalid_schema(request: Request, exc: InvalidSchemaError) -> JSONResponse:

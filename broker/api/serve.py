@@ -19,6 +19,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from broker.api.app import create_app
+from broker.api.services import Readiness
 from broker.ingest.heartbeat import Heartbeat
 from broker.runtime import Platform
 from broker.settings import Settings
@@ -54,12 +55,12 @@ def configure_serving(
     app.router.lifespan_context = lifespan
 
 
-def app_for_process() -> FastAPI:
+def app_for_process(readiness: Readiness | None = None) -> FastAPI:
     """A whole API process: its own platform, closed when the server stops (uvicorn factory)."""
     settings = Settings()
     platform = Platform.open(settings)
     platform.start_consent_threads()
-    app = create_app(platform)
+    app = create_app(platform, readiness)
     configure_serving(app, settings.api_threads, on_shutdown=platform.close)
     return app
 
@@ -67,9 +68,6 @@ def app_for_process() -> FastAPI:
 def app_beside_ingest() -> FastAPI:
     """An API process of `tsunagu up`, whose readiness includes the ingest worker running in
     the main process (uvicorn factory)."""
-    app = app_for_process()
     settings = Settings()
-    app.state.ingest_heartbeat = Heartbeat.in_data_dir(
-        settings.data_dir, stall_s=settings.ingest_stall_s
-    )
-    return app
+    heartbeat = Heartbeat.in_data_dir(settings.data_dir, stall_s=settings.ingest_stall_s)
+    return app_for_process(Readiness(heartbeat=heartbeat))

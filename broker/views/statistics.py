@@ -92,8 +92,25 @@ SERVES: Mapping[str, frozenset[str]] = MappingProxyType(
 )
 
 
-class PurposeNotServedError(ValueError):
+class StatisticsRuleError(ValueError):
+    """A statistics request the rules refuse; the message says what to ask instead."""
+
+
+class PurposeNotServedError(StatisticsRuleError):
     """A statistic read for a purpose it does not serve."""
+
+
+class KBelowMinimumError(StatisticsRuleError):
+    """A k below the platform's minimum: it would publish cells about fewer residents."""
+
+
+class PeriodError(StatisticsRuleError):
+    """A period that is empty, or longer than one request may cover."""
+
+
+class MonthNotClosedError(StatisticsRuleError):
+    """A month asked for before it is published: it has not ended, or ended less than the
+    settling delay ago. Its figures could still change; the message says from when."""
 
 
 def check_serves(statistic: str, purpose: str) -> None:
@@ -166,6 +183,76 @@ def not_published_yet(month: datetime, now: datetime, settle_days: int) -> str:
         f"after its end (TSUNAGU_STATISTICS_SETTLE_DAYS), so that late events are counted in "
         "it before its figures are frozen"
     )
+
+
+# -- what a request may ask for ----------------------------------------------------------------
+
+#: The longest period one request may cover, in months.
+MAX_MONTHS = 60
+#: The period when neither end is given: the last twelve published months.
+DEFAULT_MONTHS = 12
+
+
+def chosen_k(k: int | None, minimum: int) -> int:
+    """The k floor: ``k`` may raise the platform's ``minimum`` (the default), never lower it."""
+    if minimum < 2:
+        raise ValueError("k must be at least 2: a cell of one subject is about that subject")
+    if k is None:
+        return minimum
+    if k < minimum:
+        raise KBelowMinimumError(
+            f"k may only raise the platform's minimum of {minimum}, not lower it: "
+            f"k={k} would publish cells about fewer than {minimum} residents; "
+            f"ask with k={minimum} or more, or without k"
+        )
+    return k
+
+
+def complete_months(
+    start: datetime | None, end: datetime | None, now: datetime, settle_days: int
+) -> tuple[datetime, datetime]:
+    """The whole, published JST months covering [start, end): ``start`` moved back to its
+    month's start, ``end`` forward to the next, the months not published at ``now`` left out;
+    refused when none are left (saying from when), or when over ``MAX_MONTHS``."""
+    published = publishable_end(now, settle_days)
+    if start is not None and end is not None and start >= end:
+        raise PeriodError("`from` must be before `to`")
+    if end is None:
+        last = published
+    else:
+        last = jst_month_start(end)
+        if last < end:
+            last = add_months(last, 1)  # `to` inside a month: the whole month is counted
+        last = min(last, published)
+    first = add_months(last, -DEFAULT_MONTHS) if start is None else jst_month_start(start)
+    if first >= last:
+        raise MonthNotClosedError(
+            "statistics cover complete months (Japan time), each published once settled; the "
+            f"period asked for is not published yet: {not_published_yet(first, now, settle_days)}"
+        )
+    months = months_between(first, last)
+    if months > MAX_MONTHS:
+        raise PeriodError(
+            f"the period spans {months} months, over the limit of {MAX_MONTHS} (5 years); "
+            "ask for it in parts"
+        )
+    return first, last
+
+
+def published_month_start(month: str | None, now: datetime, settle_days: int) -> datetime:
+    """The start of the published JST month ``month`` ("YYYY-MM"), by default the last one
+    published at ``now``; refused for a month not published yet, naming the last one."""
+    published = publishable_end(now, settle_days)
+    last = add_months(published, -1)
+    if month is None:
+        return last
+    start = datetime(int(month[:4]), int(month[5:7]), 1, tzinfo=JST)
+    if start >= published:
+        raise MonthNotClosedError(
+            f"{not_published_yet(start, now, settle_days)}: name a published month, "
+            f"{last:%Y-%m} or earlier"
+        )
+    return start
 
 
 # -- the published shape ---------------------------------------------------------------------
@@ -413,11 +500,6 @@ Tables = dict[str, list[PublishedCell]]
 #: Table -> the table holding its row margins (keyed by its leading dimensions): the trips by
 #: town are the sums of the flows out of each town.
 _MARGINS: Mapping[str, str] = MappingProxyType({"town-flows": "trips-by-town-month"})
-
-
-class MonthNotClosedError(ValueError):
-    """A month asked for before it is published: it has not ended, or ended less than the
-    settling delay ago. Its figures could still change; the message says from when."""
 
 
 @dataclass(slots=True)
@@ -668,10 +750,7 @@ def _check(
         raise ValueError("a statistic's period needs aware datetimes")
     if start >= end:
         raise ValueError("a statistic's period must start before it ends")
-    if minimum_k < 2:
-        raise ValueError("k must be at least 2: a cell of one subject is about that subject")
-    if k < minimum_k:
-        raise ValueError(f"k may only raise the minimum of {minimum_k}")
+    chosen_k(k, minimum_k)
     if jst_month_start(start) != start or jst_month_start(end) != end:
         raise ValueError("a statistic's period is whole JST calendar months (aligned periods)")
     last = publishable_end(now, settle_days)

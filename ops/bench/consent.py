@@ -71,7 +71,7 @@ def child(store_url: str, bus_url: str, topic: str) -> None:
             d = decision_point.decide(parts[1], parts[2], parts[3], parts[4])
             print(f"{d.reason} {d.consent_id or '-'}", flush=True)
         elif parts[0] == "L":
-            print(f"loads {decision_point.loads}", flush=True)
+            print(f"loads {decision_point.cache.loads}", flush=True)
         else:
             print("error bad-request", flush=True)
     listener.stop()
@@ -200,7 +200,7 @@ def bench_decisions(store_url: str, subjects: list[str], n: int, miss_every: int
         assert decision_point.decide(PARTNER, PURPOSE, CATEGORY, subject).allowed
     m = len(subjects)
     decide = decision_point.decide
-    invalidate = decision_point.invalidate_subject
+    invalidate = decision_point.cache.invalidate_subject
     started = time.perf_counter()
     for i in range(n):
         subject = subjects[i % m]

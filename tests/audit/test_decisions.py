@@ -39,7 +39,9 @@ def service(
     engine: Engine, keys: KeyRing, sqlite_bus: SqliteLog, recording: DecisionPoint
 ) -> Iterator[ConsentService]:
     """The consent service, with the bus firm approved for transport planning."""
-    svc = ConsentService(engine, keys, sqlite_bus, catalogue=CATALOGUE, on_change=[recording.apply])
+    svc = ConsentService(
+        engine, keys, sqlite_bus, catalogue=CATALOGUE, on_change=[recording.cache.apply]
+    )
     register_partners(svc)
     yield svc
 

@@ -54,7 +54,7 @@ def service(
         keys,
         sqlite_bus,
         catalogue=CATALOGUE,
-        on_change=[decision_point.apply],
+        on_change=[decision_point.cache.apply],
         allow_private_webhooks=True,
     )
     register_partners(svc)

@@ -110,7 +110,7 @@ def test_many_changes_of_one_key_compact_and_a_new_process_follows_the_latest(
     listener.start()
     try:
         assert listener.wait_ready(30)
-        assert decision_point.caching
+        assert decision_point.cache.caching
         decision = decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
         assert not decision.allowed
         assert decision.reason is DecisionReason.PURPOSE_NOT_APPROVED

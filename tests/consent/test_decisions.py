@@ -121,11 +121,11 @@ def test_expiry_needs_no_background_job_even_for_a_cached_consent(
     expires_at = now() + days(1 / 86400)  # one second
     _grant_trips(service, expires_at=expires_at)
     assert decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE).allowed
-    loads = decision_point.loads
+    loads = decision_point.cache.loads
     time.sleep(max(0.0, (expires_at - now()).total_seconds()) + 0.05)
     # No job ran, nothing was invalidated: the cached consent itself is judged by the clock.
     assert decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE).reason is DecisionReason.EXPIRED
-    assert decision_point.loads == loads
+    assert decision_point.cache.loads == loads
 
 
 def test_a_paused_consent_is_refused_until_resumed(
@@ -246,10 +246,10 @@ def test_repeated_decisions_are_served_from_the_cache(
 ) -> None:
     _grant_trips(service)
     decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    loads = decision_point.loads
+    loads = decision_point.cache.loads
     for _ in range(100):
         assert decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE).allowed
-    assert decision_point.loads == loads
+    assert decision_point.cache.loads == loads
 
 
 def test_every_decision_is_recorded_with_its_reason(

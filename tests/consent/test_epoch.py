@@ -43,10 +43,10 @@ def test_another_processs_revocation_holds_from_the_next_synced_read(
     service.revoke(ALICE, consent)
     # Without the epoch the cache would still allow (the bus has not arrived): the race.
     assert elsewhere.decide(BUS_FIRM, PLANNING, TRIPS, ALICE).allowed
-    elsewhere.sync()
+    elsewhere.cache.sync()
     refused = elsewhere.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
     assert not refused.allowed and refused.reason is DecisionReason.REVOKED
-    assert elsewhere.resyncs == 1
+    assert elsewhere.cache.resyncs == 1
 
 
 def test_a_process_that_heard_every_change_keeps_its_cache(
@@ -55,20 +55,20 @@ def test_a_process_that_heard_every_change_keeps_its_cache(
     consent = _grant(service)
     service.revoke(ALICE, consent)  # applied here synchronously, with its epoch
     decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    loads = decision_point.loads
-    decision_point.sync()
+    loads = decision_point.cache.loads
+    decision_point.cache.sync()
     decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    assert decision_point.resyncs == 0 and decision_point.loads == loads
+    assert decision_point.cache.resyncs == 0 and decision_point.cache.loads == loads
 
 
 def test_changes_heard_out_of_order_count_only_once_the_gap_is_filled(engine: Engine) -> None:
     point = DecisionPoint(engine, CATALOGUE)
-    start = point.applied_epoch
-    point.apply(_change(start + 2))
-    point.apply(_change(start + 3))
-    assert point.applied_epoch == start  # start + 1 has not arrived: still behind
-    point.apply(_change(start + 1))
-    assert point.applied_epoch == start + 3
+    start = point.cache.applied_epoch
+    point.cache.apply(_change(start + 2))
+    point.cache.apply(_change(start + 3))
+    assert point.cache.applied_epoch == start  # start + 1 has not arrived: still behind
+    point.cache.apply(_change(start + 1))
+    assert point.cache.applied_epoch == start + 3
 
 
 def test_changes_carry_their_epoch_over_the_bus(service: ConsentService) -> None:
@@ -91,10 +91,10 @@ def test_a_store_that_cannot_be_read_drops_the_cache_and_the_read_is_denied(
     tmp_path: Path,
 ) -> None:
     broken = DecisionPoint(create_engine(f"sqlite:///{tmp_path / 'empty.db'}"), CATALOGUE)
-    broken.sync()  # no epoch to read: no error, and nothing cached is trusted
+    broken.cache.sync()  # no epoch to read: no error, and nothing cached is trusted
     decision = broken.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
     assert (decision.allowed, decision.reason) == (False, DecisionReason.UNAVAILABLE)
-    assert broken.resyncs == 1
+    assert broken.cache.resyncs == 1
 
 
 # -- the one purpose check of every read path --------------------------------------------------

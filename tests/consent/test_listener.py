@@ -75,13 +75,13 @@ def test_the_cache_is_used_only_while_the_listener_follows_the_topic(
     following: tuple[DecisionPoint, ConsentChangeListener],
 ) -> None:
     decision_point, listener = following
-    assert listener.ready and decision_point.caching
+    assert listener.ready and decision_point.cache.caching
     listener.stop()
-    assert not decision_point.caching  # nobody would tell it about changes any more
+    assert not decision_point.cache.caching  # nobody would tell it about changes any more
     decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    loads = decision_point.loads
+    loads = decision_point.cache.loads
     decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    assert decision_point.loads > loads  # straight from the store
+    assert decision_point.cache.loads > loads  # straight from the store
 
 
 def test_a_record_the_listener_cannot_read_clears_the_whole_cache(
@@ -89,11 +89,11 @@ def test_a_record_the_listener_cannot_read_clears_the_whole_cache(
 ) -> None:
     decision_point, _ = following
     decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-    loads = decision_point.loads
+    loads = decision_point.cache.loads
     sqlite_bus.publish(CONSENT_CHANGES_TOPIC, [OutRecord(ALICE.encode(), b"not json")])
 
     def reloaded() -> bool:
         decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE)
-        return decision_point.loads > loads
+        return decision_point.cache.loads > loads
 
     _eventually(reloaded)

@@ -46,7 +46,7 @@ class Region:
             KeyRing.open(tmp_path / "keys"),
             bus,
             catalogue=CATALOGUE,
-            on_change=[self.decisions.apply],
+            on_change=[self.decisions.cache.apply],
         )
         register_partners(self.consents)
         self.serial = 0

@@ -8,14 +8,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi import HTTPException
 from sqlalchemy import insert
 
-from broker.api.routes.statistics import complete_months
 from broker.store.database import make_engine
 from broker.store.projections.timestamps import JST
 from broker.store.projections.transport import Trip
-from broker.views.statistics import add_months, jst_month_start, publishable_end
+from broker.views.statistics import (
+    KBelowMinimumError,
+    MonthNotClosedError,
+    PeriodError,
+    add_months,
+    chosen_k,
+    complete_months,
+    jst_month_start,
+    publishable_end,
+    published_month_start,
+)
 from tests.fixtures.platform import RunningPlatform, register_partner, start_platform, stop_platform
 
 _trips = Trip.__table__  # type: ignore[attr-defined]
@@ -292,11 +300,10 @@ JUNE_3 = datetime(2025, 6, 3, 9, 0, tzinfo=JST)
 
 
 def test_a_period_within_the_settling_delay_is_a_problem_saying_from_when() -> None:
-    with pytest.raises(HTTPException) as refused:
+    with pytest.raises(MonthNotClosedError) as refused:
         complete_months(MAY, JUNE, JUNE_3, SETTLE_DAYS)
-    assert refused.value.status_code == 422
     assert "2025-05 has ended but is published only from 2025-06-08T00:00:00+09:00" in str(
-        refused.value.detail
+        refused.value
     )
     # Once settled it is published; a period reaching into it stops before it until then.
     assert complete_months(MAY, JUNE, datetime(2025, 6, 8, tzinfo=JST), SETTLE_DAYS) == (MAY, JUNE)
@@ -433,3 +440,31 @@ def test_a_partner_over_its_rate_gets_429_with_retry_after(
     assert first.status_code == 200, first.text
     assert second.status_code == 429
     assert int(second.headers["retry-after"]) >= 1
+
+
+# -- the k floor and the period, as the statistics domain rules them ---------------------------
+
+
+def test_k_may_raise_the_minimum_and_is_refused_below_it_saying_what_to_ask() -> None:
+    assert chosen_k(None, 10) == 10
+    assert chosen_k(25, 10) == 25
+    with pytest.raises(KBelowMinimumError, match="ask with k=10 or more"):
+        chosen_k(9, 10)
+
+
+def test_a_period_over_five_years_or_empty_is_refused_saying_what_to_ask() -> None:
+    start = add_months(MAY, -61)
+    assert complete_months(add_months(MAY, -60), MAY, JUNE_3, SETTLE_DAYS)[0] == add_months(
+        MAY, -60
+    )
+    with pytest.raises(PeriodError, match="ask for it in parts"):
+        complete_months(start, MAY, JUNE_3, SETTLE_DAYS)
+    with pytest.raises(PeriodError, match="`from` must be before `to`"):
+        complete_months(MAY, MAY, JUNE_3, SETTLE_DAYS)
+
+
+def test_a_houses_month_not_published_yet_is_refused_naming_the_last_published() -> None:
+    assert published_month_start(None, JUNE_3, SETTLE_DAYS) == add_months(MAY, -1)
+    assert published_month_start("2025-04", JUNE_3, SETTLE_DAYS) == add_months(MAY, -1)
+    with pytest.raises(MonthNotClosedError, match="name a published month, 2025-04 or earlier"):
+        published_month_start("2025-05", JUNE_3, SETTLE_DAYS)

@@ -15,16 +15,17 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
+from broker.api.deps import AuditDep, ChainMonitorDep, EngineDep, ServicesDep
 from broker.api.identity import AsAuditor
 from broker.api.moments import Moment
 from broker.api.problems import Problem
-from broker.audit import AuditLog, EntryKind, export_csv, export_jsonl
+from broker.audit import EntryKind, export_csv, export_jsonl
 from broker.audit.flows import (
     Bucket,
     FlowMap,
@@ -33,7 +34,6 @@ from broker.audit.flows import (
     flow_map,
     refusals_over_time,
 )
-from broker.audit.monitor import ChainMonitor
 from broker.audit.queries import EntryFilter, find_entries
 
 router = APIRouter(
@@ -87,7 +87,7 @@ class EntriesPage(BaseModel):
 
 @router.get("/entries", responses={422: {"model": Problem}})
 def entries(
-    request: Request,
+    engine: EngineDep,
     auditor: AsAuditor,
     kind: Annotated[list[EntryKind] | None, Query(description="Only these kinds")] = None,
     actor: Annotated[str | None, Query(max_length=200)] = None,
@@ -99,7 +99,7 @@ def entries(
 ) -> EntriesPage:
     """The log, newest first, filtered by kind, actor, subject reference and time."""
     page = find_entries(
-        request.app.state.engine,
+        engine,
         EntryFilter(kind or (), actor, subject_ref, since, until),
         before=None if cursor is None else int(cursor),
         limit=limit,
@@ -177,12 +177,12 @@ class FlowMapOut(BaseModel):
 
 @router.get("/flows", responses={422: {"model": Problem}})
 def flows(
-    request: Request, auditor: AsAuditor, since: Since = None, until: Until = None
+    services: ServicesDep, auditor: AsAuditor, since: Since = None, until: Until = None
 ) -> FlowMapOut:
     """The data-flow map: who published what, into which categories, read by which partners,
     with counts, last seen, and refusals with their reasons."""
     lo, hi = _window(since, until)
-    return FlowMapOut.of(flow_map(request.app.state.engine, request.app.state.catalogue, lo, hi))
+    return FlowMapOut.of(flow_map(services.engine, services.catalogue, lo, hi))
 
 
 class RefusalBarOut(BaseModel):
@@ -206,7 +206,7 @@ class RefusalsOut(BaseModel):
 
 @router.get("/refusals", responses={422: {"model": Problem}})
 def refusals(
-    request: Request,
+    engine: EngineDep,
     auditor: AsAuditor,
     since: Since = None,
     until: Until = None,
@@ -223,7 +223,7 @@ def refusals(
     except (ZoneInfoNotFoundError, ValueError):
         raise HTTPException(422, f"unknown time zone {tz!r}; use an IANA name") from None
     try:
-        bars = refusals_over_time(request.app.state.engine, lo, hi, bucket, zone)
+        bars = refusals_over_time(engine, lo, hi, bucket, zone)
     except TooManyBucketsError as exc:
         raise HTTPException(422, str(exc)) from None
     return RefusalsOut(
@@ -264,26 +264,16 @@ class VerificationOut(BaseModel):
     verified_at: datetime
 
 
-def get_monitor(request: Request) -> ChainMonitor:
-    """The process's chain monitor, made at first use."""
-    monitor: ChainMonitor | None = getattr(request.app.state, "chain_monitor", None)
-    if monitor is None:
-        monitor = request.app.state.chain_monitor = ChainMonitor(
-            request.app.state.engine, request.app.state.keys
-        )
-    return monitor
-
-
 @router.get("/verification")
 async def verification(
-    request: Request,
+    monitor: ChainMonitorDep,
     auditor: AsAuditor,
     fresh: Annotated[
         bool, Query(description="Verify now rather than answer from ≤30 s ago")
     ] = False,
 ) -> VerificationOut:
     """Whether the whole chain and every checkpoint verify, and the first problem if not."""
-    state = await run_in_threadpool(get_monitor(request).state, fresh=fresh)
+    state = await run_in_threadpool(monitor.state, fresh=fresh)
     r = state.result
     return VerificationOut(
         ok=r.ok,
@@ -319,10 +309,11 @@ MEDIA = {ExportFormat.JSONL: "application/x-ndjson", ExportFormat.CSV: "text/csv
         }
     },
 )
-def export(request: Request, auditor: AsAuditor, format: ExportFormat) -> FileResponse:
+def export(
+    audit: AuditDep, engine: EngineDep, auditor: AsAuditor, format: ExportFormat
+) -> FileResponse:
     """The whole log: JSON lines with checkpoints (verify offline with `tsunagu audit verify
     --export FILE --jwks jwks.json`), or CSV for reading."""
-    audit: AuditLog = request.app.state.audit
     # The head signed first, as the CLI does: a cut tail of the export cannot go unnoticed.
     audit.checkpoint()
     audit.append_now(EntryKind.AUDIT_EXPORT, actor=auditor.subject, format=format.value)
@@ -330,10 +321,10 @@ def export(request: Request, auditor: AsAuditor, format: ExportFormat) -> FileRe
     try:
         if format is ExportFormat.JSONL:
             with os.fdopen(handle, "wb") as out:
-                export_jsonl(request.app.state.engine, out)
+                export_jsonl(engine, out)
         else:
             with os.fdopen(handle, "w", encoding="utf-8", newline="") as text:
-                export_csv(request.app.state.engine, text)
+                export_csv(engine, text)
     except BaseException:
         os.unlink(path)
         raise

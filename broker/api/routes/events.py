@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from broker.api.deps import GatewayDep
 from broker.api.identity import AsConnector
 from broker.api.problems import Problem
-from broker.ingest.gateway import EventResult, IngestGateway, Outcome
+from broker.ingest.gateway import EventResult, Outcome
 from contract.deadletter import DeadLetterReason
 
 router = APIRouter(prefix="/v1/events", tags=["ingest"])
@@ -28,12 +29,6 @@ class IngestReceipt(BaseModel):
     duplicates: int
     rejected: int
     results: list[EventResult]
-
-
-def get_gateway(request: Request) -> IngestGateway:
-    """The process's ingest gateway."""
-    gateway: IngestGateway = request.app.state.gateway
-    return gateway
 
 
 _EXAMPLE = {
@@ -71,7 +66,7 @@ _EXAMPLE = {
 )
 async def ingest(
     request: Request,
-    gateway: Annotated[IngestGateway, Depends(get_gateway)],
+    gateway: GatewayDep,
     connector: AsConnector,
 ) -> IngestReceipt:
     """Accept CloudEvents; each is checked like on the bus, and a bad one is dead-lettered.

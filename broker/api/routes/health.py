@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from broker.api.deps import ServicesDep
 from contract.domains import DOMAINS
 
 router = APIRouter(tags=["health"])
@@ -25,29 +26,26 @@ def healthz() -> Health:
 
 
 @router.get("/readyz", responses={503: {"model": Health}})
-def readyz(request: Request, response: Response) -> Health:
+def readyz(services: ServicesDep, response: Response) -> Health:
     """The store and the bus answer, and the ingest worker (if any here) is running."""
     checks: dict[str, str] = {}
     try:
-        with request.app.state.engine.connect() as conn:
+        with services.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
         checks["store"] = "ok"
     except Exception as exc:  # any failure means not ready; say which
         checks["store"] = f"failing: {exc.__class__.__name__}"
     try:
         # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
-        request.app.state.bus.end_offsets(
-            request.app.state.settings.topic_prefix + DOMAINS.topics()[0]
-        )
+        services.bus.end_offsets(services.settings.topic_prefix + DOMAINS.topics()[0])
         checks["bus"] = "ok"
     except Exception as exc:
         checks["bus"] = f"failing: {exc.__class__.__name__}"
     # The ingest worker of this platform, when one runs beside this API (in this process, or
     # in the main process of a multi-process `tsunagu up`): stopped, or stalled on a batch.
-    heartbeat = getattr(request.app.state, "ingest_heartbeat", None)
+    heartbeat, worker = services.readiness.heartbeat, services.readiness.worker
     if heartbeat is not None:
         checks["ingest"] = heartbeat.judge()
-    worker = getattr(request.app.state, "worker_thread", None)
     if worker is not None and not worker.is_alive():
         checks["ingest"] = "failing: the ingest worker stopped"
     ready = all(v == "ok" for v in checks.values())

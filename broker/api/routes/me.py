@@ -8,20 +8,17 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
+from broker.api.deps import AuditDep, ConsentDep, ServicesDep
 from broker.api.identity import AsResident
 from broker.api.moments import Moment
 from broker.api.problems import Problem
-from broker.api.routes.partners import get_consent_service
-from broker.audit import AuditLog, EntryKind
-from broker.settings import Settings
-from broker.views.pseudonyms import Pseudonyms
+from broker.audit import EntryKind
 from consent.erasure import ErasureRecord, erase
 from consent.errors import ConsentNotFoundError
 from consent.model import Consent
-from consent.service import ConsentService
 
 router = APIRouter(
     prefix="/v1/me",
@@ -32,7 +29,6 @@ router = APIRouter(
     },
 )
 
-Consents = Annotated[ConsentService, Depends(get_consent_service)]
 JOSE = "application/jose"
 
 
@@ -82,14 +78,14 @@ class GrantIn(BaseModel):
 
 
 @router.get("/consents")
-def my_consents(me: AsResident, service: Consents) -> list[ConsentOut]:
+def my_consents(me: AsResident, service: ConsentDep) -> list[ConsentOut]:
     """My current consents, one per partner and purpose, whatever their status."""
     now = datetime.now(UTC)
     return [ConsentOut.of(c, now) for c in service.current(me.subject)]
 
 
 @router.get("/consents/history")
-def my_history(me: AsResident, service: Consents) -> list[ConsentOut]:
+def my_history(me: AsResident, service: ConsentDep) -> list[ConsentOut]:
     """Every version of every consent I gave, oldest first."""
     now = datetime.now(UTC)
     return [ConsentOut.of(c, now) for c in service.history(me.subject)]
@@ -105,7 +101,7 @@ def my_history(me: AsResident, service: Consents) -> list[ConsentOut]:
         422: {"model": Problem, "description": "Unknown purpose or category, bad dates, ..."},
     },
 )
-def grant(body: GrantIn, me: AsResident, service: Consents) -> ConsentOut:
+def grant(body: GrantIn, me: AsResident, service: ConsentDep) -> ConsentOut:
     """Grant a consent; the answer carries its signed receipt."""
     consent = service.grant(
         me.subject,
@@ -127,19 +123,19 @@ _CHANGE_RESPONSES: dict[int | str, dict[str, object]] = {
 
 
 @router.post("/consents/{consent_id}/pause", responses=_CHANGE_RESPONSES)
-def pause(consent_id: str, me: AsResident, service: Consents) -> ConsentOut:
+def pause(consent_id: str, me: AsResident, service: ConsentDep) -> ConsentOut:
     """Pause an active consent: reads are refused until I resume it."""
     return ConsentOut.of(service.pause(me.subject, consent_id), datetime.now(UTC))
 
 
 @router.post("/consents/{consent_id}/resume", responses=_CHANGE_RESPONSES)
-def resume(consent_id: str, me: AsResident, service: Consents) -> ConsentOut:
+def resume(consent_id: str, me: AsResident, service: ConsentDep) -> ConsentOut:
     """Resume a paused consent."""
     return ConsentOut.of(service.resume(me.subject, consent_id), datetime.now(UTC))
 
 
 @router.post("/consents/{consent_id}/revoke", responses=_CHANGE_RESPONSES)
-def revoke(consent_id: str, me: AsResident, service: Consents) -> ConsentOut:
+def revoke(consent_id: str, me: AsResident, service: ConsentDep) -> ConsentOut:
     """Revoke a consent: refused from the next request in every process; the partner is told."""
     return ConsentOut.of(service.revoke(me.subject, consent_id), datetime.now(UTC))
 
@@ -152,7 +148,7 @@ def revoke(consent_id: str, me: AsResident, service: Consents) -> ConsentOut:
         404: {"model": Problem, "description": "No such consent of mine"},
     },
 )
-def receipt(consent_id: str, me: AsResident, service: Consents) -> Response:
+def receipt(consent_id: str, me: AsResident, service: ConsentDep) -> Response:
     """The consent's signed receipt (compact JWS), to keep and verify offline."""
     consent = service.get(consent_id)
     if consent.subject_id != me.subject:
@@ -200,25 +196,22 @@ class ErasureOut(BaseModel):
 
 
 @router.post("/erasure", status_code=200)
-def erase_me(request: Request, me: AsResident, service: Consents) -> ErasureOut:
+def erase_me(services: ServicesDep, me: AsResident) -> ErasureOut:
     """Erase my data: revoke my consents (partners are notified), destroy my key, delete my
     rows. Afterwards nothing about me can be read or decrypted, backups of the store included.
     """
-    settings: Settings = request.app.state.settings
-    pseudonyms: Pseudonyms = request.app.state.pseudonyms
     record = erase(
         me.subject,
-        vault=request.app.state.vault,
-        store=request.app.state.engine,
+        vault=services.vault,
+        store=services.engine,
         # Not the resident's id: the record must not say whom it erased.
         requested_by="the resident, through /v1/me/erasure",
-        consent_service=service,
-        bus=request.app.state.bus,
-        bus_retention_s=settings.bus_retention_s,
-        pseudonym=pseudonyms.of,
+        consent_service=services.consent,
+        bus=services.bus,
+        bus_retention_s=services.settings.bus_retention_s,
+        pseudonym=services.pseudonyms.of,
     )
-    audit: AuditLog = request.app.state.audit
-    audit.append_now(
+    services.audit.append_now(
         EntryKind.ERASURE,
         actor="resident",
         erasure_id=record.id,
@@ -244,13 +237,12 @@ class AccessOut(BaseModel):
 
 @router.get("/access-log")
 def my_access_log(
-    request: Request,
+    audit: AuditDep,
     me: AsResident,
     limit: Annotated[int, Query(ge=1, le=1000)] = 200,
 ) -> list[AccessOut]:
     """Who read my data: every partner read of it, when, for which purpose and categories,
     under which consents (the data tracker)."""
-    audit: AuditLog = request.app.state.audit
     reads = [
         (e.seq, e.at, orjson.loads(e.fields))
         for e in audit.entries_of(me.subject, limit=10_000)

@@ -5,28 +5,22 @@ must be approved for the partner, and each subject and category is decided on it
 
 from __future__ import annotations
 
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-from broker.api.limits import AsLimitedPartner
+from broker.api.deps import PartnerReadDep
 from broker.api.moments import Moment
 from broker.api.problems import Problem
-from broker.api.recording import ReadRecorder
-from broker.audit import AuditLog, EntryKind, NewEntry
-from broker.settings import Settings
-from broker.store.projections.timestamps import JST
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
-from broker.views.pseudonyms import Pseudonyms
 from broker.views.residents import consented, subjects_of
-from broker.views.statistics import add_months, not_published_yet, publishable_end
-from consent.decisions import Decision, DecisionPoint
+from broker.views.statistics import add_months, published_month_start
+from consent.decisions import Decision
 
 router = APIRouter(
     prefix="/v1/partner",
@@ -43,15 +37,6 @@ router = APIRouter(
 MAX_PERIOD = timedelta(days=5 * 366)
 DEFAULT_PERIOD = timedelta(days=90)
 
-Purpose = Annotated[
-    str,
-    Query(
-        description="The purpose of this read, from the purpose catalogue; approved for you",
-        examples=["transport.planning"],
-        min_length=1,
-        max_length=100,
-    ),
-]
 Cursor = Annotated[
     str | None,
     Query(description="`next_cursor` of the previous page; absent for the first page"),
@@ -64,17 +49,6 @@ To = Annotated[
     Moment | None,
     Query(alias="to", description="End of the period (exclusive); default: now"),
 ]
-
-
-def _audit(request: Request) -> AuditLog:
-    audit: AuditLog = request.app.state.audit
-    return audit
-
-
-def _approved(request: Request, partner: str, purpose: str) -> DecisionPoint:
-    decisions: DecisionPoint = request.app.state.decisions
-    decisions.check_purpose(partner, purpose)  # the one purpose check (consent.decisions)
-    return decisions
 
 
 def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -127,10 +101,8 @@ class ResidentsPage(BaseModel):
 
 
 @router.get("/residents")
-def residents(
-    request: Request,
-    partner: AsLimitedPartner,
-    purpose: Purpose,
+async def residents(
+    read: PartnerReadDep,
     granted_from: Annotated[
         Moment | None,
         Query(alias="from", description="Only consents granted at or after this time"),
@@ -142,44 +114,40 @@ def residents(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ResidentsPage:
     """The residents with an active consent to you for the purpose, under your pseudonyms."""
-    _approved(request, partner.subject, purpose)
-    scope = f"residents:{partner.subject}:{purpose}:{granted_from}:{granted_to}"
-    page, last = consented(
-        request.app.state.engine,
-        partner=partner.subject,
-        purpose=purpose,
-        now=datetime.now(UTC),
-        granted_from=granted_from,
-        granted_to=granted_to,
-        after=_position(cursor, scope),
-        limit=limit,
-    )
-    pseudonyms: Pseudonyms = request.app.state.pseudonyms
-    _audit(request).append_now(
-        EntryKind.PARTNER_READ,
-        actor=partner.subject,
-        partner=partner.subject,
-        purpose=purpose,
-        categories=[],
-        view="residents",
-        rows=len(page),
-    )
-    return ResidentsPage(
-        purpose=purpose,
-        residents=[
-            ConsentedResident(
-                resident=pseudonyms.of(partner.subject, c.subject),
-                consent_id=c.consent_id,
-                categories=c.categories,
-                granted_at=c.granted_at,
-                expires_at=c.expires_at,
-                data_from=c.data_from,
-                data_to=c.data_to,
-            )
-            for c in page
-        ],
-        next_cursor=cursors.encode(last, scope) if last else None,
-    )
+    partner, purpose, services = read.partner, read.purpose, read.services
+    scope = f"residents:{partner}:{purpose}:{granted_from}:{granted_to}"
+    after = _position(cursor, scope)
+
+    def work() -> ResidentsPage:
+        page, last = consented(
+            services.engine,
+            partner=partner,
+            purpose=purpose,
+            now=datetime.now(UTC),
+            granted_from=granted_from,
+            granted_to=granted_to,
+            after=after,
+            limit=limit,
+        )
+        read.record("residents", [], rows=len(page))
+        return ResidentsPage(
+            purpose=purpose,
+            residents=[
+                ConsentedResident(
+                    resident=services.pseudonyms.of(partner, c.subject),
+                    consent_id=c.consent_id,
+                    categories=c.categories,
+                    granted_at=c.granted_at,
+                    expires_at=c.expires_at,
+                    data_from=c.data_from,
+                    data_to=c.data_to,
+                )
+                for c in page
+            ],
+            next_cursor=cursors.encode(last, scope) if last else None,
+        )
+
+    return await read.run(work)
 
 
 # -- a resident's cross-service view ----------------------------------------------------------
@@ -250,10 +218,8 @@ def _part(result: CategoryResult) -> CategoryPart:
     },
 )
 async def resident_activity(
-    request: Request,
+    read: PartnerReadDep,
     resident: str,
-    partner: AsLimitedPartner,
-    purpose: Purpose,
     start: From = None,
     end: To = None,
     category: Annotated[
@@ -269,6 +235,7 @@ async def resident_activity(
     decision's reason (`no_consent`, `revoked`, `expired`, `paused`, `category_not_covered`...).
     Totals cover the whole period; items come a page at a time in time order.
     """
+    partner, purpose, services = read.partner, read.purpose, read.services
     categories = category or list(CATEGORIES)
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown:
@@ -277,19 +244,17 @@ async def resident_activity(
         )
     # The query as asked (not "now"): a page without `to` continues the period its first page
     # read, whose end the cursor pins.
-    scope = f"activity:{partner.subject}:{resident}:{purpose}:{start}:{end}:{sorted(categories)}"
+    scope = f"activity:{partner}:{resident}:{purpose}:{start}:{end}:{sorted(categories)}"
     after = _position(cursor, scope)
     if cursor is not None and end is None:
         end = cursors.pinned_end(cursor)
     lo, hi = _period(start, end)
 
-    def read() -> tuple[bytes, Future[int]]:
+    def work() -> bytes:
         # The store work; the wait for the audit entry is not (see broker.api.recording).
-        decisions = _approved(request, partner.subject, purpose)
-        pseudonyms: Pseudonyms = request.app.state.pseudonyms
-        engine = request.app.state.engine
-        subject = pseudonyms.resolve(
-            partner.subject, resident, lambda: subjects_of(engine, partner.subject)
+        engine = services.engine
+        subject = services.pseudonyms.resolve(
+            partner, resident, lambda: subjects_of(engine, partner)
         )
         if subject is None:
             raise HTTPException(
@@ -297,9 +262,9 @@ async def resident_activity(
             )
         page = activity(
             engine,
-            request.app.state.vault,
-            decisions,
-            partner=partner.subject,
+            services.vault,
+            services.decisions,
+            partner=partner,
             purpose=purpose,
             subject=subject,
             start=lo,
@@ -309,14 +274,10 @@ async def resident_activity(
             limit=limit,
         )
         included = [r for r in page.categories if r.decision.allowed]
-        ticket = request.app.state.recorder.append(
-            EntryKind.PARTNER_READ,
-            actor=partner.subject,
+        read.record(
+            "activity",
+            [r.category for r in included],
             subject=subject,
-            partner=partner.subject,
-            purpose=purpose,
-            categories=[r.category for r in included],
-            view="activity",
             pseudonym=resident,
             consent_ids=sorted({r.decision.consent_id for r in included if r.decision.consent_id}),
             rows=len(page.items),
@@ -333,12 +294,9 @@ async def resident_activity(
             "items": page.items,
             "next_cursor": cursors.encode(page.next, scope, hi) if page.next else None,
         }
-        return orjson.dumps(body), ticket
+        return orjson.dumps(body)
 
-    recorder: ReadRecorder = request.app.state.recorder
-    content, ticket = await recorder.run(read)
-    await recorder.recorded(ticket)
-    return Response(content, media_type="application/json")
+    return Response(await read.run(work), media_type="application/json")
 
 
 # -- vacant houses ----------------------------------------------------------------------------
@@ -411,10 +369,8 @@ def _house(h: HouseView) -> House:
 
 
 @router.get("/vacant-houses")
-def houses(
-    request: Request,
-    partner: AsLimitedPartner,
-    purpose: Purpose,
+async def houses(
+    read: PartnerReadDep,
     town: Annotated[str | None, Query(max_length=32, examples=["takuma"])] = None,
     available: Annotated[bool, Query(description="Only listings still available")] = False,
     month: Annotated[
@@ -445,80 +401,59 @@ def houses(
     Without the owner's consent to you for this purpose, a house shows its public listing
     only (district, type, size, rent band), and `owner_details_withheld` says why.
     """
-    decisions = _approved(request, partner.subject, purpose)
-    settings: Settings = request.app.state.settings
+    partner, purpose, services = read.partner, read.purpose, read.services
+    settings = services.settings
     now = datetime.now(UTC)
-    published = publishable_end(now, settings.statistics_settle_days)
-    lo = add_months(published, -1)  # the last month published
-    if month is not None:
-        lo = datetime(int(month[:4]), int(month[5:]), 1, tzinfo=JST)
-        if lo >= published:
-            raise HTTPException(
-                422,
-                f"{not_published_yet(lo, now, settings.statistics_settle_days)}: name a "
-                f"published month, {add_months(published, -1):%Y-%m} or earlier",
-            )
+    lo = published_month_start(month, now, settings.statistics_settle_days)
     hi = add_months(lo, 1)
     # Bound to the whole query: another partner, purpose, month or filter cannot reuse it.
     scope = (
-        f"houses:{partner.subject}:{purpose}:{town}:{available}:{lo:%Y-%m}:"
+        f"houses:{partner}:{purpose}:{town}:{available}:{lo:%Y-%m}:"
         f"{registered_from}:{registered_to}"
     )
     position = _position(cursor, scope)
-    page = vacant_houses(
-        request.app.state.engine,
-        request.app.state.vault,
-        decisions,
-        partner=partner.subject,
-        purpose=purpose,
-        month=lo,
-        k=settings.k_anonymity,
-        settle_days=settings.statistics_settle_days,
-        town=town,
-        available_only=available,
-        registered_from=registered_from,
-        registered_to=registered_to,
-        after=(position.at, position.id) if position else None,
-        limit=limit,
-        now=now,
-    )
-    if not page.listing_decision.allowed:
-        raise HTTPException(403, f"listings refused: {page.listing_decision.reason.value}")
-    listing_read = NewEntry(
-        EntryKind.PARTNER_READ,
-        partner.subject,
-        {
-            "partner": partner.subject,
-            "purpose": purpose,
-            "categories": ["property.listing"],
-            "view": "vacant_houses",
-            "rows": len(page.houses),
-        },
-    )
-    # Owner details are personal data of the owner: each read is theirs to see. One
-    # transaction for the page, before it leaves.
-    owner_reads = [
-        NewEntry(
-            EntryKind.PARTNER_READ,
-            partner.subject,
-            {
-                "partner": partner.subject,
-                "purpose": purpose,
-                "categories": ["property.details"],
-                "view": "vacant_houses",
-                "consent_ids": [house.owner_decision.consent_id or ""],
-                "rows": 1,
-            },
-            subject=house.owner_id,
+
+    def work() -> HousesPage:
+        page = vacant_houses(
+            services.engine,
+            services.vault,
+            services.decisions,
+            partner=partner,
+            purpose=purpose,
+            month=lo,
+            k=settings.k_anonymity,
+            settle_days=settings.statistics_settle_days,
+            town=town,
+            available_only=available,
+            registered_from=registered_from,
+            registered_to=registered_to,
+            after=(position.at, position.id) if position else None,
+            limit=limit,
+            now=now,
         )
-        for house in page.houses
-        if house.owner_details is not None
-    ]
-    _audit(request).append_many([listing_read, *owner_reads])
-    return HousesPage(
-        purpose=purpose,
-        period_from=lo,
-        period_to=hi,
-        houses=[_house(h) for h in page.houses],
-        next_cursor=cursors.encode(cursors.Position(*page.next), scope) if page.next else None,
-    )
+        if not page.listing_decision.allowed:
+            raise HTTPException(
+                403,
+                f"listings refused ({page.listing_decision.reason.value}): read for a purpose "
+                "approved for you",
+            )
+        read.record("vacant_houses", ["property.listing"], rows=len(page.houses))
+        # Owner details are personal data of the owner: each read is theirs to see.
+        for house in page.houses:
+            if house.owner_details is not None:
+                read.record(
+                    "vacant_houses",
+                    ["property.details"],
+                    subject=house.owner_id,
+                    consent_ids=[house.owner_decision.consent_id or ""],
+                    rows=1,
+                )
+        return HousesPage(
+            purpose=purpose,
+            period_from=lo,
+            period_to=hi,
+            houses=[_house(h) for h in page.houses],
+            next_cursor=cursors.encode(cursors.Position(*page.next), scope) if page.next else None,
+        )
+
+    return await read.run(work)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
+from broker.api.deps import AuditDep, ConsentDep
 from broker.api.identity import AsAdmin
 from broker.api.problems import Problem
 from broker.audit import AuditLog, EntryKind
@@ -21,15 +21,6 @@ router = APIRouter(
         403: {"model": Problem, "description": "The token's role is not admin"},
     },
 )
-
-
-def get_consent_service(request: Request) -> ConsentService:
-    """The process's consent service."""
-    service: ConsentService = request.app.state.consent
-    return service
-
-
-Consents = Annotated[ConsentService, Depends(get_consent_service)]
 
 
 class PartnerIn(BaseModel):
@@ -104,23 +95,23 @@ def _out(service: ConsentService, partner_id: str, *, withdrawn: bool = False) -
         422: {"model": Problem},
     },
 )
-def register(request: Request, body: PartnerIn, service: Consents, admin: AsAdmin) -> PartnerOut:
+def register(audit: AuditDep, body: PartnerIn, service: ConsentDep, admin: AsAdmin) -> PartnerOut:
     """Register a partner firm."""
     partner = service.register_partner(
         body.name_ja, body.name_en, partner_id=body.id, webhook_url=body.webhook_url
     )
-    _record(request, admin.subject, "partner_registered", partner.id)
+    _record(audit, admin.subject, "partner_registered", partner.id)
     return _out(service, partner.id)
 
 
 @router.get("")
-def list_partners(service: Consents, admin: AsAdmin) -> list[PartnerOut]:
+def list_partners(service: ConsentDep, admin: AsAdmin) -> list[PartnerOut]:
     """Every registered partner with its standing approvals."""
     return [_out(service, p.id) for p in service.partners()]
 
 
 @router.get("/{partner_id}", responses={404: {"model": Problem}})
-def get_partner(partner_id: str, service: Consents, admin: AsAdmin) -> PartnerOut:
+def get_partner(partner_id: str, service: ConsentDep, admin: AsAdmin) -> PartnerOut:
     """One partner, with the history of its approvals (withdrawn ones included)."""
     return _out(service, partner_id, withdrawn=True)
 
@@ -136,11 +127,11 @@ def get_partner(partner_id: str, service: Consents, admin: AsAdmin) -> PartnerOu
     },
 )
 def approve(
-    request: Request, partner_id: str, body: PurposeIn, service: Consents, admin: AsAdmin
+    audit: AuditDep, partner_id: str, body: PurposeIn, service: ConsentDep, admin: AsAdmin
 ) -> PartnerOut:
     """Approve a purpose for the partner (residents may then consent to it)."""
     service.approve_purpose(partner_id, body.purpose, approved_by=admin.subject)
-    _record(request, admin.subject, "purpose_approved", f"{partner_id}/{body.purpose}")
+    _record(audit, admin.subject, "purpose_approved", f"{partner_id}/{body.purpose}")
     return _out(service, partner_id)
 
 
@@ -153,16 +144,15 @@ def approve(
     },
 )
 def withdraw(
-    request: Request, partner_id: str, purpose: str, service: Consents, admin: AsAdmin
+    audit: AuditDep, partner_id: str, purpose: str, service: ConsentDep, admin: AsAdmin
 ) -> PartnerOut:
     """Withdraw an approval: every read for that purpose is refused from the next request."""
     service.withdraw_purpose(partner_id, purpose, withdrawn_by=admin.subject)
-    _record(request, admin.subject, "purpose_withdrawn", f"{partner_id}/{purpose}")
+    _record(audit, admin.subject, "purpose_withdrawn", f"{partner_id}/{purpose}")
     return _out(service, partner_id)
 
 
-def _record(request: Request, operator: str, action: str, target: str) -> None:
+def _record(audit: AuditLog, operator: str, action: str, target: str) -> None:
     """The admin change, naming the operator, stored before the answer (the consent change
     the service records beside it names only the municipality)."""
-    audit: AuditLog = request.app.state.audit
     audit.append_now(EntryKind.ADMIN_CHANGE, actor=operator, action=action, target=target)

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Request
+from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
+from broker.api.deps import AuditDep, RegistryDep, ServicesDep, StoredRegistryDep
 from broker.api.identity import Principal, Role, require
 from broker.api.limits import charge
 from broker.api.problems import Problem
-from broker.audit import AuditLog, EntryKind
+from broker.audit import EntryKind
 from broker.registry.catalogue import SchemaRegistry, meta_errors
 from broker.registry.compatibility.report import CompatibilityMode
-from broker.registry.stored import StoredRegistry
 from contract.catalogue import UnknownSchemaError, UnknownTypeError
 from contract.domains import DOMAINS
 
 router = APIRouter(prefix="/v1/schemas", tags=["schemas"])
-
-
-def get_registry(request: Request) -> SchemaRegistry:
-    """The process's registry."""
-    registry: SchemaRegistry = request.app.state.registry
-    return registry
-
-
-Registry = Annotated[SchemaRegistry, Depends(get_registry)]
 
 
 class SchemaType(BaseModel):
@@ -67,7 +58,7 @@ def _describe(registry: SchemaRegistry, event_type: str) -> SchemaType:
 
 
 @router.get("")
-def list_types(registry: Registry) -> list[SchemaType]:
+def list_types(registry: RegistryDep) -> list[SchemaType]:
     """Every event type the platform accepts, with its versions."""
     return [_describe(registry, t) for t in registry.types()]
 
@@ -75,7 +66,7 @@ def list_types(registry: Registry) -> list[SchemaType]:
 @router.get(
     "/{event_type}", responses={404: {"model": Problem, "description": "No such event type"}}
 )
-def get_type(event_type: str, registry: Registry) -> SchemaType:
+def get_type(event_type: str, registry: RegistryDep) -> SchemaType:
     """One event type's versions and compatibility mode."""
     return _describe(registry, event_type)
 
@@ -87,7 +78,7 @@ def get_type(event_type: str, registry: Registry) -> SchemaType:
         404: {"model": Problem, "description": "No such event type, or no such version of it"},
     },
 )
-def get_version(event_type: str, version: str, registry: Registry) -> JSONResponse:
+def get_version(event_type: str, version: str, registry: RegistryDep) -> JSONResponse:
     """One version's JSON Schema (``latest`` for the newest)."""
     number = None if version == "latest" else _version_number(version)
     found = registry.get(event_type, number)
@@ -100,12 +91,6 @@ class RegisteredVersion(BaseModel):
     type: str
     version: int
     id: str
-
-
-def get_stored_registry(request: Request) -> StoredRegistry:
-    """The process's registry with its stored versions."""
-    stored: StoredRegistry = request.app.state.stored_registry
-    return stored
 
 
 @router.post(
@@ -121,9 +106,9 @@ def get_stored_registry(request: Request) -> StoredRegistry:
     },
 )
 def register_version(
-    request: Request,
+    audit: AuditDep,
     event_type: str,
-    stored: Annotated[StoredRegistry, Depends(get_stored_registry)],
+    stored: StoredRegistryDep,
     schema: Annotated[dict[str, Any], Body(description="The new version's JSON Schema")],
     admin: Annotated[Principal, Depends(require(Role.ADMIN))],
 ) -> RegisteredVersion:
@@ -135,7 +120,6 @@ def register_version(
             f"{', '.join(DOMAINS.names())}"
         )
     version = stored.register(event_type, schema)
-    audit: AuditLog = request.app.state.audit
     audit.append_now(
         EntryKind.ADMIN_CHANGE,
         actor=admin.subject,
@@ -146,11 +130,11 @@ def register_version(
 
 
 async def schema_checker(
-    request: Request,
+    services: ServicesDep,
     caller: Annotated[Principal, Depends(require(Role.CONNECTOR, Role.ADMIN))],
 ) -> Principal:
     """A connector or admin with a token left in its bucket of compatibility checks (429)."""
-    charge(request.app.state.schema_check_buckets, caller, caller.role, "compatibility checks")
+    charge(services.schema_check_buckets, caller, caller.role, "compatibility checks")
     return caller
 
 
@@ -167,7 +151,7 @@ async def schema_checker(
 )
 def check_compatibility(
     event_type: str,
-    registry: Registry,
+    registry: RegistryDep,
     schema: Annotated[dict[str, Any], Body(description="The proposed JSON Schema")],
     caller: Annotated[Principal, Depends(schema_checker)],
 ) -> CompatibilityResult:

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict
 
-from broker.auth.issuer import EmbeddedIssuer
-from consent.catalogue import Catalogue
-from consent.keys import KeyRing
-from consent.service import ConsentService
+from broker.api.deps import CatalogueDep, ConsentDep, ServicesDep
 
 router = APIRouter(tags=["public"])
 
@@ -22,15 +19,14 @@ class Jwks(BaseModel):
 
 
 @router.get("/.well-known/jwks.json", response_model=Jwks)
-def jwks(request: Request) -> dict[str, Any]:
+def jwks(services: ServicesDep) -> dict[str, Any]:
     """The platform's public keys: receipts and webhooks (EdDSA) and embedded tokens (ES256).
 
     Every key that ever signed a receipt stays here, so a receipt verifies offline for ever
     with this document alone.
     """
-    keys: KeyRing = request.app.state.keys
-    document: dict[str, Any] = {"keys": list(keys.jwks()["keys"])}
-    issuer: EmbeddedIssuer | None = request.app.state.issuer
+    document: dict[str, Any] = {"keys": list(services.keys.jwks()["keys"])}
+    issuer = services.issuer
     if issuer is not None:
         document["keys"] += issuer.jwks()["keys"]
     return document
@@ -63,16 +59,14 @@ class CategoryOut(BaseModel):
 
 
 @router.get("/v1/catalogue/purposes")
-def purposes(request: Request) -> list[PurposeOut]:
+def purposes(catalogue: CatalogueDep) -> list[PurposeOut]:
     """The purpose catalogue the municipality approves partners for."""
-    catalogue: Catalogue = request.app.state.catalogue
     return [PurposeOut.model_validate(p) for p in catalogue.purposes.values()]
 
 
 @router.get("/v1/catalogue/categories")
-def categories(request: Request) -> list[CategoryOut]:
+def categories(catalogue: CatalogueDep) -> list[CategoryOut]:
     """The data categories; personal ones need a consent, public ones do not."""
-    catalogue: Catalogue = request.app.state.catalogue
     return [CategoryOut.model_validate(c) for c in catalogue.categories.values()]
 
 
@@ -87,9 +81,8 @@ class PartnerEntry(BaseModel):
 
 
 @router.get("/v1/catalogue/partners")
-def partners(request: Request) -> list[PartnerEntry]:
+def partners(service: ConsentDep) -> list[PartnerEntry]:
     """Registered partners with their standing purpose approvals."""
-    service: ConsentService = request.app.state.consent
     return [
         PartnerEntry(
             id=p.id,
