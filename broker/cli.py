@@ -15,6 +15,7 @@ from broker.bus import redact
 from broker.bus.cli import topics_app
 from broker.connector_cli import app as connector_app
 from broker.settings import Settings
+from contract.domains import DomainError
 
 if TYPE_CHECKING:
     from broker.auth.issuer import EmbeddedIssuer
@@ -60,7 +61,11 @@ def up(
 
     _logging()
     settings = Settings()
-    platform = Platform.open(settings)
+    try:
+        platform = Platform.open(settings)
+    except DomainError as exc:  # a plug-in domain that cannot join: say which and why
+        typer.echo(f"tsunagu up: refused to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     worker_thread = platform.start_worker_thread()
     platform.start_consent_threads()
     base = f"http://{settings.host}:{settings.port}"

@@ -26,6 +26,7 @@ from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
 from broker.store.database import make_engine
+from broker.store.projections import create_tables
 from broker.views.pseudonyms import Pseudonyms, key_of
 from consent.catalogue import Catalogue
 from consent.changes import CONSENT_CHANGES_TOPIC, ChangeScope, ConsentChange, changes_topic
@@ -80,6 +81,8 @@ class Platform:
     def open(cls, settings: Settings) -> Platform:
         """Open the bus and the store, creating topics and tables as needed."""
         private_dir(settings.data_dir, tighten=True)
+        # Every installed domain, plug-ins too: a refused declaration stops the start here.
+        DOMAINS.load()
         lifecycle = Lifecycle()
         try:
             return cls._open(settings, lifecycle)
@@ -95,11 +98,12 @@ class Platform:
         bus.create_topics(topic_specs(settings))
         engine = make_engine(settings.store_url)
         lifecycle.on_close("store", engine.dispose)
+        create_tables(engine)  # each domain's projection tables (a plug-in's on its first start)
         # Apart from the store, so that no backup of the store holds a subject key.
         vault = SubjectVault.open_url(settings.vault_store_url)
         lifecycle.on_close("vault", vault.close)
-        registry = SchemaRegistry.from_directory(settings.schemas_dir)
-        catalogue = Catalogue.load(settings.schemas_dir)
+        registry = SchemaRegistry.from_directory(settings.schemas_dir, DOMAINS)
+        catalogue = Catalogue.load(settings.schemas_dir, DOMAINS)
         keys = KeyRing.in_data_dir(settings.data_dir)
         decisions = DecisionPoint(engine, catalogue)
         consent = ConsentService(

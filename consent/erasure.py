@@ -45,7 +45,7 @@ import orjson
 from sqlalchemy import JSON, Column, Connection, Engine, inspect, select, text
 from sqlmodel import Field, SQLModel
 
-from broker.store.projections import LISTINGS, SUBJECT_TABLES
+from broker.store.projections import LISTINGS, subject_tables
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import InvalidTransitionError
 from consent.model import Consent, ConsentStatus
@@ -256,11 +256,11 @@ def erasure_records(store: Engine) -> list[dict[str, Any]]:
 def _delete_rows(conn: Connection, ref: str | None) -> dict[str, int]:
     """Delete every projection row named by ``ref``; counts per table."""
     if ref is None:
-        return {t.name: 0 for t in SUBJECT_TABLES}
+        return {t.name: 0 for t in subject_tables()}
     with _secure_delete(conn):
         return {
             t.name: conn.execute(t.delete().where(t.c.subject_ref == ref)).rowcount
-            for t in SUBJECT_TABLES
+            for t in subject_tables()
         }
 
 

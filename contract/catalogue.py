@@ -17,6 +17,8 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
+from contract.domains import Domain
+
 _VERSION_FILE = re.compile(r"^v([1-9][0-9]*)\.json$")
 _URN = re.compile(r"^urn:tsunagu:schema:(?P<type>[a-z_]+\.[a-z_]+\.[a-z_]+):v(?P<v>[1-9][0-9]*)$")
 #: Directories of the schemas tree that hold no event types.
@@ -60,13 +62,23 @@ def parse_urn(urn: str) -> tuple[str, int] | None:
     return (m["type"], int(m["v"])) if m else None
 
 
-def type_directories(root: Path) -> list[tuple[str, Path]]:
+def type_directories(root: Path, domain: str = "*") -> list[tuple[str, Path]]:
     """``(event type, directory)`` of every ``root/<domain>/<type>/``, sorted."""
     return [
         (f"{p.parent.name}.{p.name}", p)
-        for p in sorted(root.glob("*/*"))
+        for p in sorted(root.glob(f"{domain}/*"))
         if p.is_dir() and p.parent.name not in _NOT_DOMAINS
     ]
+
+
+def schema_directories(root: Path, domains: Iterable[Domain] = ()) -> list[tuple[str, Path]]:
+    """``type_directories`` of the platform's tree ``root``, then of each domain's own tree
+    (a plug-in's ``Domain.schemas``), where only that domain's directory is read."""
+    found = type_directories(root)
+    for d in domains:
+        if d.schemas is not None:
+            found += type_directories(d.schemas, d.name)
+    return found
 
 
 def read_versions(type_dir: Path, event_type: str) -> list[SchemaVersion]:
@@ -85,10 +97,10 @@ class SchemaCatalogue:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_directory(cls, root: Path) -> SchemaCatalogue:
-        """Load ``root/<domain>/<type>/v<N>.json``."""
+    def from_directory(cls, root: Path, domains: Iterable[Domain] = ()) -> SchemaCatalogue:
+        """Load ``root/<domain>/<type>/v<N>.json`` and the schemas ``domains`` bring."""
         catalogue = cls()
-        for event_type, type_dir in type_directories(root):
+        for event_type, type_dir in schema_directories(root, domains):
             catalogue.add_versions(read_versions(type_dir, event_type))
         return catalogue
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from contract import cloudevents
 from contract.bus import Record
@@ -25,8 +25,11 @@ class EventValidator:
         max_event_bytes: int,
         topic_prefix: str = "",
         refresh: Callable[[], bool] | None = None,
+        domains: Collection[str] | None = None,
     ) -> None:
         self.registry = registry
+        #: The domains whose events are accepted (None: any the catalogue has schemas for).
+        self.domains = domains
         self.refresh = refresh
         self.max_event_bytes = max_event_bytes
         self.topic_prefix = topic_prefix
@@ -58,7 +61,17 @@ class EventValidator:
         return self.check_data(event)
 
     def check_data(self, event: CloudEvent) -> CloudEvent | Rejection:
-        """``event`` if its data matches its schema, else the first violation."""
+        """``event`` if its domain is known and its data matches its schema, else why not."""
+        if self.domains is not None and event.domain not in self.domains:
+            return Rejection(
+                DeadLetterReason.UNKNOWN_TYPE,
+                f"no domain declares event type {event.type!r}; the platform's domains are "
+                f"{', '.join(sorted(self.domains))} (a new one is installed as a plug-in)",
+                "/type",
+                "",
+                event.source,
+                event.id,
+            )
         try:
             try:
                 version = self.registry.resolve(event.type, event.dataschema)

@@ -91,7 +91,9 @@ class IngestGateway:
         self.domains = frozenset(domains)
         self.topic_prefix = topic_prefix
         self.max_event_bytes = max_event_bytes
-        self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
+        self.validator = EventValidator(
+            registry, max_event_bytes, topic_prefix, refresh_registry, domains=self.domains
+        )
 
     def submit(
         self,
@@ -227,15 +229,6 @@ class IngestGateway:
             source = given if isinstance(given, str) else ""
             return Rejection(
                 DeadLetterReason.INVALID_ENVELOPE, str(exc), f"/{exc.attribute}", "", source
-            )
-        if event.domain not in self.domains:
-            return Rejection(
-                DeadLetterReason.UNKNOWN_TYPE,
-                f"no schema is registered for event type {event.type!r}",
-                "/type",
-                "",
-                event.source,
-                event.id,
             )
         return self.validator.check_data(event)
 

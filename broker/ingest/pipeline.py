@@ -89,7 +89,7 @@ class IngestWorker:
         vault: SubjectVault,
         *,
         group: str = DEFAULT_GROUP,
-        topics: Sequence[str] = DOMAINS.topics(),
+        topics: Sequence[str] | None = None,
         topic_prefix: str = "",
         batch_size: int = 2000,
         max_event_bytes: int = 1024 * 1024,
@@ -113,7 +113,8 @@ class IngestWorker:
         self.vault = vault
         self.validator = EventValidator(registry, max_event_bytes, topic_prefix, refresh_registry)
         self.group = group
-        self.topics = [topic_prefix + t for t in topics]
+        # Every domain's topic by default, read when the worker is made (plug-ins included).
+        self.topics = [topic_prefix + t for t in (DOMAINS.topics() if topics is None else topics)]
         self.batch_size = batch_size
         self.linger_s = linger_s
         self.lag_interval_s = LAG_INTERVAL_S

@@ -3,7 +3,7 @@ does, adding versions under each type's compatibility mode and checking a schema
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from contract.catalogue import (
     SchemaCatalogue,
     SchemaVersion,
     read_versions,
-    type_directories,
+    schema_directories,
 )
+from contract.domains import Domain
 
 
 class InvalidSchemaError(RegistryError):
@@ -54,10 +55,11 @@ class SchemaRegistry(SchemaCatalogue):
         self._modes: dict[str, CompatibilityMode] = {}
 
     @classmethod
-    def from_directory(cls, root: Path) -> SchemaRegistry:
-        """Load ``root/<domain>/<type>/v<N>.json`` and the optional ``config.json`` modes."""
+    def from_directory(cls, root: Path, domains: Iterable[Domain] = ()) -> SchemaRegistry:
+        """Load ``root/<domain>/<type>/v<N>.json`` and the optional ``config.json`` modes, and
+        the schemas ``domains`` bring (``contract.catalogue.schema_directories``)."""
         registry = cls()
-        for event_type, type_dir in type_directories(root):
+        for event_type, type_dir in schema_directories(root, domains):
             config = type_dir / "config.json"
             if config.exists():
                 registry._modes[event_type] = CompatibilityMode(

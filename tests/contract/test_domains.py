@@ -37,8 +37,11 @@ def test_each_domain_declares_the_categories_its_event_types_fill() -> None:
         assert set(domain.subject_kinds) <= SUBJECT_KINDS
 
 
-def test_a_domain_topic_is_its_name_and_the_registry_lists_them_in_order() -> None:
-    assert DOMAINS.topics() == tuple(d.name for d in BUILTIN)
+def test_the_builtin_domains_are_found_through_their_entry_points_in_name_order() -> None:
+    assert DOMAINS.topics() == tuple(sorted(d.name for d in BUILTIN))
+    assert set(DOMAINS) == set(BUILTIN)
+    for domain in DOMAINS:
+        assert domain.origin.startswith(f"entry point tsunagu.domains:{domain.name} = ")
     assert "transport" in DOMAINS and "disaster" not in DOMAINS
     assert DOMAINS.of_type("disaster.alert.issued") is None
 
@@ -49,9 +52,15 @@ def test_a_declaration_with_another_domains_event_type_is_refused() -> None:
 
 
 def test_a_second_declaration_of_a_domain_is_refused_and_a_new_one_joins() -> None:
-    other = Domain("transport", ("transport.trips",), ("resident",), ("transport.x.y",))
-    with pytest.raises(DomainError, match="declared twice"):
+    other = Domain(
+        "transport", ("transport.buses",), ("resident",), ("transport.x.y",), origin="plug-in X"
+    )
+    with pytest.raises(DomainError) as refused:
         DomainRegistry.of(BUILTIN, [other])
+    assert str(refused.value) == (
+        "domain 'transport' (plug-in X) declares topic 'transport', already taken by domain "
+        "'transport'; give one of them another name (the name is the topic)"
+    )
     childcare = Domain(
         "childcare", ("childcare.visits",), ("resident",), ("childcare.visit.completed",)
     )
@@ -60,8 +69,35 @@ def test_a_second_declaration_of_a_domain_is_refused_and_a_new_one_joins() -> No
     assert registry.of_type("childcare.visit.completed") == childcare
 
 
+def test_a_category_of_another_domain_is_refused_naming_both() -> None:
+    bousai = Domain(
+        "bousai", ("bousai.alerts", "health.points"), ("resident",), (), origin="plug-in B"
+    )
+    with pytest.raises(DomainError) as refused:
+        DomainRegistry.of(BUILTIN, [bousai])
+    assert str(refused.value).startswith(
+        "domain 'bousai' (plug-in B) declares category 'health.points', already taken by "
+        "domain 'health'"
+    )
+
+
+def test_a_refused_installation_stays_refused_at_every_use() -> None:
+    calls = []
+
+    def clashing() -> list[Domain]:
+        calls.append(1)
+        return [*BUILTIN, Domain("health", ("health.steps",), ("resident",), ())]
+
+    registry = DomainRegistry()
+    registry._source = clashing
+    for _ in range(2):
+        with pytest.raises(DomainError, match="already taken"):
+            registry.topics()
+    assert len(calls) == 2
+
+
 def test_an_unknown_domain_is_named_with_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="known: transport, health, currency, vacant_house"):
+    with pytest.raises(KeyError, match="known: currency, health, transport, vacant_house"):
         DOMAINS.get("disaster")
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import Engine, select, text
 
 from broker.bus.sqlite_log import SqliteLog
 from broker.store.database import make_engine
-from broker.store.projections import LISTINGS, SUBJECT_TABLES, project
+from broker.store.projections import LISTINGS, project, subject_tables
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import TransportStop, Trip
 from consent.vault import SubjectVault
@@ -110,7 +110,7 @@ def test_a_residents_rows_are_found_by_their_reference_and_open_with_their_key(
     assert ref is not None and ref != vault.ref(BOB)
     trip_doc = next(d for d in docs if d["subject"] == ALICE and d["type"].endswith("completed"))
     with store.connect() as conn:
-        for table in SUBJECT_TABLES:
+        for table in subject_tables():
             found = conn.execute(select(table).where(table.c.subject_ref == ref)).all()
             assert len(found) == sum(
                 1 for d in docs if d["subject"] == ALICE and _table_of(d) == table.name

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from broker.ingest.pipeline import BatchOutcome, IngestWorker
-from broker.store.projections import LISTINGS, SUBJECT_TABLES
+from broker.store.projections import LISTINGS, subject_tables
 from consent.vault import SubjectVault
 from contract.bus import Bus, Record
 from tests.events import encode, example_data, make_event, registry
@@ -96,5 +96,5 @@ def personal_rows(store: Engine) -> dict[str, list[dict[str, Any]]]:
     with store.connect() as conn:
         return {
             table.name: [dict(r._mapping) for r in conn.execute(select(table))]
-            for table in (*SUBJECT_TABLES, LISTINGS)
+            for table in (*subject_tables(), LISTINGS)
         }

@@ -3,42 +3,62 @@
 Rows about a person carry their blind row reference (``subject_ref``), never their id, and
 seal their precise fields under the person's key (``consent.vault``, which the store knows
 only as ``sealing.SubjectVault``); erasure destroys the key and deletes the rows in
-``SUBJECT_TABLES`` and the listings the person owns.
+``subject_tables()`` and the listings the person owns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from functools import cache
+from pkgutil import resolve_name
 
-from sqlalchemy import Connection, Table
+from sqlalchemy import Connection, Engine, Table
+from sqlmodel import SQLModel
 
-from broker.store.projections.currency import CurrencyTransaction, project_currency
-from broker.store.projections.health import HealthPoints, project_health
+from broker.store.database import create_all_racing
+from broker.store.projections.projection import Projection, Projector
 from broker.store.projections.sealing import BatchKeys, SubjectVault, key_subject
-from broker.store.projections.transport import RideRequest, Trip, project_transport
-from broker.store.projections.vacant_house import Inquiry, Listing, project_vacant_house
+from broker.store.projections.vacant_house import Listing
 from contract.cloudevents import CloudEvent
+from contract.domains import DOMAINS, Domain, DomainError, DomainRegistry
 
-Projector = Callable[[Connection, Sequence[CloudEvent], BatchKeys], None]
+__all__ = ["LISTINGS", "Projection", "Projector", "project", "projection_of", "subject_tables"]
 
-#: One projector per domain; each receives that domain's events in bus order.
-PROJECTORS: dict[str, Projector] = {
-    "transport": project_transport,
-    "health": project_health,
-    "currency": project_currency,
-    "vacant_house": project_vacant_house,
-}
-
-#: Tables whose rows are about one person, named by ``subject_ref``.
-SUBJECT_TABLES: tuple[Table, ...] = (
-    Trip.__table__,  # type: ignore[attr-defined]
-    RideRequest.__table__,  # type: ignore[attr-defined]
-    HealthPoints.__table__,  # type: ignore[attr-defined]
-    CurrencyTransaction.__table__,  # type: ignore[attr-defined]
-    Inquiry.__table__,  # type: ignore[attr-defined]
-)
 #: Listings, whose owner is named by ``owner_id`` (the property rule needs it in clear).
 LISTINGS: Table = Listing.__table__  # type: ignore[attr-defined]
+
+
+def projection_of(domain: Domain) -> Projection:
+    """The projection ``domain``'s declaration names (DomainError when it names none)."""
+    return _resolve(domain.projection, str(domain))
+
+
+@cache
+def _resolve(reference: str, who: str) -> Projection:
+    if not reference:
+        raise DomainError(f"{who} names no projection; set projection='module:PROJECTION'")
+    try:
+        found = resolve_name(reference)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise DomainError(f"{who}: its projection {reference!r} cannot be imported: {exc}") from exc
+    if not isinstance(found, Projection):
+        raise DomainError(
+            f"{who}: its projection {reference!r} is a {type(found).__name__}, not a "
+            "broker.store.projections.Projection"
+        )
+    return found
+
+
+def subject_tables(domains: DomainRegistry = DOMAINS) -> tuple[Table, ...]:
+    """Tables whose rows are about one person, named by ``subject_ref`` (erasure's list)."""
+    return tuple(t for d in domains for t in projection_of(d).subject_tables)
+
+
+def create_tables(engine: Engine, domains: DomainRegistry = DOMAINS) -> None:
+    """Create the tables of every domain's projection that the store lacks (a plug-in's
+    first start creates its own)."""
+    tables = [t for d in domains for t in projection_of(d).tables]
+    create_all_racing(engine, SQLModel.metadata, tables)
 
 
 def project(
@@ -60,5 +80,5 @@ def project(
     for e in kept:
         by_domain.setdefault(e.domain, []).append(e)
     for domain, domain_events in by_domain.items():
-        PROJECTORS[domain](conn, domain_events, keys)
+        projection_of(DOMAINS.get(domain)).project(conn, domain_events, keys)
     return erased

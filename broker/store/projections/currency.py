@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Index, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 from broker.store.bulk import insert_many
+from broker.store.projections.projection import Projection
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, parse_time
 from contract.cloudevents import CloudEvent
@@ -79,3 +80,7 @@ def project_currency(conn: Connection, events: Sequence[CloudEvent], keys: Batch
     rows = [_row(e, keys) for e in events]
     if rows:
         insert_many(conn, _table, rows)
+
+
+#: Named by the domain's declaration (``contract.domains``).
+PROJECTION = Projection(project_currency, tables=(_table,), subject_tables=(_table,))

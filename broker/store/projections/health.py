@@ -14,6 +14,7 @@ from sqlalchemy import Connection, Index, LargeBinary, String
 from sqlmodel import Field, SQLModel
 
 from broker.store.bulk import insert_many
+from broker.store.projections.projection import Projection
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, day_start_jst, parse_time
 from contract.cloudevents import CloudEvent
@@ -74,3 +75,7 @@ def project_health(conn: Connection, events: Sequence[CloudEvent], keys: BatchKe
     rows = [_row(e, keys) for e in events]
     if rows:
         insert_many(conn, _table, rows)
+
+
+#: Named by the domain's declaration (``contract.domains``).
+PROJECTION = Projection(project_health, tables=(_table,), subject_tables=(_table,))

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Index, LargeBinary, String, case
 from sqlmodel import Field, SQLModel
 
 from broker.store.bulk import insert_many
+from broker.store.projections.projection import Projection
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys
 from broker.store.projections.timestamps import UtcDateTime, parse_time
 from broker.store.projections.upsert import Columns, upsert_many
@@ -281,3 +282,9 @@ def _merge_position(new: Columns, old: Columns) -> tuple[dict[str, Any], Any]:
     # Positions arrive out of order across feeds: only a newer fix replaces the stored one.
     changed = [c.key for c in _positions.columns if c.key != "vehicle_id"]
     return {k: new[k] for k in changed}, new.recorded_at >= old.recorded_at
+
+
+#: Named by the domain's declaration (``contract.domains``).
+PROJECTION = Projection(
+    project_transport, tables=(_trips, _rides, _stops, _positions), subject_tables=(_trips, _rides)
+)

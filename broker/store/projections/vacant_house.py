@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Index, LargeBinary, String, select
 from sqlmodel import Field, SQLModel
 
 from broker.store.bulk import insert_many
+from broker.store.projections.projection import Projection
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys, UnreadableSealError
 from broker.store.projections.timestamps import UtcDateTime, parse_time
 from contract.cloudevents import CloudEvent
@@ -172,3 +173,9 @@ def project_vacant_house(conn: Connection, events: Sequence[CloudEvent], keys: B
     inquiries = [_inquiry_row(e, keys) for e in events if e.type == "vacant_house.inquiry.received"]
     if inquiries:
         insert_many(conn, _inquiries, inquiries)
+
+
+#: Named by the domain's declaration (``contract.domains``).
+PROJECTION = Projection(
+    project_vacant_house, tables=(_listings, _inquiries), subject_tables=(_inquiries,)
+)
