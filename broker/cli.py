@@ -20,12 +20,15 @@ if TYPE_CHECKING:
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
     from broker.demo import DemoLife, IssueToken
+    from broker.runtime import Platform
 
 app = typer.Typer(help="Tsunagu: a regional data-linkage platform.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The shared JSON Schemas.", no_args_is_help=True)
 token_app = typer.Typer(help="Tokens of the embedded identity provider.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's schema: its revision and upgrades.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(connector_app, name="connector")
 app.add_typer(topics_app, name="topics")
@@ -51,11 +54,10 @@ def up(
     from broker.api.app import create_app
     from broker.api.processes import ApiProcesses
     from broker.api.serve import configure_serving
-    from broker.runtime import Platform
 
     _logging()
     settings = Settings()
-    platform = Platform.open(settings)
+    platform = _open_platform(settings)
     worker_thread = platform.start_worker_thread()
     platform.start_consent_threads()
     base = f"http://{settings.host}:{settings.port}"
@@ -107,6 +109,18 @@ def up(
             stream.join(30)  # let the connectors stop before the bus closes
             life.join(15)  # and the demo partners before the store closes
         platform.close()
+
+
+def _open_platform(settings: Settings) -> Platform:
+    """The platform of this process, or the store's refusal (what to run) and exit code 2."""
+    from broker.runtime import Platform
+    from broker.store.migrate import StoreSchemaError
+
+    try:
+        return Platform.open(settings)
+    except StoreSchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _start_demo(platform: Any, speed: float, population: int) -> tuple[threading.Thread, DemoLife]:
@@ -229,10 +243,9 @@ def _demo_summary(settings: Settings, base: str, life: DemoLife) -> str:
 def worker() -> None:
     """Run one ingest worker (join the consumer group; scale by running more)."""
     from broker.api.metrics import serve_metrics
-    from broker.runtime import Platform
 
     _logging()
-    platform = Platform.open(Settings())
+    platform = _open_platform(Settings())
 
     def _stop(*_: Any) -> None:
         platform.stop.set()
@@ -325,7 +338,7 @@ def _audit_token(settings: Settings, role: Any, sub: str, token: str) -> None:
     from consent.keys import KeyRing
 
     claims = jwt.decode(token, options={"verify_signature": False})
-    engine = make_engine(settings.store_url)
+    engine = make_engine(settings.store_url, upgrade=settings.store_upgrades_on_start)
     personal = role in (Role.RESIDENT,)
     with AuditLog(engine, KeyRing.in_data_dir(settings.data_dir), background=False) as audit:
         audit.append_now(
@@ -360,6 +373,50 @@ def schemas_check(
         typer.echo(f"{len(problems)} problem(s) in {root}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{root}: every schema and version chain is valid")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the store (TSUNAGU_DATABASE_URL) to this release's schema; refuse a newer one."""
+    from broker.store.database import connect
+    from broker.store.migrate import StoreSchemaError, StoreState, upgrade
+
+    _logging()
+    settings = Settings()
+    engine = connect(settings.store_url)
+    try:
+        was = upgrade(engine)
+    except StoreSchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    if was.state is StoreState.CURRENT:
+        typer.echo(f"{where}: already at revision {was.head}")
+    else:
+        before = {StoreState.EMPTY: "empty", StoreState.LEGACY: "the release before migrations"}
+        typer.echo(f"{where}: upgraded from {before.get(was.state, was.current)} to {was.head}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the store's revision and this release's; exit 1 unless they are the same."""
+    from broker.store.database import connect
+    from broker.store.migrate import StoreState, revisions
+
+    settings = Settings()
+    engine = connect(settings.store_url)
+    try:
+        found = revisions(engine)
+    finally:
+        engine.dispose()
+    shown = found.current or {StoreState.EMPTY: "none (empty)"}.get(
+        found.state, "none (the release before migrations)"
+    )
+    typer.echo(f"store   {shown} ({found.state.value})\nrelease {found.head}")
+    if found.state is not StoreState.CURRENT:
+        raise typer.Exit(1)
 
 
 def main() -> None:

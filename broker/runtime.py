@@ -76,7 +76,7 @@ class Platform:
         private_dir(settings.data_dir, tighten=True)
         bus = open_bus(settings.bus_url, retention_s=settings.bus_retention_s)
         bus.create_topics(topic_specs(settings))
-        engine = make_engine(settings.store_url)
+        engine = make_engine(settings.store_url, upgrade=settings.store_upgrades_on_start)
         registry = SchemaRegistry.from_directory(settings.schemas_dir)
         catalogue = Catalogue.load(settings.schemas_dir)
         keys = KeyRing.in_data_dir(settings.data_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,6 +28,13 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="", description="SQLAlchemy URL of the store; empty means SQLite in data_dir."
+    )
+    store_upgrade: Literal["auto", "on-start", "explicit"] = Field(
+        default="auto",
+        description="Who upgrades a store made by an older release: `on-start`, every "
+        "process opening it; `explicit`, only `tsunagu db upgrade` (the others refuse, naming "
+        "it); `auto`, on-start for the embedded SQLite store, explicit for any other (a "
+        "PostgreSQL store shared by many processes). An empty store is always created.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -162,6 +170,13 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         """The store's SQLAlchemy URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'store.db'}"
+
+    @property
+    def store_upgrades_on_start(self) -> bool:
+        """Whether a process opening an older store upgrades it (see ``store_upgrade``)."""
+        if self.store_upgrade == "auto":
+            return self.store_url.startswith("sqlite")
+        return self.store_upgrade == "on-start"
 
     @property
     def inline_reads(self) -> bool:

@@ -41,7 +41,6 @@ from sqlmodel import Field, SQLModel
 
 from broker.store.projections.timestamps import UtcDateTime
 from consent.model import Consent, Partner
-from consent.model import create_tables as create_consent_tables
 
 
 class NotificationKind(StrEnum):
@@ -118,14 +117,6 @@ _SCAN_INDEXES = (
 
 #: Candidates read per query: a first scan over years of history goes in batches.
 SCAN_BATCH = 500
-
-
-def create_notification_tables(engine: Engine) -> None:
-    """Create the consent tables, ``partner_notifications`` and the scan indexes if missing."""
-    create_consent_tables(engine)
-    SQLModel.metadata.create_all(engine, tables=[_notifications])
-    for index in _SCAN_INDEXES:
-        index.create(engine, checkfirst=True)
 
 
 def new_notification_id() -> str:

@@ -46,7 +46,6 @@ from consent.model import (
     Partner,
     PartnerPurpose,
     SubjectKind,
-    create_tables,
 )
 from consent.receipts import Controller, receipt_claims, sign_receipt
 from consent.webhook_targets import check_webhook_url
@@ -105,7 +104,6 @@ class ConsentService:
         self._hooks = list(on_change)
         self._clock = clock
         self._outbox_lock = threading.Lock()
-        create_tables(engine)
 
     def add_change_hook(self, hook: ChangeHook) -> None:
         """Call ``hook`` synchronously after each committed change (e.g. a decision point)."""

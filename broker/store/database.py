@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, create_engine, event
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import SQLModel
+from sqlalchemy import Engine, create_engine, event
 
 from broker.private_files import private_file
+from broker.store.migrate import open_schema
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the store's tables created."""
+def make_engine(url: str, *, upgrade: bool = True) -> Engine:
+    """An engine for ``url``, its store's schema at this code's revision: an empty store is
+    created; an older one upgraded if ``upgrade``, refused otherwise; a newer one refused
+    (``StoreSchemaError``, saying what to run; see ``broker.store.migrate``)."""
+    engine = connect(url)
+    try:
+        open_schema(engine, may_upgrade=upgrade)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` as the store uses it, its schema left as it is."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -24,9 +34,6 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    import broker.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-    create_all_racing(engine, SQLModel.metadata)
     return engine
 
 
@@ -68,19 +75,3 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA wal_autocheckpoint=0")
     cursor.close()
-
-
-def create_all_racing(
-    engine: Engine, metadata: MetaData, tables: Sequence[Table] | None = None
-) -> None:
-    """``metadata.create_all``, safe when several processes start at once on one store."""
-    for attempt in range(5):
-        try:
-            metadata.create_all(engine, tables=tables)
-            return
-        except (IntegrityError, OperationalError, ProgrammingError):
-            # The losers' CREATE fails (a duplicate type or table on PostgreSQL, a locked
-            # database on SQLite); once the winner has committed, create_all creates nothing.
-            if attempt == 4:
-                raise
-            time.sleep(0.2 * (attempt + 1))
