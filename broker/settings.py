@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Where `schemas/` lives when running from a checkout or an editable install.
-REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+#: The shared schemas and catalogues: the ``schemas`` package's data, found where it was
+#: installed (the checkout's ``schemas/`` when running from one).
+REPO_SCHEMAS = Path(str(files("schemas")))
 
 
 class Settings(BaseSettings):
