@@ -17,10 +17,13 @@ from broker.settings import Settings
 from connectors.cli import app as connector_app
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
     from broker.demo import DemoLife, IssueToken
     from broker.runtime import Platform
+    from broker.store.migrate import Chain
 
 app = typer.Typer(help="Tsunagu: a regional data-linkage platform.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The shared JSON Schemas.", no_args_is_help=True)
@@ -338,7 +341,7 @@ def _audit_token(settings: Settings, role: Any, sub: str, token: str) -> None:
     from consent.keys import KeyRing
 
     claims = jwt.decode(token, options={"verify_signature": False})
-    engine = make_engine(settings.store_url, upgrade=settings.store_upgrades_on_start)
+    engine = make_engine(settings.store_url, upgrade=settings.upgrades_on_start(settings.store_url))
     personal = role in (Role.RESIDENT,)
     with AuditLog(engine, KeyRing.in_data_dir(settings.data_dir), background=False) as audit:
         audit.append_now(
@@ -375,47 +378,56 @@ def schemas_check(
     typer.echo(f"{root}: every schema and version chain is valid")
 
 
+def _databases(settings: Settings) -> list[tuple[Chain, Engine]]:
+    """The store and the vault, each with its chain of migrations (plain engines)."""
+    from broker.store.database import connect
+    from broker.store.migrate import STORE, VAULT
+    from consent.vault import vault_engine
+
+    return [(STORE, connect(settings.store_url)), (VAULT, vault_engine(settings.vault_store_url))]
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Upgrade the store (TSUNAGU_DATABASE_URL) to this release's schema; refuse a newer one."""
-    from broker.store.database import connect
+    """Upgrade the store and the vault to this release's schema; refuse a newer one."""
     from broker.store.migrate import StoreSchemaError, StoreState, upgrade
 
     _logging()
-    settings = Settings()
-    engine = connect(settings.store_url)
-    try:
-        was = upgrade(engine)
-    except StoreSchemaError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    finally:
-        engine.dispose()
-    where = engine.url.render_as_string(hide_password=True)
-    if was.state is StoreState.CURRENT:
-        typer.echo(f"{where}: already at revision {was.head}")
-    else:
-        before = {StoreState.EMPTY: "empty", StoreState.LEGACY: "the release before migrations"}
-        typer.echo(f"{where}: upgraded from {before.get(was.state, was.current)} to {was.head}")
+    before = {StoreState.EMPTY: "empty", StoreState.LEGACY: "the release before migrations"}
+    for chain, engine in _databases(Settings()):
+        where = engine.url.render_as_string(hide_password=True)
+        try:
+            was = upgrade(engine, chain)
+        except StoreSchemaError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            engine.dispose()
+        if was.state is StoreState.CURRENT:
+            typer.echo(f"{chain.name} {where}: already at revision {was.head}")
+        else:
+            was_at = before.get(was.state, was.current)
+            typer.echo(f"{chain.name} {where}: upgraded from {was_at} to {was.head}")
 
 
 @db_app.command("current")
 def db_current() -> None:
-    """Print the store's revision and this release's; exit 1 unless they are the same."""
-    from broker.store.database import connect
+    """Print the revisions of the store and the vault against this release's; exit 1 unless
+    both are current."""
     from broker.store.migrate import StoreState, revisions
 
-    settings = Settings()
-    engine = connect(settings.store_url)
-    try:
-        found = revisions(engine)
-    finally:
-        engine.dispose()
-    shown = found.current or {StoreState.EMPTY: "none (empty)"}.get(
-        found.state, "none (the release before migrations)"
-    )
-    typer.echo(f"store   {shown} ({found.state.value})\nrelease {found.head}")
-    if found.state is not StoreState.CURRENT:
+    behind = False
+    for chain, engine in _databases(Settings()):
+        try:
+            found = revisions(engine, chain)
+        finally:
+            engine.dispose()
+        shown = found.current or {StoreState.EMPTY: "none (empty)"}.get(
+            found.state, "none (the release before migrations)"
+        )
+        typer.echo(f"{chain.name} at {shown}, this release at {found.head} ({found.state.value})")
+        behind = behind or found.state is not StoreState.CURRENT
+    if behind:
         raise typer.Exit(1)
 
 

@@ -76,7 +76,9 @@ class Platform:
         private_dir(settings.data_dir, tighten=True)
         bus = open_bus(settings.bus_url, retention_s=settings.bus_retention_s)
         bus.create_topics(topic_specs(settings))
-        engine = make_engine(settings.store_url, upgrade=settings.store_upgrades_on_start)
+        engine = make_engine(
+            settings.store_url, upgrade=settings.upgrades_on_start(settings.store_url)
+        )
         registry = SchemaRegistry.from_directory(settings.schemas_dir)
         catalogue = Catalogue.load(settings.schemas_dir)
         keys = KeyRing.in_data_dir(settings.data_dir)
@@ -98,7 +100,9 @@ class Platform:
         pseudonyms = Pseudonyms(key_of(settings))
         consent.add_change_hook(partial(_forget_erased_pseudonyms, pseudonyms))
         # Apart from the store, so that no backup of the store holds a subject key.
-        vault = SubjectVault.open_url(settings.vault_store_url)
+        vault = SubjectVault.open_url(
+            settings.vault_store_url, upgrade=settings.upgrades_on_start(settings.vault_store_url)
+        )
         return cls(
             settings,
             bus,

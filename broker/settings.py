@@ -33,10 +33,11 @@ class Settings(BaseSettings):
     )
     store_upgrade: Literal["auto", "on-start", "explicit"] = Field(
         default="auto",
-        description="Who upgrades a store made by an older release: `on-start`, every "
-        "process opening it; `explicit`, only `tsunagu db upgrade` (the others refuse, naming "
-        "it); `auto`, on-start for the embedded SQLite store, explicit for any other (a "
-        "PostgreSQL store shared by many processes). An empty store is always created.",
+        description="Who upgrades a store (and the vault) made by an older release: "
+        "`on-start`, every process opening it; `explicit`, only `tsunagu db upgrade` (the "
+        "others refuse, naming it); `auto`, on-start for the embedded SQLite store, explicit "
+        "for any other (a PostgreSQL store shared by many processes). An empty store is "
+        "always created.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -173,11 +174,11 @@ class Settings(BaseSettings):
         """The store's SQLAlchemy URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'store.db'}"
 
-    @property
-    def store_upgrades_on_start(self) -> bool:
-        """Whether a process opening an older store upgrades it (see ``store_upgrade``)."""
+    def upgrades_on_start(self, url: str) -> bool:
+        """Whether a process opening an older store (or vault) at ``url`` upgrades it (see
+        ``store_upgrade``)."""
         if self.store_upgrade == "auto":
-            return self.store_url.startswith("sqlite")
+            return url.startswith("sqlite")
         return self.store_upgrade == "on-start"
 
     @property

@@ -9,6 +9,9 @@ A process opening the store finds one of four states:
   refused with the command that upgrades it;
 * at this code's revision: opened;
 * at a revision this code does not know (a newer release's): refused, naming both revisions.
+
+The subject-key vault, a database of its own, has its own chain of migrations
+(``consent/vault_migrations``) kept by the same rules: a ``Chain`` names one.
 """
 
 from __future__ import annotations
@@ -22,17 +25,44 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, inspect
 
-#: Where the migration scripts are, as a package resource (shipped inside ``broker``).
-SCRIPT_LOCATION = "broker.store:migrations"
-
 #: What an operator runs to upgrade a store that processes may not upgrade themselves.
 UPGRADE_COMMAND = "tsunagu db upgrade"
 
-#: Tables the release before migrations created when it first opened a store (2b55de9).
-LEGACY_TABLES = frozenset({"ingested_events", "audit_entries", "consents", "partners"})
 
-# PostgreSQL advisory lock key ("tsunagu" in ASCII): one process migrates at a time.
-_PG_LOCK_KEY = 0x7473756E616775
+@dataclass(frozen=True)
+class Chain:
+    """One database's migrations: where their scripts are (a package resource), the table of
+    its revision, the tables by which a database of the release before migrations is
+    recognised, and a lock key."""
+
+    name: str
+    versions: str
+    version_table: str
+    legacy_tables: frozenset[str]
+    lock_key: int  # PostgreSQL advisory lock: one process migrates a database at a time
+
+
+#: The store: projections, consents, the audit log, stored schema versions.
+STORE = Chain(
+    "store",
+    "broker.store:migrations/versions",
+    "alembic_version",
+    # Tables the release before migrations (2b55de9) created when it first opened a store.
+    frozenset({"ingested_events", "audit_entries", "consents", "partners"}),
+    0x7473756E616775,  # "tsunagu" in ASCII
+)
+
+#: The subject-key vault (``consent.vault``), a database of its own.
+VAULT = Chain(
+    "vault",
+    "broker.store:migrations/vault",
+    "vault_alembic_version",  # its own name, should a vault ever share a database
+    frozenset({"subject_keys", "vault_secret"}),
+    0x7473756E616776,
+)
+
+#: The one environment (env.py) both chains run in.
+_SCRIPT_LOCATION = "broker.store:migrations"
 
 
 class StoreState(StrEnum):
@@ -66,69 +96,74 @@ class Revisions:
     head: str
 
 
-def _config(conn: Connection | None = None) -> Config:
+def _config(chain: Chain, conn: Connection | None = None) -> Config:
     config = Config()
-    config.set_main_option("script_location", SCRIPT_LOCATION)
+    config.set_main_option("script_location", _SCRIPT_LOCATION)
+    # One location per line: a package resource ("pkg:dir") holds the os separator.
+    config.set_main_option("path_separator", "newline")
+    config.set_main_option("version_locations", chain.versions)
     config.attributes["connection"] = conn
+    config.attributes["version_table"] = chain.version_table
     return config
 
 
-def head_revision() -> str:
-    """This code's newest migration."""
-    head = ScriptDirectory.from_config(_config()).get_current_head()
-    assert head is not None, "the migrations have no head"
+def head_revision(chain: Chain = STORE) -> str:
+    """This code's newest migration of ``chain``."""
+    head = ScriptDirectory.from_config(_config(chain)).get_current_head()
+    assert head is not None, f"the {chain.name}'s migrations have no head"
     return head
 
 
-def _revisions(conn: Connection) -> Revisions:
-    head = head_revision()
-    current = MigrationContext.configure(conn).get_current_revision()
+def _revisions(conn: Connection, chain: Chain) -> Revisions:
+    head = head_revision(chain)
+    context = MigrationContext.configure(conn, opts={"version_table": chain.version_table})
+    current = context.get_current_revision()
     if current is None:
         names = set(inspect(conn).get_table_names())
-        state = StoreState.LEGACY if names & LEGACY_TABLES else StoreState.EMPTY
+        state = StoreState.LEGACY if names & chain.legacy_tables else StoreState.EMPTY
     elif current == head:
         state = StoreState.CURRENT
     else:
-        script = ScriptDirectory.from_config(_config())
+        script = ScriptDirectory.from_config(_config(chain))
         known = {s.revision for s in script.walk_revisions()}
         state = StoreState.BEHIND if current in known else StoreState.AHEAD
     return Revisions(state, current, head)
 
 
-def revisions(engine: Engine) -> Revisions:
-    """Where ``engine``'s store stands against this code."""
+def revisions(engine: Engine, chain: Chain = STORE) -> Revisions:
+    """Where ``engine``'s database stands against this code's ``chain``."""
     with engine.connect() as conn:
-        return _revisions(conn)
+        return _revisions(conn, chain)
 
 
-def upgrade(engine: Engine) -> Revisions:
+def upgrade(engine: Engine, chain: Chain = STORE) -> Revisions:
     """Upgrade the store to this code's head (``tsunagu db upgrade``); returns where it was.
 
     Refuses a store newer than the code. Safe when several processes do it at once: they take
     turns, and the later ones find the store upgraded."""
-    return _migrate(engine, may_upgrade=True)
+    return _migrate(engine, chain, may_upgrade=True)
 
 
-def open_schema(engine: Engine, *, may_upgrade: bool) -> Revisions:
-    """Make ``engine``'s store usable by this code or refuse it (see the module's docstring);
-    returns where it was."""
-    found = revisions(engine)  # without the lock: the usual case is a current store
+def open_schema(engine: Engine, *, may_upgrade: bool, chain: Chain = STORE) -> Revisions:
+    """Make ``engine``'s database usable by this code or refuse it (see the module's
+    docstring); returns where it was."""
+    found = revisions(engine, chain)  # without the lock: the usual case is a current store
     if found.state is StoreState.CURRENT:
         return found
-    return _migrate(engine, may_upgrade=may_upgrade)
+    return _migrate(engine, chain, may_upgrade=may_upgrade)
 
 
-def _migrate(engine: Engine, *, may_upgrade: bool) -> Revisions:
+def _migrate(engine: Engine, chain: Chain, *, may_upgrade: bool) -> Revisions:
     where = engine.url.render_as_string(hide_password=True)
     with engine.connect() as conn:
-        _lock(conn)
-        found = _revisions(conn)
+        _lock(conn, chain)
+        found = _revisions(conn, chain)
         if found.state is StoreState.AHEAD:
             conn.rollback()
             raise StoreAheadError(
-                f"the store at {where} is at revision {found.current}, which this code does not "
-                f"know (its newest is {found.head}): run the release that upgraded it, or "
-                "restore the store's backup from before that upgrade"
+                f"the {chain.name} at {where} is at revision {found.current}, which this "
+                f"code does not know (its newest is {found.head}): run the release that "
+                f"upgraded it, or restore the {chain.name}'s backup from before that upgrade"
             )
         if found.state in (StoreState.LEGACY, StoreState.BEHIND) and not may_upgrade:
             conn.rollback()
@@ -138,22 +173,22 @@ def _migrate(engine: Engine, *, may_upgrade: bool) -> Revisions:
                 else "from the release before migrations (no revision)"
             )
             raise StoreBehindError(
-                f"the store at {where} is {stands}; this code needs revision {found.head}. "
+                f"the {chain.name} at {where} is {stands}; this code needs revision {found.head}. "
                 f"Upgrade it with `{UPGRADE_COMMAND}` (one process, with the same "
-                "TSUNAGU_DATABASE_URL), or set TSUNAGU_STORE_UPGRADE=on-start to let every "
+                "settings), or set TSUNAGU_STORE_UPGRADE=on-start to let every "
                 "process upgrade it when it starts"
             )
         if found.state is not StoreState.CURRENT:
-            command.upgrade(_config(conn), "head")
+            command.upgrade(_config(chain, conn), "head")
         conn.commit()
         return found
 
 
-def _lock(conn: Connection) -> None:
-    """Hold the store's migration lock until the connection's transaction ends."""
+def _lock(conn: Connection, chain: Chain) -> None:
+    """Hold the database's migration lock until the connection's transaction ends."""
     if conn.dialect.name == "sqlite":
         # A write lock on the file from the start, so that two processes cannot both find
         # the store behind and both upgrade it; the busy timeout waits for the other one.
         conn.exec_driver_sql("BEGIN IMMEDIATE")
     else:
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_PG_LOCK_KEY})")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({chain.lock_key})")

@@ -11,6 +11,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,21 @@ from broker.audit import tables as audit_tables
 from broker.audit.verify import verify_store
 from broker.store.database import connect, make_engine
 from broker.store.migrate import (
+    STORE,
     UPGRADE_COMMAND,
+    VAULT,
+    Chain,
     StoreAheadError,
     StoreBehindError,
     StoreState,
     head_revision,
     revisions,
 )
+from consent import vault as vault_module
+from consent.vault import SubjectVault, vault_engine
+from tests.store.world import vault_url
+
+__all__ = ["vault_url"]  # the fixture the vault tests use
 
 # Every module declaring tables of the store, so that the metadata below knows them all.
 MODEL_MODULES = (broker.store.tables, broker.registry.stored, consent.model, consent.erasure,
@@ -56,10 +65,11 @@ def models() -> MetaData:
     return merged
 
 
-def differences(engine: Engine, metadata: MetaData) -> list[Any]:
-    """What Alembic's autogenerate would change to make the store match ``metadata``."""
+def differences(engine: Engine, metadata: MetaData, chain: Chain = STORE) -> list[Any]:
+    """What Alembic's autogenerate would change to make the database match ``metadata``."""
     with engine.connect() as conn:
-        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+        context = MigrationContext.configure(conn, opts={"version_table": chain.version_table})
+        return list(compare_metadata(context, metadata))
 
 
 def load_legacy_store(url: str) -> None:
@@ -217,11 +227,62 @@ def test_up_refuses_an_older_postgresql_store_until_db_upgrade_runs(
     assert f"`{UPGRADE_COMMAND}`" in refused.stderr
     current = tsunagu(tmp_path, url, "db", "current")
     assert current.returncode == 1
-    assert "none (the release before migrations)" in current.stdout
+    assert "store at none (the release before migrations)" in current.stdout
 
     upgraded = tsunagu(tmp_path, url, "db", "upgrade")
     assert upgraded.returncode == 0, upgraded.stderr[-2000:]
     assert f"upgraded from the release before migrations to {head_revision()}" in upgraded.stdout
+    assert f"upgraded from empty to {head_revision(VAULT)}" in upgraded.stdout  # the vault's
     current = tsunagu(tmp_path, url, "db", "current")
-    assert current.returncode == 0
-    assert f"store   {head_revision()} (current)" in current.stdout
+    assert current.returncode == 0, current.stdout
+    assert f"store at {head_revision()}, this release at {head_revision()} (current)" in (
+        current.stdout
+    )
+    again = tsunagu(tmp_path, url, "db", "upgrade")
+    assert f"already at revision {head_revision()}" in again.stdout
+
+
+# -- the subject-key vault, a database of its own ---------------------------------------------
+
+
+def vault_tables() -> MetaData:
+    """The vault's tables as the code declares them."""
+    return vault_module.subject_keys.metadata
+
+
+def test_a_vault_created_by_its_migrations_matches_its_tables(vault_url: str) -> None:
+    vault = SubjectVault.open_url(vault_url)
+    try:
+        assert differences(vault.engine, vault_tables(), VAULT) == []
+        assert revisions(vault.engine, VAULT).state is StoreState.CURRENT
+    finally:
+        vault.close()
+
+
+def test_a_vault_of_the_release_before_migrations_keeps_its_keys(vault_url: str) -> None:
+    # That release's SubjectVault made exactly these tables itself (vault.py's tables are
+    # unchanged since), then its secret row and a key per subject.
+    plain = vault_engine(vault_url)
+    vault_tables().create_all(plain)
+    with plain.begin() as conn:
+        conn.execute(vault_module.vault_secret.insert().values(id="tombstones", secret=b"s" * 32))
+        conn.execute(
+            vault_module.subject_keys.insert().values(
+                subject_id="res-alice001", key=b"k" * 32, created_at=datetime.now(UTC)
+            )
+        )
+    assert revisions(plain, VAULT).state is StoreState.LEGACY
+    with pytest.raises(StoreBehindError, match=UPGRADE_COMMAND):
+        SubjectVault.open_url(vault_url, upgrade=False)
+    plain.dispose()
+
+    vault = SubjectVault.open_url(vault_url)
+    try:
+        assert revisions(vault.engine, VAULT).current == head_revision(VAULT)
+        key = vault.keys_for(["res-alice001"], create=False)["res-alice001"]
+        assert key.ref == vault_module.blind_ref(b"k" * 32)  # the release's key, unchanged
+        with vault.engine.connect() as conn:
+            secret = conn.execute(text("SELECT secret FROM vault_secret")).scalar_one()
+        assert bytes(secret) == b"s" * 32  # and its secret, not a new one
+    finally:
+        vault.close()

@@ -1,7 +1,9 @@
-"""Alembic's environment for the store: migrations run on the connection they are given.
+"""Alembic's environment for the store and the vault: migrations run on the connection they
+are given.
 
-``broker.store.schema`` opens the connection (holding the store's migration lock) and passes
-it in ``config.attributes["connection"]``; nothing here reads a URL or an ini file.
+``broker.store.migrate`` opens the connection (holding the database's migration lock) and
+passes it, with the chain's version table, in ``config.attributes``; nothing here reads a URL
+or an ini file.
 """
 
 from __future__ import annotations
@@ -10,6 +12,11 @@ from alembic import context
 from sqlalchemy import Connection
 
 connection: Connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=None, transaction_per_migration=False)
+context.configure(
+    connection=connection,
+    target_metadata=None,
+    version_table=context.config.attributes["version_table"],
+    transaction_per_migration=False,
+)
 with context.begin_transaction():
     context.run_migrations()
