@@ -97,7 +97,8 @@ _partners = Partner.__table__  # type: ignore[attr-defined]
 
 # Partial indexes on consents that keep the scans cheap: revoking rows by time, and current,
 # unrevoked consents by expiry. The predicates are repeated verbatim in the scans below so
-# PostgreSQL can prove the index applies. (They belong with the table in consent.model.)
+# PostgreSQL can prove the index applies. (They belong with the table in consent.model; the
+# store's migrations create them.)
 _REVOKING = "change = 'revoked'"
 _LIVE = "superseded_by IS NULL AND status <> 'revoked'"
 _SCAN_INDEXES = (
