@@ -40,6 +40,7 @@ from broker.store.migrate import (
     StoreBehindError,
     StoreState,
     head_revision,
+    open_schema,
     revisions,
 )
 from consent import vault as vault_module
@@ -199,6 +200,37 @@ def test_a_store_newer_than_the_code_is_refused_naming_both_revisions(store_url:
         plain.dispose()
     assert "0099_from_the_future" in str(refused.value)
     assert f"newest is {head_revision()}" in str(refused.value)
+
+
+# -- a store at an older revision (a toy chain of two) -----------------------------------------
+
+TOY = Chain("toy", "tests.store:toy_migrations", "toy_alembic_version", frozenset({"toy"}), 7)
+
+
+def test_a_store_at_an_older_revision_is_upgraded_only_where_the_process_may(
+    store_url: str,
+) -> None:
+    engine = connect(store_url)
+    try:
+        with engine.begin() as conn:  # the store as the release with t0001 left it
+            conn.execute(text("CREATE TABLE toy (id INTEGER PRIMARY KEY)"))
+            conn.execute(text("CREATE TABLE toy_alembic_version (version_num VARCHAR(32))"))
+            conn.execute(text("INSERT INTO toy_alembic_version VALUES ('t0001')"))
+        assert revisions(engine, TOY).state is StoreState.BEHIND
+
+        with pytest.raises(StoreBehindError) as refused:
+            open_schema(engine, may_upgrade=False, chain=TOY)
+        assert "at revision t0001" in str(refused.value)
+        assert "needs revision t0002" in str(refused.value)
+        assert f"`{UPGRADE_COMMAND}`" in str(refused.value)
+        assert revisions(engine, TOY).current == "t0001"
+
+        was = open_schema(engine, may_upgrade=True, chain=TOY)
+        assert (was.state, was.current) == (StoreState.BEHIND, "t0001")
+        assert revisions(engine, TOY).state is StoreState.CURRENT
+        assert "name" in {c["name"] for c in inspect(engine).get_columns("toy")}
+    finally:
+        engine.dispose()
 
 
 # -- the commands -----------------------------------------------------------------------------
