@@ -137,10 +137,11 @@ def revisions(engine: Engine, chain: Chain = STORE) -> Revisions:
 
 
 def upgrade(engine: Engine, chain: Chain = STORE) -> Revisions:
-    """Upgrade the store to this code's head (``tsunagu db upgrade``); returns where it was.
+    """Upgrade ``engine``'s database to this code's head of ``chain`` (``tsunagu db upgrade``);
+    returns where it was.
 
-    Refuses a store newer than the code. Safe when several processes do it at once: they take
-    turns, and the later ones find the store upgraded."""
+    Refuses a database newer than the code. Safe when several processes do it at once: they
+    take turns, and the later ones find it upgraded."""
     return _migrate(engine, chain, may_upgrade=True)
 
 
