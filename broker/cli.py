@@ -18,15 +18,21 @@ from broker.settings import Settings
 from contract.domains import DomainError
 
 if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
     from broker.demo import DemoLife, IssueToken
+    from broker.runtime import Platform
+    from broker.store.migrate import Chain
 
 app = typer.Typer(help="Tsunagu: a regional data-linkage platform.", no_args_is_help=True)
 schemas_app = typer.Typer(help="The shared JSON Schemas.", no_args_is_help=True)
 token_app = typer.Typer(help="Tokens of the embedded identity provider.", no_args_is_help=True)
+db_app = typer.Typer(help="The store's schema: its revision and upgrades.", no_args_is_help=True)
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(token_app, name="token")
+app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(connector_app, name="connector")
 app.add_typer(topics_app, name="topics")
@@ -57,15 +63,10 @@ def up(
     from broker.api.processes import ApiProcesses
     from broker.api.serve import configure_serving
     from broker.api.services import Readiness
-    from broker.runtime import Platform
 
     _logging()
     settings = Settings()
-    try:
-        platform = Platform.open(settings)
-    except DomainError as exc:  # a plug-in domain that cannot join: say which and why
-        typer.echo(f"tsunagu up: refused to start: {exc}", err=True)
-        raise typer.Exit(2) from None
+    platform = _open_platform(settings)
     worker_thread = platform.start_worker_thread()
     platform.start_consent_threads()
     base = f"http://{settings.host}:{settings.port}"
@@ -116,6 +117,22 @@ def up(
         # Joins every thread the platform started (the demo's connectors and partners too)
         # before the bus and the store close.
         platform.close()
+
+
+def _open_platform(settings: Settings) -> Platform:
+    """The platform of this process, or why it may not start (what to run) and exit code 2:
+    a store it may not upgrade, or a plug-in domain that cannot join."""
+    from broker.runtime import Platform
+    from broker.store.migrate import StoreSchemaError
+
+    try:
+        return Platform.open(settings)
+    except StoreSchemaError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except DomainError as exc:
+        typer.echo(f"tsunagu up: refused to start: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
@@ -239,10 +256,9 @@ def _demo_summary(settings: Settings, base: str, life: DemoLife) -> str:
 def worker() -> None:
     """Run one ingest worker (join the consumer group; scale by running more)."""
     from broker.api.metrics import serve_metrics
-    from broker.runtime import Platform
 
     _logging()
-    platform = Platform.open(Settings())
+    platform = _open_platform(Settings())
 
     def _stop(*_: Any) -> None:
         platform.stop.set()
@@ -336,7 +352,7 @@ def _audit_token(settings: Settings, role: Any, sub: str, token: str) -> None:
     from consent.keys import KeyRing
 
     claims = jwt.decode(token, options={"verify_signature": False})
-    engine = make_engine(settings.store_url)
+    engine = make_engine(settings.store_url, upgrade=settings.upgrades_on_start(settings.store_url))
     personal = role in (Role.RESIDENT,)
     with AuditLog(engine, KeyRing.in_data_dir(settings.data_dir), background=False) as audit:
         audit.append_now(
@@ -371,6 +387,59 @@ def schemas_check(
         typer.echo(f"{len(problems)} problem(s) in {root}", err=True)
         raise typer.Exit(1)
     typer.echo(f"{root}: every schema and version chain is valid")
+
+
+def _databases(settings: Settings) -> list[tuple[Chain, Engine]]:
+    """The store and the vault, each with its chain of migrations (plain engines)."""
+    from broker.store.database import connect
+    from broker.store.migrate import STORE, VAULT
+    from consent.vault import vault_engine
+
+    return [(STORE, connect(settings.store_url)), (VAULT, vault_engine(settings.vault_store_url))]
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Upgrade the store and the vault to this release's schema; refuse a newer one."""
+    from broker.store.migrate import StoreSchemaError, StoreState, upgrade
+
+    _logging()
+    before = {StoreState.EMPTY: "empty", StoreState.LEGACY: "the release before migrations"}
+    for chain, engine in _databases(Settings()):
+        where = engine.url.render_as_string(hide_password=True)
+        try:
+            was = upgrade(engine, chain)
+        except StoreSchemaError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        finally:
+            engine.dispose()
+        if was.state is StoreState.CURRENT:
+            typer.echo(f"{chain.name} {where}: already at revision {was.head}")
+        else:
+            was_at = before.get(was.state, was.current)
+            typer.echo(f"{chain.name} {where}: upgraded from {was_at} to {was.head}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revisions of the store and the vault against this release's; exit 1 unless
+    both are current."""
+    from broker.store.migrate import StoreState, revisions
+
+    behind = False
+    for chain, engine in _databases(Settings()):
+        try:
+            found = revisions(engine, chain)
+        finally:
+            engine.dispose()
+        shown = found.current or {StoreState.EMPTY: "none (empty)"}.get(
+            found.state, "none (the release before migrations)"
+        )
+        typer.echo(f"{chain.name} at {shown}, this release at {found.head} ({found.state.value})")
+        behind = behind or found.state is not StoreState.CURRENT
+    if behind:
+        raise typer.Exit(1)
 
 
 def main() -> None:

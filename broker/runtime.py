@@ -96,11 +96,15 @@ class Platform:
         bus = open_bus(settings.bus_url, retention_s=settings.bus_retention_s)
         lifecycle.on_close("bus", bus.close)
         bus.create_topics(topic_specs(settings))
-        engine = make_engine(settings.store_url)
+        engine = make_engine(
+            settings.store_url, upgrade=settings.upgrades_on_start(settings.store_url)
+        )
         lifecycle.on_close("store", engine.dispose)
         create_tables(engine)  # each domain's projection tables (a plug-in's on its first start)
         # Apart from the store, so that no backup of the store holds a subject key.
-        vault = SubjectVault.open_url(settings.vault_store_url)
+        vault = SubjectVault.open_url(
+            settings.vault_store_url, upgrade=settings.upgrades_on_start(settings.vault_store_url)
+        )
         lifecycle.on_close("vault", vault.close)
         registry = SchemaRegistry.from_directory(settings.schemas_dir, DOMAINS)
         catalogue = Catalogue.load(settings.schemas_dir, DOMAINS)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from functools import cached_property
+from importlib.resources import files
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-#: Where `schemas/` lives when running from a checkout or an editable install.
-REPO_SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+#: The shared schemas and catalogues: the ``schemas`` package's data, found where it was
+#: installed (the checkout's ``schemas/`` when running from one).
+REPO_SCHEMAS = Path(str(files("schemas")))
 
 
 class Settings(BaseSettings):
@@ -27,6 +30,14 @@ class Settings(BaseSettings):
     )
     database_url: str = Field(
         default="", description="SQLAlchemy URL of the store; empty means SQLite in data_dir."
+    )
+    store_upgrade: Literal["auto", "on-start", "explicit"] = Field(
+        default="auto",
+        description="Who upgrades a store (and the vault) made by an older release: "
+        "`on-start`, every process opening it; `explicit`, only `tsunagu db upgrade` (the "
+        "others refuse, naming it); `auto`, on-start for the embedded SQLite store, explicit "
+        "for any other (a PostgreSQL store shared by many processes). An empty store is "
+        "always created.",
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -162,6 +173,13 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         """The store's SQLAlchemy URL, defaulting to SQLite in the data directory."""
         return self.database_url or f"sqlite:///{self.data_dir.resolve() / 'store.db'}"
+
+    def upgrades_on_start(self, url: str) -> bool:
+        """Whether a process opening an older store (or vault) at ``url`` upgrades it (see
+        ``store_upgrade``)."""
+        if self.store_upgrade == "auto":
+            return url.startswith("sqlite")
+        return self.store_upgrade == "on-start"
 
     @property
     def inline_reads(self) -> bool:

@@ -1,4 +1,4 @@
-"""The consent epoch: a counter in the store (its row made by ``create_tables``) that every
+"""The consent epoch: a counter in the store (its row made by the store's migrations) that every
 consent or partner change moves in its own transaction.
 
 The bus tells every process *which* cached consents a change made stale, but it takes a few

@@ -42,14 +42,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Column, Connection, Engine, inspect, select, text
+from sqlalchemy import JSON, Column, Connection, Engine, select
 from sqlmodel import Field, SQLModel
 
 from broker.store.projections import LISTINGS, subject_tables
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import InvalidTransitionError
 from consent.model import Consent, ConsentStatus
-from consent.notifications import PartnerNotification, create_notification_tables, enqueue_due
+from consent.notifications import PartnerNotification, enqueue_due
 from consent.service import ConsentService
 from consent.vault import SubjectVault
 from contract.bus import Bus, Forgetting
@@ -117,17 +117,6 @@ def subject_digest(subject_id: str, salt: bytes) -> str:
     return hmac.new(salt, subject_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-def create_tables(store: Engine) -> None:
-    """Create the erasures table in the store if it is missing (and add the columns that
-    came later to one made before)."""
-    SQLModel.metadata.create_all(store, tables=[_erasures])
-    columns = {c["name"] for c in inspect(store).get_columns(_erasures.name)}
-    if "copies_expire_at" not in columns:
-        kind = "TIMESTAMP WITH TIME ZONE" if store.dialect.name == "postgresql" else "DATETIME"
-        with store.begin() as conn:
-            conn.execute(text(f"ALTER TABLE erasures ADD COLUMN copies_expire_at {kind}"))
-
-
 def erase(
     subject_id: str,
     *,
@@ -145,7 +134,6 @@ def erase(
     ``bus_retention_s`` is the longest time ``bus`` keeps a record; ``pseudonym`` gives the
     partners told of the revocations their pseudonym of the subject.
     """
-    create_tables(store)
     requested_at = _now()
     revoked = _revoke_consents(consent_service, subject_id) if consent_service else 0
     if revoked and pseudonym is not None:
@@ -226,7 +214,6 @@ def finish_pending_erasures(store: Engine, *, but: str | None = None) -> int:
     An erasure still running in another process is finished too, which is harmless: its rows
     are deleted a moment early, and its own completion then records what it found left.
     """
-    create_tables(store)
     finished = 0
     with store.begin() as conn:
         pending = conn.execute(
@@ -247,7 +234,6 @@ def finish_pending_erasures(store: Engine, *, but: str | None = None) -> int:
 
 def erasure_records(store: Engine) -> list[dict[str, Any]]:
     """Every erasure record as stored, oldest first (for auditors)."""
-    create_tables(store)
     with store.connect() as conn:
         rows = conn.execute(select(_erasures).order_by(_erasures.c.requested_at)).all()
     return [dict(r._mapping) for r in rows]
@@ -269,7 +255,6 @@ def _pseudonymise_notices(
 ) -> None:
     """Queue the partners' notices of the revocations just made, each with the partner's
     pseudonym of the subject: once their consents are scrubbed it could not be computed."""
-    create_notification_tables(store)
     enqueue_due(store, _now(), since=since - timedelta(minutes=1))
     n, c = _notifications, _consents
     with store.begin() as conn:

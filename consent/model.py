@@ -14,12 +14,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Engine, ForeignKey, Index, String, Text, text
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import JSON, Column, ForeignKey, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
-from broker.store.database import create_all_racing
 from broker.store.projections.timestamps import UtcDateTime
 
 
@@ -178,14 +175,3 @@ TABLES = (
     ConsentOutbox.__table__,  # type: ignore[attr-defined]
     ConsentEpoch.__table__,  # type: ignore[attr-defined]
 )
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the consent tables that do not exist yet (the store's other tables are apart),
-    and the epoch's one row."""
-    create_all_racing(engine, SQLModel.metadata, list(TABLES))
-    epoch = ConsentEpoch.__table__  # type: ignore[attr-defined]
-    insert = sqlite_insert if engine.dialect.name == "sqlite" else pg_insert
-    with engine.begin() as conn:
-        # Safe to race: the loser does nothing.
-        conn.execute(insert(epoch).values(id=1, seq=0).on_conflict_do_nothing())

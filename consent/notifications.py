@@ -41,7 +41,6 @@ from sqlmodel import Field, SQLModel
 
 from broker.store.projections.timestamps import UtcDateTime
 from consent.model import Consent, Partner
-from consent.model import create_tables as create_consent_tables
 
 
 class NotificationKind(StrEnum):
@@ -98,7 +97,8 @@ _partners = Partner.__table__  # type: ignore[attr-defined]
 
 # Partial indexes on consents that keep the scans cheap: revoking rows by time, and current,
 # unrevoked consents by expiry. The predicates are repeated verbatim in the scans below so
-# PostgreSQL can prove the index applies. (They belong with the table in consent.model.)
+# PostgreSQL can prove the index applies. (They belong with the table in consent.model; the
+# store's migrations create them.)
 _REVOKING = "change = 'revoked'"
 _LIVE = "superseded_by IS NULL AND status <> 'revoked'"
 _SCAN_INDEXES = (
@@ -118,14 +118,6 @@ _SCAN_INDEXES = (
 
 #: Candidates read per query: a first scan over years of history goes in batches.
 SCAN_BATCH = 500
-
-
-def create_notification_tables(engine: Engine) -> None:
-    """Create the consent tables, ``partner_notifications`` and the scan indexes if missing."""
-    create_consent_tables(engine)
-    SQLModel.metadata.create_all(engine, tables=[_notifications])
-    for index in _SCAN_INDEXES:
-        index.create(engine, checkfirst=True)
 
 
 def new_notification_id() -> str:

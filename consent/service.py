@@ -33,7 +33,6 @@ from consent.model import (
     ConsentStatus,
     Partner,
     SubjectKind,
-    create_tables,
 )
 from consent.partners import PartnerRegistry
 from consent.receipts import Controller, receipt_claims, sign_receipt
@@ -81,7 +80,6 @@ class ConsentService(PartnerRegistry):
         )
         self.keys = keys
         self.controller = controller or Controller()
-        create_tables(engine)
 
     # -- consents (the subject) ----------------------------------------------------------------
 

@@ -56,8 +56,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import SQLAlchemyError
 
+from broker.store.migrate import VAULT, open_schema
 from broker.store.projections.sealing import UnreadableSealError
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import ConsentError
@@ -85,7 +85,8 @@ class SealedDataError(ConsentError, UnreadableSealError):
 
 _metadata = MetaData()
 
-#: Apart from the store's metadata on purpose: the store must never get this table.
+#: Apart from the store's metadata on purpose: the store must never get this table. Made by
+#: the vault's migrations (``broker/store/migrations/vault``).
 subject_keys = Table(
     "subject_keys",
     _metadata,
@@ -208,16 +209,19 @@ class SubjectVault:
         self._generation = 0
         self._gate = _ShredGate()
         self.loads = 0  # vault reads (cache misses), for benchmarks and tests
-        try:
-            _metadata.create_all(engine)
-        except SQLAlchemyError:
-            _metadata.create_all(engine)  # another process created the table meanwhile
         self._secret = _load_secret(engine)
 
     @classmethod
-    def open_url(cls, url: str, **options: Any) -> SubjectVault:
-        """The vault at SQLAlchemy ``url`` (its table created); SQLite files are made 0600."""
-        return cls(_make_engine(url), **options)
+    def open_url(cls, url: str, *, upgrade: bool = True, **options: Any) -> SubjectVault:
+        """The vault at SQLAlchemy ``url``, its schema made or upgraded by its migrations (an
+        older vault only if ``upgrade``: ``broker.store.migrate``); SQLite files are 0600."""
+        engine = vault_engine(url)
+        try:
+            open_schema(engine, may_upgrade=upgrade, chain=VAULT)
+        except BaseException:
+            engine.dispose()
+            raise
+        return cls(engine, **options)
 
     def close(self) -> None:
         """Release the vault's connections."""
@@ -427,7 +431,8 @@ def _insert_absent(
         raise NotImplementedError(f"the vault runs on SQLite or PostgreSQL, not {dialect}")
 
 
-def _make_engine(url: str) -> Engine:
+def vault_engine(url: str) -> Engine:
+    """An engine for the vault at ``url``, its schema left as it is (SQLite files 0600)."""
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     path = url.split("///", 1)[1] if "///" in url else ""

@@ -287,7 +287,6 @@ class WebhookDispatcher:
         self._last_full_scan: datetime | None = None
         #: Completed scan-and-deliver passes of ``run`` (for health checks).
         self.passes = 0
-        notifications.create_notification_tables(engine)
 
     # -- waking --------------------------------------------------------------------------------
 

@@ -174,7 +174,6 @@ class AuditLog:
         # For ``try_flush``: on SQLite a twin engine that never waits for the write lock.
         self._nowait_engine = sqlite_nowait_engine(engine) if self._sqlite else engine
         self._wal_owed = False  # try_flush wrote since the flusher last checkpointed the WAL
-        tables.create_tables(engine)
         # A deque needs no lock: append and popleft are atomic, so the hot path (a decision)
         # costs one append, and the flusher drains from the other end meanwhile.
         self._queue: deque[_Queued | Decision] = deque()

@@ -1,4 +1,5 @@
-"""The audit log's tables (SQLAlchemy Core, on their own metadata: the log is not a projection).
+"""The audit log's tables (SQLAlchemy Core, on their own metadata: the log is not a projection;
+created, with the head row, by the store's migrations).
 
 * ``audit_entries``     one row per entry, append-only; ``seq`` 1, 2, 3, … without gaps
 * ``audit_checkpoints`` a signed (seq, hash) every N entries or T seconds
@@ -9,8 +10,6 @@
 """
 
 from __future__ import annotations
-
-import time
 
 from sqlalchemy import (
     BigInteger,
@@ -25,11 +24,6 @@ from sqlalchemy import (
     Text,
     inspect,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-from broker.audit.entries import GENESIS
-from broker.store.database import create_all_racing
 
 metadata = MetaData()
 
@@ -71,27 +65,6 @@ head = Table(
 )
 
 HEAD_ID = 1
-
-
-def create_tables(engine: Engine) -> None:
-    """Create the audit tables and the head row if they are missing (safe to race)."""
-    create_all_racing(engine, metadata)
-    row = {
-        "id": HEAD_ID,
-        "seq": 0,
-        "hash": GENESIS,
-        "checkpoint_seq": 0,
-        "checkpoint_hash": GENESIS,
-        "checkpoint_time": time.time(),
-    }
-    # ON CONFLICT DO NOTHING: another process may insert the head row at the same moment.
-    stmt = (
-        sqlite_insert(head).values(row).on_conflict_do_nothing()
-        if engine.dialect.name == "sqlite"
-        else pg_insert(head).values(row).on_conflict_do_nothing()
-    )
-    with engine.begin() as conn:
-        conn.execute(stmt)
 
 
 def has_tables(engine: Engine) -> bool:

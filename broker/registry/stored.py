@@ -43,7 +43,6 @@ class StoredRegistry:
         self.min_reload_s = min_reload_s
         self._last_reload = 0.0
         self._lock = threading.Lock()
-        SQLModel.metadata.create_all(engine, tables=[_table])
         self.reload()
 
     def reload(self) -> None:

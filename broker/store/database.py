@@ -9,13 +9,26 @@ from typing import Any
 
 from sqlalchemy import Engine, MetaData, Table, create_engine, event
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
-from sqlmodel import SQLModel
 
+from broker.store.migrate import open_schema
 from contract.private_files import private_file
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the store's tables created."""
+def make_engine(url: str, *, upgrade: bool = True) -> Engine:
+    """An engine for ``url``, its store's schema at this code's revision: an empty store is
+    created; an older one upgraded if ``upgrade``, refused otherwise; a newer one refused
+    (``StoreSchemaError``, saying what to run; see ``broker.store.migrate``)."""
+    engine = connect(url)
+    try:
+        open_schema(engine, may_upgrade=upgrade)
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine
+
+
+def connect(url: str) -> Engine:
+    """An engine for ``url`` as the store uses it, its schema left as it is."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[1] if "///" in url else ""
         if path and path != ":memory:":
@@ -24,9 +37,6 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    import broker.store.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
-
-    create_all_racing(engine, SQLModel.metadata)
     return engine
 
 
@@ -70,10 +80,11 @@ def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_all_racing(
-    engine: Engine, metadata: MetaData, tables: Sequence[Table] | None = None
-) -> None:
-    """``metadata.create_all``, safe when several processes start at once on one store."""
+def create_all_racing(engine: Engine, metadata: MetaData, tables: Sequence[Table]) -> None:
+    """Create those of ``tables`` the store lacks, safely when several processes start at once.
+
+    Only for what no migration makes: a plug-in domain's projection tables (the platform's own
+    schema is Alembic's, ``broker.store.migrate``)."""
     for attempt in range(5):
         try:
             metadata.create_all(engine, tables=tables)
