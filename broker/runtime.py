@@ -16,7 +16,6 @@ from broker.audit.monitor import ChainMonitor
 from broker.auth.origin import master_key_of
 from broker.auth.provider import Identity, open_identity
 from broker.bus import open_bus
-from broker.bus.sqlite_log import SqliteLog
 from broker.ingest.gateway import IngestGateway
 from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
@@ -44,10 +43,16 @@ from contract.private_files import private_dir
 log = logging.getLogger(__name__)
 
 
+#: Kafka topic config: records carry the broker's append time, not the producer's.
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     """The platform's topics: one per domain and a dead-letter topic beside each."""
     domains = [settings.topic_prefix + t for t in DOMAINS.topics()]
-    specs = [TopicSpec(t, settings.topic_partitions) for t in domains]
+    # The broker stamps each record when appending it: a connector's token is judged at
+    # that time, never at one the producer chose (broker.ingest.provenance).
+    specs = [TopicSpec(t, settings.topic_partitions, configs=APPEND_TIME) for t in domains]
     specs += [TopicSpec(dlq_topic(t), 1) for t in domains]
     specs.append(TopicSpec(settings.topic_prefix + UNROUTED_DLQ, 1))
     specs.append(changes_topic(settings.topic_prefix + CONSENT_CHANGES_TOPIC))
@@ -166,9 +171,6 @@ class Platform:
             authenticate=SourceAuthenticator(
                 self.identity.verifier,
                 master_key_of(self.settings),
-                # The embedded log stamps records as it appends them; Kafka's CreateTime is
-                # the producer's to choose, so there tokens are judged on arrival.
-                append_time_stamped=isinstance(self.bus, SqliteLog),
             )
             if self.settings.ingest_require_token
             else None,

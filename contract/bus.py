@@ -63,6 +63,9 @@ class Record:
     value: bytes
     headers: Headers = field(default=())
     timestamp_ms: int = 0
+    #: Whether ``timestamp_ms`` is the bus's own append time (the SQLite log; a Kafka topic
+    #: with ``message.timestamp.type=LogAppendTime``) rather than a time the producer chose.
+    appended: bool = False
 
 
 class BusError(Exception):

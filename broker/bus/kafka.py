@@ -427,6 +427,10 @@ def kafka_url(url: str) -> tuple[list[str], dict[str, str]]:
     return servers, security
 
 
+#: kafka-python's ``timestamp_type`` of a record stamped by the broker (LogAppendTime).
+_LOG_APPEND_TIME = 1
+
+
 def _to_record(r: Any) -> Record:
     return Record(
         r.topic,
@@ -436,6 +440,7 @@ def _to_record(r: Any) -> Record:
         r.value,
         tuple(r.headers or ()),
         int(r.timestamp),
+        r.timestamp_type == _LOG_APPEND_TIME,
     )
 
 

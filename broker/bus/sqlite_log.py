@@ -638,7 +638,7 @@ class SqliteConsumer:
                 continue
             topic, partition = tp.topic, tp.partition
             out.extend(
-                Record(topic, partition, off, key, value, _decode_headers(h), ts)
+                Record(topic, partition, off, key, value, _decode_headers(h), ts, appended=True)
                 for off, key, value, h, ts in rows
             )
             self._positions[tp] = rows[-1][0] + 1

@@ -9,9 +9,10 @@ dead-lettered as ``unauthenticated``; a record whose event claims a source its t
 name, as ``source_not_allowed``; an event of a type its connector is not registered for, as
 ``not_authorized``. Each distinct token is verified once: the hot path is a dictionary lookup.
 
-A token's time window is judged at the moment the worker reads the record, or at the bus's
-own append time where the bus stamps it (the embedded SQLite log does): never at a
-timestamp the producer chose, which would let a long-expired token through.
+A token's time window is judged at the bus's own append time where the bus stamps it (the
+embedded SQLite log; Kafka topics with LogAppendTime, as the platform creates them), else at
+the moment the worker reads the record: never at a timestamp the producer chose, which would
+let a long-expired token through.
 """
 
 from __future__ import annotations
@@ -86,16 +87,12 @@ class SourceAuthenticator:
         master_key: bytes,
         *,
         cache_size: int = 4096,
-        append_time_stamped: bool = False,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.verifier = verifier
         self._master = master_key
         self._keys: dict[str, bytes] = {}  # connector -> its MAC key (derived once)
         self.cache_size = cache_size
-        #: True where the bus itself stamps each record's timestamp when appending it (the
-        #: embedded log; Kafka with LogAppendTime): then that time is the publication's.
-        self.append_time_stamped = append_time_stamped
         self.clock = clock
         # token -> its principal, or why it was refused (signature and claims don't change)
         self._seen: OrderedDict[bytes, Principal | str] = OrderedDict()
@@ -110,7 +107,7 @@ class SourceAuthenticator:
                 f"the record carries no connector token ({H_CONNECTOR_TOKEN} header)",
                 event,
             )
-        judged = self._principal(token, self._judged_at(record.timestamp_ms))
+        judged = self._principal(token, self._judged_at(record))
         if isinstance(judged, str):
             return _refusal(DeadLetterReason.UNAUTHENTICATED, judged, event)
         key = self._keys.get(judged.subject)
@@ -127,12 +124,13 @@ class SourceAuthenticator:
             )
         return entitlement(judged, event)
 
-    def _judged_at(self, timestamp_ms: int) -> datetime:
+    def _judged_at(self, record: Record) -> datetime:
         # A producer-set timestamp (Kafka's CreateTime) proves nothing: a record stamped 0 or
-        # last year would carry an expired token through. Only the bus's own stamp, or the
-        # moment the worker reads the record, is a time the publisher did not choose.
-        if self.append_time_stamped and timestamp_ms > 0:
-            return datetime.fromtimestamp(min(timestamp_ms / 1000, self.clock()), UTC)
+        # last year would carry an expired token through. Only the bus's own stamp (the
+        # embedded log; Kafka's LogAppendTime, which the platform's topics use), or the moment
+        # the worker reads the record, is a time the publisher did not choose.
+        if record.appended and record.timestamp_ms > 0:
+            return datetime.fromtimestamp(min(record.timestamp_ms / 1000, self.clock()), UTC)
         return datetime.fromtimestamp(self.clock(), UTC)
 
     def _principal(self, token: bytes, at: datetime) -> Principal | str:

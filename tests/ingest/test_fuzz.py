@@ -119,9 +119,7 @@ def worker_thread(
         group="fuzz",
         topics=TOPICS,
         batch_size=50,
-        authenticate=SourceAuthenticator(
-            verifier, secrets.token_bytes(32), append_time_stamped=True
-        ),
+        authenticate=SourceAuthenticator(verifier, secrets.token_bytes(32)),
     )
     stop = threading.Event()
     thread = threading.Thread(target=worker.run, args=(stop, 0.05), name="ingest-fuzz")

@@ -48,9 +48,17 @@ def _headers(token: str) -> list[tuple[str, bytes]]:
     return [(H_CONNECTOR_TOKEN, token.encode())]
 
 
-def _record(token: str, event: CloudEvent, stamp_ms: int, *, key: bytes | None = None) -> Record:
+def _record(
+    token: str,
+    event: CloudEvent,
+    stamp_ms: int,
+    *,
+    key: bytes | None = None,
+    appended: bool = False,
+) -> Record:
     """``event`` on the bus as its connector publishes it: token and MAC (by default under
-    the key of the token's own subject)."""
+    the key of the token's own subject); ``stamp_ms`` the producer's time unless ``appended``
+    (the bus's own)."""
     value = event.to_json()
     if key is None:
         try:
@@ -59,7 +67,7 @@ def _record(token: str, event: CloudEvent, stamp_ms: int, *, key: bytes | None =
             subject = "not-a-token"
         key = connector_key(MASTER, subject)
     headers = OriginSigner(token, key).headers(b"k", value)
-    return Record("transport", 0, 0, b"k", value, headers, stamp_ms)
+    return Record("transport", 0, 0, b"k", value, headers, stamp_ms, appended)
 
 
 def _ms(moment: datetime) -> int:
@@ -200,16 +208,20 @@ def test_where_the_bus_stamps_append_time_a_backlog_keeps_its_token(
     # The embedded log stamps each record when appending it: that time, not the producer's,
     # says whether the token was valid when the record was published.
     verifier = TokenVerifier(StaticKeys(issuer.jwks()), issuer=issuer.issuer, audience="tsunagu")
-    authenticator = SourceAuthenticator(verifier, MASTER, append_time_stamped=True)
+    authenticator = SourceAuthenticator(verifier, MASTER)
     issued = NOW - timedelta(hours=3)
     token = issuer.issue(
         "odt", Role.CONNECTOR, sources=[OURS], event_types=["transport.*"], ttl_s=3600, now=issued
     )
     assert (
-        authenticator.check(_record(token, EVENT, _ms(issued + timedelta(minutes=30))), EVENT)
+        authenticator.check(
+            _record(token, EVENT, _ms(issued + timedelta(minutes=30)), appended=True), EVENT
+        )
         is None
     )
-    late = authenticator.check(_record(token, EVENT, _ms(issued + timedelta(hours=2))), EVENT)
+    late = authenticator.check(
+        _record(token, EVENT, _ms(issued + timedelta(hours=2)), appended=True), EVENT
+    )
     assert isinstance(late, Rejection)
     assert "expired" in late.detail
 
