@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from broker.settings import Settings
-from connectors.sdk import BusSink, Connector, HttpSink, LocalSchemas, RemoteSchemas, Schemas, Sink
+from connectors.sdk import (
+    BusSink,
+    Connector,
+    HttpSink,
+    LocalSchemas,
+    OutboxInUseError,
+    RemoteSchemas,
+    Schemas,
+    Sink,
+)
 from connectors.sdk.rows import EventDraft, RowError
 from connectors.services import SERVICES, Service
 
@@ -53,6 +62,10 @@ MetricsPortOpt = Annotated[
 EXIT_ROWS_REFUSED = 3
 #: Exit code when the platform refused the connector's token (everything stays queued).
 EXIT_CREDENTIALS_REFUSED = 4
+#: Exit code when an input cannot be read at all (nothing was published).
+EXIT_BAD_INPUT = 2
+#: Exit code when another process owns the outbox (nothing was read or published).
+EXIT_OUTBOX_IN_USE = 5
 
 
 def _publish(
@@ -80,14 +93,19 @@ def _publish(
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with Connector(
-        service.source,
-        service.event_types,
-        schemas,
-        path,
-        sink,
-        topic_prefix=settings.topic_prefix,
-    ) as connector:
+    try:
+        connector = Connector(
+            service.source,
+            service.event_types,
+            schemas,
+            path,
+            sink,
+            topic_prefix=settings.topic_prefix,
+        )
+    except OutboxInUseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_OUTBOX_IN_USE) from None
+    with connector:
         report = connector.publish_all(items)
         typer.echo(report.summary())
         drained = connector.drain(give_up_on_credentials=True)

@@ -18,6 +18,7 @@ from broker.settings import Settings
 from broker.store.database import make_engine
 from connectors.services import SERVICES
 from consent.vault import SubjectVault
+from tests.connectors.test_sdk_outbox import held_by_another_process
 from tests.events import registry
 from tests.fixtures.platform import start_platform, stop_platform
 
@@ -116,6 +117,22 @@ def test_connector_run_names_bad_rows_and_sends_the_good(tmp_path: Path) -> None
     assert "line " in result.stdout
     counts = _project(tmp_path)
     assert sum(counts.values()) > 0
+
+
+def test_connector_run_refuses_an_outbox_another_process_owns(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox" / "currency.db"  # the default, which the demo also uses
+    with held_by_another_process(outbox) as holder:
+        refused = _run(tmp_path, "currency", *RUNS["currency"])
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert refused.stderr.strip().splitlines() == [
+            f"error: outbox {outbox} is in use by process {holder.pid}: one process owns an "
+            "outbox at a time; stop that one (e.g. the demo of `tsunagu up`) or give this one "
+            "its own outbox file"
+        ]
+    # Its owner gone, the outbox is free and the run publishes.
+    result = _run(tmp_path, "currency", *RUNS["currency"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sum(_project(tmp_path).values()) > 0
 
 
 def test_connector_run_reads_a_cp932_export(tmp_path: Path) -> None:
