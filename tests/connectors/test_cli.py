@@ -20,6 +20,7 @@ from broker.settings import Settings
 from broker.store.database import make_engine
 from connectors.services import SERVICES
 from consent.vault import SubjectVault
+from ops.kafka.broker import free_port
 from tests.connectors.test_sdk_outbox import held_by_another_process
 from tests.events import registry
 from tests.fixtures.platform import start_platform, stop_platform
@@ -135,6 +136,25 @@ def test_connector_run_refuses_an_outbox_another_process_owns(tmp_path: Path) ->
     result = _run(tmp_path, "currency", *RUNS["currency"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert sum(_project(tmp_path).values()) > 0
+
+
+def test_the_demo_refuses_to_start_on_an_outbox_a_connector_run_owns(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox" / "health.db"
+    with held_by_another_process(outbox) as holder:
+        env = {**os.environ, "TSUNAGU_DATA_DIR": str(tmp_path), "TSUNAGU_PORT": str(free_port())}
+        up = subprocess.run(
+            [sys.executable, "-m", "broker.cli", "up", "--demo", "--population", "50"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert "Traceback" not in up.stderr
+        assert (
+            f"tsunagu up: refused to start the demo: outbox {outbox} is in use by process "
+            f"{holder.pid}" in up.stderr
+        )
 
 
 def _feed(folder: Path, stops: bytes) -> Path:
