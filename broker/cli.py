@@ -143,7 +143,7 @@ def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
     from connectors.demo import DemoCalendar, open_connectors, stream_region
     from connectors.readers import JST
     from connectors.region import Region
-    from connectors.sdk import BusSink, LocalSchemas
+    from connectors.sdk import BusSink, LocalSchemas, OutboxInUseError
     from connectors.services import SERVICES
 
     settings = platform.settings
@@ -171,12 +171,17 @@ def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
         key = connector_key(master_key_of(settings), source) if token is not None else None
         return BusSink(platform.bus, token, key)
 
-    connectors = open_connectors(
-        LocalSchemas(settings.schemas_dir),
-        sink_for,
-        settings.data_dir / "outbox",
-        settings.topic_prefix,
-    )
+    try:
+        connectors = open_connectors(
+            LocalSchemas(settings.schemas_dir),
+            sink_for,
+            settings.data_dir / "outbox",
+            settings.topic_prefix,
+        )
+    except OutboxInUseError as exc:
+        platform.close()
+        typer.echo(f"tsunagu up: refused to start the demo: {exc}", err=True)
+        raise typer.Exit(2) from None
     # The region lives in the present: it began HISTORY_DAYS before its first start.
     calendar = DemoCalendar.open(
         settings.data_dir / "demo" / "calendar.json", today=datetime.now(JST).date()

@@ -9,7 +9,16 @@ from typing import Annotated
 import typer
 
 from broker.settings import Settings
-from connectors.sdk import BusSink, Connector, HttpSink, LocalSchemas, RemoteSchemas, Schemas, Sink
+from connectors.sdk import (
+    BusSink,
+    Connector,
+    HttpSink,
+    LocalSchemas,
+    OutboxInUseError,
+    RemoteSchemas,
+    Schemas,
+    Sink,
+)
 from connectors.sdk.rows import EventDraft, RowError
 from connectors.services import SERVICES, Service
 
@@ -37,7 +46,14 @@ KeyOpt = Annotated[
 OutboxOpt = Annotated[
     Path | None, typer.Option("--outbox", help="Outbox file (default: $DATA_DIR/outbox/<name>.db)")
 ]
-EncodingOpt = Annotated[str, typer.Option("--encoding", help="CSV encoding, e.g. cp932")]
+EncodingOpt = Annotated[
+    str,
+    typer.Option(
+        "--encoding",
+        help="Encoding of the CSV files, e.g. cp932 (Shift_JIS); a GTFS feed's stops.txt too, "
+        "unless it is UTF-8 as GTFS requires",
+    ),
+]
 MetricsPortOpt = Annotated[
     int | None,
     typer.Option(
@@ -53,6 +69,10 @@ MetricsPortOpt = Annotated[
 EXIT_ROWS_REFUSED = 3
 #: Exit code when the platform refused the connector's token (everything stays queued).
 EXIT_CREDENTIALS_REFUSED = 4
+#: Exit code when an input cannot be read at all (nothing was published).
+EXIT_BAD_INPUT = 2
+#: Exit code when another process owns the outbox (nothing was read or published).
+EXIT_OUTBOX_IN_USE = 5
 
 
 def _publish(
@@ -80,14 +100,19 @@ def _publish(
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"
     path.parent.mkdir(parents=True, exist_ok=True)
-    with Connector(
-        service.source,
-        service.event_types,
-        schemas,
-        path,
-        sink,
-        topic_prefix=settings.topic_prefix,
-    ) as connector:
+    try:
+        connector = Connector(
+            service.source,
+            service.event_types,
+            schemas,
+            path,
+            sink,
+            topic_prefix=settings.topic_prefix,
+        )
+    except OutboxInUseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_OUTBOX_IN_USE) from None
+    with connector:
         report = connector.publish_all(items)
         typer.echo(report.summary())
         drained = connector.drain(give_up_on_credentials=True)
@@ -167,10 +192,18 @@ def _chain(*sources: Iterable[EventDraft | RowError]) -> Iterator[EventDraft | R
 
 @run_app.command("transport")
 def run_transport(
-    stops: Annotated[Path, typer.Option(help="GTFS (GTFS-JP) static feed: zip or folder")],
-    trips: Annotated[Path | None, typer.Option(help="Operator's trip export (CSV)")] = None,
-    requests: Annotated[Path | None, typer.Option(help="Ride requests (CSV)")] = None,
-    positions: Annotated[Path | None, typer.Option(help="GTFS-Realtime feed (.pb)")] = None,
+    stops: Annotated[
+        Path, typer.Option(exists=True, help="GTFS (GTFS-JP) static feed: zip or folder")
+    ],
+    trips: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Operator's trip export (CSV)")
+    ] = None,
+    requests: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Ride requests (CSV)")
+    ] = None,
+    positions: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="GTFS-Realtime feed (.pb)")
+    ] = None,
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
@@ -181,7 +214,12 @@ def run_transport(
     """On-demand trips and ride requests (CSV), vehicle positions (GTFS-Realtime)."""
     from connectors import transport
 
-    table = transport.read_gtfs_stops(stops)
+    try:
+        table = transport.read_gtfs_stops(stops, encoding=encoding)
+    except transport.GtfsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_INPUT) from None
+    typer.echo(table.summary())
     parts: list[Iterable[EventDraft | RowError]] = []
     if requests:
         parts.append(transport.read_ride_requests_csv(requests, table, encoding=encoding))
@@ -194,9 +232,15 @@ def run_transport(
 
 @run_app.command("health")
 def run_health(
-    activities: Annotated[Path | None, typer.Option(help="Steps and check-ups (CSV)")] = None,
-    redemptions: Annotated[Path | None, typer.Option(help="Point redemptions (CSV)")] = None,
-    rules: Annotated[Path | None, typer.Option(help="The programme's rules (JSON)")] = None,
+    activities: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Steps and check-ups (CSV)")
+    ] = None,
+    redemptions: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Point redemptions (CSV)")
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="The programme's rules (JSON)")
+    ] = None,
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
@@ -218,7 +262,10 @@ def run_health(
 
 @run_app.command("currency")
 def run_currency(
-    transactions: Annotated[Path, typer.Option(help="The operator's transaction export (CSV)")],
+    transactions: Annotated[
+        Path,
+        typer.Option(exists=True, dir_okay=False, help="The operator's transaction export (CSV)"),
+    ],
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,
@@ -242,8 +289,13 @@ def run_currency(
 
 @run_app.command("vacant_house")
 def run_vacant_house(
-    listings: Annotated[Path | None, typer.Option(help="Vacant-house bank listings (CSV)")] = None,
-    inquiries: Annotated[Path | None, typer.Option(help="Inquiries (CSV)")] = None,
+    listings: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="Vacant-house bank listings (CSV)"),
+    ] = None,
+    inquiries: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="Inquiries (CSV)")
+    ] = None,
     encoding: EncodingOpt = "utf-8-sig",
     http: HttpOpt = None,
     token: TokenOpt = None,

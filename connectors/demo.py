@@ -82,17 +82,23 @@ def open_connectors(
     """The four service connectors, each with its own outbox file in ``outbox_dir``; ``sink``
     is shared, or made per connector from its source (each with its own token)."""
     outbox_dir.mkdir(parents=True, exist_ok=True)
-    return {
-        name: Connector(
-            service.source,
-            service.event_types,
-            schemas,
-            outbox_dir / f"{name}.db",
-            sink(service.source) if callable(sink) else sink,
-            topic_prefix=topic_prefix,
-        )
-        for name, service in SERVICES.items()
-    }
+    opened: dict[str, Connector] = {}
+    try:
+        for name, service in SERVICES.items():
+            opened[name] = Connector(
+                service.source,
+                service.event_types,
+                schemas,
+                outbox_dir / f"{name}.db",
+                sink(service.source) if callable(sink) else sink,
+                topic_prefix=topic_prefix,
+            )
+    except BaseException:
+        # e.g. OutboxInUseError: a `connector run` owns one; give back the ones taken.
+        for connector in opened.values():
+            connector.close()
+        raise
+    return opened
 
 
 def stream_region(

@@ -9,6 +9,7 @@ turns it into a ``RowError`` on that row's line.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import math
 import os
@@ -28,6 +29,7 @@ __all__ = [
     "MERCHANT_ID",
     "PROPERTY_ID",
     "RECORD_ID",
+    "REGION_RADIUS_KM",
     "RESIDENT_ID",
     "TOWNS",
     "TOWN_BY_CODE",
@@ -39,12 +41,14 @@ __all__ = [
     "Row",
     "Seen",
     "Town",
+    "carried_id",
     "end_of_day",
     "iso",
     "map_rows",
     "nearest_town",
     "numbered",
     "read_csv",
+    "town_at",
     "town_code",
 ]
 
@@ -93,10 +97,30 @@ def town_code(value: str) -> str | None:
     return _TOWN_ALIASES.get(value) or _TOWN_ALIASES.get(value.lower())
 
 
-def nearest_town(lat: float, lon: float) -> Town:
-    """The town whose centroid is nearest (equirectangular distance: fine at this scale)."""
+#: A point farther than this from every town's centroid is outside the region. The seven
+#: towns span about 222 km²; 6 km from a centroid covers each town, Takuma's islands near the
+#: coast included, and leaves out Tadotsu, Marugame, Takamatsu and the rest of Japan. It is a
+#: circle, not the city's boundary: the edge of Kan'onji, next door, still falls inside.
+REGION_RADIUS_KM = 6.0
+_KM_PER_DEGREE = 111.2
+
+
+def _km2(town: Town, lat: float, lon: float) -> float:
+    """Squared distance in km² (equirectangular: fine at this scale)."""
     k = math.cos(math.radians(lat))
-    return min(TOWNS, key=lambda t: (t.lat - lat) ** 2 + ((t.lon - lon) * k) ** 2)
+    return ((town.lat - lat) ** 2 + ((town.lon - lon) * k) ** 2) * _KM_PER_DEGREE**2
+
+
+def nearest_town(lat: float, lon: float) -> Town:
+    """The town whose centroid is nearest, however far (see ``town_at``)."""
+    return min(TOWNS, key=lambda t: _km2(t, lat, lon))
+
+
+def town_at(lat: float, lon: float) -> Town | None:
+    """The town a point is in: the nearest centroid within ``REGION_RADIUS_KM``, else None
+    (outside the region: never given a town it is not in)."""
+    town = nearest_town(lat, lon)
+    return town if _km2(town, lat, lon) <= REGION_RADIUS_KM**2 else None
 
 
 RECORD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
@@ -104,6 +128,23 @@ RESIDENT_ID = re.compile(r"res-[0-9a-z]{4,40}")
 PROPERTY_ID = re.compile(r"prop-[0-9a-z]{4,40}")
 VEHICLE_ID = re.compile(r"veh-[0-9a-z]{2,40}")
 MERCHANT_ID = re.compile(r"mer-[0-9a-z]{2,40}")
+
+_UNSAFE_ID_CHARACTERS = re.compile(r"[^A-Za-z0-9._:-]+")
+
+
+def carried_id(value: str) -> str:
+    """``value`` as an id events may carry (``RECORD_ID``): itself when it already is one, else
+    a readable ASCII part and 12 hex digits of its SHA-256 (``1番のりば`` → ``1-3f0a…``).
+
+    GTFS allows any text as an id (``1番のりば``, ``A/12``, longer than 64); our schemas and
+    URLs take ``RECORD_ID`` only. The mapping is stable, so re-runs give the same id.
+    """
+    if RECORD_ID.fullmatch(value):
+        return value
+    slug = _UNSAFE_ID_CHARACTERS.sub("-", _ascii(value)).strip("-._:")[:40]
+    digest = hashlib.sha256(value.encode()).hexdigest()[:12]
+    return f"{slug or 'id'}-{digest}"
+
 
 _THOUSANDS = re.compile(r"[+-]?[0-9]{1,3}(,[0-9]{3})+")
 _SLASHED_DATE = re.compile(r"([0-9]{4})/([0-9]{1,2})/([0-9]{1,2})")
@@ -373,9 +414,29 @@ def _decode(raw: bytes, encoding: str) -> str | RowError:
             if encoding.lower().replace("_", "-").startswith("utf")
             else ""
         )
-        return RowError(line, f"not {encoding} text at byte {e.start}{hint}; file not read")
+        where = _column_at(raw, e.start, encoding)
+        return RowError(line, f"{where}not {encoding} text at byte {e.start}{hint}; file not read")
     except LookupError:
         return RowError(0, f"unknown encoding {encoding!r}")
+
+
+def _column_at(raw: bytes, offset: int, encoding: str) -> str:
+    """ "column NAME: " for the cell holding byte ``offset``, or "" when it cannot be told.
+
+    Counts the commas before it on its line: neither UTF-8 nor Shift_JIS uses the comma's
+    byte inside a character. A quoted comma before it may shift the count: then it names
+    the wrong column of the right line, which still points the reader to the place.
+    """
+    start = raw.rfind(b"\n", 0, offset) + 1
+    first_line = raw.split(b"\n", 1)[0]
+    try:
+        header = next(csv.reader([first_line.decode(encoding).lstrip("\ufeff")]), [])
+    except UnicodeDecodeError:
+        return ""
+    index = raw.count(b",", start, offset) if start else None
+    if index is None or index >= len(header):
+        return ""
+    return f"column {header[index].strip()}: "
 
 
 def read_csv(
@@ -394,8 +455,9 @@ def read_csv(
     if isinstance(text, RowError):
         yield text
         return
-    reader = csv.reader(io.StringIO(text, newline=""))
-    header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
+    # A BOM left by encoding="utf-8" would hide a quoted first column name from the parser.
+    reader = csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline=""))
+    header = [h.strip() for h in next(reader, [])]
     if not any(header):
         yield RowError(1, "no header row (the first line must name the columns)")
         return

@@ -14,6 +14,7 @@ import os
 import re
 import struct
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,16 +27,18 @@ from google.transit import gtfs_realtime_pb2
 from connectors.readers import (
     JST,
     RECORD_ID,
+    REGION_RADIUS_KM,
     CsvSource,
     FieldError,
     Fields,
     Row,
     Seen,
+    carried_id,
     iso,
     map_rows,
-    nearest_town,
     numbered,
     read_csv,
+    town_at,
     town_code,
 )
 from connectors.sdk.rows import EventDraft, RowError
@@ -48,7 +51,9 @@ __all__ = [
     "VEHICLE_POSITION",
     "GtfsError",
     "Operator",
+    "OutsideStop",
     "Stop",
+    "Stops",
     "read_gtfs_stops",
     "read_ride_requests_csv",
     "read_trips_csv",
@@ -146,9 +151,9 @@ class Stop:
     town: str
 
     def place(self) -> dict[str, Any]:
-        """The stop as a trip's ``origin``/``destination``."""
+        """The stop as a trip's ``origin``/``destination`` (its id as events carry ids)."""
         return {
-            "stop_id": self.stop_id,
+            "stop_id": carried_id(self.stop_id),
             "stop_name": self.stop_name,
             "lat": self.lat,
             "lon": self.lon,
@@ -156,8 +161,42 @@ class Stop:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class OutsideStop:
+    """A stop of the feed that lies outside the region: reported, never given a town."""
+
+    stop_id: str
+    stop_name: str
+    lat: float
+    lon: float
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.stop_id} {self.stop_name} ({self.lat:g}, {self.lon:g}; line {self.line})"
+
+
+class Stops(dict[str, Stop]):
+    """The region's stops by their GTFS ``stop_id``, and the feed's stops outside it."""
+
+    def __init__(self, stops: Mapping[str, Stop], outside: Mapping[str, OutsideStop]) -> None:
+        super().__init__(stops)
+        self.outside: dict[str, OutsideStop] = dict(outside)
+
+    def summary(self, examples: int = 3) -> str:
+        """One line for a run's report: how many stops, and which lie outside the region."""
+        head = f"stops.txt: {len(self)} stops in the region"
+        if not self.outside:
+            return head
+        shown = "; ".join(str(s) for s in list(self.outside.values())[:examples])
+        more = f"; and {len(self.outside) - examples} more" if len(self.outside) > examples else ""
+        return (
+            f"{head}, {len(self.outside)} outside it (farther than {REGION_RADIUS_KM:g} km"
+            f" from every town), not used: {shown}{more}"
+        )
+
+
 class GtfsError(ValueError):
-    """A static feed that cannot be used: no ``stops.txt``, or a stop that cannot be read."""
+    """A static feed that cannot be used; the message names the file, the line and the field."""
 
 
 # --- GTFS static: stops ---------------------------------------------------------------------
@@ -167,61 +206,97 @@ class GtfsError(ValueError):
 _RIDER_LOCATIONS = frozenset({"", "0", "1"})
 
 
-def stops_from_rows(rows: Iterable[Row]) -> dict[str, Stop]:
+def stops_from_rows(rows: Iterable[Row]) -> Stops:
     """Stops from ``stops.txt`` rows (first row = line 2); raises ``GtfsError`` naming the line.
 
     The town is the ``zone_id`` when it names one of the seven towns (``takuma``, ``詫間``,
-    ``詫間町``); otherwise the town with the nearest centroid.
+    ``詫間町``); otherwise the town with the nearest centroid. A stop farther than
+    ``REGION_RADIUS_KM`` from every town is outside the region: listed in ``outside``, not
+    a stop trips may use, whatever its ``zone_id`` says.
     """
-    return _stops(numbered(rows))
+    return _stops(numbered(rows), "stops.txt")
 
 
-def _stops(rows: Iterable[tuple[int, Row] | RowError]) -> dict[str, Stop]:
+def _stops(rows: Iterable[tuple[int, Row] | RowError], name: str) -> Stops:
     stops: dict[str, Stop] = {}
+    outside: dict[str, OutsideStop] = {}
+    carried: dict[str, tuple[str, int]] = {}  # id in events → (GTFS id, line)
     for item in rows:
         if isinstance(item, RowError):
-            raise GtfsError(f"stops.txt line {item.line}: {item.reason}")
+            raise GtfsError(f"{name} line {item.line}: {item.reason}")
         line, row = item
         f = Fields(row)
         if f.raw("location_type") not in _RIDER_LOCATIONS:
             continue
         try:
-            stop_id = f.record_id("stop_id")
-            if stop_id in stops:
+            # GTFS ids are any text; events carry ``carried_id`` of it (the same when safe).
+            stop_id = f.text("stop_id", max_length=1000)
+            if stop_id in stops or stop_id in outside:
                 raise f.fail("stop_id", f"{stop_id!r} appears twice")
+            safe = carried_id(stop_id)
+            other, other_line = carried.setdefault(safe, (stop_id, line))
+            if other != stop_id:
+                raise f.fail(
+                    "stop_id", f"{stop_id!r} and {other!r} (line {other_line}) both map to {safe!r}"
+                )
             lat = f.number("stop_lat", -90, 90)
             lon = f.number("stop_lon", -180, 180)
-            town = town_code(f.raw("zone_id")) or nearest_town(lat, lon).code
-            stops[stop_id] = Stop(stop_id, f.text("stop_name"), lat, lon, town)
+            stop_name = f.text("stop_name")
+            town = town_at(lat, lon)
+            if town is None:
+                outside[stop_id] = OutsideStop(stop_id, stop_name, lat, lon, line)
+                continue
+            code = town_code(f.raw("zone_id")) or town.code
+            stops[stop_id] = Stop(stop_id, stop_name, lat, lon, code)
         except FieldError as e:
-            raise GtfsError(f"stops.txt line {line}: {e}") from None
-    return stops
+            raise GtfsError(f"{name} line {line}: {e}") from None
+    return Stops(stops, outside)
 
 
-def read_gtfs_stops(
-    feed: str | os.PathLike[str] | bytes, *, encoding: str = "utf-8-sig"
-) -> dict[str, Stop]:
+def _feed_text_encoding(raw: bytes, encoding: str) -> str:
+    """The encoding to read a feed file in: GTFS's own (UTF-8) when the bytes are valid UTF-8,
+    else ``encoding``. Shift_JIS text is never valid UTF-8, and a UTF-8 feed read as cp932
+    would not fail but turn every name into mojibake, so one ``--encoding cp932`` for a run
+    reads a Shift_JIS export and a UTF-8 feed both right."""
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return encoding
+    return "utf-8-sig"
+
+
+def read_gtfs_stops(feed: str | os.PathLike[str] | bytes, *, encoding: str = "utf-8-sig") -> Stops:
     """Stops of a GTFS or GTFS-JP static feed: a .zip (path or bytes) or an unzipped folder.
 
     Only ``stops.txt`` is read; ``agency_jp.txt``, ``office_jp.txt`` and the rest may be
     there. A zip whose files sit in one sub-folder is accepted too. GTFS is UTF-8; an old
-    feed in Shift_JIS needs ``encoding="cp932"``.
+    feed in Shift_JIS is read with ``encoding="cp932"``. Every failure is a ``GtfsError``
+    naming the file and, for a bad stop, the line and the column.
     """
+    where = "" if isinstance(feed, bytes) else f"{os.fspath(feed)}: "
     if not isinstance(feed, bytes) and Path(feed).is_dir():
         path = Path(feed) / "stops.txt"
         if not path.exists():
-            raise GtfsError(f"{feed}: no stops.txt")
-        return _stops(read_csv(path, STOP_COLUMNS, encoding=encoding))
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(feed) if isinstance(feed, bytes) else feed)
-    except (zipfile.BadZipFile, OSError) as e:
-        raise GtfsError(f"not a GTFS zip: {e}") from None
-    with archive:
-        names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "stops.txt"]
-        if not names:
-            raise GtfsError("the feed has no stops.txt")
-        stops_txt = archive.read(min(names, key=len))  # the top-most stops.txt
-        return _stops(read_csv(stops_txt, STOP_COLUMNS, encoding=encoding))
+            raise GtfsError(f"{where}no stops.txt")
+        raw = path.read_bytes()
+        name = str(path)
+    else:
+        try:
+            archive = zipfile.ZipFile(io.BytesIO(feed) if isinstance(feed, bytes) else feed)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise GtfsError(f"{where}not a GTFS zip: {e}") from None
+        with archive:
+            names = [n for n in archive.namelist() if n.rsplit("/", 1)[-1] == "stops.txt"]
+            if not names:
+                raise GtfsError(f"{where}the feed has no stops.txt")
+            member = min(names, key=len)  # the top-most stops.txt
+            try:
+                raw = archive.read(member)
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+                raise GtfsError(f"{where}{member} cannot be read (a damaged zip?): {e}") from None
+        name = f"{where}{member}"
+    rows = read_csv(raw, STOP_COLUMNS, encoding=_feed_text_encoding(raw, encoding))
+    return _stops(rows, name)
 
 
 # --- trips and ride requests ----------------------------------------------------------------
@@ -230,16 +305,26 @@ def read_gtfs_stops(
 def _place(f: Fields, prefix: str, stops: Mapping[str, Stop]) -> dict[str, Any]:
     column = f"{prefix}_stop_id"
     if f.has(column):
-        stop_id = f.record_id(column)
+        stop_id = f.text(column, max_length=1000)  # the GTFS stop_id, any text
         stop = stops.get(stop_id)
-        if stop is None:
-            raise f.fail(column, f"unknown stop {stop_id!r} (not in the GTFS stops)")
-        return stop.place()
+        if stop is not None:
+            return stop.place()
+        outside = stops.outside.get(stop_id) if isinstance(stops, Stops) else None
+        if outside is not None:
+            raise f.fail(column, f"stop {stop_id!r} is outside the region ({outside})")
+        raise f.fail(column, f"unknown stop {stop_id!r} (not in the GTFS stops)")
     if f.has(f"{prefix}_lat") or f.has(f"{prefix}_lon"):
         # Door-to-door pick-up without a stop: the coordinates, and the town they fall in.
         lat = f.number(f"{prefix}_lat", -90, 90)
         lon = f.number(f"{prefix}_lon", -180, 180)
-        return {"lat": lat, "lon": lon, "town": nearest_town(lat, lon).code}
+        town = town_at(lat, lon)
+        if town is None:
+            raise f.fail(
+                f"{prefix}_lat",
+                f"{lat:g}, {lon:g} is outside the region"
+                f" (farther than {REGION_RADIUS_KM:g} km from every town)",
+            )
+        return {"lat": lat, "lon": lon, "town": town.code}
     raise f.fail(column, f"required (or {prefix}_lat and {prefix}_lon)")
 
 

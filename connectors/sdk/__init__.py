@@ -7,7 +7,7 @@ re-running an export or restarting after a crash never doubles an event.
 """
 
 from connectors.sdk.connector import Connector, InvalidEventError, PublishReport
-from connectors.sdk.outbox import FailedRow, Outbox, OutboxEntry, OutboxRow
+from connectors.sdk.outbox import FailedRow, Outbox, OutboxEntry, OutboxInUseError, OutboxRow
 from connectors.sdk.rows import EventDraft, RowError, stable_event_id
 from connectors.sdk.schemas import LocalSchemas, RemoteSchemas, Schemas, SchemaUnavailableError
 from connectors.sdk.sender import Backoff, DrainReport, Sender
@@ -25,6 +25,7 @@ __all__ = [
     "LocalSchemas",
     "Outbox",
     "OutboxEntry",
+    "OutboxInUseError",
     "OutboxRow",
     "PublishReport",
     "RemoteSchemas",

@@ -20,11 +20,16 @@ them again queues them again.
 
 Durability: ``synchronous=NORMAL`` in WAL mode (the default) survives a crash of the process;
 a power cut may lose the last transactions. ``synchronous="FULL"`` fsyncs every transaction.
-One process uses an outbox at a time (the depth is counted in memory).
+One process owns an outbox at a time: the depth is counted in memory, and two senders
+draining one file would each deliver the same events. Opening takes an exclusive ``flock`` on
+``<outbox>.lock`` beside the file (SQLite's own locking lets a second process in); a second
+opener gets ``OutboxInUseError`` naming the file and the holder's pid. The kernel drops the
+lock when its holder exits, however it exits, so a crashed connector never leaves it stuck.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sqlite3
 import threading
@@ -38,7 +43,7 @@ from typing import Literal
 from contract.private_files import private_file
 from contract.sqlite_tx import immediate
 
-__all__ = ["FailedRow", "Outbox", "OutboxEntry", "OutboxRow"]
+__all__ = ["FailedRow", "Outbox", "OutboxEntry", "OutboxInUseError", "OutboxRow"]
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS events (
@@ -68,6 +73,43 @@ _ADD = (
 )
 _COLUMNS = "seq, event_id, topic, key, value, created_at, attempts, last_error"
 _PRUNE_EVERY_S = 600.0
+
+
+class OutboxInUseError(RuntimeError):
+    """Another process (or another ``Outbox`` of this one) has the outbox open."""
+
+    def __init__(self, path: Path, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        if pid is None:
+            holder = "another process"
+        elif pid == os.getpid():
+            holder = f"this process (pid {pid}), through another Outbox not yet closed"
+        else:
+            holder = f"process {pid}"
+        super().__init__(
+            f"outbox {path} is in use by {holder}: one process owns an outbox at a time; "
+            "stop that one (e.g. the demo of `tsunagu up`) or give this one its own outbox file"
+        )
+
+
+def _own(path: Path) -> int:
+    """Take the exclusive lock of the outbox at ``path``; returns the lock file's descriptor."""
+    lock_path = path.with_name(path.name + ".lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        written = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        raise OutboxInUseError(path, int(written) if written.isdigit() else None) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    # Who holds it, for the next opener's message; the lock itself is the flock, not this.
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,6 +164,16 @@ class Outbox:
             raise ValueError("an outbox must be a file: it has to outlive the process")
         self.path = Path(path)
         private_file(self.path)  # queued events: 0600, its WAL too
+        self._owner = _own(self.path)
+        try:
+            self._open(synchronous, sent_retention_s, busy_timeout_s)
+        except BaseException:
+            os.close(self._owner)
+            raise
+
+    def _open(
+        self, synchronous: Literal["NORMAL", "FULL"], sent_retention_s: float, busy_timeout_s: float
+    ) -> None:
         self.sent_retention_s = sent_retention_s
         self._depth_listeners: list[Callable[[int], None]] = []
         # One connection behind a lock: statements are short, and a sender thread and the
@@ -297,7 +349,7 @@ class Outbox:
         return [FailedRow(*row) for row in rows]
 
     def close(self) -> None:
-        """Close the file (idempotent), its WAL truncated."""
+        """Close the file (idempotent), its WAL truncated, and give up owning it."""
         with self._lock:
             try:
                 if self._acked:
@@ -305,3 +357,6 @@ class Outbox:
             except sqlite3.ProgrammingError:
                 pass  # closed already
             self._conn.close()
+            if self._owner >= 0:
+                os.close(self._owner)  # closing the descriptor releases the flock
+                self._owner = -1

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import time
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,8 @@ from broker.settings import Settings
 from broker.store.database import make_engine
 from connectors.services import SERVICES
 from consent.vault import SubjectVault
+from ops.kafka.broker import free_port
+from tests.connectors.test_sdk_outbox import held_by_another_process
 from tests.events import registry
 from tests.fixtures.platform import start_platform, stop_platform
 
@@ -116,6 +120,117 @@ def test_connector_run_names_bad_rows_and_sends_the_good(tmp_path: Path) -> None
     assert "line " in result.stdout
     counts = _project(tmp_path)
     assert sum(counts.values()) > 0
+
+
+def test_connector_run_refuses_an_outbox_another_process_owns(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox" / "currency.db"  # the default, which the demo also uses
+    with held_by_another_process(outbox) as holder:
+        refused = _run(tmp_path, "currency", *RUNS["currency"])
+        assert refused.returncode == 5, refused.stdout + refused.stderr
+        assert refused.stderr.strip().splitlines() == [
+            f"error: outbox {outbox} is in use by process {holder.pid}: one process owns an "
+            "outbox at a time; stop that one (e.g. the demo of `tsunagu up`) or give this one "
+            "its own outbox file"
+        ]
+    # Its owner gone, the outbox is free and the run publishes.
+    result = _run(tmp_path, "currency", *RUNS["currency"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sum(_project(tmp_path).values()) > 0
+
+
+def test_the_demo_refuses_to_start_on_an_outbox_a_connector_run_owns(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox" / "health.db"
+    with held_by_another_process(outbox) as holder:
+        env = {**os.environ, "TSUNAGU_DATA_DIR": str(tmp_path), "TSUNAGU_PORT": str(free_port())}
+        up = subprocess.run(
+            [sys.executable, "-m", "broker.cli", "up", "--demo", "--population", "50"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert up.returncode == 2, up.stdout + up.stderr
+        assert "Traceback" not in up.stderr
+        assert (
+            f"tsunagu up: refused to start the demo: outbox {outbox} is in use by process "
+            f"{holder.pid}" in up.stderr
+        )
+
+
+def _feed(folder: Path, stops: bytes) -> Path:
+    """The sample GTFS feed, its stops.txt replaced by ``stops``."""
+    folder.mkdir()
+    for file in (SAMPLES / "transport" / "gtfs").iterdir():
+        (folder / file.name).write_bytes(file.read_bytes())
+    (folder / "stops.txt").write_bytes(stops)
+    return folder
+
+
+SAMPLE_STOPS = (SAMPLES / "transport" / "gtfs" / "stops.txt").read_text(encoding="utf-8")
+
+
+def test_connector_run_reads_a_shift_jis_feed_in_the_encoding_given(tmp_path: Path) -> None:
+    feed = _feed(tmp_path / "gtfs", SAMPLE_STOPS.encode("cp932"))
+    trips = ["--trips", str(SAMPLES / "transport" / "trips_cp932.csv")]
+    refused = _run(tmp_path, "transport", "--stops", str(feed), *trips)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1  # naming file, line and column
+    assert refused.stderr.startswith(
+        f"error: {feed / 'stops.txt'} line 2: column stop_name: not utf-8-sig text"
+    )
+    result = _run(tmp_path, "transport", "--stops", str(feed), *trips, "--encoding", "cp932")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("stops.txt: ")
+    assert _project(tmp_path).get("transport.trip.completed", 0) > 0
+
+
+def test_connector_run_reports_stops_outside_the_region(tmp_path: Path) -> None:
+    beyond = SAMPLE_STOPS + "tokyo-eki,,東京駅,,35.6812,139.7671,takuma,0,,1\n"
+    feed = _feed(tmp_path / "gtfs", beyond.encode())
+    result = _run(tmp_path, "transport", "--stops", str(feed), *RUNS["transport"][2:])
+    assert result.returncode == 0, result.stdout + result.stderr
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("stops.txt: ")]
+    assert ", 1 outside it (farther than 6 km from every town), not used: tokyo-eki 東京駅" in line
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (
+            lambda stops: stops.replace(b"stop_lat", b"latitude"),
+            "stops.txt line 1: header: missing column(s) stop_lat",
+        ),
+        (
+            lambda stops: stops.replace(b"34.2313", b"34,2313", 1),
+            "stops.txt line 2: 11 cells but the header has 10 (an unquoted comma?)",
+        ),
+        (
+            lambda stops: stops.replace(b"34.2313", b"north", 1),
+            "stops.txt line 2: column stop_lat: 'north' is not a number",
+        ),
+    ],
+    ids=["missing column", "shifted cells", "bad number"],
+)
+def test_connector_run_ends_a_bad_feed_with_one_line(
+    tmp_path: Path, damage: Callable[[bytes], bytes], message: str
+) -> None:
+    feed = _feed(tmp_path / "gtfs", damage(SAMPLE_STOPS.encode()))
+    result = _run(tmp_path, "transport", "--stops", str(feed))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [f"error: {feed}/{message}"]
+
+
+def test_connector_run_ends_a_truncated_feed_zip_with_one_line(tmp_path: Path) -> None:
+    zipped = tmp_path / "gtfs.zip"
+    with zipfile.ZipFile(zipped, "w") as archive:
+        for file in (SAMPLES / "transport" / "gtfs").iterdir():
+            archive.write(file, file.name)
+    zipped.write_bytes(zipped.read_bytes()[:-200])  # the download was cut short
+    result = _run(tmp_path, "transport", "--stops", str(zipped))
+    assert result.returncode == 2, result.stdout + result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {zipped}: not a GTFS zip: ")
 
 
 def test_connector_run_reads_a_cp932_export(tmp_path: Path) -> None:

@@ -103,6 +103,10 @@ class TestEncodings:
         assert list(read_csv(raw, ["id"])) == [(2, {"id": "1", "name": "詫間"})]
         assert list(read_csv(raw, ["id"], encoding="utf-8")) == [(2, {"id": "1", "name": "詫間"})]
 
+    def test_a_byte_order_mark_before_a_quoted_header_is_read_in_plain_utf8(self) -> None:
+        raw = '\ufeff"id","name"\r\n"1","詫間"\r\n'.encode()
+        assert list(read_csv(raw, ["id"], encoding="utf-8")) == [(2, {"id": "1", "name": "詫間"})]
+
     def test_cp932_is_read_when_asked_for(self) -> None:
         raw = "id,name\n1,詫間支所前\n".encode("cp932")
         assert list(read_csv(raw, ["id"], encoding="cp932")) == [
@@ -114,6 +118,7 @@ class TestEncodings:
         [error] = list(read_csv(raw, ["id"]))
         assert isinstance(error, RowError)
         assert error.line == 3
+        assert error.reason.startswith("column name: not utf-8-sig text at byte ")
         assert "encoding='cp932'" in error.reason
 
     def test_a_path_is_read_like_bytes(self, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ import pytest
 from google.transit import gtfs_realtime_pb2
 
 from connectors import transport
+from connectors.readers import RECORD_ID, carried_id
 from connectors.sdk.rows import RowError
-from connectors.transport import GtfsError, Operator, Stop
+from connectors.transport import GtfsError, Operator, Stop, Stops
 from tests.connectors.test_readers_csv import SAMPLES, schema_problems, split
 
 JST = timezone(timedelta(hours=9))
@@ -43,8 +44,8 @@ STOPS = (
 )
 
 
-def gtfs_zip(stops: str = STOPS, *, folder: str = "") -> bytes:
-    """A GTFS-JP static feed zipped in memory."""
+def gtfs_zip(stops: str | bytes = STOPS, *, folder: str = "") -> bytes:
+    """A GTFS-JP static feed zipped in memory (``stops`` as text, or bytes in any encoding)."""
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         for name, text in {
@@ -55,7 +56,7 @@ def gtfs_zip(stops: str = STOPS, *, folder: str = "") -> bytes:
             "stop_times.txt": STOP_TIMES,
             "stops.txt": stops,
         }.items():
-            archive.writestr(folder + name, text.encode())
+            archive.writestr(folder + name, text if isinstance(text, bytes) else text.encode())
     return buffer.getvalue()
 
 
@@ -106,10 +107,164 @@ class TestGtfsStops:
         with pytest.raises(GtfsError, match="not a GTFS zip"):
             transport.read_gtfs_stops(b"stop_id,stop_name\n")
 
-    def test_a_stop_that_cannot_be_read_names_its_line(self) -> None:
-        bad = STOPS + "mino-shisho,三野支所前,north,133.7016,mino,0,\n"
-        with pytest.raises(GtfsError, match=r"stops.txt line 7: column stop_lat: 'north'"):
-            transport.read_gtfs_stops(gtfs_zip(bad))
+    def test_a_stop_that_cannot_be_read_names_its_file_line_and_column(
+        self, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "feed.zip"
+        path.write_bytes(gtfs_zip(STOPS + "mino-shisho,三野支所前,north,133.7016,mino,0,\n"))
+        with pytest.raises(GtfsError) as refused:
+            transport.read_gtfs_stops(path)
+        assert str(refused.value) == (
+            f"{path}: stops.txt line 7: column stop_lat: 'north' is not a number"
+        )
+
+    def test_a_missing_column_is_named_on_the_header_line(self) -> None:
+        without_lat = STOPS.replace("stop_lat,", "latitude,")
+        with pytest.raises(
+            GtfsError, match=r"^stops.txt line 1: header: missing column\(s\) stop_lat$"
+        ):
+            transport.read_gtfs_stops(gtfs_zip(without_lat))
+
+    def test_a_truncated_zip_is_refused_naming_the_file(self, tmp_path: Path) -> None:
+        path = tmp_path / "feed.zip"
+        whole = gtfs_zip()
+        path.write_bytes(whole[: len(whole) // 2])  # a download cut short
+        with pytest.raises(GtfsError, match=rf"^{path}: not a GTFS zip: "):
+            transport.read_gtfs_stops(path)
+        assert transport.read_gtfs_stops(whole)  # the whole file reads
+
+    def test_a_damaged_stops_file_in_the_zip_is_refused_naming_it(self) -> None:
+        damaged = gtfs_zip().replace(b"takuma-shisho", b"takuma-shisha")  # its CRC no longer fits
+        with pytest.raises(GtfsError, match=r"^stops.txt cannot be read \(a damaged zip\?\)"):
+            transport.read_gtfs_stops(damaged)
+
+
+class TestRealFeeds:
+    """Feeds as GTFS allows them and operators' tools write them."""
+
+    def test_a_shift_jis_feed_is_read_in_the_encoding_given(self) -> None:
+        feed = gtfs_zip(STOPS.encode("cp932"))
+        found = transport.read_gtfs_stops(feed, encoding="cp932")
+        assert found["takuma-shisho"].stop_name == "詫間支所前"
+        assert found["nio-shisho"].town == "nio"  # zone_id 仁尾町, read right
+
+    def test_a_shift_jis_feed_without_its_encoding_names_line_and_column(self) -> None:
+        with pytest.raises(GtfsError) as refused:
+            transport.read_gtfs_stops(gtfs_zip(STOPS.encode("cp932")))
+        message = str(refused.value)
+        assert message.startswith("stops.txt line 2: column stop_name: not utf-8-sig text")
+        assert "cp932" in message and "\n" not in message
+
+    def test_a_utf8_feed_stays_utf8_when_the_exports_are_shift_jis(self) -> None:
+        # One --encoding cp932 for the run: the feed, valid UTF-8 as GTFS requires, is not
+        # turned into mojibake.
+        found = transport.read_gtfs_stops(gtfs_zip(), encoding="cp932")
+        assert found["takuma-shisho"].stop_name == "詫間支所前"
+
+    def test_bom_quoted_fields_extra_columns_and_crlf(self) -> None:
+        stops = (
+            '\ufeff"stop_id","stop_code","stop_name","stop_lat","stop_lon",'
+            '"platform_code","stop_url"\r\n'
+            '"takuma-shisho","101","詫間支所前, 北口","34.2313","133.6347","1","https://x.jp/a,b"\r\n'
+            '"nio-shisho","102","仁尾支所前 ""本町""","34.1985","133.6322","",""\r\n'
+            '"saita-shisho","103","財田支所前","34.1051","north","",""\r\n'
+        )
+        with pytest.raises(GtfsError, match=r"^stops.txt line 4: column stop_lon: 'north'"):
+            transport.read_gtfs_stops(gtfs_zip(stops))
+        found = transport.read_gtfs_stops(gtfs_zip(stops.rsplit('"saita', 1)[0]))
+        assert found == {
+            "takuma-shisho": Stop("takuma-shisho", "詫間支所前, 北口", 34.2313, 133.6347, "takuma"),
+            "nio-shisho": Stop("nio-shisho", '仁尾支所前 "本町"', 34.1985, 133.6322, "nio"),
+        }
+
+    def test_any_non_empty_text_is_a_stop_id_and_events_carry_a_safe_one(self) -> None:
+        long_id = "mitoyo-" + "x" * 70
+        stops = (
+            "stop_id,stop_name,stop_lat,stop_lon\n"
+            "1番のりば,JR詫間駅 1番のりば,34.2275,133.6431\n"
+            "A/12,高瀬 A/12,34.1899,133.7176\n"
+            f"{long_id},長いID,34.1985,133.6322\n"
+            "takuma-shisho,詫間支所前,34.2313,133.6347\n"
+        )
+        found = transport.read_gtfs_stops(gtfs_zip(stops))
+        assert set(found) == {"1番のりば", "A/12", long_id, "takuma-shisho"}
+        carried = {s.stop_id: s.place()["stop_id"] for s in found.values()}
+        assert carried["takuma-shisho"] == "takuma-shisho"  # a safe id is kept as it is
+        assert all(RECORD_ID.fullmatch(c) for c in carried.values())
+        assert len(set(carried.values())) == 4
+        assert carried["A/12"].startswith("A-12-") and carried["1番のりば"].startswith("1-")
+        trips = (
+            "trip_id,resident_id,vehicle_id,origin_stop_id,destination_stop_id,requested_at,"
+            "pickup_at,dropoff_at,fare_jpy,passengers\n"
+            "t-1,res-a1b2c3d4,veh-od07,1番のりば,A/12,2025-06-12T08:00:00+09:00,"
+            "2025-06-12T09:00:00+09:00,2025-06-12T09:20:00+09:00,500,1\n"
+        ).encode()
+        drafts, errors = split(transport.read_trips_csv(trips, found))
+        assert errors == [] and schema_problems(drafts) == []
+        assert drafts[0].data["origin"]["stop_id"] == carried_id("1番のりば")
+        assert drafts[0].data["origin"]["stop_name"] == "JR詫間駅 1番のりば"
+
+    def test_two_stop_ids_that_would_be_carried_as_one_are_refused(self) -> None:
+        stops = (
+            "stop_id,stop_name,stop_lat,stop_lon\n"
+            "1番のりば,一番,34.2275,133.6431\n"
+            f"{carried_id('1番のりば')},偽,34.2276,133.6432\n"
+        )
+        with pytest.raises(GtfsError, match=r"^stops.txt line 3: column stop_id: .* both map to"):
+            transport.read_gtfs_stops(gtfs_zip(stops))
+
+
+class TestOutsideTheRegion:
+    STOPS_BEYOND = (
+        STOPS
+        + "takamatsu-eki,高松駅,34.3502,134.0469,,0,\n"
+        + "tokyo-eki,東京駅,35.6812,139.7671,takuma,0,\n"  # a zone_id does not pull it in
+    )
+
+    def test_stops_outside_the_region_are_reported_never_given_a_town(self) -> None:
+        found = transport.read_gtfs_stops(gtfs_zip(self.STOPS_BEYOND))
+        assert isinstance(found, Stops)
+        assert set(found) == {"takuma-shisho", "nio-shisho", "jr-takase-eki", "saita-shisho"}
+        assert {s.stop_id: s.line for s in found.outside.values()} == {
+            "takamatsu-eki": 7,
+            "tokyo-eki": 8,
+        }
+        summary = found.summary()
+        assert summary.startswith("stops.txt: 4 stops in the region, 2 outside it")
+        assert "takamatsu-eki 高松駅 (34.3502, 134.047; line 7)" in summary
+        assert "tokyo-eki 東京駅" in summary
+
+    def test_the_summary_shows_a_few_examples_and_counts_the_rest(self) -> None:
+        far = "".join(f"far-{i},遠く{i},35.{i},139.0,,0,\n" for i in range(5))
+        summary = transport.read_gtfs_stops(gtfs_zip(STOPS + far)).summary()
+        assert "5 outside it" in summary and "far-2" in summary and "far-3" not in summary
+        assert summary.endswith("; and 2 more")
+        assert transport.read_gtfs_stops(gtfs_zip()).summary() == (
+            "stops.txt: 4 stops in the region"
+        )
+
+    def test_a_trip_from_a_stop_outside_the_region_is_refused_naming_it(self) -> None:
+        found = transport.read_gtfs_stops(gtfs_zip(self.STOPS_BEYOND))
+        trips = (
+            b"trip_id,resident_id,vehicle_id,origin_stop_id,destination_stop_id,"
+            b"destination_lat,destination_lon,requested_at,pickup_at,dropoff_at,fare_jpy,passengers\n"
+            b"t-1,res-a1b2c3d4,veh-od07,tokyo-eki,takuma-shisho,,,2025-06-12T08:00:00+09:00,"
+            b"2025-06-12T09:00:00+09:00,2025-06-12T09:20:00+09:00,500,1\n"
+            b"t-2,res-a1b2c3d4,veh-od07,takuma-shisho,,35.0,135.0,2025-06-12T08:00:00+09:00,"
+            b"2025-06-12T09:00:00+09:00,2025-06-12T09:20:00+09:00,500,1\n"
+            b"t-3,res-a1b2c3d4,veh-od07,takuma-shisho,,34.2000,133.6300,2025-06-12T08:00:00+09:00,"
+            b"2025-06-12T09:00:00+09:00,2025-06-12T09:20:00+09:00,500,1\n"
+        )
+        drafts, errors = split(transport.read_trips_csv(trips, found))
+        assert [e.line for e in errors] == [2, 3]
+        assert errors[0].reason.startswith(
+            "column origin_stop_id: stop 'tokyo-eki' is outside the region (tokyo-eki 東京駅"
+        )
+        assert errors[1].reason == (
+            "column destination_lat: 35, 135 is outside the region"
+            " (farther than 6 km from every town)"
+        )
+        assert [d.data["destination"]["town"] for d in drafts] == ["nio"]
 
 
 class TestTrips:

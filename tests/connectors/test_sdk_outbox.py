@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from connectors.sdk import Backoff, Outbox, OutboxEntry
+from connectors.sdk import Backoff, Outbox, OutboxEntry, OutboxInUseError
+
+# A child process that opens the outbox, says so, and holds it until its stdin closes.
+_HOLD = """
+import sys
+from connectors.sdk import Outbox
+outbox = Outbox(sys.argv[1])
+print("open", flush=True)
+sys.stdin.read()
+outbox.close()
+"""
+
+
+@contextmanager
+def held_by_another_process(path: Path) -> Iterator[subprocess.Popen[str]]:
+    """A second process that owns the outbox at ``path`` until the block ends."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == "open\n"
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        for pipe in (child.stdin, child.stdout):
+            if pipe is not None:
+                pipe.close()
 
 
 def _entries(n: int, start: int = 0) -> list[OutboxEntry]:
@@ -103,6 +140,39 @@ def test_failed_attempts_are_recorded_and_refused_events_kept_aside(tmp_path: Pa
     # A refused event is not remembered as sent: publishing it again (fixed) queues it again.
     assert outbox.add(_entries(1, start=1)[0]) is True
     outbox.close()
+
+
+def test_a_second_process_cannot_open_an_outbox_another_owns(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with held_by_another_process(path) as holder:
+        with pytest.raises(OutboxInUseError) as refused:
+            Outbox(path)
+        assert refused.value.pid == holder.pid
+        assert str(path) in str(refused.value) and f"process {holder.pid}" in str(refused.value)
+        assert holder.stdin is not None
+        holder.stdin.close()  # the holder closes its outbox and exits
+        assert holder.wait(timeout=30) == 0
+    outbox = Outbox(path)  # now free
+    outbox.add_many(_entries(1))
+    outbox.close()
+
+
+def test_an_outbox_whose_owner_was_killed_can_be_opened(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with held_by_another_process(path) as holder:
+        os.kill(holder.pid, signal.SIGKILL)  # no close(): the kernel releases the lock
+        holder.wait(timeout=30)
+        outbox = Outbox(path)
+        assert outbox.depth() == 0
+        outbox.close()
+
+
+def test_one_process_cannot_open_one_outbox_twice_at_once(tmp_path: Path) -> None:
+    first = Outbox(tmp_path / "o.db")
+    with pytest.raises(OutboxInUseError, match="this process"):
+        Outbox(tmp_path / "o.db")
+    first.close()
+    Outbox(tmp_path / "o.db").close()
 
 
 def test_an_outbox_must_be_a_file(tmp_path: Path) -> None:
