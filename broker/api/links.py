@@ -1,0 +1,18 @@
+"""RFC 8288 web links of a collection's pages: ``Link: <...>; rel="next"``."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+
+def link_next(request: Request, response: Response, cursor: str | None) -> None:
+    """Point ``response`` at the page after this one (the request with ``cursor``), if any.
+
+    The target is a relative reference (resolved against the request's URL), so it stays
+    right behind a proxy that rewrites the host; the body's ``next_cursor`` says the same.
+    """
+    if cursor is None:
+        return
+    url = request.url.include_query_params(cursor=cursor)
+    response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
