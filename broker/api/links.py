@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import Response
+
+#: The OpenAPI response of a page that may link to the next one (``responses={200: ...}``).
+PAGED: dict[str, Any] = {
+    "headers": {
+        "Link": {
+            "description": 'The next page, `<...>; rel="next"` (RFC 8288); absent on the last',
+            "schema": {"type": "string"},
+        }
+    }
+}
 
 
 def link_next(request: Request, response: Response, cursor: str | None) -> None:

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.api.deps import AuditDep, ChainMonitorDep, EngineDep, ServicesDep
 from broker.api.identity import AsAuditor
-from broker.api.links import link_next
+from broker.api.links import PAGED, link_next
 from broker.api.moments import Moment
 from broker.api.problems import Problem, ProblemError
 from broker.audit import EntryKind, export_csv, export_jsonl
@@ -88,7 +88,7 @@ class EntriesPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for older entries; null at end")
 
 
-@router.get("/entries", responses={422: {"model": Problem}})
+@router.get("/entries", responses={200: PAGED, 422: {"model": Problem}})
 def entries(
     request: Request,
     response: Response,

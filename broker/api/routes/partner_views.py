@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from broker.api.deps import PartnerReadDep
-from broker.api.links import link_next
+from broker.api.links import PAGED, link_next
 from broker.api.moments import Moment
 from broker.api.problems import Problem, ProblemError
 from broker.views import cursors
@@ -103,7 +103,7 @@ class ResidentsPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
 
 
-@router.get("/residents")
+@router.get("/residents", responses={200: PAGED})
 async def residents(
     request: Request,
     response: Response,
@@ -220,6 +220,7 @@ def _part(result: CategoryResult) -> CategoryPart:
     "/residents/{resident}/activity",
     response_model=ActivityView,
     responses={
+        200: PAGED,
         404: {"model": Problem, "description": "Not one of your pseudonyms"},
         503: {"model": Problem, "description": "The audit log cannot be written: no read"},
     },
@@ -384,7 +385,7 @@ def _house(h: HouseView) -> House:
     )
 
 
-@router.get("/vacant-houses")
+@router.get("/vacant-houses", responses={200: PAGED})
 async def houses(
     request: Request,
     response: Response,
