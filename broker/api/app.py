@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from broker.api import pages, problems
-from broker.api.edge import UsableUrl, declare_refusals
+from broker.api import docs, pages, problems
+from broker.api.edge import HeadAsGet, UsableUrl, declare_refusals
 from broker.api.limits import BodyLimit, TokenBuckets
 from broker.api.metrics import RequestMetrics
 from broker.api.recording import ReadRecorder
@@ -70,8 +70,16 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
         ),
         readiness=readiness or Readiness(),
     )
-    app = TsunaguAPI(services, title="Tsunagu broker API", version="0.1.0", description=DESCRIPTION)
+    app = TsunaguAPI(
+        services,
+        title="Tsunagu broker API",
+        version="0.1.0",
+        description=DESCRIPTION,
+        docs_url=None,  # served offline by broker.api.docs instead
+        redoc_url=None,
+    )
     problems.install(app)
+    docs.install(app)
     app.include_router(health.router)
     app.include_router(schemas.router)
     app.include_router(events.router)
@@ -90,6 +98,8 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
     )
     app.add_middleware(UsableUrl)
     declare_refusals(app)
+    # Inside the metrics: a HEAD is counted as the GET it runs as.
+    app.add_middleware(HeadAsGet)
     # Added last, so outermost: it counts and times the other middlewares' answers (413) too.
     app.add_middleware(RequestMetrics)
 

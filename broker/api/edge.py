@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker.api.problems import PROBLEM_JSON, problem_response
 from contract.cloudevents import YEARS, year_out_of_range
@@ -41,14 +41,15 @@ class UsableUrl:
         """Answer 400 for an unusable URL; pass everything else on."""
         why = _unusable(scope) if scope["type"] == "http" else None
         if why is not None:
-            await problem_response(Request(scope), 400, why)(scope, receive, send)
+            await problem_response(Request(scope), 400, why, "unusable-url")(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
 
 def declare_refusals(app: FastAPI) -> None:
     """Declare ``UsableUrl``'s 400 problem on every operation that takes path or query
-    parameters (call after ``problems.install``: it extends that document)."""
+    parameters, and the malformed-JSON 400 on every one that takes a body (call after
+    ``problems.install``: it extends that document)."""
     built = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -57,6 +58,8 @@ def declare_refusals(app: FastAPI) -> None:
             for operation in item.values():
                 if any(p.get("in") in ("path", "query") for p in operation.get("parameters", [])):
                     operation["responses"].setdefault("400", dict(_REFUSAL))
+                if "requestBody" in operation:
+                    operation["responses"].setdefault("400", dict(_MALFORMED))
         return doc
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -67,3 +70,34 @@ _REFUSAL = {
     f"{YEARS.start}-{YEARS.stop - 1}",
     "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
 }
+_MALFORMED = {
+    "description": "The body is not valid JSON (the problem names the line and column)",
+    "content": _REFUSAL["content"],
+}
+
+
+class HeadAsGet:
+    """``HEAD`` wherever ``GET`` is (RFC 9110 §9.3.2): the GET's status and headers, no body.
+
+    FastAPI routes answer only the methods they declare, so ``HEAD /healthz`` was a 405. The
+    request runs as the GET it stands for (the same checks, limits and audit); only the body
+    is dropped, and ``Content-Length`` stays what the GET's would be.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run a HEAD as its GET and send the answer without the body."""
+        if scope["type"] != "http" or scope["method"] != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                if message.get("more_body", False):
+                    return  # the rest of the body: none of it goes out
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)

@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from broker.api.problems import ProblemError
 from broker.api.services import services_of
 from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
@@ -33,11 +34,12 @@ bearer = HTTPBearer(
 _KEY_WAITERS = anyio.CapacityLimiter(4)
 
 
-def _unauthorized(detail: str) -> HTTPException:
+def _unauthorized(detail: str) -> ProblemError:
     # RFC 6750: a 401 names the scheme, and why the token failed.
     quoted = detail.replace('"', "'")
-    return HTTPException(
+    return ProblemError(
         401,
+        "unauthorized",
         detail,
         headers={"WWW-Authenticate": f'Bearer error="invalid_token", error_description="{quoted}"'},
     )
@@ -54,8 +56,9 @@ async def current_principal(
 async def authenticate(request: Request, token: str | None) -> Principal:
     """The principal of a bearer ``token``; 401 when there is none or it is not valid."""
     if not token:
-        raise HTTPException(
+        raise ProblemError(
             401,
+            "unauthorized",
             "this operation needs a bearer token (Authorization: Bearer <JWT>)",
             headers={"WWW-Authenticate": "Bearer"},
         )
@@ -83,8 +86,10 @@ def check_role(principal: Principal, allowed: frozenset[Role]) -> Principal:
     """``principal`` if its role is one of ``allowed``; 403 otherwise."""
     if principal.role not in allowed:
         names = " or ".join(sorted(r.value for r in allowed))
-        raise HTTPException(
-            403, f"this operation is for the {names} role; the token's role is {principal.role}"
+        raise ProblemError(
+            403,
+            "forbidden-role",
+            f"this operation is for the {names} role; the token's role is {principal.role}",
         )
     return principal
 

@@ -19,7 +19,7 @@ from broker.api.identity import (
     authenticate,
     bearer_token,
 )
-from broker.api.problems import problem_response
+from broker.api.problems import ProblemError, http_problem
 from broker.auth.principals import Principal
 
 
@@ -49,20 +49,24 @@ def charge(buckets: TokenBuckets, caller: Principal, who: str, what: str) -> Non
     """Take a token from ``caller``'s bucket; 429 with Retry-After when it is empty."""
     wait = buckets.take(caller.subject)
     if wait > 0:
-        raise HTTPException(
+        # Retry-After is whole seconds (RFC 9110): the detail says the same number.
+        retry = max(1, math.ceil(wait))
+        raise ProblemError(
             429,
+            "rate-limited",
             f"{who} {caller.subject} is over its rate of {buckets.rate:g} {what}/s "
-            f"(burst {buckets.burst}); retry in {wait:.2f} s",
-            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            f"(burst {buckets.burst}); retry in {retry} s",
+            headers={"Retry-After": str(retry)},
         )
 
 
-class BodyTooLargeError(HTTPException):
+class BodyTooLargeError(ProblemError):
     """The request body grew past its limit while it streamed in (413)."""
 
     def __init__(self, limit: int) -> None:
         super().__init__(
             413,
+            "body-too-large",
             f"the body is over the limit of {limit} bytes: send a smaller one "
             "(split a batch of events into several requests)",
             headers=dict(CLOSE),
@@ -111,15 +115,15 @@ class BodyLimit:
         try:
             await authenticate(request, bearer_token(request))
             if length.isdigit() and int(length) > limit:
-                raise HTTPException(
+                raise ProblemError(
                     413,
+                    "body-too-large",
                     f"the body is {int(length)} bytes, over the limit of {limit}: send a "
                     "smaller one (split a batch of events into several requests)",
                 )
         except HTTPException as exc:
-            response = problem_response(
-                request, exc.status_code, str(exc.detail), headers={**(exc.headers or {}), **CLOSE}
-            )
+            exc.headers = {**(exc.headers or {}), **CLOSE}
+            response = http_problem(request, exc)
             await response(scope, receive, send)
             return
         await self.app(scope, _counting(receive, limit), send)

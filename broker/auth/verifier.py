@@ -287,7 +287,11 @@ class TokenVerifier:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.DecodeError as exc:
-            raise TokenRejectedError(f"the bearer token is not a JWT: {exc}") from exc
+            # The library's own words ("Not enough segments") say nothing a caller can act on.
+            raise TokenRejectedError(
+                "the bearer token is not a JWT (header.payload.signature, each part base64url): "
+                "send the token the identity provider issued, unchanged"
+            ) from exc
         if header.get("alg") not in self.algorithms:
             raise TokenRejectedError(
                 f"algorithm {header.get('alg')!r} is not accepted; "
@@ -333,6 +337,15 @@ class TokenVerifier:
             raise TokenRejectedError(f"the token was not issued by {self.issuer!r}") from None
         except jwt.InvalidSignatureError:
             raise TokenRejectedError("the token's signature does not verify") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise TokenRejectedError(
+                f"the token lacks the {exc.claim!r} claim; tokens need exp, iat, iss, aud and sub"
+            ) from None
+        except jwt.DecodeError:
+            raise TokenRejectedError(
+                "the token's payload or signature is not base64url JSON: send the token the "
+                "identity provider issued, unchanged"
+            ) from None
         except jwt.PyJWTError as exc:
             raise TokenRejectedError(f"the token is invalid: {exc}") from exc
         except (TypeError, ValueError) as exc:

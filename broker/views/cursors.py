@@ -18,6 +18,14 @@ class InvalidCursorError(ValueError):
     """A cursor that this API did not make."""
 
 
+#: Why a cursor is refused when it is not one of ours; the decoder's own words would only
+#: describe our encoding, not what the caller should send.
+NOT_OURS = (
+    "the cursor is not one this API made: send the `next_cursor` of the previous page "
+    "unchanged, or start without a cursor"
+)
+
+
 class Position(NamedTuple):
     """Where a page ended: the last row's sort time and unique id."""
 
@@ -46,14 +54,14 @@ def decode(cursor: str, scope: str) -> Position:
         position = Position(datetime.fromisoformat(doc["t"]), str(doc["i"]))
         same_scope = doc["s"] == scope
     except (ValueError, KeyError, TypeError) as exc:
-        raise InvalidCursorError(f"the cursor is not one this API made: {exc}") from exc
+        raise InvalidCursorError(NOT_OURS) from exc
     if not same_scope:
         raise InvalidCursorError(
             "the cursor belongs to another query: send it with the same partner, purpose, "
             "period and filters as the request that returned it, or start without a cursor"
         )
     if position.at.tzinfo is None:
-        raise InvalidCursorError("the cursor's time has no zone")
+        raise InvalidCursorError(NOT_OURS)
     return position
 
 
@@ -64,4 +72,4 @@ def pinned_end(cursor: str) -> datetime | None:
         end = doc.get("e")
         return None if end is None else datetime.fromisoformat(end)
     except (ValueError, TypeError, AttributeError) as exc:
-        raise InvalidCursorError(f"the cursor is not one this API made: {exc}") from exc
+        raise InvalidCursorError(NOT_OURS) from exc

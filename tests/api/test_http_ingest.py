@@ -141,7 +141,9 @@ def test_body_that_is_not_json_is_a_400_problem_and_is_kept(platform: RunningPla
     r = _post(platform, marker, STRUCTURED)
     assert r.status_code == 400
     assert r.headers["content-type"] == "application/problem+json"
-    assert "not JSON" in r.json()["detail"]
+    assert r.json()["type"] == "urn:tsunagu:problem:malformed-json"
+    assert "not valid JSON" in r.json()["detail"]
+    assert "line 1, column 1" in r.json()["detail"]
     dead = _dead_letters(platform, "unrouted.dlq")
     kept = [d for d in dead if d.value == marker]
     assert len(kept) == 1

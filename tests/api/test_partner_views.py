@@ -175,6 +175,9 @@ def test_paging_is_stable_under_concurrent_inserts(
         (pseudonym,) = _pseudonyms(platform, http, partner)
         first = _activity(platform, http, partner, pseudonym, category="transport.trips", limit=2)
         page = first.json()
+        # The next page is linked (RFC 8288) as well as named in the body.
+        assert f"cursor={page['next_cursor']}" in first.headers["link"]
+        assert first.headers["link"].endswith('>; rel="next"')
         trips = [i for i in page["items"] if i["kind"] == "trip"]
         # Meanwhile, trips arrive before the cursor and after it.
         platform.ingest([_trip(resident, 11), _trip(resident, 20)])
@@ -631,6 +634,7 @@ def test_a_vacant_house_cursor_is_refused_with_another_partner_purpose_or_filter
         assert first.status_code == 200, first.text
         cursor = first.json()["next_cursor"]
         assert cursor
+        assert f"cursor={cursor}" in first.headers["link"]  # RFC 8288, beside the body's
         misuses = {
             "another partner": page(other, cursor=cursor),
             "another purpose": page(mine, cursor=cursor, purpose=PLANNING),

@@ -38,3 +38,20 @@ def test_partner_over_its_rate_gets_429_with_retry_after(limited: RunningPlatfor
     assert int(limited_response.headers["retry-after"]) >= 1
     assert "over its rate" in limited_response.json()["detail"]
     assert other.status_code == 403
+
+
+def test_a_429_names_the_same_wait_as_its_retry_after(limited: RunningPlatform) -> None:
+    hasty = limited.auth("partner", "ptn-hasty01")
+    params = {"purpose": "transport.planning"}
+    with limited.client() as http:
+        answers = [
+            http.get("/v1/partner/residents", params=params, headers=hasty) for _ in range(4)
+        ]
+    refused = answers[-1]
+    assert refused.status_code == 429
+    wait = refused.headers["retry-after"]
+    assert wait.isdigit() and int(wait) >= 1
+    # One number, said twice: a client reading either waits as long.
+    assert f"retry in {wait} s" in refused.json()["detail"]
+    assert refused.json()["type"] == "urn:tsunagu:problem:rate-limited"
+    assert refused.json()["title"] == "Over the caller's rate limit"

@@ -155,7 +155,7 @@ def test_an_api_refusal_is_shown_with_the_problems_title_and_detail(
     alert = page.locator("#alerts .alert")
     expect(alert).to_have_count(1)
     expect(alert).to_have_attribute("data-status", "403")
-    expect(alert.locator(".alert-title")).to_have_text("Forbidden")
+    expect(alert.locator(".alert-title")).to_have_text("The token's role may not do this")
     expect(alert.locator(".alert-detail")).to_have_text(
         "this operation is for the resident role; the token's role is auditor"
     )
@@ -165,7 +165,7 @@ def test_an_api_refusal_is_shown_with_the_problems_title_and_detail(
     open_page(page, platform, "/resident", "not-a-jwt")
     alert = page.locator("#alerts .alert").first
     expect(alert).to_have_attribute("data-status", "401")
-    expect(alert.locator(".alert-title")).to_have_text("Unauthorized")
+    expect(alert.locator(".alert-title")).to_have_text("Bearer token missing or not valid")
     expect(alert.locator(".alert-detail")).not_to_be_empty()
     expect(page.locator("#sign-in")).to_be_visible()
     expect(page.locator("#status")).to_have_text("もう一度サインインしてください。")

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from starlette.background import BackgroundTask
@@ -23,8 +23,9 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.api.deps import AuditDep, ChainMonitorDep, EngineDep, ServicesDep
 from broker.api.identity import AsAuditor
+from broker.api.links import PAGED, link_next
 from broker.api.moments import Moment
-from broker.api.problems import Problem
+from broker.api.problems import Problem, ProblemError
 from broker.audit import EntryKind, export_csv, export_jsonl
 from broker.audit.flows import (
     Bucket,
@@ -58,7 +59,9 @@ def _window(since: datetime | None, until: datetime | None) -> tuple[datetime, d
     hi = until or datetime.now(UTC)
     lo = since or hi - DEFAULT_WINDOW
     if lo >= hi:
-        raise HTTPException(422, f"the window is empty: since {lo} is not before until {hi}")
+        raise ProblemError(
+            422, "invalid-period", f"the window is empty: since {lo} is not before until {hi}"
+        )
     return lo, hi
 
 
@@ -85,8 +88,10 @@ class EntriesPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for older entries; null at end")
 
 
-@router.get("/entries", responses={422: {"model": Problem}})
+@router.get("/entries", responses={200: PAGED, 422: {"model": Problem}})
 def entries(
+    request: Request,
+    response: Response,
     engine: EngineDep,
     auditor: AsAuditor,
     kind: Annotated[list[EntryKind] | None, Query(description="Only these kinds")] = None,
@@ -104,6 +109,8 @@ def entries(
         before=None if cursor is None else int(cursor),
         limit=limit,
     )
+    next_cursor = None if page.before is None else str(page.before)
+    link_next(request, response, next_cursor)
     return EntriesPage(
         entries=[
             EntryOut(
@@ -118,7 +125,7 @@ def entries(
             )
             for e in page.entries
         ],
-        next_cursor=None if page.before is None else str(page.before),
+        next_cursor=next_cursor,
     )
 
 
@@ -221,11 +228,13 @@ def refusals(
     try:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise HTTPException(422, f"unknown time zone {tz!r}; use an IANA name") from None
+        raise ProblemError(
+            422, "invalid-time-zone", f"unknown time zone {tz!r}; use an IANA name, e.g. Asia/Tokyo"
+        ) from None
     try:
         bars = refusals_over_time(engine, lo, hi, bucket, zone)
     except TooManyBucketsError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise ProblemError(422, "too-many-buckets", str(exc)) from None
     return RefusalsOut(
         bucket=bucket,
         tz=tz,

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from broker.api.deps import GatewayDep
 from broker.api.identity import AsConnector
-from broker.api.problems import Problem
+from broker.api.problems import Problem, ProblemError, malformed_json
 from broker.ingest.gateway import EventResult, Outcome
 from contract.deadletter import DeadLetterReason
 
@@ -94,7 +94,7 @@ async def ingest(
             origin,
             connector.subject,
         )
-        raise HTTPException(400, f"the body is not JSON: {exc}") from None
+        raise ProblemError(400, "malformed-json", malformed_json(body, exc.pos, exc.msg)) from None
     if media_type == BATCH and not isinstance(parsed, list):
         detail = f"a batch is a JSON array of CloudEvents, not {type(parsed).__name__}"
         await run_in_threadpool(
@@ -105,7 +105,7 @@ async def ingest(
             origin,
             connector.subject,
         )
-        raise HTTPException(400, detail)
+        raise ProblemError(400, "invalid-envelope", detail)
     docs = parsed if media_type == BATCH else [parsed]
     # The verified token goes on with the events: the worker checks what it ingests.
     token = request.headers.get("authorization", "").partition(" ")[2].strip()

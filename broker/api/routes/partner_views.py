@@ -9,12 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from broker.api.deps import PartnerReadDep
+from broker.api.links import PAGED, link_next
 from broker.api.moments import Moment
-from broker.api.problems import Problem
+from broker.api.problems import Problem, ProblemError
 from broker.views import cursors
 from broker.views.activity import CATEGORIES, CategoryResult, activity
 from broker.views.housing import HouseView, vacant_houses
@@ -55,9 +56,11 @@ def _period(start: datetime | None, end: datetime | None) -> tuple[datetime, dat
     end = end or datetime.now(UTC)
     start = start or end - DEFAULT_PERIOD
     if start >= end:
-        raise HTTPException(422, "`from` must be before `to`")
+        raise ProblemError(422, "invalid-period", "`from` must be before `to`")
     if end - start > MAX_PERIOD:
-        raise HTTPException(422, "the period is longer than 5 years; ask page by period")
+        raise ProblemError(
+            422, "invalid-period", "the period is longer than 5 years; ask period by period"
+        )
     return start, end
 
 
@@ -67,7 +70,7 @@ def _position(cursor: str | None, scope: str) -> cursors.Position | None:
     try:
         return cursors.decode(cursor, scope)
     except cursors.InvalidCursorError as exc:
-        raise HTTPException(400, str(exc)) from None
+        raise ProblemError(400, "invalid-cursor", str(exc)) from None
 
 
 class Withheld(BaseModel):
@@ -100,8 +103,10 @@ class ResidentsPage(BaseModel):
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at end")
 
 
-@router.get("/residents")
+@router.get("/residents", responses={200: PAGED})
 async def residents(
+    request: Request,
+    response: Response,
     read: PartnerReadDep,
     granted_from: Annotated[
         Moment | None,
@@ -147,7 +152,9 @@ async def residents(
             next_cursor=cursors.encode(last, scope) if last else None,
         )
 
-    return await read.run(work)
+    page = await read.run(work)
+    link_next(request, response, page.next_cursor)
+    return page
 
 
 # -- a resident's cross-service view ----------------------------------------------------------
@@ -213,11 +220,13 @@ def _part(result: CategoryResult) -> CategoryPart:
     "/residents/{resident}/activity",
     response_model=ActivityView,
     responses={
+        200: PAGED,
         404: {"model": Problem, "description": "Not one of your pseudonyms"},
         503: {"model": Problem, "description": "The audit log cannot be written: no read"},
     },
 )
 async def resident_activity(
+    request: Request,
     read: PartnerReadDep,
     resident: str,
     start: From = None,
@@ -239,8 +248,10 @@ async def resident_activity(
     categories = category or list(CATEGORIES)
     unknown = [c for c in categories if c not in CATEGORIES]
     if unknown:
-        raise HTTPException(
-            422, f"unknown categories {unknown}; this view has {', '.join(CATEGORIES)}"
+        raise ProblemError(
+            422,
+            "unknown-category",
+            f"unknown categories {unknown}; this view has {', '.join(CATEGORIES)}",
         )
     # The query as asked (not "now"): a page without `to` continues the period its first page
     # read, whose end the cursor pins.
@@ -250,15 +261,17 @@ async def resident_activity(
         end = cursors.pinned_end(cursor)
     lo, hi = _period(start, end)
 
-    def work() -> bytes:
+    def work() -> tuple[bytes, str | None]:
         # The store work; the wait for the audit entry is not (see broker.api.recording).
         engine = services.engine
         subject = services.pseudonyms.resolve(
             partner, resident, lambda: subjects_of(engine, partner)
         )
         if subject is None:
-            raise HTTPException(
-                404, f"{resident} is not a pseudonym of a resident who consented to you"
+            raise ProblemError(
+                404,
+                "unknown-pseudonym",
+                f"{resident} is not a pseudonym of a resident who consented to you",
             )
         page = activity(
             engine,
@@ -284,6 +297,7 @@ async def resident_activity(
         )
         # Serialised straight to JSON: validating a model per item cost more than the
         # queries. The shape is ActivityView's, which the OpenAPI document declares.
+        next_cursor = cursors.encode(page.next, scope, hi) if page.next else None
         body = {
             "resident": resident,
             "purpose": purpose,
@@ -292,11 +306,14 @@ async def resident_activity(
             "categories": [_part(r).model_dump() for r in page.categories],
             # orjson writes a dataclass as its fields in order: ActivityItem's shape.
             "items": page.items,
-            "next_cursor": cursors.encode(page.next, scope, hi) if page.next else None,
+            "next_cursor": next_cursor,
         }
-        return orjson.dumps(body)
+        return orjson.dumps(body), next_cursor
 
-    return Response(await read.run(work), media_type="application/json")
+    body, next_cursor = await read.run(work)
+    response = Response(body, media_type="application/json")
+    link_next(request, response, next_cursor)
+    return response
 
 
 # -- vacant houses ----------------------------------------------------------------------------
@@ -368,8 +385,10 @@ def _house(h: HouseView) -> House:
     )
 
 
-@router.get("/vacant-houses")
+@router.get("/vacant-houses", responses={200: PAGED})
 async def houses(
+    request: Request,
+    response: Response,
     read: PartnerReadDep,
     town: Annotated[str | None, Query(max_length=32, examples=["takuma"])] = None,
     available: Annotated[bool, Query(description="Only listings still available")] = False,
@@ -432,8 +451,9 @@ async def houses(
             now=now,
         )
         if not page.listing_decision.allowed:
-            raise HTTPException(
+            raise ProblemError(
                 403,
+                "listing-refused",
                 f"listings refused ({page.listing_decision.reason.value}): read for a purpose "
                 "approved for you",
             )
@@ -456,4 +476,6 @@ async def houses(
             next_cursor=cursors.encode(cursors.Position(*page.next), scope) if page.next else None,
         )
 
-    return await read.run(work)
+    page = await read.run(work)
+    link_next(request, response, page.next_cursor)
+    return page
