@@ -2,10 +2,13 @@
 purpose, now? Default deny; every answer carries a reason and the consent id, and is recorded.
 
 These are the rules (``DecisionPoint._judge``, and ``check_purpose``: the one purpose approval
-of every read path). What they judge comes from ``consent.decision_cache`` (partners with their
-approved purposes, each subject's current consents), which every consent change, in this
-process or another, keeps true from the next request. Expiry and validity are compared with
-the clock at decision time: nothing needs a background job.
+of every read path). A denial is either *refused* (the partner asked for the category, or its
+consent covers it, and was denied) or *withheld* (a category the partner did not name, of a
+view it read as a whole, that its consent never covered): ``Outcome``, decided in ``_judge``.
+What they judge comes from ``consent.decision_cache`` (partners with their approved purposes,
+each subject's current consents), which every consent change, in this process or another,
+keeps true from the next request. Expiry and validity are compared with the clock at decision
+time: nothing needs a background job.
 
 Nothing here takes a role, a scope or an admin flag: no caller can override a refusal.
 """
@@ -58,6 +61,20 @@ class DecisionReason(StrEnum):
     ALLOWED = "allowed"
 
 
+class Outcome(StrEnum):
+    """What a decision was, for the auditor: allowed, refused, or withheld.
+
+    *Refused*: the partner asked for the data and was denied (revoked, paused or expired
+    consent, purpose not approved, a category it named and has no consent for...): what an
+    auditor looks at. *Withheld*: a category of a view the partner read as a whole, which its
+    consent never covered; nothing was asked for, nothing was given: an ordinary read.
+    """
+
+    ALLOWED = "allowed"
+    REFUSED = "refused"
+    WITHHELD = "withheld"
+
+
 class Decision(NamedTuple):
     """One answer of the decision point, as recorded for the audit log.
 
@@ -77,16 +94,32 @@ class Decision(NamedTuple):
     #: may be read: the caller restricts its query to it.
     data_from: datetime | None = None
     data_to: datetime | None = None
+    #: Denied as not part of the consent, without being asked for (see ``Outcome``).
+    withheld: bool = False
+
+    @property
+    def outcome(self) -> Outcome:
+        """Allowed, refused or withheld."""
+        if self.allowed:
+            return Outcome.ALLOWED
+        return Outcome.WITHHELD if self.withheld else Outcome.REFUSED
 
 
 DecisionRecorder = Callable[[Decision], None]
 
-#: Allowed decisions' reasons; every other reason is a refusal.
+#: Allowed decisions' reasons; every other reason is a refusal, or (this one) withheld.
 _ALLOWING = frozenset({DecisionReason.ALLOWED, DecisionReason.NOT_PERSONAL})
-# Decisions per reason, for tsunagu_consent_decisions_total. A labelled Counter's inc() costs
-# ~0.3 µs (a lock) on a path that answers in ~2 µs; next() on itertools.count is one C call,
-# atomic under the GIL (``d[k] += 1`` is not: two threads can both read, both store +1).
-_COUNTS: dict[DecisionReason, itertools.count[int]] = {r: itertools.count() for r in DecisionReason}
+_WITHHOLDING = DecisionReason.CATEGORY_NOT_COVERED
+#: The ``result`` label of each outcome in tsunagu_consent_decisions_total.
+RESULT_LABEL = {Outcome.ALLOWED: "allow", Outcome.REFUSED: "deny", Outcome.WITHHELD: "withhold"}
+# Decisions per (outcome, reason), for tsunagu_consent_decisions_total. A labelled Counter's
+# inc() costs ~0.3 µs (a lock) on a path that answers in ~2 µs; next() on itertools.count is
+# one C call, atomic under the GIL (``d[k] += 1`` is not: two threads can both read, both
+# store +1).
+_COUNTS: dict[tuple[Outcome, DecisionReason], itertools.count[int]] = {
+    (Outcome.ALLOWED if r in _ALLOWING else Outcome.REFUSED, r): itertools.count()
+    for r in DecisionReason
+} | {(Outcome.WITHHELD, _WITHHOLDING): itertools.count()}
 
 
 class _DecisionCounts(Collector):
@@ -96,12 +129,12 @@ class _DecisionCounts(Collector):
         """Every (result, reason) pair, zeros included, so rates exist before a first refusal."""
         family = CounterMetricFamily(
             "tsunagu_consent_decisions",
-            "Consent decisions, by result (allow/deny) and reason",
+            "Consent decisions, by result (allow, deny: refused, withhold: not part of the "
+            "consent and not asked for) and reason",
             labels=["result", "reason"],
         )
-        for reason, counter in _COUNTS.items():
-            result = "allow" if reason in _ALLOWING else "deny"
-            family.add_metric([result, reason.value], _current(counter))
+        for (outcome, reason), counter in _COUNTS.items():
+            family.add_metric([RESULT_LABEL[outcome], reason.value], _current(counter))
         yield family
 
 
@@ -148,14 +181,19 @@ class DecisionPoint:
         at: datetime | None = None,
         *,
         data_at: datetime | None = None,
+        asked: bool = True,
     ) -> Decision:
         """Allow or deny, with the reason and the consent id; recorded via ``on_decision``.
 
         ``at`` judges the current consents as of that moment (default: now); ``data_at`` is
-        the time of the data to be read, checked against the consent's data range.
+        the time of the data to be read, checked against the consent's data range. ``asked``
+        is false for a category the partner did not name (it read a view as a whole): one
+        its consent does not cover is then withheld, not refused.
         """
-        decision = self._evaluate(partner, purpose, category, subject, at, data_at=data_at)
-        next(_COUNTS[decision.reason])
+        decision = self._evaluate(
+            partner, purpose, category, subject, at, data_at=data_at, asked=asked
+        )
+        next(_COUNTS[decision.outcome, decision.reason])
         recorder = self.on_decision
         if recorder is not None:
             recorder(decision)
@@ -170,11 +208,12 @@ class DecisionPoint:
         at: datetime | None = None,
         *,
         data_at: datetime | None = None,
+        asked: bool = True,
     ) -> Decision:
         """The decision, not yet recorded (private: every decision must be recorded)."""
         now = time.time() if at is None else at.timestamp()
         try:
-            reason, c = self._judge(partner, purpose, category, subject, now, data_at)
+            reason, c = self._judge(partner, purpose, category, subject, now, data_at, asked)
         except SQLAlchemyError:
             log.exception("consent decision: the store could not be read; denying")
             reason, c = DecisionReason.UNAVAILABLE, None
@@ -190,6 +229,9 @@ class DecisionPoint:
             datetime.fromtimestamp(now, UTC) if at is None else at,
             c.data_from if allowed and c is not None else None,
             c.data_to if allowed and c is not None else None,
+            # What _judge answers for a category the partner did not name and its consent
+            # does not cover (asked for, it is a refusal).
+            not asked and reason is _WITHHOLDING,
         )
 
     def _judge(
@@ -200,8 +242,15 @@ class DecisionPoint:
         subject: str,
         now: float,
         data_at: datetime | None,
+        asked: bool = True,
     ) -> tuple[DecisionReason, CurrentConsent | None]:
-        """The reason, and the current consent it is about (if any)."""
+        """The reason, and the current consent it is about (if any).
+
+        A category the partner did not name (``asked`` false) and its consent never covered is
+        ``CATEGORY_NOT_COVERED`` whatever the consent's state: it was withheld, not refused.
+        Named, or covered by the consent, it is judged in full: a revoked, paused or expired
+        consent refuses what it covered; no consent at all refuses everything.
+        """
         if purpose not in self._purposes:
             return DecisionReason.PURPOSE_UNKNOWN, None
         if category not in self._categories:
@@ -220,6 +269,8 @@ class DecisionPoint:
                 DecisionReason.OWNER_CONSENT_MISSING if owner_only else DecisionReason.NO_CONSENT
             )
             return missing, None
+        if not asked and not owner_only and category not in c.categories:
+            return _WITHHOLDING, c
         if c.status == ConsentStatus.REVOKED:
             return DecisionReason.REVOKED, c
         if now >= c.expires_at:

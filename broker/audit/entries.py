@@ -98,10 +98,12 @@ KINDS: Mapping[EntryKind, KindSpec] = {
     EntryKind.CONSENT_CHANGE: _spec(
         "event", "consent_id supersedes partner purpose categories status", SubjectRule.OPTIONAL
     ),
-    # One answer of the decision point, allow or deny, with its reason and consent id.
+    # One answer of the decision point, allow or deny, with its reason and consent id; a
+    # denial carries ``withheld: true`` when it was not asked for and not part of the consent
+    # (see ``consent.decisions.Outcome``); without it, a denial is a refusal.
     EntryKind.DECISION: _spec(
         "allowed reason partner purpose category",
-        "consent_id decided_at data_from data_to",
+        "consent_id decided_at data_from data_to withheld",
         SubjectRule.REQUIRED,
     ),
     # Data a partner read: the view, its purpose, the categories, the partner's pairwise

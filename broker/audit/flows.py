@@ -7,8 +7,10 @@ The map has four columns, connector → topic → data category → partner:
   (``dead_letter``, by reason);
 * topic → category: events of the types each category covers (``publish_batch`` ``types``
   and the category catalogue);
-* category → partner: partner reads that included the category (``partner_read``), and
-  refused consent decisions (``decision`` with ``allowed`` false, by reason).
+* category → partner: partner reads that included the category (``partner_read``), refused
+  consent decisions (``decision`` with ``allowed`` false, by reason), and withheld ones apart
+  (``withheld`` true: a category of a view read as a whole that the consent never covered; an
+  ordinary read, not a refusal). An entry written before ``withheld`` existed is a refusal.
 """
 
 from __future__ import annotations
@@ -27,8 +29,9 @@ from broker.audit import tables
 from broker.audit.entries import EntryKind, timestamp
 from consent.catalogue import Catalogue
 
-#: A refused decision, as its canonical fields text spells it (keys sorted, no spaces).
-REFUSED = '%"allowed":false%'
+#: A denied decision (refused or withheld), as its canonical fields text spells it (keys
+#: sorted, no spaces).
+DENIED = '%"allowed":false%'
 #: The connector node of a dead letter whose source could not be read.
 UNKNOWN_SOURCE = "(unknown)"
 
@@ -55,6 +58,8 @@ class Edge:
     target: str
     count: int = 0
     refused: int = 0
+    #: Decisions withheld (not part of the consent, not asked for): never refusals.
+    withheld: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
     purposes: dict[str, int] = field(default_factory=dict)
     last_seen: str | None = None
@@ -127,7 +132,11 @@ class FlowBuilder:
             edge = self._edge(
                 (NodeKind.CATEGORY, fields["category"]), (NodeKind.PARTNER, fields["partner"])
             )
-            edge.refuse(fields["reason"], at)
+            if fields.get("withheld", False):
+                edge.withheld += 1
+                edge.seen(at)
+            else:
+                edge.refuse(fields["reason"], at)
 
     def build(self, since: datetime, until: datetime) -> FlowMap:
         """The map so far, nodes in column order then by code."""
@@ -152,7 +161,7 @@ def _flow_rows(engine: Engine, since: datetime, until: datetime) -> Iterator[tup
     in_window = and_(e.c.at >= timestamp(since), e.c.at < timestamp(until))
     wanted = or_(
         e.c.kind.in_([EntryKind.PUBLISH_BATCH, EntryKind.DEAD_LETTER, EntryKind.PARTNER_READ]),
-        and_(e.c.kind == EntryKind.DECISION, e.c.fields.like(REFUSED)),
+        and_(e.c.kind == EntryKind.DECISION, e.c.fields.like(DENIED)),
     )
     query = select(e.c.kind, e.c.at, e.c.fields).where(in_window, wanted).order_by(e.c.seq)
     with engine.connect() as conn:
@@ -181,11 +190,13 @@ MAX_BUCKETS = 1000
 
 @dataclass(slots=True)
 class RefusalBar:
-    """Refusals in one bucket: refused consent decisions, dead letters, both by reason."""
+    """Refusals in one bucket: refused consent decisions, dead letters, both by reason; and
+    apart, withheld decisions (not refusals: not asked for, not part of the consent)."""
 
     start: datetime
     refused: int = 0
     dead_letters: int = 0
+    withheld: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -232,16 +243,20 @@ def refusals_over_time(
         e.c.at < timestamp(until),
         or_(
             e.c.kind == EntryKind.DEAD_LETTER,
-            and_(e.c.kind == EntryKind.DECISION, e.c.fields.like(REFUSED)),
+            and_(e.c.kind == EntryKind.DECISION, e.c.fields.like(DENIED)),
         ),
     )
     with engine.connect() as conn:
         for kind, at, fields in conn.execute(query.execution_options(yield_per=5000)):
             bar = bars[bisect_right(starts, datetime.fromisoformat(at)) - 1]
-            reason = orjson.loads(fields)["reason"]
+            entry = orjson.loads(fields)
             if kind == EntryKind.DEAD_LETTER:
                 bar.dead_letters += 1
+            elif entry.get("withheld", False):
+                bar.withheld += 1
+                continue
             else:
                 bar.refused += 1
+            reason = entry["reason"]
             bar.reasons[reason] = bar.reasons.get(reason, 0) + 1
     return bars

@@ -342,6 +342,9 @@ class AuditLog:
                 fields["data_from"] = item.data_from
             if item.data_to is not None:
                 fields["data_to"] = item.data_to
+            if item.withheld:
+                # Only when true: an entry without it is a refusal, as every older entry is.
+                fields["withheld"] = True
             return _Prepared(
                 timestamp(item.decided_at),
                 EntryKind.DECISION,

@@ -1,8 +1,10 @@
 """A resident's cross-service view: trips, health points and local-currency activity side by
 side over a period, with per-category totals.
 
-Each category is decided on its own by the consent decision point; a category refused is
-left out and reported as withheld with the decision's reason, never silently missing. Items
+Each category is decided on its own by the consent decision point; a category denied is
+left out and reported with the decision's reason, never silently missing. A partner reading
+the view as a whole (naming no category) asks for none in particular: a category its consent
+does not cover is withheld, not refused (``consent.decisions.Outcome``). Items
 are merged across services in (time, id) order and paginated by a keyset cursor.
 """
 
@@ -392,16 +394,21 @@ def activity(
     subject: str,
     start: datetime,
     end: datetime,
-    categories: Sequence[str] = tuple(CATEGORIES),
+    categories: Sequence[str] | None = None,
     after: Position | None = None,
     limit: int = 100,
 ) -> ActivityPage:
-    """One page of ``subject``'s activity in [start, end) as ``partner`` may see it."""
+    """One page of ``subject``'s activity in [start, end) as ``partner`` may see it: the
+    ``categories`` it named, or (None) the whole view."""
     key = vault.keys_for((subject,), create=False).get(subject)
+    asked = categories is not None
     # Decided before a connection is taken: a decision missing its cache reads the store with
     # a connection of its own, and holding one here while waiting for another can exhaust
     # the pool under load.
-    decided = [(c, decisions.decide(partner, purpose, c, subject)) for c in categories]
+    decided = [
+        (c, decisions.decide(partner, purpose, c, subject, asked=asked))
+        for c in (CATEGORIES if categories is None else categories)
+    ]
     results: list[CategoryResult] = []
     windows: dict[str, tuple[datetime, datetime]] = {}
     for category, decision in decided:

@@ -93,6 +93,9 @@ def test_refused_decisions_are_recorded_with_their_reason_and_no_subject_id(
     assert by_category["transport.trips"]["allowed"] is True
     assert by_category["health.points"]["allowed"] is False
     assert by_category["health.points"]["reason"] == "category_not_covered"
+    # Not named by the partner, not in its consent: withheld, not a refusal.
+    assert by_category["health.points"]["withheld"] is True
+    assert "withheld" not in by_category["transport.trips"]
     assert all(d["_subject_ref"] for d in mine)
     assert resident not in str(_entries(platform, "decision"))
 

@@ -102,11 +102,71 @@ def test_the_flow_map_shows_each_hop_with_counts_and_the_refusal_with_its_reason
     assert read is not None
     assert read["count"] == 1 and read["purposes"] == {PLANNING: 1}  # the one allowed read
     assert read["refused"] == 1 and read["reasons"] == {"revoked": 1}
-    # A category the consent never covered was refused too: before the revocation because
-    # it was not covered, after it because the consent is revoked.
+    assert read["withheld"] == 0
+    # A category the consent never covered, of a view read as a whole, was withheld on both
+    # reads (before and after the revocation), never refused.
     health = _edge(flows, "category:health.points", partner)
     assert health is not None and health["count"] == 0
-    assert health["reasons"] == {"category_not_covered": 1, "revoked": 1}
+    assert (health["refused"], health["withheld"], health["reasons"]) == (0, 2, {})
+
+
+def _partner_edges(platform: RunningPlatform, http: Any, partner: str) -> dict[str, Any]:
+    """The map's category → ``partner`` edges, by category."""
+    r = http.get("/v1/audit/flows", headers=_auditor(platform))
+    assert r.status_code == 200, r.text
+    return {
+        e["source"].removeprefix("category:"): e
+        for e in r.json()["edges"]
+        if e["target"] == f"partner:{partner}"
+    }
+
+
+def test_ordinary_reads_of_the_whole_view_show_as_allowed_and_withheld_not_refused(
+    platform: RunningPlatform,
+) -> None:
+    resident, reads = _id("res"), 5
+    with platform.client() as http:
+        partner = register_partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        platform.ingest([_trip(resident, 8)])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        for _ in range(reads):
+            _activity(platform, http, partner, pseudonym).raise_for_status()
+
+        def withheld_seen() -> dict[str, Any] | None:
+            edges = _partner_edges(platform, http, partner)
+            money = edges.get("currency.transactions")
+            return edges if money and money["withheld"] == reads else None
+
+        edges = _wait_for(withheld_seen, "the withheld decisions in the map")
+    assert (edges["transport.trips"]["count"], edges["transport.trips"]["refused"]) == (reads, 0)
+    for category in ("health.points", "currency.transactions"):
+        edge = edges[category]
+        assert (edge["count"], edge["refused"], edge["withheld"]) == (0, 0, reads)
+        assert edge["reasons"] == {}
+
+
+def test_a_category_asked_for_by_name_without_consent_is_refused(
+    platform: RunningPlatform,
+) -> None:
+    resident = _id("res")
+    with platform.client() as http:
+        partner = register_partner(platform, http, PLANNING)
+        _grant(platform, http, resident, partner, PLANNING, ["transport.trips"])
+        (pseudonym,) = _pseudonyms(platform, http, partner)
+        r = _activity(platform, http, partner, pseudonym, category=["health.points"])
+        assert r.status_code == 200, r.text
+        (part,) = r.json()["categories"]
+        assert part["included"] is False
+        assert part["withheld"]["reason"] == "category_not_covered"
+
+        def refusal_seen() -> dict[str, Any] | None:
+            edge = _partner_edges(platform, http, partner).get("health.points")
+            return edge if edge and edge["refused"] else None
+
+        edge = _wait_for(refusal_seen, "the refusal in the map")
+    assert (edge["refused"], edge["withheld"]) == (1, 0)
+    assert edge["reasons"] == {"category_not_covered": 1}
 
 
 def test_a_window_before_the_story_shows_none_of_it(
@@ -140,7 +200,9 @@ def test_refusals_over_time_count_this_hours_refusals_and_fill_empty_hours(
     assert len(series) == 6  # five whole hours back, and this one
     assert [s["refused"] + s["dead_letters"] for s in series[:-2]] == [0, 0, 0, 0]
     current = series[-1] if series[-1]["refused"] else series[-2]  # the hour may just turn
-    assert current["refused"] >= 3 and current["reasons"]["revoked"] >= 1
+    assert current["refused"] >= 1 and current["reasons"]["revoked"] >= 1
+    # The story's four withheld decisions (two categories, two reads) are not refusals.
+    assert sum(s["withheld"] for s in series) >= 4
     assert sum(s["dead_letters"] for s in series) >= 1
 
 

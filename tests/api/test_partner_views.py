@@ -232,7 +232,13 @@ def test_revocation_withholds_every_category_on_the_next_read(platform: RunningP
     assert totals["transport.trips"]["trips"] == 1
     assert before["items"]
     assert after["items"] == []
-    assert {p["withheld"]["reason"] for p in after["categories"]} == {"revoked"}
+    reasons = {p["category"]: p["withheld"]["reason"] for p in after["categories"]}
+    # What the consent covered is refused as revoked; what it never covered stays withheld.
+    assert reasons == {
+        "transport.trips": "revoked",
+        "health.points": "revoked",
+        "currency.transactions": "category_not_covered",
+    }
     assert listed == []
 
 

@@ -7,9 +7,10 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from prometheus_client import REGISTRY
 from sqlalchemy import create_engine
 
-from consent.decisions import Decision, DecisionPoint, DecisionReason
+from consent.decisions import Decision, DecisionPoint, DecisionReason, Outcome
 from consent.service import ConsentService
 from tests.consent.world import (
     ALICE,
@@ -186,6 +187,91 @@ def test_a_category_the_consent_does_not_cover_is_refused(
     service.grant(ALICE, HOUSING, DUAL_RESIDENCE, [INQUIRIES], expires_at=now() + days(30))
     decision = decision_point.decide(HOUSING, DUAL_RESIDENCE, TRIPS, ALICE)
     assert decision.reason is DecisionReason.CATEGORY_NOT_COVERED
+
+
+def test_a_category_not_asked_for_and_not_covered_is_withheld_not_refused(
+    service: ConsentService, decision_point: DecisionPoint, recorded: list[Decision]
+) -> None:
+    consent_id = _grant_trips(service)
+    unasked = decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE, asked=False)
+    assert not unasked.allowed
+    assert unasked.reason is DecisionReason.CATEGORY_NOT_COVERED
+    assert unasked.outcome is Outcome.WITHHELD and unasked.withheld
+    assert unasked.consent_id == consent_id
+    assert recorded == [unasked]
+    # What the consent covers is allowed, asked for or not.
+    covered = decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE, asked=False)
+    assert covered.outcome is Outcome.ALLOWED
+
+
+def test_a_category_asked_for_by_name_and_not_covered_is_refused(
+    service: ConsentService, decision_point: DecisionPoint
+) -> None:
+    _grant_trips(service)
+    asked = decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE)
+    assert asked.reason is DecisionReason.CATEGORY_NOT_COVERED
+    assert asked.outcome is Outcome.REFUSED and not asked.withheld
+
+
+def test_a_revoked_consent_refuses_what_it_covered_and_withholds_the_rest(
+    service: ConsentService, decision_point: DecisionPoint
+) -> None:
+    consent_id = _grant_trips(service)
+    service.revoke(ALICE, consent_id)
+    covered = decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE, asked=False)
+    assert (covered.reason, covered.outcome) == (DecisionReason.REVOKED, Outcome.REFUSED)
+    never = decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE, asked=False)
+    assert (never.reason, never.outcome) == (
+        DecisionReason.CATEGORY_NOT_COVERED,
+        Outcome.WITHHELD,
+    )
+    named = decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE)
+    assert (named.reason, named.outcome) == (DecisionReason.REVOKED, Outcome.REFUSED)
+
+
+def test_a_paused_consent_refuses_what_it_covered_even_when_not_asked_by_name(
+    service: ConsentService, decision_point: DecisionPoint
+) -> None:
+    consent_id = _grant_trips(service)
+    service.pause(ALICE, consent_id)
+    paused = decision_point.decide(BUS_FIRM, PLANNING, TRIPS, ALICE, asked=False)
+    assert (paused.reason, paused.outcome) == (DecisionReason.PAUSED, Outcome.REFUSED)
+
+
+def test_without_any_consent_even_an_unasked_category_is_refused(
+    service: ConsentService, decision_point: DecisionPoint
+) -> None:
+    decision = decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE, asked=False)
+    assert (decision.reason, decision.outcome) == (DecisionReason.NO_CONSENT, Outcome.REFUSED)
+    unapproved = decision_point.decide(BUS_FIRM, HEALTH, HEALTH_POINTS, ALICE, asked=False)
+    assert unapproved.reason is DecisionReason.PURPOSE_NOT_APPROVED
+    assert unapproved.outcome is Outcome.REFUSED
+
+
+def _counted(result: str, reason: str) -> float:
+    sample = {"result": result, "reason": reason}
+    return REGISTRY.get_sample_value("tsunagu_consent_decisions_total", sample) or 0.0
+
+
+def test_the_decision_metric_counts_withheld_apart_from_refused(
+    service: ConsentService, decision_point: DecisionPoint
+) -> None:
+    _grant_trips(service)
+    labels = [("withhold", "category_not_covered"), ("deny", "category_not_covered")]
+    before = [_counted(*label) for label in labels]
+    for _ in range(3):
+        decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE, asked=False)
+    decision_point.decide(BUS_FIRM, PLANNING, HEALTH_POINTS, ALICE)
+    after = [_counted(*label) for label in labels]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [3, 1]
+    # Only "not covered" is ever withheld: no other withhold series exists.
+    assert _counted("withhold", "revoked") == 0.0
+    assert (
+        REGISTRY.get_sample_value(
+            "tsunagu_consent_decisions_total", {"result": "withhold", "reason": "revoked"}
+        )
+        is None
+    )
 
 
 def test_unknown_purpose_and_category_codes_are_refused(

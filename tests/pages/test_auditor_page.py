@@ -23,6 +23,7 @@ from tests.pages.browser import ARTIFACTS, open_page, screenshot
 
 TRIPS = "transport.trips"
 POINTS = "health.points"
+MONEY = "currency.transactions"
 SOURCE = "urn:tsunagu:connector:test"
 JAPANESE = re.compile(r"[\u3000-\u30ff\u3400-\u9fff\uff00-\uffef]")
 
@@ -39,7 +40,8 @@ def _edges(platform: RunningPlatform, http: httpx.Client) -> dict[str, dict[str,
 
 @pytest.fixture(scope="module")
 def world(platform: RunningPlatform) -> dict[str, str]:
-    """A partner reading a resident's trips (other categories refused), and one event
+    """A partner reading a resident's whole view with consent to trips only (the other two
+    categories withheld), then asking for health points by name (refused), and one event
     dead-lettered at ingest; returned once the audit API counts all of it."""
     resident = _id("res")
     with platform.client() as http:
@@ -48,6 +50,7 @@ def world(platform: RunningPlatform) -> dict[str, str]:
         platform.ingest([_trip(resident, 9)])
         (pseudonym,) = _pseudonyms(platform, http, partner)
         _activity(platform, http, partner, pseudonym).raise_for_status()
+        _activity(platform, http, partner, pseudonym, category=[POINTS]).raise_for_status()
         bad = make_event(source=SOURCE)
         bad["data"]["fare_jpy"] = -5
         r = http.post(
@@ -63,6 +66,7 @@ def world(platform: RunningPlatform) -> dict[str, str]:
             f"connector:{SOURCE}->topic:transport": "refused",
             f"category:{TRIPS}->partner:{partner}": "count",
             f"category:{POINTS}->partner:{partner}": "refused",
+            f"category:{MONEY}->partner:{partner}": "withheld",
         }
         deadline = time.monotonic() + 15
         while True:
@@ -121,6 +125,49 @@ def test_the_flow_map_draws_every_flow_with_dead_letters_and_refusals_by_reason(
     expect(page.locator("#verification .problem")).to_have_count(0)
 
 
+def test_the_page_shows_refused_and_withheld_apart(
+    platform: RunningPlatform, world: dict[str, str], page: Page
+) -> None:
+    partner = world["partner"]
+    open_page(page, platform, "/auditor", _auditor(platform))
+
+    # One read refused (health points asked for by name); two categories withheld (health
+    # points and local currency, outside the consent, of the view read as a whole).
+    expect(page.locator("#tile-refused")).to_have_attribute("data-value", "1")
+    expect(page.locator("#tile-withheld")).to_have_attribute("data-value", "2")
+    expect(page.locator("#tile-withheld")).to_contain_text("同意の範囲外で提供せず")
+    expect(page.locator("#tile-reads")).to_have_attribute("data-value", "1")
+
+    money = page.locator(f"svg g.edge[data-edge='category:{MONEY}->partner:{partner}']")
+    expect(money).to_have_attribute("data-withheld", "1")
+    expect(money).to_have_attribute("data-refused", "0")
+    expect(money).to_have_class("edge")  # not drawn as a refusal
+    expect(money.locator("path.flow-refused")).to_have_count(0)
+    expect(money.locator("title")).to_contain_text("同意の範囲外のため提供せず 1 件")
+    expect(
+        page.locator(f"svg g.refused-label[data-edge='category:{MONEY}->partner:{partner}']")
+    ).to_have_count(0)
+    points = page.locator(f"svg g.edge[data-edge='category:{POINTS}->partner:{partner}']")
+    expect(points).to_have_attribute("data-refused", "1")
+    expect(points).to_have_attribute("data-withheld", "1")
+
+    page.get_by_text("表で見る").click()
+    row = page.locator(f"#flow-table tbody tr[data-flow='category:{MONEY}->partner:{partner}']")
+    expect(row).not_to_have_class("refused")
+    expect(page.locator("#flow-table thead")).to_contain_text("提供せず（同意の範囲外）")
+    cells = row.locator("td")
+    expect(cells.nth(3)).to_have_text("0")  # refused
+    expect(cells.nth(4)).to_have_text("1")  # withheld
+
+    chart = page.locator("#refusals svg")
+    expect(chart).to_have_attribute("data-refused", "1")
+    expect(chart).to_have_attribute("data-withheld", "2")
+    note = page.locator("#refusals-withheld")
+    expect(note).to_have_attribute("data-withheld", "2")
+    expect(note).to_contain_text("2 件提供していません")
+    screenshot(page, "auditor-refused-and-withheld")
+
+
 def test_the_window_selector_redraws_the_refusals_chart(
     platform: RunningPlatform, world: dict[str, str], page: Page
 ) -> None:
@@ -130,7 +177,7 @@ def test_the_window_selector_redraws_the_refusals_chart(
     assert 24 <= bars.count() <= 25
     refused = sum(int(b.get_attribute("data-refused") or 0) for b in bars.all())
     dead = sum(int(b.get_attribute("data-dead-letters") or 0) for b in bars.all())
-    assert refused >= 2  # health.points and currency.transactions were refused
+    assert refused == 1  # health.points, asked for by name (the withheld are not refusals)
     assert dead >= 1
     assert page.locator("#refusals svg rect.bar-refused").count() >= 1
     assert page.locator("#refusals svg rect.bar-dead").count() >= 1
@@ -200,6 +247,8 @@ def test_the_auditor_page_in_english(
     edge = f"category:{POINTS}->partner:{world['partner']}"
     label = page.locator(f"svg g.refused-label[data-edge='{edge}']")
     expect(label).to_contain_text("category not covered")
+    expect(page.locator("#tile-withheld")).to_contain_text("Withheld (outside consent)")
+    expect(page.locator("#refusals-withheld")).to_contain_text("were withheld")
     expect(page.locator("#verification .verify-state")).to_have_text("Untampered")
     visible = page.locator("body").inner_text()
     assert JAPANESE.findall(visible.replace("日本語", "")) == [], visible

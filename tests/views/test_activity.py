@@ -18,7 +18,7 @@ from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.transport import RideRequest, Trip
 from broker.views.activity import ActivityPage, Item, activity
-from consent.decisions import DecisionPoint, DecisionReason
+from consent.decisions import DecisionPoint, DecisionReason, Outcome
 from consent.keys import KeyRing
 from consent.service import ConsentService
 from consent.vault import SubjectVault
@@ -269,6 +269,24 @@ def test_a_category_without_consent_is_withheld_and_none_of_it_is_read(
     assert set(withheld) == {POINTS, MONEY}
     assert all(r.decision.reason is DecisionReason.CATEGORY_NOT_COVERED for r in withheld.values())
     assert all(r.totals == {} for r in withheld.values())
+    # Read as a whole, the view asked for none of them by name: withheld, not refused.
+    assert all(r.decision.outcome is Outcome.WITHHELD for r in withheld.values())
+
+
+def test_a_category_named_without_consent_is_refused_and_none_of_it_is_read(
+    region: Region,
+) -> None:
+    _alices_month(region)
+    region.grant(ALICE, [TRIPS])
+
+    page = region.read(categories=[TRIPS, POINTS])
+
+    assert {i.category for i in page.items} == {TRIPS}
+    (points,) = (r for r in page.categories if not r.decision.allowed)
+    assert points.category == POINTS and points.totals == {}
+    assert points.decision.reason is DecisionReason.CATEGORY_NOT_COVERED
+    assert points.decision.outcome is Outcome.REFUSED
+    assert [r.category for r in page.categories] == [TRIPS, POINTS]
 
 
 def test_revoked_consent_blocks_next_read(region: Region) -> None:
@@ -281,6 +299,7 @@ def test_revoked_consent_blocks_next_read(region: Region) -> None:
 
     assert page.items == []
     assert all(r.decision.reason is DecisionReason.REVOKED for r in page.categories)
+    assert all(r.decision.outcome is Outcome.REFUSED for r in page.categories)
     assert all(r.totals == {} for r in page.categories)
 
 

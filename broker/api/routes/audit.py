@@ -146,7 +146,13 @@ class EdgeOut(BaseModel):
     source: str
     target: str
     count: int = Field(description="Events (from connectors and topics) or partner reads")
-    refused: int = Field(description="Dead-lettered events or refused consent decisions")
+    refused: int = Field(
+        description="Dead-lettered events or refused consent decisions (asked for and denied)"
+    )
+    withheld: int = Field(
+        description="Consent decisions withheld: categories of a view the partner read as a "
+        "whole that its consent does not cover (not asked for; not refusals)"
+    )
     reasons: dict[str, int] = Field(description="Refusals by reason")
     purposes: dict[str, int] = Field(description="Partner reads by purpose")
     last_seen: datetime | None
@@ -173,6 +179,7 @@ class FlowMapOut(BaseModel):
                     target=e.target,
                     count=e.count,
                     refused=e.refused,
+                    withheld=e.withheld,
                     reasons=e.reasons,
                     purposes=e.purposes,
                     last_seen=None if e.last_seen is None else datetime.fromisoformat(e.last_seen),
@@ -196,8 +203,12 @@ class RefusalBarOut(BaseModel):
     """Refusals in one bucket."""
 
     start: datetime
-    refused: int = Field(description="Refused consent decisions")
+    refused: int = Field(description="Refused consent decisions (asked for and denied)")
     dead_letters: int = Field(description="Events refused at ingest")
+    withheld: int = Field(
+        description="Withheld consent decisions (not asked for, not part of the consent): "
+        "not refusals, and not in `reasons`"
+    )
     reasons: dict[str, int]
 
 
@@ -223,7 +234,8 @@ def refusals(
         Query(max_length=64, description="IANA time zone whose hours and days the buckets are"),
     ] = "Asia/Tokyo",
 ) -> RefusalsOut:
-    """Refused decisions and dead letters per hour or day, by reason."""
+    """Refused decisions and dead letters per hour or day, by reason; withheld decisions
+    apart."""
     lo, hi = _window(since, until)
     try:
         zone = ZoneInfo(tz)
@@ -242,7 +254,11 @@ def refusals(
         until=hi,
         series=[
             RefusalBarOut(
-                start=b.start, refused=b.refused, dead_letters=b.dead_letters, reasons=b.reasons
+                start=b.start,
+                refused=b.refused,
+                dead_letters=b.dead_letters,
+                withheld=b.withheld,
+                reasons=b.reasons,
             )
             for b in bars
         ],

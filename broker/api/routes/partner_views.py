@@ -233,7 +233,12 @@ async def resident_activity(
     end: To = None,
     category: Annotated[
         list[str] | None,
-        Query(description="Categories to read (default: all three)", examples=["health.points"]),
+        Query(
+            description="Categories to read (default: the whole view, all three). A category "
+            "named here without consent to you is a refusal; unnamed, one your consent does "
+            "not cover is withheld",
+            examples=["health.points"],
+        ),
     ] = None,
     cursor: Cursor = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -282,7 +287,10 @@ async def resident_activity(
             subject=subject,
             start=lo,
             end=hi,
-            categories=sorted(set(categories), key=list(CATEGORIES).index),
+            # None: the whole view, no category asked for by name.
+            categories=None
+            if category is None
+            else sorted(set(categories), key=list(CATEGORIES).index),
             after=after,
             limit=limit,
         )

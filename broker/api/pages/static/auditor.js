@@ -186,6 +186,8 @@
       tile("dead-letters", sum("connector", "refused"), "summary.dead_letters", "warn"),
       tile("reads", sum("category", "count"), "summary.reads"),
       tile("refused", sum("category", "refused"), "summary.refused", "refused"),
+      // Categories outside a partner's consent that it did not ask for: not refusals.
+      tile("withheld", sum("category", "withheld"), "summary.withheld"),
     );
   }
 
@@ -299,6 +301,7 @@
         count: fmtNumber(edge.count),
       });
       if (edge.refused > 0) title += " / " + t("flows.edge_refused", { refused: edge.refused, reasons });
+      if (edge.withheld > 0) title += " / " + t("flows.edge_withheld", { withheld: edge.withheld });
       const group = el(
         "g",
         {
@@ -307,6 +310,7 @@
             edge: key,
             count: edge.count,
             refused: edge.refused,
+            withheld: edge.withheld || 0,
             reasons: Object.keys(edge.reasons || {}).sort().join(" "),
           },
         },
@@ -420,6 +424,7 @@
       "flows.to",
       "flows.count",
       "flows.refused",
+      "flows.withheld",
       "flows.reasons",
       "flows.purposes",
       "flows.last_seen",
@@ -432,6 +437,7 @@
         el("td", { title: edge.target }, label(edge.target)),
         el("td", { class: "num" }, fmtNumber(edge.count)),
         el("td", { class: "num" }, fmtNumber(edge.refused)),
+        el("td", { class: "num" }, fmtNumber(edge.withheld || 0)),
         el("td", {}, reasonsText(edge.reasons)),
         el("td", {}, purposes(edge)),
         el("td", { class: "nowrap" }, fmtDate(edge.last_seen)),
@@ -463,6 +469,8 @@
     const series = data.series;
     const totalRefused = series.reduce((n, b) => n + b.refused, 0);
     const totalDead = series.reduce((n, b) => n + b.dead_letters, 0);
+    // Withheld decisions are not refusals: counted beside the chart, never drawn as bars.
+    const totalWithheld = series.reduce((n, b) => n + (b.withheld || 0), 0);
     const chartWidth = drawingWidth(box, CHART.minWidth);
     const plotW = chartWidth - CHART.left - CHART.right;
     const plotH = CHART.height - CHART.top - CHART.bottom;
@@ -480,12 +488,18 @@
       const reasons = reasonsText(b.reasons);
       const title =
         t("refusals.bar", { start, refused: b.refused, dead: b.dead_letters }) +
-        (reasons ? ` (${reasons})` : "");
+        (reasons ? ` (${reasons})` : "") +
+        (b.withheld ? " / " + t("refusals.bar_withheld", { withheld: fmtNumber(b.withheld) }) : "");
       return el(
         "g",
         {
           class: "bar",
-          dataset: { start: b.start, refused: b.refused, deadLetters: b.dead_letters },
+          dataset: {
+            start: b.start,
+            refused: b.refused,
+            deadLetters: b.dead_letters,
+            withheld: b.withheld || 0,
+          },
         },
         el("title", {}, title),
         // An invisible full-height target, so every bucket has a tooltip, even an empty one.
@@ -514,7 +528,7 @@
         role: "img",
         "aria-label": t("refusals.aria", { refused: totalRefused, dead: totalDead }),
         xmlns: "http://www.w3.org/2000/svg",
-        dataset: { refused: totalRefused, deadLetters: totalDead },
+        dataset: { refused: totalRefused, deadLetters: totalDead, withheld: totalWithheld },
       },
       el("line", { class: "axis", x1: CHART.left, y1: baseY, x2: chartWidth - CHART.right, y2: baseY }),
       el("line", { class: "axis", x1: CHART.left, y1: CHART.top, x2: CHART.left, y2: baseY }),
@@ -529,7 +543,12 @@
           )
         : null,
     );
-    box.replaceChildren(svg);
+    const note = el(
+      "p",
+      { class: "help withheld-note", id: "refusals-withheld", dataset: { withheld: totalWithheld } },
+      t("refusals.withheld_note", { withheld: fmtNumber(totalWithheld) }),
+    );
+    box.replaceChildren(svg, note);
   }
 
   // ----- verification ------------------------------------------------------------------
