@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Engine, and_, or_, select
+from sqlalchemy import Engine, Select, or_, select
 
 from broker.audit import tables
 from broker.audit.entries import EntryKind, timestamp
@@ -59,6 +59,21 @@ def reads_of(
     limit: int = 100,
 ) -> ReadsPage:
     """One page of the partner reads of ``subject_ref`` in [since, until), newest first."""
+    with engine.connect() as conn:
+        rows = conn.execute(page_query(subject_ref, since, until, after, limit)).all()
+    reads = [_read(seq, at, fields) for seq, at, fields in rows[:limit]]
+    more = len(rows) > limit
+    return ReadsPage(reads, After(reads[-1].at, reads[-1].seq) if more else None)
+
+
+def page_query(
+    subject_ref: str,
+    since: datetime | None,
+    until: datetime | None,
+    after: After | None,
+    limit: int,
+) -> Select[int, str, str]:
+    """The statement of one page: ``limit`` + 1 rows, to tell whether another page follows."""
     e = tables.entries
     query = (
         select(e.c.seq, e.c.at, e.c.fields)
@@ -72,13 +87,10 @@ def reads_of(
         query = query.where(e.c.at < timestamp(until))
     if after is not None:
         at = timestamp(after.at)
-        # Spelled out rather than a row comparison: both stores turn it into one index range.
-        query = query.where(or_(e.c.at < at, and_(e.c.at == at, e.c.seq < after.seq)))
-    with engine.connect() as conn:
-        rows = conn.execute(query).all()
-    reads = [_read(seq, at, fields) for seq, at, fields in rows[:limit]]
-    more = len(rows) > limit
-    return ReadsPage(reads, After(reads[-1].at, reads[-1].seq) if more else None)
+        # ``at <= …`` bounds the index range on both stores; the OR only sorts out the reads
+        # of that very moment (an OR alone made SQLite walk down from the newest).
+        query = query.where(e.c.at <= at, or_(e.c.at < at, e.c.seq < after.seq))
+    return query
 
 
 def _read(seq: int, at: str, text: str) -> TrackedRead:

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, text
 
 from broker.audit import AuditLog, EntryKind, NewEntry
-from broker.audit.tracker import After, reads_of
+from broker.audit.entries import timestamp
+from broker.audit.tracker import After, page_query, reads_of
 from tests.audit.conftest import RESIDENT
 
 NEIGHBOUR = "res-sato-ichiro-0043"
@@ -120,23 +121,19 @@ def test_a_page_is_one_range_of_the_trackers_index(audit: AuditLog) -> None:
     """The query plan walks the tracker's index, never the whole log (SQLite and PostgreSQL)."""
     engine: Engine = audit.engine
     audit.append_many(_read(n) for n in range(1, 5))
-    ref = audit.refs.of(RESIDENT)
-    at = "2026-10-05T00:00:00.000000Z"
-    sql = (
-        "SELECT seq, at, fields FROM audit_entries WHERE subject_ref = :ref "
-        "AND kind = 'partner_read' AND at >= :lo AND at < :hi "
-        "AND (at < :at OR (at = :at AND seq < :seq)) ORDER BY at DESC, seq DESC LIMIT 51"
-    )
-    params = {"ref": ref, "lo": "2026-01-01", "hi": "2027-01-01", "at": at, "seq": 10}
+    at = datetime(2026, 10, 5, tzinfo=UTC)
+    query = page_query(audit.refs.of(RESIDENT), T0, T0 + timedelta(days=90), After(at, 10), 50)
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.connect() as conn:
         if engine.dialect.name == "sqlite":
-            plan = " ".join(
-                str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql), params)
-            )
+            plan = " ".join(str(r[-1]) for r in conn.execute(text("EXPLAIN QUERY PLAN " + sql)))
             assert "ix_audit_entries_tracker" in plan, plan
+            assert "at<" in plan, plan  # the cursor bounds the range: no walk from the newest
             assert "TEMP B-TREE" not in plan, plan  # no sort: the index gives the order
         else:
             conn.execute(text("SET enable_seqscan = off"))  # a tiny table would be scanned
-            plan = " ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql), params))
+            plan = " ".join(r[0] for r in conn.execute(text("EXPLAIN " + sql)))
             assert "ix_audit_entries_tracker" in plan, plan
+            index_cond = plan.split("Filter")[0]
+            assert f"<= '{timestamp(at)}'" in index_cond, plan  # the cursor bounds the index scan
             assert "Sort" not in plan, plan
