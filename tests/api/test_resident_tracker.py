@@ -23,10 +23,15 @@ LONG_AGO = datetime.now(UTC).replace(microsecond=0) - timedelta(days=365)
 
 
 def seed_reads(
-    platform: RunningPlatform, resident: str, n: int, *, start: datetime = LONG_AGO
+    platform: RunningPlatform,
+    resident: str,
+    n: int,
+    *,
+    start: datetime = LONG_AGO,
+    step: timedelta = timedelta(seconds=1),
 ) -> None:
-    """``n`` partner reads of ``resident``, a second apart from ``start``, written straight to
-    the platform's audit log (the API would take minutes to make as many)."""
+    """``n`` partner reads of ``resident``, ``step`` apart from ``start`` (read i has i rows),
+    written straight to the platform's audit log (the API would take minutes to make as many)."""
     engine = make_engine(f"sqlite:///{platform.data_dir / 'store.db'}", upgrade=False)
     try:
         with AuditLog(engine, KeyRing.in_data_dir(platform.data_dir), background=False) as log:
@@ -42,7 +47,7 @@ def seed_reads(
                         "rows": i,
                     },
                     subject=resident,
-                    at=start + timedelta(seconds=i),
+                    at=start + i * step,
                 )
                 for i in range(n)
             )

@@ -1,7 +1,10 @@
 """The resident's "who read my data" in a real browser: the newest read on top, older ones a
-page at a time on demand, down to the oldest."""
+page at a time on demand, down to the oldest; a period of days chosen on the page."""
 
 from __future__ import annotations
+
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from playwright.sync_api import Page, expect
 
@@ -53,4 +56,29 @@ def test_a_resident_without_reads_sees_so_and_no_button(
 ) -> None:
     open_page(page, platform, "/resident", platform.token("resident", _id("res")))
     expect(page.locator("#tracker")).to_contain_text("まだ誰もあなたのデータを読んでいません。")
+    expect(page.locator("#tracker-more")).to_be_hidden()
+
+
+def test_choosing_days_shows_only_the_reads_of_those_days(
+    platform: RunningPlatform, page: Page
+) -> None:
+    resident = _id("res")
+    # Read i (i rows) at noon in Japan on June 1 + i.
+    noon = datetime(2026, 6, 1, 12, tzinfo=ZoneInfo("Asia/Tokyo"))
+    seed_reads(platform, resident, 5, start=noon, step=timedelta(days=1))
+    open_page(page, platform, "/resident", platform.token("resident", resident))
+    expect(page.locator("#tracker tbody tr")).to_have_count(5)
+
+    page.get_by_label("この日から", exact=True).fill("2026-06-02")
+    page.get_by_label("この日まで", exact=True).fill("2026-06-04")  # the 4th included
+    expect(page.locator("#tracker tbody tr")).to_have_count(3)
+    assert _rows_column(page) == [3, 2, 1]
+    expect(page.locator("#tracker tbody tr").first).to_contain_text("2026/06/04")
+    screenshot(page, "resident-tracker-period")
+
+    page.get_by_label("この日から", exact=True).fill("2027-01-01")
+    page.get_by_label("この日まで", exact=True).fill("")
+    expect(page.locator("#tracker .empty")).to_have_text(
+        "この期間にあなたのデータを読んだ事業者はありません。"
+    )
     expect(page.locator("#tracker-more")).to_be_hidden()

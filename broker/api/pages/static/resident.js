@@ -321,8 +321,34 @@
   // The API pages the reads newest first; older ones come a page at a time, on demand.
   const READS_PAGE = 50;
 
+  // The period the resident chose, as whole days in the region's time: from the start of the
+  // first day to the end of the last (the API's `to` is exclusive: the next day's start).
+  function readsPeriod() {
+    const from = document.getElementById("tracker-from").value;
+    const to = document.getElementById("tracker-to").value;
+    const dayAfter = (day) =>
+      new Date(Date.parse(`${day}T00:00:00+09:00`) + 86400000).toISOString();
+    return {
+      from: from ? `${from}T00:00:00+09:00` : null,
+      to: to ? dayAfter(to) : null,
+    };
+  }
+
   function fetchReads(cursor) {
-    return api("/v1/me/access-log", { params: { cursor, limit: READS_PAGE } });
+    return api("/v1/me/access-log", { params: { ...readsPeriod(), cursor, limit: READS_PAGE } });
+  }
+
+  async function loadReads() {
+    state.reads = null;
+    state.readsCursor = null;
+    renderTracker();
+    await act(async () => {
+      const page = await fetchReads(null);
+      state.reads = page.reads;
+      state.readsCursor = page.next_cursor;
+    });
+    if (state.reads === null) state.reads = [];
+    renderTracker();
   }
 
   async function loadMoreReads() {
@@ -369,7 +395,7 @@
             el("td", { class: "num" }, read.rows === null ? "—" : String(read.rows)),
           ),
         ),
-        "tracker.empty",
+        readsPeriod().from || readsPeriod().to ? "tracker.empty_period" : "tracker.empty",
       ),
     );
   }
@@ -506,6 +532,9 @@
       });
       document.getElementById("erase").addEventListener("click", erase);
       document.getElementById("tracker-more").addEventListener("click", loadMoreReads);
+      for (const id of ["tracker-from", "tracker-to"]) {
+        document.getElementById(id).addEventListener("change", loadReads);
+      }
       window.Tsunagu.onLangChange(() => {
         render();
         renderGrantForm();
