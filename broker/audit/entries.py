@@ -280,3 +280,10 @@ class SubjectRefs:
                 self._cache.clear()
             self._cache[subject] = ref
         return ref
+
+    def cursor_key(self, subject: str) -> bytes:
+        """The key sealing ``subject``'s tracker cursors: derived from the audit key, so that
+        neither the resident nor anyone shown subject references can make or alter one."""
+        return hmac.new(
+            self._key, b"tracker-cursor\x00" + subject.encode(), hashlib.sha256
+        ).digest()

@@ -40,7 +40,9 @@ entries = Table(
     Column("fields", Text, nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
-    Index("ix_audit_entries_subject_ref", "subject_ref"),
+    # The resident's tracker: one range scan per page, newest first, within a period
+    # (broker/audit/tracker.py); it also serves every lookup by subject_ref alone.
+    Index("ix_audit_entries_tracker", "subject_ref", "kind", "at", "seq"),
     Index("ix_audit_entries_kind_at", "kind", "at"),
 )
 

@@ -64,7 +64,9 @@ def test_a_partner_read_is_in_the_residents_data_tracker_and_no_one_elses(
         platform.ingest([_trip(resident, 6)])
         (pseudonym,) = _pseudonyms(platform, http, partner)
         _activity(platform, http, partner, pseudonym).raise_for_status()
-        mine = http.get("/v1/me/access-log", headers=platform.auth("resident", resident)).json()
+        mine = http.get("/v1/me/access-log", headers=platform.auth("resident", resident)).json()[
+            "reads"
+        ]
         theirs = http.get("/v1/me/access-log", headers=platform.auth("resident", neighbour))
     (read,) = [r for r in mine if r["view"] == "activity"]
     assert read["partner"] == partner
@@ -72,7 +74,7 @@ def test_a_partner_read_is_in_the_residents_data_tracker_and_no_one_elses(
     assert read["categories"] == ["transport.trips"]  # the withheld ones were not read
     assert read["consent_ids"] == [consent]
     assert read["rows"] >= 1
-    assert theirs.json() == []
+    assert theirs.json() == {"reads": [], "next_cursor": None}
 
 
 def test_refused_decisions_are_recorded_with_their_reason_and_no_subject_id(

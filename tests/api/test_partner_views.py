@@ -395,7 +395,7 @@ def _sale(listing: dict[str, Any], new_owner: str, **owner_details: Any) -> dict
 def _details_reads(platform: RunningPlatform, http: httpx.Client, owner: str) -> list[Any]:
     r = http.get("/v1/me/access-log", headers=platform.auth("resident", owner))
     assert r.status_code == 200, r.text
-    return [a for a in r.json() if "property.details" in a["categories"]]
+    return [a for a in r.json()["reads"] if "property.details" in a["categories"]]
 
 
 def test_a_sale_never_carries_the_previous_owners_details_to_the_new_owner(

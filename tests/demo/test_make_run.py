@@ -126,7 +126,9 @@ def test_partners_read_over_http_and_are_refused_after_a_change_of_mind(
     def seen_by_the_demo_resident() -> bool:
         with demo.client() as http:
             log = http.get("/v1/me/access-log", headers={"Authorization": f"Bearer {token}"})
-        return {TRANSPORT.partner_id, HEALTH.partner_id} <= {r["partner"] for r in log.json()}
+        return {TRANSPORT.partner_id, HEALTH.partner_id} <= {
+            r["partner"] for r in log.json()["reads"]
+        }
 
     _eventually(seen_by_the_demo_resident)
 

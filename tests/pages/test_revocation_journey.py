@@ -50,7 +50,9 @@ def test_revoking_on_the_page_refuses_the_next_read_and_shows_on_both_pages(
         platform.ingest([_trip(resident, 12)])
         (pseudonym,) = _pseudonyms(platform, http, partner)
         before = _activity(platform, http, partner, pseudonym)
-        log = http.get("/v1/me/access-log", headers=platform.auth("resident", resident)).json()
+        log = http.get("/v1/me/access-log", headers=platform.auth("resident", resident)).json()[
+            "reads"
+        ]
     assert before.status_code == 200, before.text
     assert _category(before.json(), TRIPS)["included"] is True
     (read,) = [r for r in log if r["view"] == "activity"]

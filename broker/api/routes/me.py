@@ -7,8 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-import orjson
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from broker.api.deps import AuditDep, ConsentDep, ServicesDep
@@ -16,6 +15,8 @@ from broker.api.identity import AsResident
 from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.audit import EntryKind
+from broker.audit.tracker import After, TrackedRead, reads_of
+from broker.views import cursors
 from consent.erasure import ErasureRecord, erase
 from consent.errors import ConsentNotFoundError
 from consent.model import Consent
@@ -234,30 +235,78 @@ class AccessOut(BaseModel):
     consent_ids: list[str] = []
     rows: int | None = None
 
+    @classmethod
+    def of(cls, read: TrackedRead) -> AccessOut:
+        """The API shape of a tracked read."""
+        return cls(
+            seq=read.seq,
+            at=read.at,
+            partner=read.partner,
+            purpose=read.purpose,
+            categories=read.categories,
+            view=read.view,
+            consent_ids=read.consent_ids,
+            rows=read.rows,
+        )
 
-@router.get("/access-log")
+
+class AccessPage(BaseModel):
+    """One page of the reads of my data, newest first."""
+
+    reads: list[AccessOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same `from` and `to`) for older reads; null "
+        "after the oldest"
+    )
+
+
+@router.get(
+    "/access-log",
+    responses={
+        400: {"model": Problem, "description": "The cursor is not one of my list's pages"},
+        422: {"model": Problem, "description": "A malformed period, `from` not before `to`"},
+    },
+)
 def my_access_log(
     audit: AuditDep,
     me: AsResident,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
-) -> list[AccessOut]:
-    """Who read my data: every partner read of it, when, for which purpose and categories,
-    under which consents (the data tracker)."""
-    reads = [
-        (e.seq, e.at, orjson.loads(e.fields))
-        for e in audit.entries_of(me.subject, limit=10_000)
-        if e.kind == EntryKind.PARTNER_READ
-    ]
-    return [
-        AccessOut(
-            seq=seq,
-            at=datetime.fromisoformat(at),
-            partner=fields["partner"],
-            purpose=fields["purpose"],
-            categories=fields["categories"],
-            view=fields.get("view"),
-            consent_ids=fields.get("consent_ids", []),
-            rows=fields.get("rows"),
-        )
-        for seq, at, fields in reads[-limit:]
-    ]
+    since: Annotated[
+        Moment | None,
+        Query(alias="from", description="Only reads at or after this time; default: all"),
+    ] = None,
+    until: Annotated[
+        Moment | None, Query(alias="to", description="Only reads before this time; default: now")
+    ] = None,
+    cursor: Annotated[
+        str | None,
+        Query(description="`next_cursor` of the previous page; absent for the newest reads"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> AccessPage:
+    """Who read my data: every partner read of it, newest first, when, for which purpose and
+    categories, under which consents (the data tracker); a page at a time, within a period."""
+    if since is not None and until is not None and since >= until:
+        raise HTTPException(422, "`from` must be before `to`: swap them, or leave one out")
+    key = audit.refs.cursor_key(me.subject)
+    scope = f"tracker:{since}:{until}"
+    after = None
+    if cursor is not None:
+        try:
+            position = cursors.decode(cursor, scope, key=key)
+        except cursors.InvalidCursorError as exc:
+            raise HTTPException(400, str(exc)) from None
+        after = After(position.at, int(position.id))
+    page = reads_of(
+        audit.engine,
+        audit.refs.of(me.subject),
+        since=since,
+        until=until,
+        after=after,
+        limit=limit,
+    )
+    return AccessPage(
+        reads=[AccessOut.of(read) for read in page.reads],
+        next_cursor=None
+        if page.next is None
+        else cursors.encode(cursors.Position(page.next.at, str(page.next.seq)), scope, key=key),
+    )

@@ -27,6 +27,7 @@
     consents: null,
     history: null,
     reads: null,
+    readsCursor: null, // the tracker's next page (older reads), null after the oldest
     erasure: null,
   };
 
@@ -80,12 +81,15 @@
     const results = await Promise.allSettled([
       api("/v1/me/consents"),
       api("/v1/me/consents/history"),
-      api("/v1/me/access-log"),
+      fetchReads(null),
     ]);
     const [consents, history, reads] = results;
     state.consents = consents.status === "fulfilled" ? consents.value : state.consents;
     state.history = history.status === "fulfilled" ? history.value : state.history;
-    state.reads = reads.status === "fulfilled" ? reads.value : state.reads;
+    if (reads.status === "fulfilled") {
+      state.reads = reads.value.reads;
+      state.readsCursor = reads.value.next_cursor;
+    }
     // One failure explains them all (the same token): show the first.
     const failed = results.find((r) => r.status === "rejected");
     if (failed) showError(failed.reason);
@@ -314,13 +318,59 @@
 
   // ----- data tracker and history ------------------------------------------------------
 
+  // The API pages the reads newest first; older ones come a page at a time, on demand.
+  const READS_PAGE = 50;
+
+  // The period the resident chose, as whole days in the region's time: from the start of the
+  // first day to the end of the last (the API's `to` is exclusive: the next day's start).
+  function readsPeriod() {
+    const from = document.getElementById("tracker-from").value;
+    const to = document.getElementById("tracker-to").value;
+    const dayAfter = (day) =>
+      new Date(Date.parse(`${day}T00:00:00+09:00`) + 86400000).toISOString();
+    return {
+      from: from ? `${from}T00:00:00+09:00` : null,
+      to: to ? dayAfter(to) : null,
+    };
+  }
+
+  function fetchReads(cursor) {
+    return api("/v1/me/access-log", { params: { ...readsPeriod(), cursor, limit: READS_PAGE } });
+  }
+
+  async function loadReads() {
+    state.reads = null;
+    state.readsCursor = null;
+    renderTracker();
+    await act(async () => {
+      const page = await fetchReads(null);
+      state.reads = page.reads;
+      state.readsCursor = page.next_cursor;
+    });
+    if (state.reads === null) state.reads = [];
+    renderTracker();
+  }
+
+  async function loadMoreReads() {
+    const button = document.getElementById("tracker-more");
+    button.disabled = true;
+    await act(async () => {
+      const page = await fetchReads(state.readsCursor);
+      state.reads = [...state.reads, ...page.reads];
+      state.readsCursor = page.next_cursor;
+    });
+    button.disabled = false;
+    renderTracker();
+  }
+
   function renderTracker() {
     const box = document.getElementById("tracker");
+    document.getElementById("tracker-more").hidden = !(state.reads && state.readsCursor);
     if (state.reads === null) {
       box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
       return;
     }
-    const reads = [...state.reads].sort((a, b) => b.seq - a.seq);
+    const reads = state.reads;
     box.replaceChildren(
       dataTable(
         [
@@ -345,7 +395,7 @@
             el("td", { class: "num" }, read.rows === null ? "—" : String(read.rows)),
           ),
         ),
-        "tracker.empty",
+        readsPeriod().from || readsPeriod().to ? "tracker.empty_period" : "tracker.empty",
       ),
     );
   }
@@ -481,6 +531,10 @@
         loadMine();
       });
       document.getElementById("erase").addEventListener("click", erase);
+      document.getElementById("tracker-more").addEventListener("click", loadMoreReads);
+      for (const id of ["tracker-from", "tracker-to"]) {
+        document.getElementById(id).addEventListener("change", loadReads);
+      }
       window.Tsunagu.onLangChange(() => {
         render();
         renderGrantForm();
