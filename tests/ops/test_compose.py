@@ -98,6 +98,16 @@ def _tsunagu(service: Service) -> list[str]:
     return command[1:]
 
 
+def _as_on_host(service: Service, args: list[str]) -> list[str]:
+    """``args`` with each path inside the container that a bind mount gives replaced by the
+    repository's file: the CLI checks that its input files exist, as they do in the stack."""
+    out = []
+    for arg in args:
+        host = service.host_path(arg) if arg.startswith("/") else None
+        out.append(str(host) if host is not None else arg)
+    return out
+
+
 def _role(service: Service) -> tuple[str, ...]:
     path, _, _ = _walk(_tsunagu(service))
     return path[:2] if path[0] == "connector" else path
@@ -116,7 +126,7 @@ def _metrics_port(service: Service) -> int | None:
     if setting is None:
         return None
     _, command, rest = _walk(_tsunagu(service))
-    flag = command.make_context("check", rest).params.get("metrics_port")
+    flag = command.make_context("check", _as_on_host(service, rest)).params.get("metrics_port")
     port = int(flag if flag is not None else getattr(_settings(service), setting))
     return port or None
 
@@ -147,7 +157,7 @@ def test_every_command_is_one_our_cli_accepts(stack: Shape) -> None:
     for service in apps:
         path, command, rest = _walk(_tsunagu(service))
         # Parses the options as `tsunagu` would: unknown options and bad values fail here.
-        command.make_context(" ".join(path), rest)
+        command.make_context(" ".join(path), _as_on_host(service, rest))
     roles = {_role(s) for s in apps}
     assert {("up",), ("worker",), ("topics", "apply"), ("connector", "run")} <= roles
     connectors = {_walk(_tsunagu(s))[0][2] for s in apps if _role(s) == ("connector", "run")}
