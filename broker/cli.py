@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import signal
+import sys
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -74,7 +76,7 @@ def up(
     identity = (
         f"OIDC {settings.oidc_issuer}"
         if settings.oidc_issuer
-        else "embedded; tsunagu token issue --role admin --sub ops"
+        else f"embedded; {_command()} token issue --role admin --sub ops"
     )
     typer.echo(
         "\nTsunagu is running.\n"
@@ -207,6 +209,16 @@ def _start_demo(platform: Any, speed: float, population: int) -> DemoLife:
     return life
 
 
+def _command() -> str:
+    """How to run ``tsunagu`` from the shell that started this one: its name when the PATH
+    finds this very script, else its full path (``make run`` does not put .venv/bin on it)."""
+    script = Path(sys.executable).parent / "tsunagu"
+    found = shutil.which("tsunagu")
+    if found is not None and Path(found).resolve() == script.resolve():
+        return "tsunagu"
+    return str(script) if script.exists() else f"{sys.executable} -m broker.cli"
+
+
 def _local_url(settings: Settings) -> str:
     """Where this machine reaches the API (the demo partners call it over HTTP)."""
     host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(settings.host, settings.host)
@@ -300,7 +312,6 @@ def token_issue(
             "domain's (repeatable; a connector needs at least one)."
         ),
     ] = None,
-    scope: Annotated[list[str] | None, typer.Option(help="An OAuth scope (repeatable).")] = None,
     ttl: Annotated[int | None, typer.Option(help="Lifetime in seconds.")] = None,
 ) -> None:
     """Print a token signed by the embedded issuer (development and the embedded default)."""
@@ -325,7 +336,6 @@ def token_issue(
             role_,
             sources=source or (),
             event_types=event_type or (),
-            scopes=scope or (),
             ttl_s=ttl or settings.token_ttl_s,
         )
     except ValueError as exc:

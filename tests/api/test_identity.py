@@ -244,3 +244,21 @@ def test_a_slow_identity_provider_blocks_neither_health_nor_known_keys(
         for t in threads:
             t.join()
     assert statuses == [401] * 60
+
+
+SCOPED_PARTNER = ["--role", "partner", "--sub", "ptn-x", "--scope", "views:all"]
+
+
+def test_token_cli_offers_no_scope_option_that_nothing_would_check(
+    platform: RunningPlatform,
+) -> None:
+    # Scopes lift no refusal anywhere (consent decides); an option to issue them would suggest
+    # otherwise.
+    out = subprocess.run(
+        [sys.executable, "-m", "broker.cli", "token", "issue", *SCOPED_PARTNER],
+        env={**os.environ, "TSUNAGU_DATA_DIR": str(platform.data_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 2
+    assert "No such option: --scope" in out.stderr

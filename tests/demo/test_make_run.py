@@ -189,3 +189,23 @@ def test_under_an_oidc_provider_the_pages_say_where_tokens_come_from(tmp_path: P
     finally:
         stop_platform(running)
     assert _entries(running, "token_issued") == []
+
+
+def test_the_printed_token_command_runs_as_printed_in_the_shell_that_started_it(
+    demo: RunningPlatform,
+) -> None:
+    found = re.search(r"Tokens\s+embedded; (.+)$", demo.output.read_text(encoding="utf-8"), re.M)
+    assert found, "no token command in the summary"
+    command = found.group(1)
+    venv_bin = str(Path(sys.executable).parent)
+    if venv_bin not in os.environ["PATH"].split(os.pathsep):  # as under `make run`
+        assert command.startswith(venv_bin), command
+    out = subprocess.run(
+        command,
+        shell=True,
+        env={**os.environ, "TSUNAGU_DATA_DIR": str(demo.data_dir)},
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    assert jwt.decode(out.stdout.strip(), options={"verify_signature": False})["role"] == "admin"
