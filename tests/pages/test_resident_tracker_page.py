@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.api.test_partner_views import _id
 from tests.api.test_resident_tracker import seed_reads
@@ -82,3 +82,29 @@ def test_choosing_days_shows_only_the_reads_of_those_days(
         "この期間にあなたのデータを読んだ事業者はありません。"
     )
     expect(page.locator("#tracker-more")).to_be_hidden()
+
+
+def test_a_slow_answer_to_an_earlier_period_does_not_replace_the_period_now_chosen(
+    platform: RunningPlatform, page: Page
+) -> None:
+    resident = _id("res")
+    noon = datetime(2026, 6, 1, 12, tzinfo=ZoneInfo("Asia/Tokyo"))
+    seed_reads(platform, resident, 5, start=noon, step=timedelta(days=1))
+    open_page(page, platform, "/resident", platform.token("resident", resident))
+    expect(page.locator("#tracker tbody tr")).to_have_count(5)
+
+    # Hold back the answer to "from the 2nd" (no end day yet) until the full period is shown.
+    held: list[Route] = []
+    page.route(
+        "**/v1/me/access-log?*",
+        lambda route: held.append(route) if "to=" not in route.request.url else route.continue_(),
+    )
+    page.get_by_label("この日から", exact=True).fill("2026-06-02")
+    page.get_by_label("この日まで", exact=True).fill("2026-06-04")
+    expect(page.locator("#tracker tbody tr")).to_have_count(3)
+    assert len(held) == 1
+    with page.expect_response(lambda response: "to=" not in response.url):
+        held[0].continue_()
+    page.wait_for_timeout(300)  # time for the page to handle the late answer, which it must drop
+    expect(page.locator("#tracker tbody tr")).to_have_count(3)
+    assert _rows_column(page) == [3, 2, 1]

@@ -145,12 +145,16 @@
     });
   }
 
+  // A later choice of kind (or window) wins over a slower answer to an earlier one.
+  let entriesLoad = 0;
+
   async function loadEntries(append) {
     const mine = generation;
+    const load = append ? entriesLoad : ++entriesLoad;
     await act(async () => {
       const range = { since: state.since, until: state.until };
       const page = await fetchEntries(range, append ? state.nextCursor : null);
-      if (mine !== generation) return;
+      if (mine !== generation || load !== entriesLoad) return;
       state.entries = append ? [...(state.entries || []), ...page.entries] : page.entries;
       state.nextCursor = page.next_cursor;
       renderEntries();

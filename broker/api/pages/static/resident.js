@@ -338,24 +338,33 @@
     return api("/v1/me/access-log", { params: { ...readsPeriod(), cursor, limit: READS_PAGE } });
   }
 
+  // Each change of period starts a new load; a slower answer to an earlier period must not
+  // overwrite the answer to the period now shown.
+  let readsLoad = 0;
+
   async function loadReads() {
+    const load = ++readsLoad;
     state.reads = null;
     state.readsCursor = null;
     renderTracker();
     await act(async () => {
       const page = await fetchReads(null);
+      if (load !== readsLoad) return;
       state.reads = page.reads;
       state.readsCursor = page.next_cursor;
     });
+    if (load !== readsLoad) return;
     if (state.reads === null) state.reads = [];
     renderTracker();
   }
 
   async function loadMoreReads() {
+    const load = readsLoad;
     const button = document.getElementById("tracker-more");
     button.disabled = true;
     await act(async () => {
       const page = await fetchReads(state.readsCursor);
+      if (load !== readsLoad) return;
       state.reads = [...state.reads, ...page.reads];
       state.readsCursor = page.next_cursor;
     });
