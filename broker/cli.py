@@ -16,6 +16,7 @@ from broker.audit.cli import audit_app
 from broker.bus import redact
 from broker.bus.cli import topics_app
 from broker.connector_cli import app as connector_app
+from broker.ingest.cli import deadletters_app
 from broker.settings import Settings
 from contract.domains import DomainError
 
@@ -38,6 +39,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(connector_app, name="connector")
 app.add_typer(topics_app, name="topics")
+app.add_typer(deadletters_app, name="deadletters")
 
 
 def _logging() -> None:

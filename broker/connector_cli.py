@@ -95,7 +95,7 @@ def _publish(
         from broker.bus import open_bus
 
         sink, schemas = (
-            BusSink(open_bus(settings.bus_url), *_bus_credentials(service, token, key)),
+            BusSink(open_bus(settings.bus_url), *bus_credentials(service, token, key)),
             LocalSchemas(settings.schemas_dir),
         )
     path = outbox or settings.data_dir / "outbox" / f"{name}.db"
@@ -142,7 +142,7 @@ def _serve_metrics(name: str, settings: Settings, port: int | None) -> None:
         typer.echo(f"metrics on http://{settings.host}:{port}/metrics")
 
 
-def _bus_credentials(
+def bus_credentials(
     service: Service, token: str | None, key: str | None
 ) -> tuple[str | None, bytes | None]:
     """The token and MAC key the connector publishes with on the bus: the given ones, or on
