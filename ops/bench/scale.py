@@ -11,9 +11,11 @@ in ``ops.bench.ingest``) publishes ``--events`` events as a connector would, and
 runs until the store's ledger holds every one of them.
 
 Prints, per worker count, events/s and the ratio to one worker (2 / 1, 3 / 1), with how
-many partitions each worker owned; then one worker's resident memory (RSS, from /proc, sampled
-every half second) while it ingests ``--rss-events`` events published in chunks: the peak, the
-figure at the end, and samples along the way. Target: bounded, under 300 MB.
+many partitions each worker owned and the workers' own CPU time per event (target for two
+workers: no slower than one, CPU per event within 1.2 times one worker's); then one worker's
+resident memory (RSS, from /proc, sampled every half second) while it ingests ``--rss-events``
+events published in chunks: the peak, the figure at the end, and samples along the way.
+Target: bounded, under 300 MB.
 
 On the 2-core dev machine Kafka, PostgreSQL, the publisher and every worker share the same two
 cores, so more workers cannot add CPU and may not scale at all; the figures show what the
@@ -300,11 +302,19 @@ class Throughput:
     partitions: list[int]
     #: Each worker's share of the events, from the events on the partitions it owned.
     loads: list[float]
+    #: The workers' own CPU time (user + system) over the run, summed: what the events cost,
+    #: whatever else shares the cores.
+    cpu_seconds: float
 
     @property
     def rate(self) -> float:
         """Events per second."""
         return self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        """The workers' CPU time per event, in microseconds."""
+        return self.cpu_seconds / self.events * 1e6
 
 
 def bench_workers(
@@ -316,6 +326,7 @@ def bench_workers(
         for _ in range(workers):
             run.start_worker()
         shares = run.wait_until_shared()
+        cpu_before = sum(_cpu_seconds(w.pid) for w in run.workers)
         started = time.perf_counter()
         go()
         while (done := run.ingested()) < n:
@@ -324,6 +335,7 @@ def bench_workers(
                 raise RuntimeError(f"only {done:,} of {n:,} events projected in 30 minutes")
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(w.pid) for w in run.workers) - cpu_before
         publisher.join()
         if done != n:
             raise RuntimeError(f"{done:,} events in the ledger, {n:,} published")
@@ -331,7 +343,16 @@ def bench_workers(
             raise RuntimeError("the group rebalanced during the run; its figure would mislead")
         per_partition = run.events_per_partition()
         loads = [sum(per_partition[p] for p in share) / n for share in shares]
-        return Throughput(workers, n, elapsed, [len(s) for s in shares], loads)
+        return Throughput(workers, n, elapsed, [len(s) for s in shares], loads, cpu)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """A live process's own CPU time so far (user + system), from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        # Fields after the command (which may hold spaces) start at state: utime, stime are
+        # fields 14 and 15 of the whole line.
+        after = stat.read().rsplit(")", 1)[1].split()
+    return (int(after[11]) + int(after[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -403,24 +424,34 @@ def _cores() -> str:
 
 def print_throughput(runs: list[Throughput]) -> None:
     """The table of events/s per worker count, and the scaling ratios."""
-    base = next((r.rate for r in runs if r.workers == 1), runs[0].rate)
+    one = next((r for r in runs if r.workers == 1), runs[0])
+    base, base_cpu = one.rate, one.cpu_us_per_event
     print(
         f"\n  {'workers':>7}  {'events':>9}  {'seconds':>8}  {'events/s':>9}  {'ratio to 1':>10}"
         f"  {'partitions':>10}  {'events per worker':>17}  {'bound':>5}"
+        f"  {'CPU us/event':>12}  {'CPU ratio':>9}"
     )
     for r in runs:
         print(
             f"  {r.workers:>7}  {r.events:>9,}  {r.seconds:>8.1f}  {r.rate:>9,.0f}"
             f"  {r.rate / base:>10.2f}  {'/'.join(map(str, r.partitions)):>10}"
             f"  {'/'.join(f'{x:.0%}' for x in r.loads):>17}  {1 / max(r.loads):>5.2f}"
+            f"  {r.cpu_us_per_event:>12,.0f}  {r.cpu_us_per_event / base_cpu:>9.2f}"
         )
     print(
         "  (bound: the ratio to one worker that the busiest worker's share allows, were every"
         "\n  worker on cores of its own)"
     )
+    print(
+        "  (CPU: the workers' own user + system time over the run, per event; target for two"
+        "\n  workers: events/s no lower than one's, CPU per event within 1.2 times one's)"
+    )
     for r in runs:
         if r.workers > 1:
-            print(f"  scaling {r.workers} workers / 1: {r.rate / base:.2f}")
+            print(
+                f"  scaling {r.workers} workers / 1: {r.rate / base:.2f},"
+                f" CPU per event {r.cpu_us_per_event / base_cpu:.2f} of one worker's"
+            )
 
 
 def print_memory(mem: Memory) -> None:
