@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from broker.api import docs, pages, problems
 from broker.api.edge import HeadAsGet, UsableUrl, declare_refusals
 from broker.api.limits import BodyLimit, TokenBuckets
-from broker.api.metrics import RequestMetrics
+from broker.api.metrics import RequestMetrics, exposition
 from broker.api.recording import ReadRecorder
 from broker.api.routes import (
     audit,
@@ -105,7 +105,7 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics of this process (of every API process, when there are several)."""
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -54,6 +54,8 @@ CONSUMER_LAG = Gauge(
     "tsunagu_consumer_lag",
     "Records of the partition the consumer group has not committed: end minus committed offset",
     ["group", "topic", "partition"],
+    # Every member reads the whole group's lag: across processes, the latest reading holds.
+    multiprocess_mode="mostrecent",
 )
 #: Seconds between two readings of the group's lag.
 LAG_INTERVAL_S = 1.0
