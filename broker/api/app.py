@@ -23,7 +23,9 @@ from broker.api.routes import (
 )
 from broker.api.services import Readiness, Services, TsunaguAPI
 from broker.audit.monitor import ChainMonitor
+from broker.bus.probe import BusProbe
 from broker.runtime import Platform
+from contract.domains import DOMAINS
 
 #: The largest request body outside HTTP ingest (a consent, a partner, a schema).
 API_MAX_BODY_BYTES = 256 * 1024
@@ -69,6 +71,12 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
             settings.schema_check_rate_per_s, settings.schema_check_burst
         ),
         readiness=readiness or Readiness(),
+        # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
+        bus_probe=BusProbe(
+            platform.bus,
+            settings.topic_prefix + DOMAINS.topics()[0],
+            settings.bus_probe_interval_s,
+        ),
     )
     app = TsunaguAPI(
         services,

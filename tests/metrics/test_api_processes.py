@@ -4,6 +4,7 @@ counts what clients did in this run only (the metrics directory is emptied at st
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -92,7 +93,7 @@ def test_counters_add_up_every_api_process_and_never_go_backwards(
     )
     scrapes.append(_growing(final))
     assert len(scrapes) > 2
-    for before, after in zip(scrapes, scrapes[1:], strict=False):
+    for before, after in itertools.pairwise(scrapes):
         went_back = {k: (v, after.get(k)) for k, v in before.items() if after.get(k, -1) < v}
         assert not went_back
     # Exactly what the clients caused: both processes' counts, and nothing of the earlier run.
