@@ -64,6 +64,7 @@ def up(
     import uvicorn
 
     from broker.api.app import create_app
+    from broker.api.metrics import share_between_processes
     from broker.api.processes import ApiProcesses
     from broker.api.serve import configure_serving
     from broker.api.services import Readiness
@@ -104,7 +105,9 @@ def up(
     try:
         if settings.api_processes > 1:
             # Extra processes serve the API, each on its own socket; this one keeps ingest
-            # (and the demo), and each reads its worker's heartbeat for readiness.
+            # (and the demo), and each reads its worker's heartbeat for readiness. Their
+            # metrics add up in whichever of them answers /metrics.
+            share_between_processes(settings.data_dir)
             ApiProcesses(
                 "broker.api.serve:app_beside_ingest",
                 settings.host,

@@ -176,6 +176,7 @@ class Platform:
             else None,
             audit=self.audit,
             heartbeat=self.ingest_heartbeat(),
+            lag_interval_s=self.settings.bus_probe_interval_s,
         )
 
     def ingest_heartbeat(self) -> Heartbeat:

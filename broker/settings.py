@@ -65,6 +65,13 @@ class Settings(BaseSettings):
         "(hourly, records every group has committed past); on Kafka the topics' retention.ms "
         "(ops/kafka/topics.yaml) enforces it and this states it in erasure records.",
     )
+    bus_probe_interval_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds between two readings of the ingest group's lag (the "
+        "tsunagu_consumer_lag gauge), and for which /readyz reuses its check of the bus: "
+        "each is an admin request to Kafka.",
+    )
     ingest_group: str = Field(default="tsunagu-ingest", min_length=1)
     topic_partitions: int = Field(default=4, ge=1, le=256)
     ingest_batch_size: int = Field(default=2000, ge=1, le=100_000)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from fastapi import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from broker.api import docs, pages, problems
 from broker.api.edge import HeadAsGet, UsableUrl, declare_refusals
 from broker.api.limits import BodyLimit, TokenBuckets
-from broker.api.metrics import RequestMetrics
+from broker.api.metrics import RequestMetrics, exposition
 from broker.api.recording import ReadRecorder
 from broker.api.routes import (
     audit,
@@ -23,7 +23,9 @@ from broker.api.routes import (
 )
 from broker.api.services import Readiness, Services, TsunaguAPI
 from broker.audit.monitor import ChainMonitor
+from broker.bus.probe import BusProbe
 from broker.runtime import Platform
+from contract.domains import DOMAINS
 
 #: The largest request body outside HTTP ingest (a consent, a partner, a schema).
 API_MAX_BODY_BYTES = 256 * 1024
@@ -69,6 +71,12 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
             settings.schema_check_rate_per_s, settings.schema_check_burst
         ),
         readiness=readiness or Readiness(),
+        # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
+        bus_probe=BusProbe(
+            platform.bus,
+            settings.topic_prefix + DOMAINS.topics()[0],
+            settings.bus_probe_interval_s,
+        ),
     )
     app = TsunaguAPI(
         services,
@@ -105,7 +113,7 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
 
     @app.get("/metrics", tags=["health"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus metrics of this process."""
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        """Prometheus metrics of this process (of every API process, when there are several)."""
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -1,5 +1,10 @@
-"""Prometheus over HTTP: the API's request metrics (a pure ASGI middleware), and /metrics for
-the processes that run no API (the worker, a connector).
+"""Prometheus over HTTP: the API's request metrics (a pure ASGI middleware), /metrics for
+the processes that run no API (the worker, a connector), and the API's several processes.
+
+With ``TSUNAGU_API_PROCESSES`` > 1 each API process writes its metrics to files in one
+directory (prometheus-client's multiprocess mode, ``PROMETHEUS_MULTIPROC_DIR``), and whichever
+process answers /metrics adds them all up: counters never go backwards between two scrapes
+answered by different processes.
 
 Requests are labelled by the route's template (``/v1/partner/residents/{resident}/activity``),
 never the concrete path: one series per resident would swamp Prometheus. Paths no route
@@ -9,12 +14,25 @@ matches are ``other``, and so are methods outside HTTP's usual few (clients may 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
+from pathlib import Path
 from typing import Any
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from broker.audit.metrics import AUDIT
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +49,8 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 UNMATCHED = "other"
+#: prometheus-client reads its multiprocess directory from this variable when it is imported.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -105,3 +125,31 @@ def serve_metrics(host: str, port: int, what: str) -> bool:
         log.error("%s: no /metrics: port %s:%d is not free (%s)", what, host, port, exc)
         return False
     return True
+
+
+def share_between_processes(data_dir: Path) -> Path:
+    """Make the processes started from now on write their metrics to files under
+    ``data_dir`` (emptied: counts of an earlier run must not add up into this one's)."""
+    directory = data_dir / "metrics"
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    # Only processes started after this (spawned: a fresh interpreter) read it at import.
+    os.environ[MULTIPROC_ENV] = str(directory)
+    return directory
+
+
+def process_ended(pid: int) -> None:
+    """Drop the live-only gauges of an API process that ended (its counters stay counted)."""
+    if os.environ.get(MULTIPROC_ENV):
+        mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def exposition() -> bytes:
+    """The /metrics text: this process's, or every API process's in multiprocess mode."""
+    if not os.environ.get(MULTIPROC_ENV):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    # The audit head is read from the store at scrape time: the same from any process.
+    registry.register(AUDIT)
+    return generate_latest(registry)

@@ -22,6 +22,8 @@ from types import FrameType
 
 import uvicorn
 
+from broker.api.metrics import process_ended
+
 log = logging.getLogger(__name__)
 
 #: How often the supervisor looks at its processes, in seconds.
@@ -124,6 +126,8 @@ class ApiProcesses:
                 process.pid,
                 process.exitcode,
             )
+            if process.pid is not None:
+                process_ended(process.pid)
             self._processes[index] = self._start_one()
 
     def _stop_all(self) -> None:
@@ -135,3 +139,5 @@ class ApiProcesses:
             if process.is_alive():
                 process.kill()
                 process.join()
+            if process.pid is not None:
+                process_ended(process.pid)

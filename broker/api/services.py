@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from broker.audit.monitor import ChainMonitor
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.verifier import TokenVerifier
+    from broker.bus.probe import BusProbe
     from broker.ingest.gateway import IngestGateway
     from broker.ingest.heartbeat import Heartbeat
     from broker.registry.catalogue import SchemaRegistry
@@ -71,6 +72,7 @@ class Services:
     partner_buckets: TokenBuckets
     schema_check_buckets: TokenBuckets
     readiness: Readiness
+    bus_probe: BusProbe
 
 
 class TsunaguAPI(FastAPI):

@@ -54,9 +54,12 @@ CONSUMER_LAG = Gauge(
     "tsunagu_consumer_lag",
     "Records of the partition the consumer group has not committed: end minus committed offset",
     ["group", "topic", "partition"],
+    # Every member reads the whole group's lag: across processes, the latest reading holds.
+    multiprocess_mode="mostrecent",
 )
-#: Seconds between two readings of the group's lag.
-LAG_INTERVAL_S = 1.0
+#: Seconds between two readings of the group's lag (TSUNAGU_BUS_PROBE_INTERVAL_S): each
+#: is two admin requests per topic on Kafka.
+LAG_INTERVAL_S = 30.0
 #: How long a stopping worker waits for its lag reporter (within one read of the bus).
 LAG_JOIN_TIMEOUT_S = 10.0
 
@@ -98,6 +101,7 @@ class IngestWorker:
         authenticate: SourceAuthenticator | None = None,
         audit: AuditLog | None = None,
         heartbeat: Heartbeat | None = None,
+        lag_interval_s: float = LAG_INTERVAL_S,
     ) -> None:
         self.bus = bus
         #: Where the worker shows it is turning, for readiness in every process.
@@ -117,7 +121,7 @@ class IngestWorker:
         self.topics = [topic_prefix + t for t in (DOMAINS.topics() if topics is None else topics)]
         self.batch_size = batch_size
         self.linger_s = linger_s
-        self.lag_interval_s = LAG_INTERVAL_S
+        self.lag_interval_s = lag_interval_s
         #: Records that failed alone with an error nothing foresaw, by origin: the next
         #: ``process`` of them dead-letters them as ``internal_error`` instead.
         self._condemned: dict[str, Rejection] = {}

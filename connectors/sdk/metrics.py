@@ -7,7 +7,11 @@ from prometheus_client import Counter, Gauge
 __all__ = ["FAILED", "INVALID", "OUTBOX_DEPTH", "RETRIES", "SENT"]
 
 OUTBOX_DEPTH = Gauge(
-    "tsunagu_connector_outbox_depth", "Events waiting in the outbox", ["connector"]
+    "tsunagu_connector_outbox_depth",
+    "Events waiting in the outbox",
+    ["connector"],
+    # One process owns an outbox (its lock): across processes, its latest reading holds.
+    multiprocess_mode="mostrecent",
 )
 SENT = Counter(
     "tsunagu_connector_sent_total",

@@ -75,7 +75,12 @@ def worker_metrics(started: Started) -> Iterator[str]:
     """`tsunagu worker` on the platform's store and bus; the URL of its /metrics."""
     port = free_port()
     data_dir = started.platform.data_dir
-    env = {"TSUNAGU_DATA_DIR": str(data_dir), "TSUNAGU_METRICS_PORT": str(port)}
+    # The lag is read every second here (30 s by default: an admin request to Kafka each).
+    env = {
+        "TSUNAGU_DATA_DIR": str(data_dir),
+        "TSUNAGU_METRICS_PORT": str(port),
+        "TSUNAGU_BUS_PROBE_INTERVAL_S": "1",
+    }
     process = _spawn(["worker"], env, data_dir / "worker.log")
     try:
         yield f"http://127.0.0.1:{port}/metrics"
