@@ -25,7 +25,7 @@ from consent.errors import (
     NotPropertyOwnerError,
     PurposeNotApprovedError,
 )
-from consent.ids import SUBJECT_ID, new_consent_id
+from consent.ids import SUBJECT_ID, CategoryCode, new_consent_id
 from consent.keys import Jwks, KeyRing
 from consent.model import (
     Consent,
@@ -122,10 +122,12 @@ class ConsentService(PartnerRegistry):
                 raise PurposeNotApprovedError(
                     f"partner {partner_id} is not approved for purpose {purpose}"
                 )
-            if kind is SubjectKind.OWNER and not self._owns_a_listing(conn, subject_id):
+            # _check_terms let only personal categories through: what is left is the owners'.
+            refused = sorted(set(categories) - self._grantable(conn, subject_id))
+            if refused:
                 raise NotPropertyOwnerError(
                     f"{subject_id} owns no listing: only an owner can consent to"
-                    f" {', '.join(sorted(self.catalogue.owner_categories()))}"
+                    f" {', '.join(refused)}; leave {'it' if len(refused) == 1 else 'them'} out"
                 )
             current = self._current_of_chain(conn, subject_id, partner_id, purpose)
             live = current is not None and current.effective_status(now) in (
@@ -153,6 +155,11 @@ class ConsentService(PartnerRegistry):
             change = self._write(conn, consent, current, partner)
         self._after_commit(change)
         return consent
+
+    def grantable_categories(self, subject_id: str) -> frozenset[CategoryCode]:
+        """The categories ``subject_id`` may consent to (the rule ``grant`` applies)."""
+        with self.engine.connect() as conn:
+            return self._grantable(conn, subject_id)
 
     def pause(self, subject_id: str, consent_id: str) -> Consent:
         """Pause an active consent (a new consent, status paused, supersedes it)."""
@@ -345,6 +352,14 @@ class ConsentService(PartnerRegistry):
             )
         ).first()
         return None if row is None else Consent(**row._mapping)
+
+    def _grantable(self, conn: Connection, subject_id: str) -> frozenset[CategoryCode]:
+        """Who may consent to what: every personal category, but the owner categories
+        (``property.details``) only someone who owns a listing (dual-residence law, 2024)."""
+        personal = frozenset(c.code for c in self.catalogue.categories.values() if c.personal)
+        if self._owns_a_listing(conn, subject_id):
+            return personal
+        return personal - self.catalogue.owner_categories()
 
     @staticmethod
     def _owns_a_listing(conn: Connection, subject_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
@@ -44,6 +45,8 @@ STATISTICS_PROBLEMS: dict[type[StatisticsRuleError], tuple[int, str]] = {
     PeriodError: (422, "invalid-period"),
     MonthNotClosedError: (422, "month-not-published"),
 }
+#: The problem type of a statistics rule's refusal not listed above.
+STATISTICS_REFUSED = (422, "statistics-refused")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -80,6 +83,7 @@ TITLES = {
     "audit-unavailable": "The audit log cannot be written",
     "invalid-envelope": "Not a CloudEvents envelope",
     "invalid-time-zone": "Unknown time zone",
+    "too-many-buckets": "Too many bars for the period",
     "server-error": "Internal server error",
 }
 
@@ -96,6 +100,29 @@ KIND_OF_STATUS = {
     429: "rate-limited",
     503: "audit-unavailable",
 }
+
+
+def consent_kind(code: str) -> str:
+    """The problem kind of a consent error's ``code`` (``not_property_owner`` →
+    ``not-property-owner``)."""
+    return code.replace("_", "-")
+
+
+def _consent_errors() -> Iterator[type[ConsentError]]:
+    """ConsentError and every subclass of it loaded (the app loads them all)."""
+    pending: list[type[ConsentError]] = [ConsentError]
+    while pending:
+        cls = pending.pop()
+        yield cls
+        pending.extend(cls.__subclasses__())
+
+
+def problem_kinds() -> frozenset[str]:
+    """Every kind of problem the API can answer: the titled ones, those known by their status,
+    the statistics rules' and every consent error's. The pages translate each of them."""
+    statistics = {kind for _, kind in STATISTICS_PROBLEMS.values()} | {STATISTICS_REFUSED[1]}
+    consent = {consent_kind(cls.code) for cls in _consent_errors()}
+    return frozenset(TITLES) | frozenset(KIND_OF_STATUS.values()) | statistics | consent
 
 
 def title_of(kind: str) -> str:
@@ -290,12 +317,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(ConsentError)
     async def _consent(request: Request, exc: ConsentError) -> JSONResponse:
         return problem_response(
-            request, CONSENT_STATUS.get(exc.code, 422), str(exc), exc.code.replace("_", "-")
+            request, CONSENT_STATUS.get(exc.code, 422), str(exc), consent_kind(exc.code)
         )
 
     @app.exception_handler(StatisticsRuleError)
     async def _statistics(request: Request, exc: StatisticsRuleError) -> JSONResponse:
-        status, kind = STATISTICS_PROBLEMS.get(type(exc), (422, "statistics-refused"))
+        status, kind = STATISTICS_PROBLEMS.get(type(exc), STATISTICS_REFUSED)
         return problem_response(request, status, str(exc), kind)
 
     @app.exception_handler(InvalidSchemaError)

@@ -112,3 +112,24 @@ def test_nothing_can_override_the_rule() -> None:
     for function in (property_details_allowed, DecisionPoint.decide):
         parameters = set(inspect.signature(function).parameters)
         assert not parameters & {"role", "roles", "scope", "scopes", "admin", "override", "token"}
+
+
+def test_only_an_owner_is_offered_the_owner_details_and_a_non_owner_is_refused_them(
+    service: ConsentService,
+) -> None:
+    # What the resident's page offers is what grant() allows: one rule, both answers.
+    assert PROPERTY_DETAILS in service.grantable_categories(OWNER)
+    assert PROPERTY_DETAILS not in service.grantable_categories(BOB)
+    assert INQUIRIES in service.grantable_categories(BOB)
+    # Public categories need no consent: offered to nobody.
+    assert PROPERTY_LISTING not in service.grantable_categories(OWNER)
+    with pytest.raises(NotPropertyOwnerError, match=r"property\.details; leave it out"):
+        service.grant(
+            BOB, HOUSING, DUAL_RESIDENCE, [INQUIRIES, PROPERTY_DETAILS], expires_at=now() + days(9)
+        )
+    for subject in (OWNER, BOB):
+        offered = service.grantable_categories(subject)
+        granted = service.grant(
+            subject, HOUSING, DUAL_RESIDENCE, sorted(offered), expires_at=now() + days(9)
+        )
+        assert set(granted.categories) == offered

@@ -147,7 +147,7 @@ def test_erasure_asks_first_and_shows_the_record_to_keep(
     assert _consents(platform, resident) == []
 
 
-def test_an_api_refusal_is_shown_with_the_problems_title_and_detail(
+def test_an_api_refusal_is_shown_in_the_pages_language_with_the_apis_words_at_hand(
     platform: RunningPlatform, page: Page
 ) -> None:
     # An auditor's token on the resident's page: every /v1/me call is a 403 problem.
@@ -155,18 +155,25 @@ def test_an_api_refusal_is_shown_with_the_problems_title_and_detail(
     alert = page.locator("#alerts .alert")
     expect(alert).to_have_count(1)
     expect(alert).to_have_attribute("data-status", "403")
-    expect(alert.locator(".alert-title")).to_have_text("The token's role may not do this")
-    expect(alert.locator(".alert-detail")).to_have_text(
+    expect(alert).to_have_attribute("data-kind", "forbidden-role")
+    expect(alert.locator(".alert-title")).to_have_text("このトークンの役割ではこの操作はできません")
+    expect(alert.locator(".alert-detail")).to_contain_text("住民のページなら住民")
+    # The API's own (English) words stay at hand, folded until asked for.
+    words = alert.locator(".alert-api-detail")
+    expect(words).to_be_hidden()
+    alert.locator(".alert-api summary").click()
+    expect(words).to_have_text(
         "this operation is for the resident role; the token's role is auditor"
     )
+    expect(words).to_have_attribute("lang", "en")
     expect(page.locator("#app")).to_be_visible()
 
-    # A token that is not one: 401, the detail shown, and the sign-in form back.
+    # A token that is not one: 401, said in Japanese, and the sign-in form back.
     open_page(page, platform, "/resident", "not-a-jwt")
     alert = page.locator("#alerts .alert").first
     expect(alert).to_have_attribute("data-status", "401")
-    expect(alert.locator(".alert-title")).to_have_text("Bearer token missing or not valid")
-    expect(alert.locator(".alert-detail")).not_to_be_empty()
+    expect(alert.locator(".alert-title")).to_have_text("トークンがないか、有効ではありません")
+    expect(alert.locator(".alert-detail")).to_contain_text("有効なトークンを貼り付けて")
     expect(page.locator("#sign-in")).to_be_visible()
     expect(page.locator("#status")).to_have_text("もう一度サインインしてください。")
 

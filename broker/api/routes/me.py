@@ -92,6 +92,13 @@ def my_history(me: AsResident, service: ConsentDep) -> list[ConsentOut]:
     return [ConsentOut.of(c, now) for c in service.history(me.subject)]
 
 
+@router.get("/consents/categories")
+def my_grantable_categories(me: AsResident, service: ConsentDep) -> list[str]:
+    """The data categories I may consent to: the owner details only if I own a vacant house
+    (the same rule that refuses a grant of them)."""
+    return sorted(service.grantable_categories(me.subject))
+
+
 @router.post(
     "/consents",
     status_code=201,

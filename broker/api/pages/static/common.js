@@ -164,14 +164,41 @@
     alerts().replaceChildren();
   }
 
-  /** Show an error to the user: a problem's title and detail, or why the call failed. */
-  function showError(error) {
+  // Every problem the API answers has a typed kind, `urn:tsunagu:problem:<kind>`; the
+  // catalogue words each kind in both languages (a test holds it to the API's kinds).
+  const PROBLEM_URN = "urn:tsunagu:problem:";
+
+  /** The catalogue's title and detail for the problem's kind, or null for a kind it lacks. */
+  function problemText(problem) {
+    const type = problem && typeof problem.type === "string" ? problem.type : "";
+    if (!type.startsWith(PROBLEM_URN)) return null;
+    const kind = type.slice(PROBLEM_URN.length);
+    const title = messages[lang]["problem." + kind + ".title"];
+    const detail = messages[lang]["problem." + kind + ".detail"];
+    return title === undefined || detail === undefined ? null : { kind, title, detail };
+  }
+
+  // The error each alert shows, so that a change of language can word it again.
+  const alertErrors = new WeakMap();
+
+  /** An alert for ``error``: a problem's title and detail, or why the call failed. */
+  function alertNode(error) {
     let title;
     let detail = "";
+    let apiWords = "";
+    let kind = "";
     if (error instanceof ApiError) {
-      title = error.problem && error.problem.title ? error.problem.title : t("error.http", error);
-      if (error.problem && error.problem.detail) detail = error.problem.detail;
-      else if (error.problem && error.problem.title) detail = t("error.status", error);
+      const own = problemText(error.problem);
+      if (own) {
+        // In the reader's language; the API's own (English) detail stays at hand, folded.
+        ({ kind, title, detail } = own);
+        apiWords = error.problem.detail || "";
+      } else {
+        // A kind the catalogue does not know: the API's own title and detail.
+        title = error.problem && error.problem.title ? error.problem.title : t("error.http", error);
+        if (error.problem && error.problem.detail) detail = error.problem.detail;
+        else if (error.problem && error.problem.title) detail = t("error.status", error);
+      }
     } else if (error instanceof UserError) {
       title = error.message;
     } else {
@@ -180,12 +207,20 @@
     }
     const item = el(
       "div",
-      { class: "alert", dataset: { status: error && error.status ? error.status : "" } },
+      { class: "alert", dataset: { status: error && error.status ? error.status : "", kind } },
       el(
         "div",
         { class: "alert-body" },
         el("strong", { class: "alert-title" }, title),
         detail ? el("p", { class: "alert-detail" }, detail) : null,
+        apiWords
+          ? el(
+              "details",
+              { class: "alert-api" },
+              el("summary", {}, t("error.api_words")),
+              el("p", { class: "alert-api-detail", lang: "en" }, apiWords),
+            )
+          : null,
       ),
       el("button", {
         type: "button",
@@ -195,11 +230,25 @@
         onclick: () => item.remove(),
       }),
     );
+    alertErrors.set(item, error);
+    return item;
+  }
+
+  /** Show an error to the user (see ``alertNode``). */
+  function showError(error) {
     // The newest error first; older ones stay until dismissed or the next user action.
-    alerts().prepend(item);
+    alerts().prepend(alertNode(error));
     while (alerts().children.length > 4) alerts().lastElementChild.remove();
     if (error instanceof ApiError && error.status === 401) {
       signOut(true);
+    }
+  }
+
+  /** Word the alerts on screen again, in the language now chosen. */
+  function rewordAlerts() {
+    for (const item of [...alerts().children]) {
+      const error = alertErrors.get(item);
+      if (error !== undefined) item.replaceWith(alertNode(error));
     }
   }
 
@@ -375,6 +424,7 @@
       if (onSignedIn) onSignedIn();
     });
     onLangChange(showSignedIn);
+    onLangChange(rewordAlerts);
   }
 
   function onLangChange(listener) {

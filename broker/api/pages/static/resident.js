@@ -28,6 +28,7 @@
     history: null,
     reads: null,
     readsCursor: null, // the tracker's next page (older reads), null after the oldest
+    grantable: null, // the categories the API says I may consent to (null until known)
     erasure: null,
   };
 
@@ -82,8 +83,10 @@
       api("/v1/me/consents"),
       api("/v1/me/consents/history"),
       fetchReads(null),
+      api("/v1/me/consents/categories"),
     ]);
-    const [consents, history, reads] = results;
+    const [consents, history, reads, grantable] = results;
+    if (grantable.status === "fulfilled") state.grantable = new Set(grantable.value);
     state.consents = consents.status === "fulfilled" ? consents.value : state.consents;
     state.history = history.status === "fulfilled" ? history.value : state.history;
     if (reads.status === "fulfilled") {
@@ -231,14 +234,30 @@
     );
     partnerSelect.value = state.partners.has(chosenPartner) ? chosenPartner : "";
     renderPurposes();
+    renderGrantCategories();
 
+    const expires = document.getElementById("grant-expires");
+    const tomorrow = new Date(Date.now() + 86400000).toISOString().slice(0, 10);
+    expires.min = tomorrow;
+    if (!expires.value) {
+      expires.value = new Date(Date.now() + 365 * 86400000).toISOString().slice(0, 10);
+    }
+  }
+
+  // Only what the consent rules would grant this resident is offered (the API says which:
+  // the owner details only to a vacant house's owner), never a choice bound to be refused.
+  function renderGrantCategories() {
     const box = document.getElementById("grant-categories");
+    if (state.grantable === null) {
+      box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
+      return;
+    }
     const checked = new Set(
       [...box.querySelectorAll("input:checked")].map((input) => input.value),
     );
-    const personal = [...state.categories.values()].filter((c) => c.personal);
+    const offered = [...state.categories.values()].filter((c) => state.grantable.has(c.code));
     box.replaceChildren(
-      ...personal.map((c) => {
+      ...offered.map((c) => {
         const id = "cat-" + c.code.replace(/[^a-z0-9]/gi, "-");
         return el(
           "div",
@@ -259,13 +278,6 @@
         );
       }),
     );
-
-    const expires = document.getElementById("grant-expires");
-    const tomorrow = new Date(Date.now() + 86400000).toISOString().slice(0, 10);
-    expires.min = tomorrow;
-    if (!expires.value) {
-      expires.value = new Date(Date.now() + 365 * 86400000).toISOString().slice(0, 10);
-    }
   }
 
   function lang() {
@@ -522,6 +534,7 @@
   // ----- page --------------------------------------------------------------------------
 
   function render() {
+    renderGrantCategories();
     renderConsents();
     renderTracker();
     renderHistory();
