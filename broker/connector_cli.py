@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
@@ -117,6 +118,7 @@ def _publish(
     except OutboxInUseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_OUTBOX_IN_USE) from None
+    started = time.time()
     with connector:
         report = PublishReport()
         for file, items in inputs:  # each refused row named by its file and line
@@ -136,6 +138,9 @@ def _publish(
             f"refused by the platform {drained.failed}, retries {drained.retries}; "
             f"still in the outbox {connector.depth()}"
         )
+        for failed in connector.outbox.failed():
+            if failed.failed_at >= started:  # refused in this run: name the row
+                typer.echo(f"  {failed.origin or failed.event_id}: {failed.reason}")
     if not report.ok:
         raise typer.Exit(EXIT_ROWS_REFUSED)
 

@@ -158,7 +158,7 @@ class Connector:
             return f"data must be an object, not {type(draft.data).__name__}"
         return ""
 
-    def _entry(self, draft: EventDraft) -> OutboxEntry:
+    def _entry(self, draft: EventDraft, file: str = "") -> OutboxEntry:
         event = self.build(draft)
         value = event.to_json()
         if len(value) > self.max_event_bytes:
@@ -168,8 +168,9 @@ class Connector:
                     f"event is {len(value)} bytes, over the limit of {self.max_event_bytes}",
                 )
             )
+        origin = RowError(draft.line, "", file).place() if draft.line else file
         return OutboxEntry(
-            event.id, self.topic_prefix + event.domain, event.subject.encode(), value
+            event.id, self.topic_prefix + event.domain, event.subject.encode(), value, origin
         )
 
     def publish(self, draft: EventDraft) -> str:
@@ -196,7 +197,7 @@ class Connector:
                 self._invalid.inc()
                 continue
             try:
-                chunk.append(self._entry(item))
+                chunk.append(self._entry(item, file))
             except InvalidEventError as exc:
                 report.errors.append(exc.at(number, file))
                 self._invalid.inc()

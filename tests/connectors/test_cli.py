@@ -297,8 +297,14 @@ def test_connector_run_over_http_ingest(tmp_path: Path) -> None:
         assert refused.returncode == 4, refused.stdout + refused.stderr
         assert "refused this connector's token" in refused.stderr
         assert "stay in the outbox" in refused.stderr
-        # A token of another source: the platform rejects each event as source_not_allowed.
-        assert "source_not_allowed" in wrong_source.stdout + wrong_source.stderr
+        # A token of another source: the platform rejects each event as source_not_allowed,
+        # and the run names each refused row by its file and line.
+        export = SAMPLES / "currency" / "transactions.csv"
+        refused_rows = [
+            x.strip().split(": ", 1) for x in wrong_source.stdout.splitlines() if x.startswith("  ")
+        ]
+        assert {where for where, _ in refused_rows} == {f"{export} line {n}" for n in range(2, 8)}
+        assert all(why.startswith("source_not_allowed") for _, why in refused_rows)
         assert result.returncode == 0, result.stdout + result.stderr
         engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
         deadline = time.monotonic() + 15
