@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from connectors.sdk import (
     HttpSink,
     LocalSchemas,
     OutboxInUseError,
+    PublishReport,
     RemoteSchemas,
     Schemas,
     Sink,
@@ -75,9 +77,13 @@ EXIT_BAD_INPUT = 2
 EXIT_OUTBOX_IN_USE = 5
 
 
+#: The inputs of one run: each file given, with what its reader makes of it.
+Inputs = list[tuple[Path, Iterable[EventDraft | RowError]]]
+
+
 def _publish(
     name: str,
-    items: Iterable[EventDraft | RowError],
+    inputs: Inputs,
     http: str | None,
     token: str | None,
     outbox: Path | None,
@@ -112,8 +118,11 @@ def _publish(
     except OutboxInUseError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_OUTBOX_IN_USE) from None
+    started = time.time()
     with connector:
-        report = connector.publish_all(items)
+        report = PublishReport()
+        for file, items in inputs:  # each refused row named by its file and line
+            report.add(connector.publish_all(items, file=str(file)))
         typer.echo(report.summary())
         drained = connector.drain(give_up_on_credentials=True)
         if drained.refused_credentials:
@@ -129,6 +138,9 @@ def _publish(
             f"refused by the platform {drained.failed}, retries {drained.retries}; "
             f"still in the outbox {connector.depth()}"
         )
+        for failed in connector.outbox.failed():
+            if failed.failed_at >= started:  # refused in this run: name the row
+                typer.echo(f"  {failed.origin or failed.event_id}: {failed.reason}")
     if not report.ok:
         raise typer.Exit(EXIT_ROWS_REFUSED)
 
@@ -185,11 +197,6 @@ def _embedded_token(service: Service) -> str | None:
     )
 
 
-def _chain(*sources: Iterable[EventDraft | RowError]) -> Iterator[EventDraft | RowError]:
-    for source in sources:
-        yield from source
-
-
 @run_app.command("transport")
 def run_transport(
     stops: Annotated[
@@ -220,14 +227,16 @@ def run_transport(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_INPUT) from None
     typer.echo(table.summary())
-    parts: list[Iterable[EventDraft | RowError]] = []
+    inputs: Inputs = []
     if requests:
-        parts.append(transport.read_ride_requests_csv(requests, table, encoding=encoding))
+        inputs.append(
+            (requests, transport.read_ride_requests_csv(requests, table, encoding=encoding))
+        )
     if trips:
-        parts.append(transport.read_trips_csv(trips, table, encoding=encoding))
+        inputs.append((trips, transport.read_trips_csv(trips, table, encoding=encoding)))
     if positions:
-        parts.append(transport.read_vehicle_positions(positions))
-    _publish("transport", _chain(*parts), http, token, outbox, metrics_port, key)
+        inputs.append((positions, transport.read_vehicle_positions(positions)))
+    _publish("transport", inputs, http, token, outbox, metrics_port, key)
 
 
 @run_app.command("health")
@@ -252,12 +261,16 @@ def run_health(
     from connectors import health
 
     programme = health.load_programme(rules) if rules else health.load_programme()
-    parts: list[Iterable[EventDraft | RowError]] = []
+    inputs: Inputs = []
     if activities:
-        parts.append(health.read_activities_csv(activities, programme, encoding=encoding))
+        inputs.append(
+            (activities, health.read_activities_csv(activities, programme, encoding=encoding))
+        )
     if redemptions:
-        parts.append(health.read_redemptions_csv(redemptions, programme, encoding=encoding))
-    _publish("health", _chain(*parts), http, token, outbox, metrics_port, key)
+        inputs.append(
+            (redemptions, health.read_redemptions_csv(redemptions, programme, encoding=encoding))
+        )
+    _publish("health", inputs, http, token, outbox, metrics_port, key)
 
 
 @run_app.command("currency")
@@ -278,7 +291,7 @@ def run_currency(
 
     _publish(
         "currency",
-        currency.read_transactions_csv(transactions, encoding=encoding),
+        [(transactions, currency.read_transactions_csv(transactions, encoding=encoding))],
         http,
         token,
         outbox,
@@ -306,9 +319,9 @@ def run_vacant_house(
     """Listings of the vacant-house bank (空き家バンク), with owner details, and inquiries."""
     from connectors import vacant_house
 
-    parts: list[Iterable[EventDraft | RowError]] = []
+    inputs: Inputs = []
     if listings:
-        parts.append(vacant_house.read_listings_csv(listings, encoding=encoding))
+        inputs.append((listings, vacant_house.read_listings_csv(listings, encoding=encoding)))
     if inquiries:
-        parts.append(vacant_house.read_inquiries_csv(inquiries, encoding=encoding))
-    _publish("vacant_house", _chain(*parts), http, token, outbox, metrics_port, key)
+        inputs.append((inquiries, vacant_house.read_inquiries_csv(inquiries, encoding=encoding)))
+    _publish("vacant_house", inputs, http, token, outbox, metrics_port, key)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Literal
@@ -40,6 +40,10 @@ class InvalidEventError(ValueError):
         super().__init__(f"line {error.line}: {error.reason}" if error.line else error.reason)
         self.error = error
 
+    def at(self, item: int, file: str) -> RowError:
+        """The error placed: in ``file`` (when named), and as ``item`` when it has no line."""
+        return replace(self.error, file=file, item=0 if self.error.line else item)
+
 
 @dataclass(slots=True)
 class PublishReport:
@@ -54,15 +58,21 @@ class PublishReport:
         """Whether every row became an event."""
         return not self.errors
 
+    def add(self, other: PublishReport) -> None:
+        """Count ``other`` (another file of the same run) in this report."""
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.errors.extend(other.errors)
+
     def summary(self) -> str:
-        """A human summary naming each refused row: ``line 7: data/fare_jpy: ...``."""
+        """A human summary naming where each refused row is: ``trips.csv line 7: ...``."""
         head = (
             f"{self.accepted} events queued, {self.duplicates} already queued or sent, "
             f"{len(self.errors)} rows refused"
         )
         if not self.errors:
             return head
-        lines = [f"  line {e.line}: {e.reason}" for e in self.errors]
+        lines = [f"  {e.place()}: {e.reason}" for e in self.errors]
         return head + ":\n" + "\n".join(lines)
 
 
@@ -148,7 +158,7 @@ class Connector:
             return f"data must be an object, not {type(draft.data).__name__}"
         return ""
 
-    def _entry(self, draft: EventDraft) -> OutboxEntry:
+    def _entry(self, draft: EventDraft, file: str = "") -> OutboxEntry:
         event = self.build(draft)
         value = event.to_json()
         if len(value) > self.max_event_bytes:
@@ -158,8 +168,9 @@ class Connector:
                     f"event is {len(value)} bytes, over the limit of {self.max_event_bytes}",
                 )
             )
+        origin = RowError(draft.line, "", file).place() if draft.line else file
         return OutboxEntry(
-            event.id, self.topic_prefix + event.domain, event.subject.encode(), value
+            event.id, self.topic_prefix + event.domain, event.subject.encode(), value, origin
         )
 
     def publish(self, draft: EventDraft) -> str:
@@ -173,19 +184,22 @@ class Connector:
             self.sender.wake()
         return entry.event_id
 
-    def publish_all(self, items: Iterable[EventDraft | RowError]) -> PublishReport:
-        """Queue every valid draft (``chunk_size`` per transaction); report each bad row."""
+    def publish_all(
+        self, items: Iterable[EventDraft | RowError], *, file: str = ""
+    ) -> PublishReport:
+        """Queue every valid draft (``chunk_size`` per transaction); report each bad row, in
+        ``file`` when named, by its line (or, for a draft without one, its place in ``items``)."""
         report = PublishReport()
         chunk: list[OutboxEntry] = []
-        for item in items:
+        for number, item in enumerate(items, start=1):
             if isinstance(item, RowError):
-                report.errors.append(item)
+                report.errors.append(replace(item, file=file) if file else item)
                 self._invalid.inc()
                 continue
             try:
-                chunk.append(self._entry(item))
+                chunk.append(self._entry(item, file))
             except InvalidEventError as exc:
-                report.errors.append(exc.error)
+                report.errors.append(exc.at(number, file))
                 self._invalid.inc()
                 continue
             if len(chunk) >= self.chunk_size:

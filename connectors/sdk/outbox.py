@@ -54,7 +54,8 @@ _SCHEMA = (
         value BLOB NOT NULL,
         created_at REAL NOT NULL,
         attempts INTEGER NOT NULL DEFAULT 0,
-        last_error TEXT
+        last_error TEXT,
+        origin TEXT
     )""",
     "CREATE TABLE IF NOT EXISTS cursor (name TEXT PRIMARY KEY, seq INTEGER NOT NULL)",
     "INSERT OR IGNORE INTO cursor (name, seq) VALUES ('delivered_through', 0)",
@@ -65,13 +66,19 @@ _SCHEMA = (
         value BLOB NOT NULL,
         created_at REAL NOT NULL,
         failed_at REAL NOT NULL,
-        reason TEXT NOT NULL
+        reason TEXT NOT NULL,
+        origin TEXT
     ) WITHOUT ROWID""",
 )
+#: Columns added since the first release, with the tables that lack them in older files.
+_ADDED_COLUMNS = (("events", "origin TEXT"), ("failed", "origin TEXT"))
 _ADD = (
-    "INSERT OR IGNORE INTO events (event_id, topic, key, value, created_at) VALUES (?, ?, ?, ?, ?)"
+    "INSERT OR IGNORE INTO events (event_id, topic, key, value, created_at, origin)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
 )
-_COLUMNS = "seq, event_id, topic, key, value, created_at, attempts, last_error"
+_COLUMNS = (
+    "seq, event_id, topic, key, value, created_at, attempts, last_error, coalesce(origin, '')"
+)
 _PRUNE_EVERY_S = 600.0
 
 
@@ -114,12 +121,14 @@ def _own(path: Path) -> int:
 
 @dataclass(frozen=True, slots=True)
 class OutboxEntry:
-    """An event to queue: its id, where it goes, and its encoded CloudEvent."""
+    """An event to queue: its id, where it goes, its encoded CloudEvent, and where it came
+    from (``trips.csv line 7``), so that a refusal by the platform can name the row."""
 
     event_id: str
     topic: str
     key: bytes | None
     value: bytes
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,17 +143,19 @@ class OutboxRow:
     created_at: float
     attempts: int = 0
     last_error: str | None = None
+    origin: str = ""  # the row it came from, e.g. "trips.csv line 7" ("" when not named)
 
 
 @dataclass(frozen=True, slots=True)
 class FailedRow:
-    """An event the platform refused for good, with its reason."""
+    """An event the platform refused for good, with its reason and the row it came from."""
 
     event_id: str
     topic: str
     value: bytes
     reason: str
     failed_at: float
+    origin: str = ""
 
 
 class Outbox:
@@ -192,6 +203,10 @@ class Outbox:
         with self._write() as conn:
             for statement in _SCHEMA:
                 conn.execute(statement)
+            for table, column in _ADDED_COLUMNS:  # an outbox file of an older SDK
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                if column.split()[0] not in present:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
             self._cursor = int(
                 conn.execute("SELECT seq FROM cursor WHERE name = 'delivered_through'").fetchone()[
                     0
@@ -226,7 +241,7 @@ class Outbox:
     def add_many(self, entries: Iterable[OutboxEntry]) -> int:
         """Queue ``entries`` in one transaction; returns how many were new (not duplicates)."""
         now = time.time()
-        params = [(e.event_id, e.topic, e.key, e.value, now) for e in entries]
+        params = [(e.event_id, e.topic, e.key, e.value, now, e.origin or None) for e in entries]
         if not params:
             return 0
         with self._write() as conn:
@@ -276,8 +291,8 @@ class Outbox:
         with self._write() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO failed"
-                " (event_id, topic, key, value, created_at, failed_at, reason)"
-                " SELECT event_id, topic, key, value, created_at, ?, ? FROM events"
+                " (event_id, topic, key, value, created_at, failed_at, reason, origin)"
+                " SELECT event_id, topic, key, value, created_at, ?, ?, origin FROM events"
                 " WHERE seq = ? AND seq > ?",
                 [(now, reason, seq, self._cursor) for seq, reason in reasons.items()],
             )
@@ -344,7 +359,8 @@ class Outbox:
         """Events the platform refused for good, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT event_id, topic, value, reason, failed_at FROM failed ORDER BY failed_at"
+                "SELECT event_id, topic, value, reason, failed_at, coalesce(origin, '')"
+                " FROM failed ORDER BY failed_at"
             ).fetchall()
         return [FailedRow(*row) for row in rows]
 

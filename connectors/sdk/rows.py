@@ -26,12 +26,27 @@ class EventDraft:
     data: dict[str, Any]
     natural_key: str  # the row's own id (trip id, award id, ...): makes the event id stable
     time: datetime
-    line: int = 0  # where it came from, for reports
+    line: int = 0  # the file line it came from, for reports (0: not given)
 
 
 @dataclass(frozen=True, slots=True)
 class RowError:
-    """A row a reader could not turn into an event, with where and why."""
+    """A row a reader could not turn into an event, with where and why.
+
+    ``line`` 0 is the input as a whole (a file that is not CSV, an unknown encoding) or, for a
+    draft given without its line, ``item`` says which of the items given it was.
+    """
 
     line: int
     reason: str
+    file: str = ""  # the input it came from, when the publisher names it
+    item: int = 0  # its place (1-based) among the items published, when it has no line
+
+    def place(self) -> str:
+        """Where the row is, for people: ``trips.csv line 7``, ``trips.csv``, ``item 3``."""
+        if self.line:
+            return f"{self.file} line {self.line}" if self.file else f"line {self.line}"
+        if self.item:
+            where = f"{self.file} item {self.item}" if self.file else f"item {self.item}"
+            return where + " (give EventDraft its line= to name the line)"
+        return self.file or "the input as a whole"

@@ -149,9 +149,10 @@ class Sender:
                 for row in rows:
                     if row.seq in rejected:
                         log.error(
-                            "%s: event %s was refused for good: %s",
+                            "%s: event %s%s was refused for good: %s",
                             self.connector,
                             row.event_id,
+                            f" ({row.origin})" if row.origin else "",
                             rejected[row.seq],
                         )
             self.outbox.ack(rows[-1].seq)

@@ -77,9 +77,7 @@ class BusSink:
         # and the MAC proves these bytes are the sender's (a token copied off the topic is
         # useless without the key).
         if token is not None and key is None:
-            raise ValueError(
-                "a connector token on the bus needs its MAC key (tsunagu connector key)"
-            )
+            raise ValueError("a connector token on the bus needs its MAC key (tsunagu token key)")
         self._signer = OriginSigner(token, key) if token is not None and key is not None else None
 
     def send(self, records: Sequence[OutboxRow]) -> SendResult | None:

@@ -122,6 +122,44 @@ def test_connector_run_names_bad_rows_and_sends_the_good(tmp_path: Path) -> None
     assert sum(counts.values()) > 0
 
 
+def _payment(n: int, *, amount: str = "1280", category: str = "restaurant") -> str:
+    """One payment row of a currency export, its merchant name quoted over two lines on row 5."""
+    merchant = '"仁尾うどん\n本舗"' if n == 5 else "仁尾うどん本舗"
+    return (
+        f"pay-20250612-55319{n},payment,2025-06-12T12:3{n}:56+09:00,w-00012873,res-a1b2c3d4,"
+        f"{amount},,,,mer-nio0031,{merchant},{category},nio,,,,,"
+    )
+
+
+def test_connector_run_names_the_file_line_of_each_refused_row(tmp_path: Path) -> None:
+    header = (SAMPLES / "currency" / "transactions.csv").read_text().splitlines()[0]
+    rows = [_payment(n) for n in range(1, 8)]
+    rows[2] = _payment(3, amount="abc")  # the 3rd row: file line 4
+    rows[6] = _payment(7, category="bookstore")  # the 7th row: file line 9, as row 5 spans two
+    export = tmp_path / "transactions.csv"
+    export.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    result = _run(tmp_path / "data", "currency", "--transactions", str(export))
+    assert result.returncode == 3, result.stdout + result.stderr
+    refused = [x.strip() for x in result.stdout.splitlines() if x.startswith("  ")]
+    assert refused == [
+        f"{export} line 4: column amount_jpy: 'abc' is not an integer",
+        f"{export} line 9: column merchant_category: 'bookstore' is not one of grocery, "
+        "restaurant, retail, pharmacy, fuel, transport, lodging, medical, services, "
+        "farm_direct, other",
+    ]
+    assert "5 events queued" in result.stdout
+    assert _project(tmp_path / "data") == {"currency.payment.settled": 5}
+
+
+def test_connector_run_names_a_file_it_cannot_read_as_a_whole_not_line_0(tmp_path: Path) -> None:
+    feed = tmp_path / "positions.pb"
+    feed.write_bytes(b"x")  # not a GTFS-Realtime FeedMessage
+    result = _run(tmp_path / "data", "transport", *RUNS["transport"][:2], "--positions", str(feed))
+    assert result.returncode == 3, result.stdout + result.stderr
+    assert f"  {feed}: not a GTFS-Realtime FeedMessage: " in result.stdout
+    assert "line 0" not in result.stdout
+
+
 def test_connector_run_refuses_an_outbox_another_process_owns(tmp_path: Path) -> None:
     outbox = tmp_path / "outbox" / "currency.db"  # the default, which the demo also uses
     with held_by_another_process(outbox) as holder:
@@ -259,8 +297,14 @@ def test_connector_run_over_http_ingest(tmp_path: Path) -> None:
         assert refused.returncode == 4, refused.stdout + refused.stderr
         assert "refused this connector's token" in refused.stderr
         assert "stay in the outbox" in refused.stderr
-        # A token of another source: the platform rejects each event as source_not_allowed.
-        assert "source_not_allowed" in wrong_source.stdout + wrong_source.stderr
+        # A token of another source: the platform rejects each event as source_not_allowed,
+        # and the run names each refused row by its file and line.
+        export = SAMPLES / "currency" / "transactions.csv"
+        refused_rows = [
+            x.strip().split(": ", 1) for x in wrong_source.stdout.splitlines() if x.startswith("  ")
+        ]
+        assert {where for where, _ in refused_rows} == {f"{export} line {n}" for n in range(2, 8)}
+        assert all(why.startswith("source_not_allowed") for _, why in refused_rows)
         assert result.returncode == 0, result.stdout + result.stderr
         engine = create_engine(f"sqlite:///{platform.data_dir / 'store.db'}")
         deadline = time.monotonic() + 15

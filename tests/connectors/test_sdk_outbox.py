@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -139,6 +141,49 @@ def test_failed_attempts_are_recorded_and_refused_events_kept_aside(tmp_path: Pa
     assert failed.value == b'{"n": 1}'
     # A refused event is not remembered as sent: publishing it again (fixed) queues it again.
     assert outbox.add(_entries(1, start=1)[0]) is True
+    outbox.close()
+
+
+def test_a_refused_event_keeps_the_row_it_came_from(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.add_many(
+        [replace(e, origin=f"trips.csv line {i + 2}") for i, e in enumerate(_entries(3))]
+    )
+    assert [r.origin for r in outbox.peek(3)] == [
+        "trips.csv line 2",
+        "trips.csv line 3",
+        "trips.csv line 4",
+    ]
+    outbox.fail({outbox.peek(3)[1].seq: "source_not_allowed"})
+    assert [(f.origin, f.reason) for f in outbox.failed()] == [
+        ("trips.csv line 3", "source_not_allowed")
+    ]
+    outbox.close()
+
+
+def test_an_outbox_file_of_an_older_sdk_opens_and_keeps_its_queue(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    with sqlite3.connect(path) as old:  # the tables as the first release made them
+        old.execute(
+            "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL"
+            " UNIQUE, topic TEXT NOT NULL, key BLOB, value BLOB NOT NULL, created_at REAL NOT"
+            " NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT)"
+        )
+        old.execute(
+            "CREATE TABLE failed (event_id TEXT PRIMARY KEY, topic TEXT NOT NULL, key BLOB,"
+            " value BLOB NOT NULL, created_at REAL NOT NULL, failed_at REAL NOT NULL,"
+            " reason TEXT NOT NULL) WITHOUT ROWID"
+        )
+        old.execute(
+            "INSERT INTO events (event_id, topic, key, value, created_at) VALUES"
+            " ('old-1', 'transport', NULL, x'7b7d', 0)"
+        )
+    old.close()
+    outbox = Outbox(path)
+    (queued,) = outbox.peek(10)
+    assert (queued.event_id, queued.origin) == ("old-1", "")
+    outbox.fail({queued.seq: "schema_violation"})
+    assert [(f.event_id, f.origin) for f in outbox.failed()] == [("old-1", "")]
     outbox.close()
 
 

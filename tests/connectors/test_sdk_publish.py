@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -236,6 +237,28 @@ def test_a_bad_row_is_reported_with_its_line_and_reason_and_good_rows_still_go(
     assert connector.drain().sent == 2
     assert sum(sqlite_bus.end_offsets("transport").values()) == 2
     assert metric("tsunagu_connector_invalid_total", connector.source) == 4
+
+
+def test_a_draft_given_without_its_line_is_named_by_its_place_never_line_0(
+    connector: Connector,
+) -> None:
+    good = trip_drafts(3, first_line=2)
+    bad_data = example_data(TRIP)
+    bad_data["fare_jpy"] = -10
+    lineless = EventDraft(TRIP, "res-a1b2c3d4", bad_data, "trip-bad", good[0].time)
+
+    report = connector.publish_all([good[0], good[1], lineless, good[2]], file="trips.csv")
+
+    assert report.accepted == 3
+    assert report.summary().splitlines()[1:] == [
+        "  trips.csv item 3 (give EventDraft its line= to name the line): "
+        "data/fare_jpy: -10 is less than the minimum of 0"
+    ]
+    # Given its line, the same row is named by it, in the file named.
+    again = connector.publish_all([replace(lineless, line=4)], file="trips.csv")
+    assert again.summary().splitlines()[1:] == [
+        "  trips.csv line 4: data/fare_jpy: -10 is less than the minimum of 0"
+    ]
 
 
 def test_publish_raises_for_an_invalid_draft_and_queues_nothing(connector: Connector) -> None:
