@@ -26,7 +26,6 @@ from google.transit import gtfs_realtime_pb2
 
 from connectors.readers import (
     JST,
-    RECORD_ID,
     REGION_RADIUS_KM,
     CsvSource,
     FieldError,
@@ -126,6 +125,9 @@ REQUEST_COLUMNS = (
 )
 #: Columns ``stops.txt`` must have (GTFS requires more; these are the ones we read).
 STOP_COLUMNS = ("stop_id", "stop_name", "stop_lat", "stop_lon")
+#: The longest GTFS id (stop_id, route_id) a reader takes: GTFS allows any text, and events
+#: carry ``carried_id`` of it, so only a sanity bound remains.
+GTFS_ID_MAX_LENGTH = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +232,7 @@ def _stops(rows: Iterable[tuple[int, Row] | RowError], name: str) -> Stops:
             continue
         try:
             # GTFS ids are any text; events carry ``carried_id`` of it (the same when safe).
-            stop_id = f.text("stop_id", max_length=1000)
+            stop_id = f.text("stop_id", max_length=GTFS_ID_MAX_LENGTH)
             if stop_id in stops or stop_id in outside:
                 raise f.fail("stop_id", f"{stop_id!r} appears twice")
             safe = carried_id(stop_id)
@@ -371,7 +373,8 @@ def _trips(
             "vehicle_id": f.vehicle_id("vehicle_id"),
         }
         if f.has("route_id"):
-            data["route_id"] = f.record_id("route_id")
+            # A GTFS route_id, any text: carried as a safe id, like the stops'.
+            data["route_id"] = carried_id(f.text("route_id", max_length=GTFS_ID_MAX_LENGTH))
         data["origin"] = _place(f, "origin", stops)
         data["destination"] = _place(f, "destination", stops)
         pickup, dropoff = f.timestamp("pickup_at"), f.timestamp("dropoff_at")
@@ -517,10 +520,11 @@ def _position(
         data["bearing"] = _float32(pos.bearing) % 360.0
     if pos.HasField("speed"):
         data["speed_kmh"] = min(round(max(pos.speed, 0.0) * 3.6, 1), 200.0)  # m/s on the wire
-    if vp.trip.route_id and _ok_id(vp.trip.route_id):
-        data["route_id"] = vp.trip.route_id
-    if vp.trip.trip_id and _ok_id(vp.trip.trip_id):
-        data["service_trip_id"] = vp.trip.trip_id
+    # GTFS ids are any text: carried as safe ids, the same as the static feed's.
+    if vp.trip.route_id:
+        data["route_id"] = carried_id(vp.trip.route_id)
+    if vp.trip.trip_id:
+        data["service_trip_id"] = carried_id(vp.trip.trip_id)
     if vp.HasField("occupancy_status") and vp.occupancy_status in _OCCUPANCY:
         data["occupancy"] = _OCCUPANCY[vp.occupancy_status]
     data["recorded_at"] = iso(recorded)
@@ -538,11 +542,6 @@ def _float32(value: float) -> float:
         if struct.pack("<f", candidate) == packed:
             return candidate
     return value
-
-
-def _ok_id(value: str) -> bool:
-    # A route or trip id we cannot carry is left out: the position is still worth publishing.
-    return RECORD_ID.fullmatch(value) is not None
 
 
 def read_vehicle_positions(

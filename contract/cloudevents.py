@@ -1,14 +1,16 @@
-"""CloudEvents 1.0 in JSON format: the envelope every event travels in, and its Kafka binding."""
+"""CloudEvents 1.0 in JSON format: the envelope every event travels in, and its Kafka and HTTP
+bindings (structured and binary content mode)."""
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import jsonschema_rs
 import orjson
@@ -34,6 +36,12 @@ STRUCTURED_HEADERS: tuple[tuple[str, bytes], ...] = (
     (H_CONTENT_TYPE, STRUCTURED_CONTENT_TYPE.encode()),
 )
 _BINARY_PREFIX = "ce_"
+#: The HTTP protocol binding (CloudEvents 1.0.2, 3.1): binary mode carries each attribute in a
+#: ``ce-<name>`` header, percent-encoded (3.1.3.2), ``datacontenttype`` in Content-Type and
+#: the data as the body.
+HTTP_BINARY_PREFIX = "ce-"
+#: What binary mode's data is when Content-Type leaves it unsaid (our data is always JSON).
+DEFAULT_DATA_CONTENT_TYPE = "application/json"
 
 
 class EnvelopeError(ValueError):
@@ -239,9 +247,50 @@ def from_kafka(headers: Headers, value: bytes) -> CloudEvent:
         data = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         raise NotJsonError(f"the binary-mode data is not JSON: {exc}") from None
-    attributes["datacontenttype"] = media_type or "application/json"
-    attributes["data"] = data
-    return from_dict(attributes)
+    return from_dict(binary_document(attributes, content_type, data))
+
+
+def http_binary_attributes(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    """The attributes an HTTP request's ``ce-*`` headers carry, percent-decoded (empty: the
+    request is not in binary mode); EnvelopeError naming a header that cannot be read."""
+    attributes: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = raw_name.decode("latin-1").lower()
+        if not name.startswith(HTTP_BINARY_PREFIX):
+            continue
+        attribute = name.removeprefix(HTTP_BINARY_PREFIX)
+        if attribute in attributes:
+            raise EnvelopeError(f"header `{name}` is sent twice; send it once", attribute)
+        try:
+            attributes[attribute] = unquote(raw_value.decode("utf-8"), errors="strict")
+        except UnicodeDecodeError:
+            raise EnvelopeError(
+                f"header `{name}` is not UTF-8 once percent-decoded; percent-encode the "
+                "UTF-8 bytes of its value (CloudEvents HTTP binding, 3.1.3.2)",
+                attribute,
+            ) from None
+    return attributes
+
+
+def http_header_of(attribute: str) -> str:
+    """Where binary mode on HTTP carries ``attribute``: its header, or the body for data."""
+    if attribute == "datacontenttype":
+        return "Content-Type"
+    if attribute == "data" or attribute.startswith("data/"):
+        return "the body"
+    return HTTP_BINARY_PREFIX + attribute
+
+
+def binary_document(
+    attributes: Mapping[str, Any], content_type: str | None, data: Any
+) -> dict[str, Any]:
+    """The structured-mode document a binary-mode event stands for: its attributes, its
+    content type as ``datacontenttype`` and its decoded ``data`` (checked by ``from_dict``)."""
+    return {
+        **attributes,
+        "datacontenttype": content_type or DEFAULT_DATA_CONTENT_TYPE,
+        "data": data,
+    }
 
 
 def from_dict(doc: dict[str, Any], raw: bytes | None = None) -> CloudEvent:

@@ -1,4 +1,5 @@
-"""HTTP ingest (`POST /v1/events`) against a running platform: structured, batch, bad, too big."""
+"""HTTP ingest (`POST /v1/events`) against a running platform: structured, batch and binary
+content mode, bad, too big."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -179,3 +181,100 @@ def test_other_content_types_are_a_415_problem(platform: RunningPlatform) -> Non
     r = _post(platform, make_event(), {"content-type": "text/csv"})
     assert r.status_code == 415
     assert "application/cloudevents+json" in r.json()["detail"]
+    assert "binary mode (ce-* headers" in r.json()["detail"]
+
+
+def test_plain_json_without_ce_headers_is_a_415_problem(platform: RunningPlatform) -> None:
+    r = _post(platform, make_event()["data"], {"content-type": "application/json"})
+    assert r.status_code == 415
+    assert r.json()["type"] == "urn:tsunagu:problem:unsupported-media-type"
+
+
+def _binary(doc: dict[str, Any]) -> tuple[dict[str, str], bytes]:
+    """The CloudEvents HTTP binding's binary mode, written by hand: the attributes as ``ce-*``
+    headers (percent-encoded), datacontenttype as Content-Type, the data as the body."""
+    headers = {
+        f"ce-{name}": quote(str(value), safe="")
+        for name, value in doc.items()
+        if name not in ("data", "datacontenttype")
+    }
+    headers["content-type"] = doc.get("datacontenttype", "application/json")
+    return headers, orjson.dumps(doc["data"])
+
+
+def _post_binary(platform: RunningPlatform, doc: dict[str, Any], **extra: str) -> httpx.Response:
+    headers, body = _binary(doc)
+    headers.update(extra)
+    return _post(platform, body, {k: v for k, v in headers.items() if v})
+
+
+def test_binary_mode_event_is_accepted_projected_and_then_a_duplicate(
+    platform: RunningPlatform,
+) -> None:
+    doc = make_event()
+    r = _post_binary(platform, doc)
+    assert r.status_code == 202, r.text
+    assert r.json()["results"] == [
+        {"index": 0, "id": doc["id"], "status": "accepted", "reason": None, "detail": None}
+        | {"path": None}
+    ]
+    assert _projected(platform, {doc["id"]}) == {doc["id"]}
+    again = _post_binary(platform, doc).json()
+    assert (again["accepted"], again["duplicates"]) == (0, 1)
+    # The same event in structured mode is the same event: a duplicate too.
+    assert _post(platform, doc, STRUCTURED).json()["duplicates"] == 1
+
+
+def test_binary_mode_headers_are_percent_decoded(platform: RunningPlatform) -> None:
+    doc = make_event(note='三豊 "100%"')
+    headers, body = _binary(doc)
+    # Every ':' of the source percent-encoded: only decoded does it name the registered source.
+    assert headers["ce-source"] == "urn%3Atsunagu%3Aconnector%3Atest"
+    r = _post(platform, body, headers)
+    assert r.json()["accepted"] == 1, r.text
+
+
+def test_binary_mode_is_authorised_like_structured(platform: RunningPlatform) -> None:
+    doc = make_event(source="urn:tsunagu:connector:someone-else")
+    r = _post_binary(platform, doc)
+    assert r.status_code == 202
+    assert r.json()["results"][0]["reason"] == "source_not_allowed"
+    headers, body = _binary(make_event())
+    with platform.client() as http:
+        assert http.post("/v1/events", content=body, headers=headers).status_code == 401
+
+
+def test_binary_mode_without_ce_specversion_is_a_400_problem_naming_it(
+    platform: RunningPlatform,
+) -> None:
+    doc = make_event()
+    r = _post_binary(platform, doc, **{"ce-specversion": ""})
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/problem+json"
+    problem = r.json()
+    assert problem["type"] == "urn:tsunagu:problem:invalid-envelope"
+    assert "ce-specversion" in problem["detail"]
+    # Refused like any bad event: dead-lettered with its reason.
+    dead = [d for d in _dead_letters(platform, "transport.dlq") if d.value[:1] == b"{"]
+    kept = [d for d in dead if orjson.loads(d.value).get("id") == doc["id"]]
+    assert [dict(d.headers)[H_REASON] for d in kept] == [b"invalid_envelope"]
+
+
+def test_binary_mode_with_an_invalid_header_is_a_400_problem_naming_it(
+    platform: RunningPlatform,
+) -> None:
+    r = _post_binary(platform, make_event(), **{"ce-time": "yesterday"})
+    assert r.status_code == 400
+    assert "ce-time" in r.json()["detail"]
+    r = _post_binary(platform, make_event(), **{"ce-Trace_Parent": "00"})
+    assert r.status_code == 400
+    assert "ce-trace_parent" in r.json()["detail"]
+
+
+def test_binary_mode_data_other_than_json_is_a_415_problem(platform: RunningPlatform) -> None:
+    r = _post_binary(platform, make_event(), **{"content-type": "text/plain"})
+    assert r.status_code == 415
+    assert "Content-Type: application/json" in r.json()["detail"]
+    r = _post(platform, b"{not json", _binary(make_event())[0])
+    assert r.status_code == 400
+    assert r.json()["type"] == "urn:tsunagu:problem:malformed-json"

@@ -403,6 +403,32 @@ class TestTrips:
         assert "requested_at" not in draft.data
         assert schema_problems([draft]) == []
 
+    def test_any_text_is_a_route_id_and_the_event_carries_a_safe_one(
+        self, stops: dict[str, Stop]
+    ) -> None:
+        row = {
+            "trip_id": "bus-2",
+            "resident_id": "res-k9x2m4p7",
+            "mode": "fixed_route_bus",
+            "route_id": "仁尾線/1系統",
+            "vehicle_id": "veh-bus03",
+            "origin_stop_id": "nio-hachimangu",
+            "destination_stop_id": "jr-takuma-eki",
+            "pickup_at": "2025-06-12T08:18:00+09:00",
+            "dropoff_at": "2025-06-12T08:36:00+09:00",
+            "fare_jpy": "200",
+            "passengers": "1",
+        }
+        [draft] = list(transport.trip_drafts([row], stops))
+        assert not isinstance(draft, RowError), draft
+        assert draft.data["route_id"] == carried_id("仁尾線/1系統")
+        assert RECORD_ID.fullmatch(draft.data["route_id"])
+        assert schema_problems([draft]) == []
+        too_long = row | {"route_id": "x" * (transport.GTFS_ID_MAX_LENGTH + 1)}
+        [error] = list(transport.trip_drafts([too_long], stops))
+        assert isinstance(error, RowError)
+        assert error.reason.startswith("column route_id: 1001 characters")
+
     def test_a_trip_id_repeated_in_one_export_is_reported_not_published_twice(
         self, stops: dict[str, Stop]
     ) -> None:
@@ -502,6 +528,22 @@ class TestVehiclePositions:
         assert "bearing" not in parked.data
         assert "occupancy" not in parked.data
         assert schema_problems(drafts) == []
+
+    def test_realtime_route_and_trip_ids_of_any_text_are_carried_as_safe_ids(self) -> None:
+        feed = _feed()
+        trip = feed.entity[0].vehicle.trip
+        trip.route_id, trip.trip_id = "仁尾線/1系統", "平日 08:15 便"
+        [moving, _], errors = split(transport.read_vehicle_positions(feed.SerializeToString()))
+        assert errors == []
+        assert moving.data["route_id"] == carried_id("仁尾線/1系統")
+        assert moving.data["service_trip_id"] == carried_id("平日 08:15 便")
+        assert schema_problems([moving]) == []
+        # A vehicle without a trip descriptor carries neither id.
+        del feed.entity[1:]
+        feed.entity[0].vehicle.ClearField("trip")
+        [alone], _ = split(transport.read_vehicle_positions(feed.SerializeToString()))
+        assert "route_id" not in alone.data
+        assert "service_trip_id" not in alone.data
 
     @pytest.mark.parametrize(
         ("lat", "lon"),

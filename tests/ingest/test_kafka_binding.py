@@ -1,21 +1,26 @@
 """Records as Kafka users expect them: the CloudEvents Kafka protocol binding, checked with the
-CloudEvents SDK against Apache Kafka, in structured mode (ours) and binary mode (accepted)."""
+official CloudEvents SDK against Apache Kafka: ours are structured mode with their content-type
+(from a connector's outbox and from HTTP ingest alike), and the ingest takes the SDK's records
+in both modes, published with kafka-python alone."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from cloudevents.core.base import BaseCloudEvent
 from cloudevents.core.bindings import kafka as ce_kafka
-from cloudevents.core.v1.event import CloudEvent as SdkEvent
-from kafka import KafkaConsumer
+from cloudevents.core.formats.json import JSONFormat
+from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import Engine, select
 
+from broker.auth.principals import Principal, Role
 from broker.bus.kafka import KafkaBus
+from broker.ingest.gateway import IngestGateway, Outcome
 from broker.ingest.pipeline import IngestWorker
 from broker.store.projections.transport import Trip
 from connectors.sdk import BusSink
@@ -24,6 +29,7 @@ from consent.vault import SubjectVault
 from contract import cloudevents
 from contract.bus import Bus, OutRecord, TopicSpec
 from contract.deadletter import H_REASON
+from tests.cloudevents_sdk import sdk_event
 from tests.events import encode, make_event, registry
 from tests.fixtures.kafka import KafkaBroker, unique_topic
 
@@ -54,6 +60,27 @@ def _raw_records(broker: KafkaBroker, topic: str, n: int) -> list[Any]:
         return out
     finally:
         consumer.close()
+
+
+def _by_subject(event: BaseCloudEvent) -> bytes:
+    """Our key for a record: the event's subject (the SDK's default key is ``partitionkey``)."""
+    return str(event.get_subject()).encode()
+
+
+def _produce(broker: KafkaBroker, topic: str, message: ce_kafka.KafkaMessage) -> None:
+    """Publish the SDK's Kafka message with kafka-python alone, as any producer would."""
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    try:
+        key = message.key.encode() if isinstance(message.key, str) else message.key
+        producer.send(topic, value=message.value, key=key, headers=list(message.headers.items()))
+        producer.flush(30)
+    finally:
+        producer.close()
+
+
+def _projected_trip_ids(engine: Engine) -> list[str]:
+    with engine.connect() as conn:
+        return [t.event_id for t in conn.execute(select(Trip.__table__))]  # type: ignore[attr-defined]
 
 
 def _ingest(bus: Bus, engine: Engine, vault: SubjectVault, prefix: str, offsets: int) -> None:
@@ -95,33 +122,71 @@ def test_our_records_are_structured_cloudevents_any_sdk_reads(
     assert record.key == doc["subject"].encode()  # keyed by subject, as the binding suggests
 
 
-def test_a_binary_mode_event_from_the_sdk_is_ingested(
-    kafka_bus: KafkaBus, engine: Engine, vault: SubjectVault, prefix: str
+def test_records_from_http_ingest_are_structured_cloudevents_any_sdk_reads(
+    kafka_broker: KafkaBroker, kafka_bus: KafkaBus, engine: Engine, prefix: str
 ) -> None:
     doc = make_event("transport.trip.completed")
-    event = SdkEvent(
-        attributes={
-            "id": doc["id"],
-            "source": doc["source"],
-            "type": doc["type"],
-            "subject": doc["subject"],
-            "time": datetime.fromisoformat(doc["time"]),
-            "datacontenttype": "application/json",
-            "specversion": "1.0",
-        },
-        data=doc["data"],
+    gateway = IngestGateway(
+        kafka_bus, engine, registry(), domains=["transport"], topic_prefix=prefix
     )
-    message = ce_kafka.to_binary_event(event)
-    assert any(k.startswith("ce_") for k in message.headers)
-    kafka_bus.publish(
+    caller = Principal(
+        "test-connector",
+        Role.CONNECTOR,
+        "urn:tsunagu:issuer:embedded",
+        datetime.now(UTC),
+        sources=frozenset({doc["source"]}),
+        event_types=frozenset({"transport.*"}),
+    )
+    [result] = gateway.submit([doc], "t", caller)
+    assert result.status is Outcome.ACCEPTED
+
+    (record,) = _raw_records(kafka_broker, prefix + "transport", 1)
+    headers = {k: v for k, v in record.headers}
+    assert headers["content-type"] == b"application/cloudevents+json; charset=UTF-8"
+    event = ce_kafka.from_kafka_event(
+        ce_kafka.KafkaMessage(headers=headers, key=record.key, value=record.value)
+    )
+    assert (event.get_id(), event.get_data()) == (doc["id"], doc["data"])
+
+
+def test_a_binary_mode_event_from_the_sdk_is_ingested(
+    kafka_broker: KafkaBroker, kafka_bus: KafkaBus, engine: Engine, vault: SubjectVault, prefix: str
+) -> None:
+    doc = make_event("transport.trip.completed")
+    message = ce_kafka.to_binary(sdk_event(doc), JSONFormat(), _by_subject)
+    assert message.headers["ce_specversion"] == b"1.0"
+    _produce(kafka_broker, prefix + "transport", message)
+    _ingest(kafka_bus, engine, vault, prefix, 1)
+    assert _projected_trip_ids(engine) == [doc["id"]]
+
+
+def test_a_structured_mode_event_from_the_sdk_is_ingested(
+    kafka_broker: KafkaBroker, kafka_bus: KafkaBus, engine: Engine, vault: SubjectVault, prefix: str
+) -> None:
+    doc = make_event("transport.trip.completed")
+    message = ce_kafka.to_structured(sdk_event(doc), JSONFormat(), _by_subject)
+    assert message.headers["content-type"] == b"application/cloudevents+json"
+    assert not any(k.startswith("ce_") for k in message.headers)
+    _produce(kafka_broker, prefix + "transport", message)
+    _ingest(kafka_bus, engine, vault, prefix, 1)
+    assert _projected_trip_ids(engine) == [doc["id"]]
+
+
+def test_an_sdk_binary_mode_event_without_ce_specversion_is_dead_lettered(
+    kafka_broker: KafkaBroker, kafka_bus: KafkaBus, engine: Engine, vault: SubjectVault, prefix: str
+) -> None:
+    doc = make_event("transport.trip.completed")
+    message = ce_kafka.to_binary(sdk_event(doc), JSONFormat(), _by_subject)
+    headers = {k: v for k, v in message.headers.items() if k != "ce_specversion"}
+    _produce(
+        kafka_broker,
         prefix + "transport",
-        [OutRecord(doc["subject"].encode(), bytes(message.value), list(message.headers.items()))],
+        ce_kafka.KafkaMessage(headers, message.key, message.value),
     )
     _ingest(kafka_bus, engine, vault, prefix, 1)
-    with engine.connect() as conn:
-        (trip,) = conn.execute(select(Trip.__table__)).all()  # type: ignore[attr-defined]
-    assert trip.event_id == doc["id"]
-    assert trip.fare_jpy == doc["data"]["fare_jpy"]
+    (dead,) = _raw_records(kafka_broker, prefix + "transport.dlq", 1)
+    assert dict(dead.headers)[H_REASON] == b"invalid_envelope"
+    assert _projected_trip_ids(engine) == []
 
 
 def test_a_binary_mode_event_with_bad_data_is_dead_lettered_with_its_reason(

@@ -1,4 +1,4 @@
-"""HTTP ingest: the CloudEvents HTTP binding, structured and batch mode."""
+"""HTTP ingest: the CloudEvents HTTP binding, in structured, batch and binary content mode."""
 
 from __future__ import annotations
 
@@ -14,12 +14,15 @@ from broker.api.deps import GatewayDep
 from broker.api.identity import AsConnector
 from broker.api.problems import Problem, ProblemError, malformed_json
 from broker.ingest.gateway import EventResult, Outcome
+from contract import cloudevents
 from contract.deadletter import DeadLetterReason
 
 router = APIRouter(prefix="/v1/events", tags=["ingest"])
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
+#: Binary mode's data, which Content-Type names (``datacontenttype``): ours is always JSON.
+BINARY_DATA = cloudevents.DEFAULT_DATA_CONTENT_TYPE
 
 
 class IngestReceipt(BaseModel):
@@ -57,11 +60,18 @@ _EXAMPLE = {
         }
     },
     responses={
-        400: {"model": Problem, "description": "The body is not JSON, or a batch is not an array"},
+        400: {
+            "model": Problem,
+            "description": "The body is not JSON, a batch is not an array, or a binary-mode "
+            "header is missing or not valid (the problem names it)",
+        },
         401: {"model": Problem, "description": "No bearer token, or not a valid one"},
         403: {"model": Problem, "description": "The token's role is not connector"},
         413: {"model": Problem, "description": "The body is over the configured limit"},
-        415: {"model": Problem, "description": "Not a CloudEvents JSON media type"},
+        415: {
+            "model": Problem,
+            "description": "Neither a CloudEvents JSON media type nor binary mode with JSON data",
+        },
     },
 )
 async def ingest(
@@ -75,12 +85,34 @@ async def ingest(
     event types it publishes (`event_types`: exact, or `<domain>.*`): an event from any other
     source is rejected (`source_not_allowed`), one of any other type (`not_authorized`), and
     dead-lettered and audited.
+
+    Three content modes of the CloudEvents HTTP binding: structured (one event as
+    `application/cloudevents+json`), batch (a JSON array of them as
+    `application/cloudevents-batch+json`) and binary (the attributes in `ce-*` headers, e.g.
+    `ce-specversion: 1.0`, `ce-id`, `ce-source`, `ce-type`, `ce-subject`, `ce-time`,
+    `ce-dataschema`; the data as an `application/json` body). A binary request whose headers
+    do not make a valid envelope is a 400 problem naming the header.
     """
-    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    content_type = request.headers.get("content-type", "")
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    binary: dict[str, str] = {}
     if media_type not in (STRUCTURED, BATCH):
-        raise HTTPException(
-            415, f"content type must be {STRUCTURED} or {BATCH}, not {media_type or 'missing'!r}"
-        )
+        try:
+            binary = cloudevents.http_binary_attributes(request.headers.raw)
+        except cloudevents.EnvelopeError as exc:
+            raise ProblemError(400, "invalid-envelope", str(exc)) from None
+        if not binary:
+            raise HTTPException(
+                415,
+                f"content type must be {STRUCTURED} or {BATCH}, or binary mode (ce-* headers "
+                f"with a {BINARY_DATA} body), not {media_type or 'missing'!r}",
+            )
+        if media_type not in (BINARY_DATA, ""):
+            raise HTTPException(
+                415,
+                f"binary mode carries the event's data as {BINARY_DATA}: send the data as "
+                f"JSON with Content-Type: {BINARY_DATA}, not {media_type!r}",
+            )
     body = await request.body()  # its size is capped as it streams in (broker.api.limits)
     origin = uuid.uuid4().hex[:12]
     try:
@@ -106,11 +138,27 @@ async def ingest(
             connector.subject,
         )
         raise ProblemError(400, "invalid-envelope", detail)
-    docs = parsed if media_type == BATCH else [parsed]
+    if binary:
+        docs = [cloudevents.binary_document(binary, content_type or None, parsed)]
+    else:
+        docs = parsed if media_type == BATCH else [parsed]
     # The verified token goes on with the events: the worker checks what it ingests.
     token = request.headers.get("authorization", "").partition(" ")[2].strip()
     results = await run_in_threadpool(gateway.submit, docs, origin, connector, token)
+    if binary:
+        _refuse_bad_headers(results[0])
     return _receipt(results)
+
+
+def _refuse_bad_headers(result: EventResult) -> None:
+    """A binary-mode event whose headers make no valid envelope is a problem naming the
+    header (it is dead-lettered and audited all the same, like any refused event)."""
+    if result.status is not Outcome.REJECTED or result.reason is not (
+        DeadLetterReason.INVALID_ENVELOPE
+    ):
+        return
+    header = cloudevents.http_header_of((result.path or "/").removeprefix("/"))
+    raise ProblemError(400, "invalid-envelope", f"binary mode, {header}: {result.detail}")
 
 
 def _receipt(results: list[EventResult]) -> IngestReceipt:
