@@ -55,6 +55,7 @@ NOT_PERSONAL = {
     "DELETE /v1/partners/{partner_id}/purposes/{purpose}": "a withdrawal (audited)",
     "GET /v1/me/consents": "the resident's own consents, to the resident",
     "GET /v1/me/consents/history": "the resident's own consents, to the resident",
+    "GET /v1/me/consents/categories": "what the resident may consent to, to the resident",
     "POST /v1/me/consents": "the resident's own consent (audited as a consent change)",
     "POST /v1/me/consents/{consent_id}/pause": "the resident's own consent (audited)",
     "POST /v1/me/consents/{consent_id}/resume": "the resident's own consent (audited)",
