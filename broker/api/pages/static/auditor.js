@@ -40,6 +40,7 @@
   const state = {
     partners: new Map(),
     categories: new Map(),
+    purposes: new Map(),
     since: null,
     until: null,
     flows: null,
@@ -80,12 +81,14 @@
   // ----- loading -----------------------------------------------------------------------
 
   async function loadCatalogue() {
-    const [partners, categories] = await Promise.all([
+    const [partners, categories, purposes] = await Promise.all([
       api("/v1/catalogue/partners", { auth: false }),
       api("/v1/catalogue/categories", { auth: false }),
+      api("/v1/catalogue/purposes", { auth: false }),
     ]);
     state.partners = new Map(partners.map((p) => [p.id, p]));
     state.categories = new Map(categories.map((c) => [c.code, c]));
+    state.purposes = new Map(purposes.map((p) => [p.code, p]));
   }
 
   function windowChoice() {
@@ -811,31 +814,147 @@
       box.replaceChildren(el("p", { class: "empty" }, t("entries.empty")));
       return;
     }
-    const short = (value, n) =>
-      value ? el("code", { title: value }, value.length > n ? value.slice(0, n) + "…" : value) : "—";
     const headers = [
       "entries.seq",
       "entries.at",
       "entries.kind",
-      "entries.actor",
-      "entries.subject",
-      "entries.fields",
-      "entries.hash",
+      "entries.who",
+      "entries.whose",
+      "entries.purpose",
+      "entries.decision",
+      "entries.reason",
+      "entries.raw",
     ];
-    const rows = state.entries.map((entry) =>
-      el(
+    const rows = state.entries.map((entry) => {
+      const decision = entryDecision(entry);
+      return el(
         "tr",
         { dataset: { seq: entry.seq, kind: entry.kind } },
         el("td", { class: "num" }, String(entry.seq)),
         el("td", { class: "nowrap" }, fmtDate(entry.at)),
         el("td", {}, tOr("kind." + entry.kind, entry.kind)),
-        el("td", {}, entry.actor),
-        el("td", {}, short(entry.subject_ref, 10)),
-        el("td", { class: "fields" }, short(JSON.stringify(entry.fields), 160)),
-        el("td", {}, short(entry.hash, 12)),
-      ),
-    );
+        el("td", { dataset: { col: "who" } }, entryActor(entry)),
+        el("td", { dataset: { col: "whose" } }, entryWhose(entry)),
+        el("td", { dataset: { col: "purpose" } }, purposeName(entry.fields.purpose)),
+        el(
+          "td",
+          { dataset: { col: "decision", outcome: decision.outcome || "" } },
+          decision.outcome
+            ? el("span", { class: "outcome " + decision.outcome }, t("entries.outcome." + decision.outcome))
+            : null,
+          decision.text ? " " + decision.text : decision.outcome ? "" : "—",
+        ),
+        el("td", { dataset: { col: "reason" } }, entryReason(entry)),
+        // The entry exactly as stored and hashed, for whoever needs to check it.
+        el(
+          "td",
+          { class: "raw" },
+          el(
+            "details",
+            {},
+            el("summary", {}, t("entries.raw_show")),
+            el("pre", { class: "raw-entry" }, JSON.stringify(entry, null, 2)),
+          ),
+        ),
+      );
+    });
     box.replaceChildren(dataTable(headers, rows, "entries.empty"));
+  }
+
+  // What an entry says, in the words of a municipal auditor: who acted, whose data or which
+  // view, for what purpose, what was decided and why. Codes stay in the raw entry.
+
+  function partnerName(id) {
+    return nameOf(state.partners.get(id), id);
+  }
+
+  function categoryNames(codes) {
+    return (codes || []).map((code) => nameOf(state.categories.get(code), code)).join(", ");
+  }
+
+  function purposeName(code) {
+    return code ? nameOf(state.purposes.get(code), code) : "—";
+  }
+
+  function entryActor(entry) {
+    const actor = entry.actor;
+    if (state.partners.has(actor)) return partnerName(actor);
+    // A dead letter refused at the door names the connector that sent it (its token's subject).
+    const connector = entry.kind === "dead_letter" && actor !== "ingest";
+    if (connector || actor.startsWith("urn:tsunagu:connector:")) {
+      return t("entries.actor.connector", { name: actor.replace(/^urn:tsunagu:connector:/, "") });
+    }
+    return tOr("entries.actor." + actor, actor);
+  }
+
+  function entryWhose(entry) {
+    const f = entry.fields;
+    const parts = [];
+    if (entry.subject_ref) parts.push(t("entries.resident_ref", { ref: entry.subject_ref.slice(0, 8) }));
+    if (f.view) {
+      parts.push(
+        f.view.startsWith("statistics/")
+          ? t("entries.view_statistics", { name: f.view.slice("statistics/".length) })
+          : tOr("view." + f.view, f.view),
+      );
+    }
+    if (f.topic) parts.push(tOr("topic." + f.topic, f.topic));
+    if (entry.kind === "consent_change" && f.partner) parts.push(partnerName(f.partner));
+    return parts.length ? parts.join(" / ") : "—";
+  }
+
+  function entryDecision(entry) {
+    const f = entry.fields;
+    switch (entry.kind) {
+      case "decision": {
+        const outcome = f.allowed ? "allowed" : f.withheld ? "withheld" : "refused";
+        return { outcome, text: categoryNames([f.category]) };
+      }
+      case "partner_read":
+        return {
+          outcome: "read",
+          text: t("entries.read", {
+            categories: categoryNames(f.categories) || t("entries.no_categories"),
+            rows: fmtNumber(f.rows || 0),
+          }),
+        };
+      case "dead_letter":
+        return { outcome: "dead_letter", text: "" };
+      case "publish_batch":
+        return {
+          outcome: null,
+          text: t("entries.batch", { events: fmtNumber(f.events), dead: fmtNumber(f.dead_letters || 0) }),
+        };
+      case "consent_change": {
+        const change = tOr("change." + f.event, f.event);
+        const categories = categoryNames(f.categories);
+        return {
+          outcome: null,
+          text: categories ? t("entries.pair", { first: change, second: categories }) : change,
+        };
+      }
+      case "token_issued":
+        return { outcome: null, text: t("entries.token", { role: tOr("role." + f.role, f.role) }) };
+      case "admin_change":
+        // Operators' actions share their codes with the consent changes they cause.
+        return {
+          outcome: null,
+          text: t("entries.pair", { first: tOr("change." + f.action, f.action), second: f.target }),
+        };
+      case "erasure":
+        return { outcome: null, text: t("entries.erasure", { rows: fmtNumber(f.rows_deleted || 0) }) };
+      case "audit_export":
+        return { outcome: null, text: String(f.format).toUpperCase() };
+      default:
+        return { outcome: null, text: "" };
+    }
+  }
+
+  function entryReason(entry) {
+    const f = entry.fields;
+    if (!f.reason) return "—";
+    const reason = tOr("reason." + f.reason, f.reason);
+    return f.path ? t("entries.reason_at", { reason, path: f.path }) : reason;
   }
 
   // ----- export ------------------------------------------------------------------------
