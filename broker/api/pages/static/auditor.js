@@ -266,11 +266,23 @@
   function polyline(x1, y1, x2, y2) {
     const points = [];
     for (let i = 0; i <= 32; i++) points.push(pointOn(x1, y1, x2, y2, i / 32));
+    // The curve stays inside the box of its ends (its control points share their y).
+    points.box = {
+      x: Math.min(x1, x2),
+      y: Math.min(y1, y2),
+      w: Math.abs(x2 - x1),
+      h: Math.abs(y2 - y1),
+    };
     return points;
   }
 
-  function distanceTo(points, p) {
-    let best = Infinity;
+  /** The distance from ``p`` to the curve ``points``, or ``cap`` if it is at least that. */
+  function distanceTo(points, p, cap) {
+    const b = points.box;
+    if (p.x < b.x - cap || p.x > b.x + b.w + cap || p.y < b.y - cap || p.y > b.y + b.h + cap) {
+      return cap;
+    }
+    let best = cap;
     for (let i = 1; i < points.length; i++) {
       const a = points[i - 1];
       const b = points[i];
@@ -403,7 +415,7 @@
         let clear = MAP.enoughClearance;
         for (const line of lines) {
           if (line.edge === edge) continue;
-          for (const points of line.paths) clear = Math.min(clear, distanceTo(points, p));
+          for (const points of line.paths) clear = Math.min(clear, distanceTo(points, p, clear));
         }
         if (clear < MAP.clearance) continue;
         const score = clear - 20 * Math.abs(t - 0.5);
