@@ -253,3 +253,86 @@ def test_the_auditor_page_in_english(
     visible = page.locator("body").inner_text()
     assert JAPANESE.findall(visible.replace("日本語", "")) == [], visible
     screenshot(page, "auditor-page-en")
+
+
+def test_the_entries_table_speaks_an_auditors_words_and_keeps_the_raw_entry(
+    platform: RunningPlatform, world: dict[str, str], page: Page
+) -> None:
+    open_page(page, platform, "/auditor", _auditor(platform))
+    expect(page.locator("#entries thead th")).to_have_text(
+        [
+            "番号",
+            "日時",
+            "種類",
+            "誰が",
+            "誰のデータ・どのビュー",
+            "利用目的",
+            "判定・内容",
+            "理由",
+            "記録の原文",
+        ]
+    )
+    rows = page.locator("#entries tbody tr")
+    expect(rows.first).to_be_visible()
+    cells = page.locator("#entries tbody td").all_inner_texts()
+    assert cells and not [c for c in cells if "{" in c or "}" in c], cells
+
+    page.get_by_label("種類").select_option("decision")
+    expect(page.locator("#entries tbody tr:not([data-kind='decision'])")).to_have_count(0)
+    refused = rows.filter(has=page.locator("td[data-outcome='refused']"))
+    expect(refused).to_have_count(1)  # health points, asked for by name
+    expect(refused.locator("td[data-col='who']")).to_have_text("三豊交通")
+    expect(refused.locator("td[data-col='whose']")).to_contain_text("住民（参照 ")
+    expect(refused.locator("td[data-col='purpose']")).to_have_text("交通計画・路線最適化")
+    expect(refused.locator("td[data-col='decision']")).to_have_text("拒否 健康ポイント")
+    expect(refused.locator("td[data-col='reason']")).to_have_text("対象外の項目")
+    withheld = rows.filter(has=page.locator("td[data-outcome='withheld']"))
+    expect(withheld).to_have_count(2)  # outside the consent, of the view read as a whole
+    expect(withheld.locator("td[data-col='decision']")).to_contain_text(
+        ["提供せず（同意の範囲外） ", "提供せず（同意の範囲外） "]
+    )
+    allowed = rows.filter(has=page.locator("td[data-outcome='allowed']")).first
+    expect(allowed.locator("td[data-col='decision']")).to_have_text("許可 乗車・予約履歴")
+    expect(allowed.locator("td[data-col='reason']")).to_have_text("同意の範囲内")
+    for text in page.locator("#entries tbody td").all_inner_texts():
+        assert "{" not in text and "}" not in text, text
+
+    # The entry as stored stays one click away, whole.
+    raw = refused.locator("pre.raw-entry")
+    expect(raw).to_be_hidden()
+    refused.get_by_text("原文を表示").click()
+    expect(raw).to_be_visible()
+    stored = json.loads(raw.inner_text())
+    assert stored["seq"] == int(refused.get_attribute("data-seq") or 0)
+    assert stored["fields"]["reason"] == "category_not_covered"
+    assert stored["fields"]["category"] == POINTS and len(stored["hash"]) == 64
+
+    page.get_by_label("種類").select_option("partner_read")
+    # The view read as a whole: trips provided (the withheld categories are not in it).
+    read = rows.filter(has=page.locator("td[data-outcome='read']")).filter(
+        has_text="生活サービス利用状況"
+    )
+    trips = read.filter(has_text="乗車・予約履歴")
+    expect(trips).to_have_count(1)
+    expect(trips.locator("td[data-col='decision']")).to_have_text("提供 乗車・予約履歴（1 件）")
+    expect(trips.locator("td[data-col='who']")).to_have_text("三豊交通")
+    expect(trips.locator("td[data-col='whose']")).to_contain_text("住民（参照 ")
+
+    page.get_by_label("種類").select_option("dead_letter")
+    dead = rows.first
+    expect(dead.locator("td[data-col='decision']")).to_have_text("受け付けず（デッドレター）")
+    expect(dead.locator("td[data-col='reason']")).to_have_text("スキーマ違反（/data/fare_jpy）")
+    expect(dead.locator("td[data-col='whose']")).to_have_text("交通")
+    expect(dead.locator("td[data-col='who']")).to_have_text("接続サービス test-connector")
+    screenshot(page, "auditor-entries")
+
+    page.get_by_role("button", name="English").click()
+    expect(page.locator("#entries thead th").nth(6)).to_have_text("Decision / what happened")
+    expect(dead.locator("td[data-col='decision']")).to_have_text("Not accepted (dead letter)")
+    expect(dead.locator("td[data-col='reason']")).to_have_text(
+        "schema violation (at /data/fare_jpy)"
+    )
+    page.get_by_label("Kind").select_option("decision")
+    expect(refused.locator("td[data-col='decision']")).to_have_text("Refused Health points")
+    english = " ".join(page.locator("#entries tbody td").all_inner_texts())
+    assert "{" not in english and JAPANESE.findall(english) == [], english

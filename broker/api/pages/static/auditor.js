@@ -40,6 +40,7 @@
   const state = {
     partners: new Map(),
     categories: new Map(),
+    purposes: new Map(),
     since: null,
     until: null,
     flows: null,
@@ -77,26 +78,17 @@
       .join(", ");
   }
 
-  function fit(textNode, width) {
-    // Measured once drawn (the width depends on the fonts present); shortened to fit, with
-    // the whole name in the node's tooltip.
-    const full = textNode.textContent;
-    let n = full.length;
-    while (n > 1 && textNode.getComputedTextLength() > width) {
-      n -= 1;
-      textNode.textContent = full.slice(0, n) + "…";
-    }
-  }
-
   // ----- loading -----------------------------------------------------------------------
 
   async function loadCatalogue() {
-    const [partners, categories] = await Promise.all([
+    const [partners, categories, purposes] = await Promise.all([
       api("/v1/catalogue/partners", { auth: false }),
       api("/v1/catalogue/categories", { auth: false }),
+      api("/v1/catalogue/purposes", { auth: false }),
     ]);
     state.partners = new Map(partners.map((p) => [p.id, p]));
     state.categories = new Map(categories.map((c) => [c.code, c]));
+    state.purposes = new Map(purposes.map((p) => [p.code, p]));
   }
 
   function windowChoice() {
@@ -197,7 +189,33 @@
 
   // ----- the flow map ------------------------------------------------------------------
 
-  const MAP = { minWidth: 900, nodeW: 165, nodeH: 36, gap: 14, top: 44, bottom: 16 };
+  // Every size is measured from the text it holds (names are never cut), then the map grows
+  // until each refusal label fits on its own edge, clear of the other labels and edges.
+  const MAP = {
+    minWidth: 900,
+    nodeH: 36,
+    rowGap: 14,
+    padX: 10,
+    minNodeW: 90,
+    minGap: 80,
+    margin: 12,
+    top: 44,
+    bottom: 16,
+    lineH: 14,
+    // How far another edge must stay from a label's anchor point on its own edge.
+    clearance: 9,
+    // Farther than this from other edges is clear enough: nearer the middle is then better.
+    enoughClearance: 24,
+    // Places along an edge a label may sit (fractions of the curve), the middle first.
+    along: [
+      0.5, 0.46, 0.54, 0.42, 0.58, 0.38, 0.62, 0.34, 0.66, 0.3, 0.7, 0.26, 0.74, 0.22, 0.78, 0.18,
+      0.82, 0.14, 0.86,
+    ],
+    // Each failed attempt spreads the rows; every fourth one also widens the gaps.
+    attempts: 40,
+    growRow: 8,
+    growGap: 40,
+  };
 
   // Drawn at the size it is shown (1 unit = 1 CSS pixel), so labels stay readable; narrower
   // screens scroll the diagram sideways instead of shrinking it.
@@ -236,8 +254,186 @@
     return `M ${x1} ${y1} C ${x1 + dx} ${y1}, ${x2 - dx} ${y2}, ${x2} ${y2}`;
   }
 
+  /** The point at ``t`` (0..1) of the curve drawn by ``curve``. */
+  function pointOn(x1, y1, x2, y2, t) {
+    const u = 1 - t;
+    const dx = (x2 - x1) / 2;
+    const x = u * u * u * x1 + 3 * u * u * t * (x1 + dx) + 3 * u * t * t * (x2 - dx) + t * t * t * x2;
+    const y = (u * u * u + 3 * u * u * t) * y1 + (3 * u * t * t + t * t * t) * y2;
+    return { x, y };
+  }
+
+  function polyline(x1, y1, x2, y2) {
+    const points = [];
+    for (let i = 0; i <= 32; i++) points.push(pointOn(x1, y1, x2, y2, i / 32));
+    // The curve stays inside the box of its ends (its control points share their y).
+    points.box = {
+      x: Math.min(x1, x2),
+      y: Math.min(y1, y2),
+      w: Math.abs(x2 - x1),
+      h: Math.abs(y2 - y1),
+    };
+    return points;
+  }
+
+  /** The distance from ``p`` to the curve ``points``, or ``cap`` if it is at least that. */
+  function distanceTo(points, p, cap) {
+    const b = points.box;
+    if (p.x < b.x - cap || p.x > b.x + b.w + cap || p.y < b.y - cap || p.y > b.y + b.h + cap) {
+      return cap;
+    }
+    let best = cap;
+    for (let i = 1; i < points.length; i++) {
+      const a = points[i - 1];
+      const b = points[i];
+      const vx = b.x - a.x;
+      const vy = b.y - a.y;
+      const len = vx * vx + vy * vy;
+      const s = len ? Math.max(0, Math.min(1, ((p.x - a.x) * vx + (p.y - a.y) * vy) / len)) : 0;
+      best = Math.min(best, Math.hypot(a.x + s * vx - p.x, a.y + s * vy - p.y));
+    }
+    return best;
+  }
+
+  function overlaps(a, b, margin) {
+    return (
+      a.x < b.x + b.w + margin &&
+      b.x < a.x + a.w + margin &&
+      a.y < b.y + b.h + margin &&
+      b.y < a.y + a.h + margin
+    );
+  }
+
   function width(n, scale, max) {
     return Math.min(max, 1.5 + scale * Math.log(1 + n)).toFixed(2);
+  }
+
+  function refusedLines(edge) {
+    // The count, then the reason (with its count when there are several): two short lines
+    // leave a label room to move along its edge between two columns.
+    const reasons = Object.entries(edge.reasons || {}).sort((a, b) => b[1] - a[1]);
+    const named = (reason) => tOr("reason." + reason, reason);
+    return [t("flows.label_refused", { refused: fmtNumber(edge.refused) })].concat(
+      reasons.length === 1
+        ? [named(reasons[0][0])]
+        : reasons.map(([reason, n]) => `${named(reason)} ${fmtNumber(n)}`),
+    );
+  }
+
+  /** Widths of texts as the page's fonts draw them, measured in a scratch SVG. */
+  function measure(box, groups) {
+    const scratch = el("svg", { width: 10, height: 10, class: "scratch", "aria-hidden": "true" });
+    const texts = groups.map(({ cls, textCls, lines }) =>
+      lines.map((line, i) => {
+        const tspan = el("tspan", { class: i ? "reason" : "count" }, line);
+        const text = el("text", { class: textCls || null, x: 0, y: 20 }, tspan);
+        scratch.append(el("g", { class: cls }, text));
+        return text;
+      }),
+    );
+    box.append(scratch);
+    const widths = texts.map((lines) => Math.max(0, ...lines.map((text) => text.getBBox().width)));
+    scratch.remove();
+    return widths;
+  }
+
+  function layoutMap(flows, columns, sizes, boxWidth, step, widen) {
+    const columnIndex = new Map();
+    columns.forEach((column, c) => column.forEach((n) => columnIndex.set(n.id, c)));
+    const refused = flows.edges.filter(
+      (e) => e.refused > 0 && columnIndex.has(e.source) && columnIndex.has(e.target),
+    );
+    // Columns as wide as their longest name; gaps as wide as their widest label, the rest
+    // of the width shared by how many labels each gap holds.
+    const colW = columns.map((column, c) =>
+      Math.max(MAP.minNodeW, sizes.title[c] + 4, ...column.map((n) => sizes.node.get(n.id) + 2 * MAP.padX)),
+    );
+    const need = COLUMNS.slice(1).map(() => MAP.minGap + widen);
+    const load = COLUMNS.slice(1).map(() => 1);
+    for (const edge of refused) {
+      const g = columnIndex.get(edge.source);
+      need[g] = Math.max(need[g], 2 * sizes.label.get(edge).w + 20 + widen);
+      load[g] += 1;
+    }
+    const base = 2 * MAP.margin + colW.reduce((a, b) => a + b, 0) + need.reduce((a, b) => a + b, 0);
+    const mapWidth = Math.max(boxWidth, Math.ceil(base));
+    const spare = mapWidth - base;
+    const totalLoad = load.reduce((a, b) => a + b, 0);
+    const colX = [];
+    let x = MAP.margin;
+    columns.forEach((_, c) => {
+      colX.push(x);
+      x += colW[c] + (c < need.length ? need[c] + (spare * load[c]) / totalLoad : 0);
+    });
+
+    const tallest = Math.max(...columns.map((c) => c.length), 1);
+    const at = new Map();
+    const nodeBoxes = [];
+    columns.forEach((column, c) => {
+      const offset = ((tallest - column.length) * step) / 2;
+      column.forEach((node, i) => {
+        const box = { x: colX[c], y: MAP.top + offset + i * step, w: colW[c], h: MAP.nodeH, node };
+        at.set(node.id, box);
+        nodeBoxes.push(box);
+      });
+    });
+
+    const shiftOf = (edge) => (edge.refused > 0 && edge.count > 0 ? 5 : 0);
+    const ends = (edge, shift) => {
+      const from = at.get(edge.source);
+      const to = at.get(edge.target);
+      return [from.x + from.w, from.y + MAP.nodeH / 2 + shift, to.x, to.y + MAP.nodeH / 2 + shift];
+    };
+    const drawn = flows.edges.filter((e) => at.has(e.source) && at.has(e.target));
+    const lines = drawn.map((edge) => {
+      const paths = [];
+      if (edge.count > 0) paths.push(polyline(...ends(edge, 0)));
+      if (edge.refused > 0) paths.push(polyline(...ends(edge, shiftOf(edge))));
+      return { edge, paths };
+    });
+
+    // Labels in the order of their edge's middle, top to bottom, so neighbours settle
+    // in order rather than the first ones taking the best places of later ones.
+    const placed = [];
+    let ok = true;
+    const order = refused
+      .map((edge) => ({ edge, mid: pointOn(...ends(edge, shiftOf(edge)), 0.5) }))
+      .sort((a, b) => a.mid.x - b.mid.x || a.mid.y - b.mid.y);
+    for (const { edge } of order) {
+      const [x1, y1, x2, y2] = ends(edge, shiftOf(edge));
+      const { w, h } = sizes.label.get(edge);
+      // Of the places clear of nodes and labels, the one farthest from any other edge (up
+      // to a point), then the nearest to the middle.
+      let spot = null;
+      let best = -Infinity;
+      for (const t of MAP.along) {
+        const p = pointOn(x1, y1, x2, y2, t);
+        const box = { x: p.x - w / 2, y: p.y - h / 2, w, h };
+        if (box.x < x1 + 4 || box.x + w > x2 - 4 || box.y < MAP.top) continue;
+        if (placed.some((other) => overlaps(box, other.box, 4))) continue;
+        if (nodeBoxes.some((n) => overlaps(box, n, 2))) continue;
+        let clear = MAP.enoughClearance;
+        for (const line of lines) {
+          if (line.edge === edge) continue;
+          for (const points of line.paths) clear = Math.min(clear, distanceTo(points, p, clear));
+        }
+        if (clear < MAP.clearance) continue;
+        const score = clear - 20 * Math.abs(t - 0.5);
+        if (score > best) {
+          best = score;
+          spot = { edge, p, box };
+        }
+      }
+      if (!spot) {
+        ok = false;
+        const p = pointOn(x1, y1, x2, y2, 0.5);
+        spot = { edge, p, box: { x: p.x - w / 2, y: p.y - h / 2, w, h } };
+      }
+      placed.push(spot);
+    }
+    let height = MAP.top + tallest * step + MAP.bottom;
+    for (const { box } of placed) height = Math.max(height, box.y + box.h + 8);
+    return { ok, at, colX, colW, mapWidth, height, placed, ends, shiftOf, step, widen };
   }
 
   function renderFlowMap() {
@@ -253,58 +449,77 @@
       return;
     }
     const columns = orderColumns(flows);
-    const tallest = Math.max(...columns.map((c) => c.length), 1);
-    const step = MAP.nodeH + MAP.gap;
-    let height = MAP.top + tallest * step + MAP.bottom;
-    const mapWidth = drawingWidth(box, MAP.minWidth);
-    const colX = COLUMNS.map(
-      (_, i) => 12 + (i * (mapWidth - 24 - MAP.nodeW)) / (COLUMNS.length - 1),
+    const labelLines = new Map(flows.edges.filter((e) => e.refused > 0).map((e) => [e, refusedLines(e)]));
+    const titleWidths = measure(
+      box,
+      COLUMNS.map((c) => ({ cls: "columns", textCls: "column-title", lines: [t("flows.col." + c)] })),
     );
-    const at = new Map();
+    const nodeWidths = measure(
+      box,
+      flows.nodes.map((n) => ({ cls: "node", lines: [nodeLabel(n)] })),
+    );
+    const labelWidths = measure(
+      box,
+      [...labelLines.values()].map((lines) => ({ cls: "refused-label", lines })),
+    );
+    const sizes = {
+      title: titleWidths,
+      node: new Map(flows.nodes.map((n, i) => [n.id, nodeWidths[i]])),
+      label: new Map(
+        [...labelLines.entries()].map(([edge, lines], i) => [
+          edge,
+          { w: Math.ceil(labelWidths[i]) + 14, h: lines.length * MAP.lineH + 6 },
+        ]),
+      ),
+    };
+    // Rows spread further apart until every label finds a place on its own edge.
+    const boxWidth = drawingWidth(box, MAP.minWidth);
+    let step = MAP.nodeH + MAP.rowGap;
+    let widen = 0;
+    let map = layoutMap(flows, columns, sizes, boxWidth, step, widen);
+    for (let i = 1; !map.ok && i < MAP.attempts; i++) {
+      step += MAP.growRow;
+      if (i % 4 === 0) widen += MAP.growGap;
+      map = layoutMap(flows, columns, sizes, boxWidth, step, widen);
+    }
+
     const nodesLayer = el("g", { class: "nodes" });
     const titles = el("g", { class: "columns" });
     columns.forEach((column, c) => {
       titles.append(
-        el("text", { class: "column-title", x: colX[c], y: 22 }, t("flows.col." + COLUMNS[c])),
+        el("text", { class: "column-title", x: map.colX[c], y: 22 }, t("flows.col." + COLUMNS[c])),
       );
-      const offset = ((tallest - column.length) * step) / 2;
-      column.forEach((node, i) => {
-        const x = colX[c];
-        const y = MAP.top + offset + i * step;
-        at.set(node.id, { x, y, node });
+      for (const node of column) {
+        const { x, y, w } = map.at.get(node.id);
         const label = nodeLabel(node);
         nodesLayer.append(
           el(
             "g",
             { class: "node kind-" + node.kind, dataset: { node: node.id } },
             el("title", {}, `${label} (${node.code})`),
-            el("rect", { x, y, width: MAP.nodeW, height: MAP.nodeH, rx: 7 }),
-            el("text", { class: "node-label", x: x + 10, y: y + MAP.nodeH / 2 + 4 }, label),
+            el("rect", { x, y, width: w, height: MAP.nodeH, rx: 7 }),
+            el("text", { class: "node-label", x: x + MAP.padX, y: y + MAP.nodeH / 2 + 4 }, label),
           ),
         );
-      });
+      }
     });
 
     const edgesLayer = el("g", { class: "edges" });
-    const labelsLayer = el("g", { class: "labels" });
-    const labelBoxes = [];
     let refusedEdges = 0;
     for (const edge of flows.edges) {
-      const from = at.get(edge.source);
-      const to = at.get(edge.target);
-      if (!from || !to) continue;
-      const x1 = from.x + MAP.nodeW;
-      const y1 = from.y + MAP.nodeH / 2;
-      const x2 = to.x;
-      const y2 = to.y + MAP.nodeH / 2;
+      if (!map.at.has(edge.source) || !map.at.has(edge.target)) continue;
+      const from = map.at.get(edge.source).node;
+      const to = map.at.get(edge.target).node;
       const key = `${edge.source}->${edge.target}`;
-      const reasons = reasonsText(edge.reasons);
       let title = t("flows.edge_title", {
-        source: nodeLabel(from.node),
-        target: nodeLabel(to.node),
+        source: nodeLabel(from),
+        target: nodeLabel(to),
         count: fmtNumber(edge.count),
       });
-      if (edge.refused > 0) title += " / " + t("flows.edge_refused", { refused: edge.refused, reasons });
+      if (edge.refused > 0) {
+        const reasons = reasonsText(edge.reasons);
+        title += " / " + t("flows.edge_refused", { refused: edge.refused, reasons });
+      }
       if (edge.withheld > 0) title += " / " + t("flows.edge_withheld", { withheld: edge.withheld });
       const group = el(
         "g",
@@ -322,33 +537,67 @@
       );
       if (edge.count > 0) {
         group.append(
-          el("path", { class: "flow", d: curve(x1, y1, x2, y2), "stroke-width": width(edge.count, 2, 14) }),
+          el("path", {
+            class: "flow",
+            d: curve(...map.ends(edge, 0)),
+            "stroke-width": width(edge.count, 2, 14),
+          }),
         );
       }
       if (edge.refused > 0) {
         refusedEdges += 1;
         // Beside the accepted flow (when there is one), so both stay visible.
-        const shift = edge.count > 0 ? 5 : 0;
         group.append(
           el("path", {
             class: "flow-refused",
-            d: curve(x1, y1 + shift, x2, y2 + shift),
+            d: curve(...map.ends(edge, map.shiftOf(edge))),
             "stroke-width": width(edge.refused, 1.5, 10),
           }),
         );
-        const label = refusedLabel(key, edge, (x1 + x2) / 2, (y1 + y2) / 2 + shift, labelBoxes);
-        labelsLayer.append(label);
       }
       edgesLayer.append(group);
     }
 
-    for (const b of labelBoxes) height = Math.max(height, b.y + b.h + 8);
+    const labelsLayer = el(
+      "g",
+      { class: "labels" },
+      map.placed.map(({ edge, p, box: b }) =>
+        el(
+          "g",
+          {
+            class: "refused-label",
+            dataset: {
+              edge: `${edge.source}->${edge.target}`,
+              refused: edge.refused,
+              reasons: Object.keys(edge.reasons || {}).sort().join(" "),
+            },
+          },
+          el("rect", { x: b.x.toFixed(1), y: b.y.toFixed(1), width: b.w, height: b.h, rx: 8 }),
+          el(
+            "text",
+            { x: p.x.toFixed(1), y: b.y, "text-anchor": "middle" },
+            labelLines.get(edge).map((line, i) =>
+              el(
+                "tspan",
+                {
+                  x: p.x.toFixed(1),
+                  y: (b.y + (i + 1) * MAP.lineH).toFixed(1),
+                  class: i ? "reason" : "count",
+                },
+                line,
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+
     const svg = el(
       "svg",
       {
-        viewBox: `0 0 ${mapWidth} ${height}`,
-        width: mapWidth,
-        height,
+        viewBox: `0 0 ${map.mapWidth} ${map.height}`,
+        width: map.mapWidth,
+        height: map.height,
         role: "img",
         "aria-label": t("flows.aria", {
           nodes: flows.nodes.length,
@@ -356,6 +605,9 @@
           refused: refusedEdges,
         }),
         xmlns: "http://www.w3.org/2000/svg",
+        // How the layout settled: the row pitch, how much the gaps grew, whether every
+        // label found a clear place.
+        dataset: { step: map.step, widen: map.widen, fits: map.ok },
       },
       titles,
       edgesLayer,
@@ -363,51 +615,7 @@
       labelsLayer,
     );
     box.replaceChildren(svg);
-    nodesLayer.querySelectorAll("text.node-label").forEach((text) => fit(text, MAP.nodeW - 18));
-    // Labels are sized once rendered (text width depends on the fonts present).
-    labelsLayer.querySelectorAll(".refused-label").forEach((label) => {
-      const text = label.querySelector("text");
-      const rect = label.querySelector("rect");
-      const w = text.getBBox().width + 14;
-      rect.setAttribute("width", w.toFixed(1));
-      rect.setAttribute("x", (Number(text.getAttribute("x")) - w / 2).toFixed(1));
-    });
     renderFlowTable();
-  }
-
-  function refusedLabel(key, edge, cx, cy, taken) {
-    // The count, then one line per reason: narrow enough to sit between two columns.
-    const lines = [t("flows.label_refused", { refused: fmtNumber(edge.refused) })].concat(
-      Object.entries(edge.reasons || {})
-        .sort((a, b) => b[1] - a[1])
-        .map(([reason, n]) => `${tOr("reason." + reason, reason)} ${fmtNumber(n)}`),
-    );
-    const lineH = 14;
-    const h = lines.length * lineH + 6;
-    // Several refused flows can meet at one node; move a label down until it is clear.
-    let top = cy - h / 2;
-    const clash = (b) => Math.abs(b.x - cx) < 130 && top < b.y + b.h + 3 && b.y < top + h + 3;
-    while (taken.some(clash)) top += 6;
-    taken.push({ x: cx, y: top, h });
-    return el(
-      "g",
-      {
-        class: "refused-label",
-        dataset: {
-          edge: key,
-          refused: edge.refused,
-          reasons: Object.keys(edge.reasons || {}).sort().join(" "),
-        },
-      },
-      el("rect", { x: cx - 60, y: top, width: 120, height: h, rx: 8 }),
-      el(
-        "text",
-        { x: cx, y: top + 3, "text-anchor": "middle" },
-        lines.map((line, i) =>
-          el("tspan", { x: cx, y: top + 3 + (i + 1) * lineH - 3, class: i ? "reason" : "count" }, line),
-        ),
-      ),
-    );
   }
 
   function renderFlowTable() {
@@ -618,31 +826,147 @@
       box.replaceChildren(el("p", { class: "empty" }, t("entries.empty")));
       return;
     }
-    const short = (value, n) =>
-      value ? el("code", { title: value }, value.length > n ? value.slice(0, n) + "…" : value) : "—";
     const headers = [
       "entries.seq",
       "entries.at",
       "entries.kind",
-      "entries.actor",
-      "entries.subject",
-      "entries.fields",
-      "entries.hash",
+      "entries.who",
+      "entries.whose",
+      "entries.purpose",
+      "entries.decision",
+      "entries.reason",
+      "entries.raw",
     ];
-    const rows = state.entries.map((entry) =>
-      el(
+    const rows = state.entries.map((entry) => {
+      const decision = entryDecision(entry);
+      return el(
         "tr",
         { dataset: { seq: entry.seq, kind: entry.kind } },
         el("td", { class: "num" }, String(entry.seq)),
         el("td", { class: "nowrap" }, fmtDate(entry.at)),
         el("td", {}, tOr("kind." + entry.kind, entry.kind)),
-        el("td", {}, entry.actor),
-        el("td", {}, short(entry.subject_ref, 10)),
-        el("td", { class: "fields" }, short(JSON.stringify(entry.fields), 160)),
-        el("td", {}, short(entry.hash, 12)),
-      ),
-    );
+        el("td", { dataset: { col: "who" } }, entryActor(entry)),
+        el("td", { dataset: { col: "whose" } }, entryWhose(entry)),
+        el("td", { dataset: { col: "purpose" } }, purposeName(entry.fields.purpose)),
+        el(
+          "td",
+          { dataset: { col: "decision", outcome: decision.outcome || "" } },
+          decision.outcome
+            ? el("span", { class: "outcome " + decision.outcome }, t("entries.outcome." + decision.outcome))
+            : null,
+          decision.text ? " " + decision.text : decision.outcome ? "" : "—",
+        ),
+        el("td", { dataset: { col: "reason" } }, entryReason(entry)),
+        // The entry exactly as stored and hashed, for whoever needs to check it.
+        el(
+          "td",
+          { class: "raw" },
+          el(
+            "details",
+            {},
+            el("summary", {}, t("entries.raw_show")),
+            el("pre", { class: "raw-entry" }, JSON.stringify(entry, null, 2)),
+          ),
+        ),
+      );
+    });
     box.replaceChildren(dataTable(headers, rows, "entries.empty"));
+  }
+
+  // What an entry says, in the words of a municipal auditor: who acted, whose data or which
+  // view, for what purpose, what was decided and why. Codes stay in the raw entry.
+
+  function partnerName(id) {
+    return nameOf(state.partners.get(id), id);
+  }
+
+  function categoryNames(codes) {
+    return (codes || []).map((code) => nameOf(state.categories.get(code), code)).join(", ");
+  }
+
+  function purposeName(code) {
+    return code ? nameOf(state.purposes.get(code), code) : "—";
+  }
+
+  function entryActor(entry) {
+    const actor = entry.actor;
+    if (state.partners.has(actor)) return partnerName(actor);
+    // A dead letter refused at the door names the connector that sent it (its token's subject).
+    const connector = entry.kind === "dead_letter" && actor !== "ingest";
+    if (connector || actor.startsWith("urn:tsunagu:connector:")) {
+      return t("entries.actor.connector", { name: actor.replace(/^urn:tsunagu:connector:/, "") });
+    }
+    return tOr("entries.actor." + actor, actor);
+  }
+
+  function entryWhose(entry) {
+    const f = entry.fields;
+    const parts = [];
+    if (entry.subject_ref) parts.push(t("entries.resident_ref", { ref: entry.subject_ref.slice(0, 8) }));
+    if (f.view) {
+      parts.push(
+        f.view.startsWith("statistics/")
+          ? t("entries.view_statistics", { name: f.view.slice("statistics/".length) })
+          : tOr("view." + f.view, f.view),
+      );
+    }
+    if (f.topic) parts.push(tOr("topic." + f.topic, f.topic));
+    if (entry.kind === "consent_change" && f.partner) parts.push(partnerName(f.partner));
+    return parts.length ? parts.join(" / ") : "—";
+  }
+
+  function entryDecision(entry) {
+    const f = entry.fields;
+    switch (entry.kind) {
+      case "decision": {
+        const outcome = f.allowed ? "allowed" : f.withheld ? "withheld" : "refused";
+        return { outcome, text: categoryNames([f.category]) };
+      }
+      case "partner_read":
+        return {
+          outcome: "read",
+          text: t("entries.read", {
+            categories: categoryNames(f.categories) || t("entries.no_categories"),
+            rows: fmtNumber(f.rows || 0),
+          }),
+        };
+      case "dead_letter":
+        return { outcome: "dead_letter", text: "" };
+      case "publish_batch":
+        return {
+          outcome: null,
+          text: t("entries.batch", { events: fmtNumber(f.events), dead: fmtNumber(f.dead_letters || 0) }),
+        };
+      case "consent_change": {
+        const change = tOr("change." + f.event, f.event);
+        const categories = categoryNames(f.categories);
+        return {
+          outcome: null,
+          text: categories ? t("entries.pair", { first: change, second: categories }) : change,
+        };
+      }
+      case "token_issued":
+        return { outcome: null, text: t("entries.token", { role: tOr("role." + f.role, f.role) }) };
+      case "admin_change":
+        // Operators' actions share their codes with the consent changes they cause.
+        return {
+          outcome: null,
+          text: t("entries.pair", { first: tOr("change." + f.action, f.action), second: f.target }),
+        };
+      case "erasure":
+        return { outcome: null, text: t("entries.erasure", { rows: fmtNumber(f.rows_deleted || 0) }) };
+      case "audit_export":
+        return { outcome: null, text: String(f.format).toUpperCase() };
+      default:
+        return { outcome: null, text: "" };
+    }
+  }
+
+  function entryReason(entry) {
+    const f = entry.fields;
+    if (!f.reason) return "—";
+    const reason = tOr("reason." + f.reason, f.reason);
+    return f.path ? t("entries.reason_at", { reason, path: f.path }) : reason;
   }
 
   // ----- export ------------------------------------------------------------------------
