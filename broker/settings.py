@@ -110,14 +110,6 @@ class Settings(BaseSettings):
         "empty means the provider uses our names. Unmapped roles are ignored.",
     )
 
-    @field_validator("oidc_role_map", mode="before")
-    @classmethod
-    def _role_map_from_json(cls, value: Any) -> Any:
-        """The map as JSON text in the environment; empty (compose's unset) means none."""
-        if isinstance(value, str):
-            return json.loads(value) if value.strip() else {}
-        return value
-
     oidc_subject_claim: str = Field(
         default="sub",
         min_length=1,
@@ -195,6 +187,14 @@ class Settings(BaseSettings):
     demo_read_interval_s: float = Field(
         default=5.0, gt=0, description="Pause between the demo partners' rounds of API reads."
     )
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _role_map_from_json(cls, value: Any) -> Any:
+        """The map as JSON text in the environment; empty (compose's unset) means none."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
 
     @cached_property
     def bus_url(self) -> str:
