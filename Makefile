@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck pytest bench postgres chromium kafka-jars kafka clean
+.PHONY: run test lint typecheck pytest bench postgres chromium kafka-jars kafka keycloak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ kafka-jars: $(STAMP)
 kafka: kafka-jars
 	$(BIN)/python -m ops.kafka.broker
 
+# Keycloak, the OIDC tests' identity provider, fetched once from Maven Central likewise.
+keycloak: $(STAMP)
+	@$(BIN)/python -c "from ops.keycloak.server import keycloak_dist; keycloak_dist()"
+
 # The browser tests drive Debian's Chromium (Playwright's own browser downloads are not used);
 # a Japanese font makes the pages' screenshots readable. Install both if they are missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -42,7 +46,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) postgres chromium kafka-jars
+pytest: $(STAMP) postgres chromium kafka-jars keycloak
 	$(BIN)/pytest
 
 test: lint typecheck pytest

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from importlib.resources import files
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from broker.auth.claims import RoleSource
+from broker.auth.principals import Role
 
 #: The shared schemas and catalogues: the ``schemas`` package's data, found where it was
 #: installed (the checkout's ``schemas/`` when running from one).
@@ -91,13 +95,33 @@ class Settings(BaseSettings):
     # -- identities (broker/auth) ------------------------------------------------------------
     oidc_issuer: str = Field(
         default="",
-        description="Issuer of the region's OIDC provider; empty runs the embedded issuer.",
-    )
-    oidc_jwks_url: str = Field(
-        default="",
-        description="JWKS of the OIDC provider (default: <issuer>/.well-known/jwks.json).",
+        description="Issuer of the region's OpenID provider, exactly as its tokens and metadata "
+        "name it; its keys are discovered from <issuer>/.well-known/openid-configuration. "
+        "Empty runs the embedded issuer.",
     )
     oidc_audience: str = Field(default="tsunagu", min_length=1)
+    oidc_role_source: RoleSource = Field(
+        default="role",
+        description="Where an OpenID provider's tokens carry the caller's role: `role` (the "
+        "`role` claim, or one of ours in `roles`), `realm_access` (Keycloak realm roles) or "
+        "`resource_access` (Keycloak client roles of TSUNAGU_OIDC_ROLE_CLIENT).",
+    )
+    oidc_role_client: str = Field(
+        default="",
+        description="The client whose roles count with `resource_access`; empty means the "
+        "audience (TSUNAGU_OIDC_AUDIENCE).",
+    )
+    oidc_role_map: Annotated[dict[str, Role], NoDecode] = Field(
+        default_factory=dict,
+        description='Provider role names to ours, as JSON ({"tsunagu-partner": "partner"}); '
+        "empty means the provider uses our names. Unmapped roles are ignored.",
+    )
+
+    oidc_subject_claim: str = Field(
+        default="sub",
+        min_length=1,
+        description="The claim naming the caller (e.g. `preferred_username` or `azp`).",
+    )
     jwks_cache_s: float = Field(
         default=300.0, ge=0, description="How long fetched OIDC keys are trusted before refetch."
     )
@@ -170,6 +194,14 @@ class Settings(BaseSettings):
     demo_read_interval_s: float = Field(
         default=5.0, gt=0, description="Pause between the demo partners' rounds of API reads."
     )
+
+    @field_validator("oidc_role_map", mode="before")
+    @classmethod
+    def _role_map_from_json(cls, value: Any) -> Any:
+        """The map as JSON text in the environment; empty (compose's unset) means none."""
+        if isinstance(value, str):
+            return json.loads(value) if value.strip() else {}
+        return value
 
     @cached_property
     def bus_url(self) -> str:

@@ -1,3 +1,8 @@
-"""Session-wide fixtures: real services (Apache Kafka, PostgreSQL) started once and cleaned up."""
+"""Session-wide fixtures: real services (Kafka, PostgreSQL, Keycloak), started once, cleaned up."""
 
-pytest_plugins = ["tests.fixtures.kafka", "tests.fixtures.databases", "tests.fixtures.platform"]
+pytest_plugins = [
+    "tests.fixtures.kafka",
+    "tests.fixtures.databases",
+    "tests.fixtures.platform",
+    "tests.fixtures.keycloak",
+]

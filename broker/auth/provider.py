@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from broker.auth.claims import ClaimMapping
 from broker.auth.issuer import EmbeddedIssuer
 from broker.auth.verifier import RemoteKeys, StaticKeys, TokenVerifier
 from broker.settings import Settings
@@ -17,19 +18,29 @@ class Identity:
     issuer: EmbeddedIssuer | None
 
 
+def provider_claims(settings: Settings) -> ClaimMapping:
+    """How the OpenID provider's tokens name the caller's role and subject (the settings)."""
+    return ClaimMapping(
+        role_source=settings.oidc_role_source,
+        role_client=settings.oidc_role_client or settings.oidc_audience,
+        role_map=dict(settings.oidc_role_map),
+        subject_claim=settings.oidc_subject_claim,
+    )
+
+
 def open_identity(settings: Settings) -> Identity:
     """OIDC when ``TSUNAGU_OIDC_ISSUER`` is set, else the embedded issuer in the data dir."""
     if settings.oidc_issuer:
-        url = settings.oidc_jwks_url or (
-            settings.oidc_issuer.rstrip("/") + "/.well-known/jwks.json"
-        )
         keys = RemoteKeys(
-            url, cache_s=settings.jwks_cache_s, cooldown_s=settings.jwks_refetch_cooldown_s
+            settings.oidc_issuer,
+            cache_s=settings.jwks_cache_s,
+            cooldown_s=settings.jwks_refetch_cooldown_s,
         )
         verifier = TokenVerifier(
             keys,
             issuer=settings.oidc_issuer,
             audience=settings.oidc_audience,
+            claims=provider_claims(settings),
             leeway_s=settings.clock_skew_s,
             # A verified token is trusted no longer than its key is: a key removed upstream
             # is refused once the key cache has expired, for tokens seen before too.

@@ -1,11 +1,13 @@
 """Verify bearer tokens: signature by ``kid`` from a JWKS, issuer, audience, time, role.
 
-Production trusts the region's OIDC provider: its JWKS is fetched and cached for
-``jwks_cache_s`` and fetched again when a token names an unknown ``kid`` (key rotation), so a
-key removed from the provider's set is refused once the cache has expired. Only RS256 and
-ES256 are accepted (never ``none`` or an HMAC algorithm, whose "key" would be public), and
-each key verifies only with the algorithm bound to it (its JWK's ``kty``/``crv``/``alg``): the
-token's header may name an algorithm, but it never chooses one.
+Production trusts the region's OIDC provider, found from its issuer alone (OpenID Connect
+Discovery: the metadata's ``jwks_uri``, see ``broker.auth.discovery``): its JWKS is fetched
+and cached for ``jwks_cache_s`` and fetched again when a token names an unknown ``kid`` (key
+rotation), so a key removed from the provider's set is refused once the cache has expired.
+A token naming another issuer is refused before any key is looked up (it starts no fetch).
+Only RS256 and ES256 are accepted (never ``none`` or an HMAC algorithm, whose "key" would be
+public), and each key verifies only with the algorithm bound to it (its JWK's
+``kty``/``crv``/``alg``): the token's header may name an algorithm, but it never chooses one.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import jwt
 from jwt import PyJWK, PyJWKSet
 from jwt.types import Options
 
+from broker.auth.claims import ClaimMapping, strings
+from broker.auth.discovery import DiscoveryError, discover_jwks_uri
 from broker.auth.errors import TokenRejectedError
 from broker.auth.principals import Principal, Role
 
@@ -67,7 +71,7 @@ class StaticKeys:
 
 
 class RemoteKeys:
-    """An OIDC provider's JWKS, fetched over HTTP off the request path and cached.
+    """An OIDC provider's JWKS, discovered from its issuer, fetched off the request path, cached.
 
     A slow or failing provider must not take the API with it, so:
 
@@ -83,13 +87,14 @@ class RemoteKeys:
       the provider unreachable and the error it gave).
 
     A key removed from the provider's set is refused once the set is ``cache_s`` old and a
-    refetch without it completed (or failed: keys are never trusted past ``cache_s``).
+    refetch without it completed (or failed: keys are never trusted past ``cache_s``). The
+    metadata's ``jwks_uri`` is kept as long, and discovered again by the fetch after.
     """
 
     def __init__(
-        self, url: str, *, cache_s: float, cooldown_s: float = 5.0, timeout_s: float = 5.0
+        self, issuer: str, *, cache_s: float, cooldown_s: float = 5.0, timeout_s: float = 5.0
     ) -> None:
-        self.url = url
+        self.issuer = issuer
         self.cache_s = cache_s
         self.cooldown_s = cooldown_s
         self.timeout_s = timeout_s
@@ -99,6 +104,9 @@ class RemoteKeys:
         self._error: str | None = None  # why the last attempt failed
         self._inflight: threading.Event | None = None  # set when the fetch in flight ends
         self._lock = threading.Lock()  # guards the fields above; never held across I/O
+        # Only the fetch thread (one at a time) reads and writes these.
+        self._jwks_uri: str | None = None
+        self._discovered_at = -math.inf
 
     def at_hand(self, kid: str) -> bool:
         """Whether ``kid`` is in a fresh key set (starting a refresh ahead when it is due)."""
@@ -167,14 +175,24 @@ class RemoteKeys:
         threading.Thread(target=self._fetch, args=(done,), name="jwks-fetch", daemon=True).start()
         return done
 
+    def _discovered_jwks_uri(self) -> str:
+        """The metadata's ``jwks_uri``, discovered again once ``cache_s`` old (fetch thread)."""
+        now = time.monotonic()
+        if self._jwks_uri is None or now - self._discovered_at >= self.cache_s:
+            self._jwks_uri = discover_jwks_uri(self.issuer, timeout_s=self.timeout_s)
+            self._discovered_at = now
+        return self._jwks_uri
+
     def _fetch(self, done: threading.Event) -> None:
         keys: dict[str, PyJWK] | None = None
         error: str | None = None
         try:
-            response = httpx.get(self.url, timeout=self.timeout_s)
+            response = httpx.get(self._discovered_jwks_uri(), timeout=self.timeout_s)
             response.raise_for_status()
             fetched = PyJWKSet.from_dict(response.json())
             keys = {k.key_id: k for k in fetched.keys if k.key_id}
+        except DiscoveryError as exc:
+            error = str(exc)
         except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         finally:
@@ -187,31 +205,6 @@ class RemoteKeys:
                     self._error = error or "the fetch failed"
                 self._inflight = None
             done.set()
-
-
-def _role(claims: Mapping[str, Any]) -> Role:
-    raw = claims.get("role")
-    if raw is None and isinstance(claims.get("roles"), list):
-        known = [r for r in claims["roles"] if r in Role.__members__.values()]
-        if len(known) > 1:
-            raise TokenRejectedError(f"the token carries several roles {known}; one is needed")
-        raw = known[0] if known else None
-    if raw is None:
-        raise TokenRejectedError("the token carries no role claim")
-    try:
-        return Role(raw)
-    except ValueError:
-        raise TokenRejectedError(
-            f"unknown role {raw!r}; one of {', '.join(r.value for r in Role)}"
-        ) from None
-
-
-def _strings(value: Any) -> frozenset[str]:
-    if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, list):
-        return frozenset(v for v in value if isinstance(v, str))
-    return frozenset()
 
 
 class TokenVerifier:
@@ -227,8 +220,10 @@ class TokenVerifier:
         algorithms: Sequence[str] = ALGORITHMS,
         cache_s: float | None = None,
         cache_size: int = 10_000,
+        claims: ClaimMapping | None = None,
     ) -> None:
         self.keys = keys
+        self.claims = claims or ClaimMapping()
         self.issuer = issuer
         self.audience = audience
         self.leeway_s = leeway_s
@@ -283,6 +278,19 @@ class TokenVerifier:
             return True
         return not isinstance(kid, str) or self.keys.at_hand(kid)
 
+    def _refuse_other_issuer(self, token: str) -> None:
+        """Refuse a token naming another issuer before its key is sought (no fetch for it);
+        the signed ``iss`` is checked again with the signature."""
+        try:
+            claimed = jwt.decode(token, options={"verify_signature": False}).get("iss")
+        except jwt.PyJWTError:
+            return  # malformed: refused with the reason by the full check
+        if claimed != self.issuer:
+            raise TokenRejectedError(
+                f"the token was not issued by {self.issuer!r} (it names {claimed!r}): "
+                "ask this platform's identity provider for a token"
+            )
+
     def _verify(self, token: str, at: datetime | None) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
@@ -300,6 +308,7 @@ class TokenVerifier:
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise TokenRejectedError("the token header names no key (kid)")
+        self._refuse_other_issuer(token)
         key = self.keys.key(kid)
         # The key decides the algorithm: an RS256 header naming an EC key (or the reverse)
         # is a forgery attempt, refused here rather than fed to the wrong verifier.
@@ -365,18 +374,18 @@ class TokenVerifier:
                 raise TokenRejectedError(
                     "the token was not valid yet when the record was published"
                 )
-        role = _role(claims)
+        role = self.claims.role(claims)
         return Principal(
-            subject=str(claims["sub"]),
+            subject=self.claims.subject(claims),
             role=role,
             issuer=self.issuer,
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
-            sources=_strings(claims.get("sources", claims.get("source")))
+            sources=strings(claims.get("sources", claims.get("source")))
             if role is Role.CONNECTOR
             else frozenset(),
-            event_types=_strings(claims.get("event_types"))
+            event_types=strings(claims.get("event_types"))
             if role is Role.CONNECTOR
             else frozenset(),
-            scopes=_strings(claims.get("scope")),
+            scopes=strings(claims.get("scope")),
             token_id=claims.get("jti"),
         )

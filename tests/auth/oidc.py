@@ -1,4 +1,5 @@
-"""A stand-in for the region's OIDC provider: RS256 and ES256 keys and a JWKS over real HTTP."""
+"""A stand-in for the region's OIDC provider: RS256 and ES256 keys, its discovery metadata
+and JWKS over real HTTP (tests/auth/keycloak.py runs a real Keycloak)."""
 
 from __future__ import annotations
 
@@ -62,6 +63,8 @@ class Provider:
     status: int = 200
     #: Set when a JWKS request has arrived (and is perhaps waiting at the gate).
     asked: threading.Event = field(default_factory=threading.Event)
+    #: The issuer the discovery metadata names, when it should not be the provider's own.
+    metadata_issuer: str | None = None
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -106,6 +109,13 @@ def running_provider(*algs: str) -> Iterator[Provider]:
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
+            if self.path == "/.well-known/openid-configuration":
+                metadata = {
+                    "issuer": provider.metadata_issuer or provider.issuer,
+                    "jwks_uri": provider.jwks_url,
+                }
+                self._send(json.dumps(metadata).encode())
+                return
             if self.path != "/.well-known/jwks.json":
                 self.send_error(404)
                 return
@@ -115,7 +125,9 @@ def running_provider(*algs: str) -> Iterator[Provider]:
             if provider.status != 200:
                 self.send_error(provider.status)
                 return
-            body = json.dumps({"keys": [k.jwk() for k in provider.keys]}).encode()
+            self._send(json.dumps({"keys": [k.jwk() for k in provider.keys]}).encode())
+
+        def _send(self, body: bytes) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))

@@ -29,7 +29,7 @@ def provider() -> Iterator[Provider]:
 
 
 def _verifier(provider: Provider, cache_s: float = 300.0) -> TokenVerifier:
-    keys = RemoteKeys(provider.jwks_url, cache_s=cache_s, cooldown_s=0)
+    keys = RemoteKeys(provider.issuer, cache_s=cache_s, cooldown_s=0)
     return TokenVerifier(
         keys, issuer=provider.issuer, audience="tsunagu", leeway_s=30, cache_s=cache_s
     )
@@ -87,6 +87,39 @@ def test_token_of_another_issuer_is_refused(provider: Provider) -> None:
     token = provider.sign(provider.keys[0], issuer="https://evil.example")
     with pytest.raises(TokenRejectedError, match="not issued by"):
         _verifier(provider).verify(token)
+
+
+def test_token_of_another_issuer_fetches_no_keys(provider: Provider) -> None:
+    stranger = new_key("RS256")  # a kid the provider does not know: no refetch for it either
+    token = provider.sign(stranger, issuer="https://evil.example")
+    with pytest.raises(TokenRejectedError, match="not issued by"):
+        _verifier(provider).verify(token)
+    assert provider.fetches == 0
+
+
+def test_keys_are_found_from_the_issuers_discovery_metadata(provider: Provider) -> None:
+    verifier = _verifier(provider)
+    assert verifier.verify(provider.sign(provider.keys[0])).role is Role.PARTNER
+    assert provider.fetches == 1  # the metadata's jwks_uri, the stand-in's JWKS
+
+
+def test_metadata_naming_another_issuer_is_refused_and_its_keys_never_fetched(
+    provider: Provider,
+) -> None:
+    provider.metadata_issuer = "https://evil.example"
+    with pytest.raises(TokenRejectedError, match=r"names issuer 'https://evil.example'.*4\.3"):
+        _verifier(provider).verify(provider.sign(provider.keys[0]))
+    assert provider.fetches == 0
+
+
+def test_an_issuer_configured_with_a_trailing_slash_is_not_the_providers(
+    provider: Provider,
+) -> None:
+    keys = RemoteKeys(provider.issuer + "/", cache_s=300, cooldown_s=0)
+    verifier = TokenVerifier(keys, issuer=provider.issuer + "/", audience="tsunagu")
+    token = provider.sign(provider.keys[0], issuer=provider.issuer + "/")
+    with pytest.raises(TokenRejectedError, match="names issuer"):
+        verifier.verify(token)
 
 
 def test_token_for_another_audience_is_refused(provider: Provider) -> None:
@@ -232,7 +265,7 @@ def test_es256_header_naming_a_providers_rsa_key_is_refused(provider: Provider) 
 
 
 def test_a_slow_key_server_delays_no_token_of_a_known_key(provider: Provider) -> None:
-    keys = RemoteKeys(provider.jwks_url, cache_s=300, cooldown_s=0, timeout_s=30)
+    keys = RemoteKeys(provider.issuer, cache_s=300, cooldown_s=0, timeout_s=30)
     verifier = TokenVerifier(keys, issuer=provider.issuer, audience="tsunagu", leeway_s=30)
     known = provider.keys[0]
     verifier.verify(provider.sign(known))  # the key set is fetched once, quickly
@@ -269,7 +302,7 @@ def test_a_slow_key_server_delays_no_token_of_a_known_key(provider: Provider) ->
 
 def test_a_failed_fetch_is_remembered_until_its_cool_down_ends(provider: Provider) -> None:
     provider.status = 503  # the provider is down
-    keys = RemoteKeys(provider.jwks_url, cache_s=300, cooldown_s=60, timeout_s=5)
+    keys = RemoteKeys(provider.issuer, cache_s=300, cooldown_s=60, timeout_s=5)
     verifier = TokenVerifier(keys, issuer=provider.issuer, audience="tsunagu", leeway_s=30)
     token = provider.sign(provider.keys[0])
     with pytest.raises(TokenRejectedError, match="unreachable") as first:

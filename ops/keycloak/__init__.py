@@ -1,0 +1,1 @@
+"""Keycloak for the OpenID Connect tests (see server.py)."""
