@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from broker.progress import Meter, progress
 from broker.settings import Settings
 from connectors.sdk import (
     BusSink,
@@ -122,9 +123,14 @@ def _publish(
     with connector:
         report = PublishReport()
         for file, items in inputs:  # each refused row named by its file and line
-            report.add(connector.publish_all(items, file=str(file)))
+            with progress(f"reading {file.name}") as meter:
+                report.add(connector.publish_all(_read(file, items, meter), file=str(file)))
         typer.echo(report.summary())
-        drained = connector.drain(give_up_on_credentials=True)
+        with progress("sending") as meter:
+            queued = connector.depth()
+            # The outbox reports each delivery (and each refusal) as its depth falls.
+            connector.outbox.on_depth(lambda depth: meter(max(0, queued - depth), queued))
+            drained = connector.drain(give_up_on_credentials=True)
         if drained.refused_credentials:
             typer.echo(
                 f"the platform refused this connector's token: {drained.refused_credentials}\n"
@@ -143,6 +149,33 @@ def _publish(
                 typer.echo(f"  {failed.origin or failed.event_id}: {failed.reason}")
     if not report.ok:
         raise typer.Exit(EXIT_ROWS_REFUSED)
+
+
+def _read(
+    file: Path, items: Iterable[EventDraft | RowError], meter: Meter
+) -> Iterator[EventDraft | RowError]:
+    """``items`` read from ``file``, moving ``meter`` to each one's line of the file (a CSV's
+    lines are counted first, only when a bar is shown) or, without lines, by one per item."""
+    lines = _count_lines(file) if meter.shown and file.suffix.lower() == ".csv" else None
+    meter(0, lines)
+    for item in items:
+        yield item
+        if lines is not None and item.line:
+            meter(item.line, lines)
+        else:
+            meter.advance()
+    if lines is not None:
+        meter(lines, lines)  # blank lines at the end are read too
+
+
+def _count_lines(file: Path) -> int:
+    """Lines of ``file`` (the last one also without a line break)."""
+    count, last = 0, b"\n"
+    with file.open("rb") as f:
+        while block := f.read(1 << 20):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")
 
 
 def _serve_metrics(name: str, settings: Settings, port: int | None) -> None:

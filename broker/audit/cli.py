@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from broker.audit import tables
 from broker.audit.export import export_csv, export_jsonl
 from broker.audit.verify import Verification, load_jwks, verify_export, verify_store
+from broker.progress import progress
 from broker.settings import Settings
 
 audit_app = typer.Typer(
@@ -95,11 +96,14 @@ def verify(
     if export is not None:
         if not export.is_file():
             raise _fail(f"{export} is not a file")
-        _report(verify_export(export, keys, expect_seq=expect_seq), str(export))
+        with progress(f"verifying {export.name}") as meter:
+            result = verify_export(export, keys, expect_seq=expect_seq, steps=meter)
+        _report(result, str(export))
     else:
         engine = _engine(store)
         try:
-            result = verify_store(engine, keys, expect_seq=expect_seq)
+            with progress("verifying the store") as meter:
+                result = verify_store(engine, keys, expect_seq=expect_seq, steps=meter)
         except SQLAlchemyError as exc:
             raise _fail(f"reading the store: {exc}") from None
         _report(result, "store")
@@ -138,12 +142,13 @@ def export_(
             "exported unsigned",
             err=True,
         )
-    if format_ is ExportFormat.JSONL:
-        with out.open("wb") as f:
-            written = export_jsonl(engine, f)
-    else:
-        with out.open("w", encoding="utf-8", newline="") as f:
-            written = export_csv(engine, f)
+    with progress(f"exporting to {out.name}") as meter:
+        if format_ is ExportFormat.JSONL:
+            with out.open("wb") as f:
+                written = export_jsonl(engine, f, steps=meter)
+        else:
+            with out.open("w", encoding="utf-8", newline="") as f:
+                written = export_csv(engine, f, steps=meter)
     typer.echo(f"{written} entries written to {out}")
 
 

@@ -27,6 +27,7 @@ from broker.audit import tables
 from broker.audit.checkpoints import Checkpoint
 from broker.audit.entries import timestamp
 from broker.audit.log import StoredEntry
+from broker.progress import Steps, counted
 
 FORMAT = "tsunagu-audit"
 VERSION = 1
@@ -67,8 +68,9 @@ def _snapshot(engine: Engine) -> tuple[int, str, dict[int, Checkpoint], Iterator
     return head.seq, head.hash, cps, rows()
 
 
-def export_jsonl(engine: Engine, out: IO[bytes]) -> int:
-    """Write the log as JSON lines to ``out``; return the number of entries written."""
+def export_jsonl(engine: Engine, out: IO[bytes], *, steps: Steps | None = None) -> int:
+    """Write the log as JSON lines to ``out``; return the number of entries written.
+    ``steps`` hears of each entry written."""
     head_seq, head_hash, cps, rows = _snapshot(engine)
     header = {
         "type": "header",
@@ -80,7 +82,7 @@ def export_jsonl(engine: Engine, out: IO[bytes]) -> int:
     }
     out.write(orjson.dumps(header) + b"\n")
     written = 0
-    for entry in rows:
+    for entry in counted(rows, steps, head_seq):
         line = {
             "type": "entry",
             "seq": entry.seq,
@@ -106,13 +108,14 @@ def cp_fields(cp: Checkpoint) -> dict[str, object]:
     return {"seq": cp.seq, "hash": cp.hash, "at": cp.at, "signature": cp.signature}
 
 
-def export_csv(engine: Engine, out: IO[str]) -> int:
-    """Write the log as CSV to ``out`` (a text stream opened with ``newline=""``)."""
-    _, _, cps, rows = _snapshot(engine)
+def export_csv(engine: Engine, out: IO[str], *, steps: Steps | None = None) -> int:
+    """Write the log as CSV to ``out`` (a text stream opened with ``newline=""``); ``steps``
+    hears of each entry written."""
+    head_seq, _, cps, rows = _snapshot(engine)
     writer = csv.writer(out)
     writer.writerow(CSV_COLUMNS)
     written = 0
-    for entry in rows:
+    for entry in counted(rows, steps, head_seq):
         cp = cps.get(entry.seq)
         writer.writerow([spreadsheet_text(v) for v in (*entry, "" if cp is None else cp.signature)])
         written += 1

@@ -39,6 +39,7 @@ from broker.audit import tables
 from broker.audit.checkpoints import Checkpoint, CheckpointInvalid, CheckpointVerifier
 from broker.audit.entries import GENESIS, canonical_fields, entry_hash
 from broker.audit.log import StoredEntry
+from broker.progress import Steps, counted
 from consent.keys import Jwks, jwk_thumbprint
 
 
@@ -231,8 +232,10 @@ def verify_entries(
     return chain.result(None)
 
 
-def verify_store(engine: Engine, jwks: Jwks, *, expect_seq: int = 0) -> Verification:
-    """Verify the audit log in the store (online)."""
+def verify_store(
+    engine: Engine, jwks: Jwks, *, expect_seq: int = 0, steps: Steps | None = None
+) -> Verification:
+    """Verify the audit log in the store (online); ``steps`` hears of each entry checked."""
     e = tables.entries
     with engine.connect() as conn:
         # Checkpoints before the head: the head only moves forward, so a checkpoint beyond
@@ -245,7 +248,7 @@ def verify_store(engine: Engine, jwks: Jwks, *, expect_seq: int = 0) -> Verifica
             query = query.where(e.c.seq <= head.seq)
         rows = conn.execution_options(yield_per=10_000).execute(query)
         result = verify_entries(
-            (StoredEntry(*row) for row in rows),
+            counted((StoredEntry(*row) for row in rows), steps, None if head is None else head.seq),
             cps,
             jwks,
             head=None if head is None else (head.seq, head.hash),
@@ -315,8 +318,11 @@ def _entry_of(number: int, obj: dict[str, Any]) -> StoredEntry:
         raise _Malformed(number, f"not an entry: {exc!r}") from None
 
 
-def verify_export(path: str | Path, jwks: Jwks, *, expect_seq: int = 0) -> Verification:
-    """Verify a JSON-lines export (offline: needs only the file and the platform's JWKS)."""
+def verify_export(
+    path: str | Path, jwks: Jwks, *, expect_seq: int = 0, steps: Steps | None = None
+) -> Verification:
+    """Verify a JSON-lines export (offline: needs only the file and the platform's JWKS);
+    ``steps`` hears of each entry checked."""
     path = Path(path)
     header: ExportHeader | None = None
     checkpoints: list[Checkpoint] = []
@@ -338,7 +344,7 @@ def verify_export(path: str | Path, jwks: Jwks, *, expect_seq: int = 0) -> Verif
             raise _Malformed(1, "no header line")
         entries = (_entry_of(n, obj) for n, obj in _lines(path) if obj.get("type") == "entry")
         return verify_entries(
-            entries,
+            counted(entries, steps, header.head_seq),
             checkpoints,
             jwks,
             head=(header.head_seq, header.head_hash),

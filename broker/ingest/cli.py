@@ -31,6 +31,7 @@ from broker.ingest.deadletters import (
     replay_plan,
     select,
 )
+from broker.progress import progress
 from broker.settings import Settings
 from contract.bus import Bus, BusError
 from contract.deadletter import DeadLetterReason
@@ -153,8 +154,8 @@ def list_(
         raise _fail(EXIT_ERROR, f"--reason {reason!r} is no reason; the reasons are {known}")
     topics = _topics(domain, settings.topic_prefix)
     moment = _since(since)
-    with _bus(bus or settings.bus_url) as b:
-        letters = read_dead_letters(b, topics, timeout_s=timeout)
+    with _bus(bus or settings.bus_url) as b, progress("reading dead letters") as meter:
+        letters = read_dead_letters(b, topics, timeout_s=timeout, steps=meter)
     chosen = select(letters, source=source, reason=reason, since=moment, limit=limit)
     if as_json:
         typer.echo(orjson.dumps([d.summary() for d in chosen]).decode())

@@ -23,6 +23,7 @@ import orjson
 
 from broker.auth.principals import Principal
 from broker.ingest.provenance import entitlement
+from broker.progress import Steps
 from contract import cloudevents
 from contract.bus import Bus, BusError, Headers, OutRecord, Record, dlq_topic
 from contract.cloudevents import STRUCTURED_HEADERS, CloudEvent
@@ -204,8 +205,10 @@ def read_dead_letters(
     timeout_s: float = 30.0,
     idle_s: float = 5.0,
     wanted: Callable[[Record], bool] | None = None,
+    steps: Steps | None = None,
 ) -> list[DeadLetter]:
-    """Every dead letter now on ``topics`` (those that exist), in no particular order.
+    """Every dead letter now on ``topics`` (those that exist), in no particular order;
+    ``steps`` hears how many offsets of them were passed.
 
     Reads from the start to the end offsets taken first, as a group of its own that commits
     nothing. A partition whose first records have expired ends early; so the read also stops
@@ -224,6 +227,9 @@ def read_dead_letters(
     if not ends:
         return []
     out: list[DeadLetter] = []
+    total = sum(ends.values())
+    # Where each partition's read has reached: an expired start counts as passed.
+    reached = dict.fromkeys(ends, 0)
     consumer = bus.consumer(f"tsunagu-deadletters-{uuid.uuid4().hex}", sorted({t for t, _ in ends}))
     try:
         start = last = time.monotonic()
@@ -247,6 +253,9 @@ def read_dead_letters(
                     out.append(DeadLetter.of(record))
                 if record.offset + 1 >= end:
                     del ends[where]
+                if steps is not None:
+                    reached[where] = min(record.offset + 1, end)
+                    steps(sum(reached.values()), total)
     finally:
         consumer.close()
     return out

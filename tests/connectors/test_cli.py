@@ -24,6 +24,7 @@ from ops.kafka.broker import free_port
 from tests.connectors.test_sdk_outbox import held_by_another_process
 from tests.events import registry
 from tests.fixtures.platform import start_platform, stop_platform
+from tests.fixtures.terminal import assert_plain, run_in_terminal
 
 SAMPLES = Path(__file__).resolve().parents[2] / "connectors" / "samples"
 
@@ -149,6 +150,59 @@ def test_connector_run_names_the_file_line_of_each_refused_row(tmp_path: Path) -
     ]
     assert "5 events queued" in result.stdout
     assert _project(tmp_path / "data") == {"currency.payment.settled": 5}
+
+
+def _large_export(folder: Path, rows: int) -> Path:
+    """A currency export of ``rows`` payments, one line each after the header."""
+    header = (SAMPLES / "currency" / "transactions.csv").read_text().splitlines()[0]
+    lines = [
+        f"pay-20250612-{n:06d},payment,2025-06-12T12:30:56+09:00,w-00012873,res-a1b2c3d4,"
+        "1280,,,,mer-nio0031,仁尾うどん本舗,restaurant,nio,,,,,"
+        for n in range(rows)
+    ]
+    export = folder / "transactions.csv"
+    export.write_text("\n".join([header, *lines]) + "\n", encoding="utf-8")
+    return export
+
+
+def test_connector_run_at_a_terminal_shows_the_lines_read_and_the_events_sent(
+    tmp_path: Path,
+) -> None:
+    export = _large_export(tmp_path, 400)
+    command = [sys.executable, "-m", "broker.cli", "connector", "run", "currency"]
+    screen = run_in_terminal(
+        [*command, "--transactions", str(export)],
+        {**os.environ, "TSUNAGU_DATA_DIR": str(tmp_path / "data"), "TSUNAGU_TOPIC_PREFIX": ""},
+    )
+    assert screen.returncode == 0, screen.output
+    assert "reading transactions.csv" in screen.output and "401/401" in screen.output
+    assert "sending" in screen.output and "400/400" in screen.output
+    assert "400 events queued, 0 already queued or sent, 0 rows refused" in screen.output
+
+
+def test_connector_run_at_a_terminal_counts_the_items_of_a_feed_without_lines(
+    tmp_path: Path,
+) -> None:
+    screen = run_in_terminal(
+        [sys.executable, "-m", "broker.cli", "connector", "run", "transport", *RUNS["transport"]],
+        {**os.environ, "TSUNAGU_DATA_DIR": str(tmp_path), "TSUNAGU_TOPIC_PREFIX": ""},
+    )
+    assert screen.returncode == 0, screen.output
+    assert "reading trips.csv" in screen.output
+    assert "reading vehicle_positions.pb" in screen.output and "/?" in screen.output
+
+
+def test_connector_run_piped_prints_only_its_report(tmp_path: Path) -> None:
+    export = _large_export(tmp_path, 400)
+    result = _run(tmp_path / "data", "currency", "--transactions", str(export))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout == (
+        "400 events queued, 0 already queued or sent, 0 rows refused\n"
+        "sent 400, already at the platform 0, refused by the platform 0, retries 0; "
+        "still in the outbox 0\n"
+    )
+    assert result.stderr == ""
+    assert_plain(result.stdout, result.stderr)
 
 
 def test_connector_run_names_a_file_it_cannot_read_as_a_whole_not_line_0(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ from contract.cloudevents import STRUCTURED_HEADERS
 from contract.origin import H_CONNECTOR_MAC, H_CONNECTOR_TOKEN, OriginSigner, encode_key
 from tests.events import encode, example_data, make_event, registry
 from tests.fixtures.kafka import KafkaBroker, unique_topic
+from tests.fixtures.terminal import BAR, assert_plain, run_in_terminal
 
 INGEST_GROUP = "tsunagu-ingest"
 
@@ -246,6 +247,38 @@ def test_a_wrong_bus_url_is_one_clear_line(region: Region) -> None:
     assert done.stderr.strip().splitlines() == [
         "error: unsupported bus URL 'redis://localhost': use sqlite:///path or kafka://host:port"
     ]
+
+
+def test_list_at_a_terminal_shows_the_dead_letters_read(region: Region) -> None:
+    signer = region.signer(transport.SOURCE, transport.EVENT_TYPES)
+    for _ in range(3):
+        region.publish(_broken_trip(), signer)
+    region.ingest()
+
+    screen = run_in_terminal(
+        [sys.executable, "-m", "broker.cli", "deadletters", "list"], region.env
+    )
+    assert screen.returncode == 0, screen.output
+    assert "reading dead letters" in screen.output and "3/3" in screen.output
+    assert BAR in screen.output
+    # The listing itself is the one a pipe gets.
+    piped = region.run("list")
+    for line in piped.stdout.splitlines():
+        assert line in screen.output
+
+
+def test_list_piped_prints_only_the_listing(region: Region) -> None:
+    signer = region.signer(transport.SOURCE, transport.EVENT_TYPES)
+    for _ in range(3):
+        region.publish(_broken_trip(), signer)
+    region.ingest()
+
+    piped, as_json = region.run("list"), region.run("list", "--json")
+    assert piped.returncode == as_json.returncode == 0
+    assert len(piped.stdout.splitlines()) == 3 and piped.stdout.endswith("\n")
+    assert len(json.loads(as_json.stdout)) == 3 and as_json.stdout.endswith("]\n")
+    assert piped.stderr == as_json.stderr == ""
+    assert_plain(piped.stdout, as_json.stdout)
 
 
 # -- replay -----------------------------------------------------------------------------------
