@@ -208,6 +208,26 @@ def test_ckan_errors_keep_ckans_envelope_and_status_not_problem_details(
         assert "JSON" in r.json()["error"]["message"]
 
 
+def test_the_help_every_ckan_answer_points_to_answers(seeded: RunningPlatform) -> None:
+    with seeded.client() as http:
+        help_url = http.get("/api/3/action/package_search").json()["help"]
+        r = http.get(help_url)
+    assert r.json()["success"] is True
+    assert "q" in r.json()["result"]
+
+
+def test_ckan_takes_a_small_anonymous_body_and_refuses_a_large_one(
+    seeded: RunningPlatform,
+) -> None:
+    with seeded.client() as http:
+        small = http.post("/api/3/action/package_show", json={"id": "bus-stops"})
+        assert small.json()["result"]["name"] == "bus-stops"
+        large = http.post("/api/3/action/package_list", json={"q": "x" * 20_000})
+        assert large.status_code == 413
+        # Elsewhere a body still needs a token first.
+        assert http.post("/v1/partners", json={"id": "ptn-x"}).status_code == 401
+
+
 # -- DCAT and downloads ----------------------------------------------------------------------
 
 _DCAT_CHECKS = """

@@ -184,11 +184,21 @@ def organization_list(settings: Settings, base: str, params: Mapping[str, Any]) 
     return [_organization(settings, _flag(params, "all_fields"))]
 
 
+def help_show(settings: Settings, base: str, params: Mapping[str, Any]) -> Any:
+    """What an action does (the ``help`` every answer points to)."""
+    name = str(params.get("name") or "")
+    verb = ACTIONS.get(name)
+    if verb is None:
+        raise not_found(f"no action {name!r}; this catalogue answers {', '.join(ACTIONS)}")
+    return verb.__doc__
+
+
 ACTIONS: Mapping[str, Callable[[Settings, str, Mapping[str, Any]], Any]] = {
     "package_list": package_list,
     "package_show": package_show,
     "package_search": package_search,
     "organization_list": organization_list,
+    "help_show": help_show,
 }
 
 
