@@ -54,7 +54,7 @@ AREA_DATA_MODELS = "https://github.com/digital-go-jp/area-data-coordination"
 #: The attribution the Digital Agency's model asks for where its names are used (PDL1.0 §1.1).
 MODEL_ATTRIBUTION = (
     "列名の出典：「エリアデータ活用のためのデータモデル」（デジタル庁、2026年9月4日）"
-    f"（{AREA_DATA_MODELS}）、PDL1.0（{PDL_URL}）を加工して作成"
+    f"（{AREA_DATA_MODELS}）、PDL1.0（{PDL_URL}）を加工して作成（加工：Tsunagu 開発チーム）"
 )
 
 #: The column holding a listing's 空き家バンクへの掲載 (vacantHouseListing), once the store
