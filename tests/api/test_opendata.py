@@ -126,10 +126,18 @@ def _seed(platform: RunningPlatform) -> None:
 
 
 @pytest.fixture(scope="module")
-def seeded(platform: RunningPlatform) -> RunningPlatform:
-    """The module's platform with residents, owners and their events in its store."""
-    _seed(platform)
-    return platform
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """A platform with residents, owners and their events in its store; its open-data rate
+    out of the way of these tests (``tight`` proves the limit)."""
+    running = start_platform(
+        tmp_path_factory.mktemp("opendata"),
+        {"TSUNAGU_OPENDATA_RATE_PER_S": "100000", "TSUNAGU_OPENDATA_BURST": "100000"},
+    )
+    try:
+        _seed(running)
+        yield running
+    finally:
+        stop_platform(running)
 
 
 def _ckan(platform: RunningPlatform) -> ckanapi.RemoteCKAN:
