@@ -156,6 +156,30 @@ class Settings(BaseSettings):
         default=20, ge=1, description="Schema compatibility checks a caller may burst."
     )
     # -- crypto-shredding ---------------------------------------------------------------------
+    opendata_publisher: str = Field(
+        default="三豊市",
+        min_length=1,
+        description="The open data's publisher and rights holder (the municipality), in Japanese.",
+    )
+    opendata_publisher_en: str = Field(
+        default="Mitoyo City", min_length=1, description="The publisher's name in English."
+    )
+    opendata_publisher_url: str = Field(
+        default="https://www.city.mitoyo.lg.jp/",
+        pattern=r"^https?://",
+        description="The publisher's web address (its identifier in the DCAT catalogue).",
+    )
+    opendata_organization: str = Field(
+        default="mitoyo-city",
+        pattern=r"^[a-z0-9_-]{2,100}$",
+        description="The publisher's CKAN organization name.",
+    )
+    opendata_rate_per_s: float = Field(
+        default=10.0, gt=0, description="Sustained open-data requests/s per client address."
+    )
+    opendata_burst: int = Field(
+        default=60, ge=1, description="Open-data requests a client address may burst."
+    )
     vault_url: str = Field(
         default="",
         description="SQLAlchemy URL of the subject-key vault, apart from the store so that "

@@ -38,3 +38,24 @@ def property_details_allowed(
     ``expired``, ``paused``, ``purpose_not_approved``, ...) when that says more.
     """
     return decision_point.decide(partner, purpose, PROPERTY_DETAILS, listing_owner_id, at=at)
+
+
+#: 空き家バンクへの掲載 (the standard model's ``vacantHouseListing``): the two values.
+LISTED_FOR_PUBLIC = "一般へ公開"
+LISTED_FOR_ADMINS_ONLY = "管理者のみ閲覧"
+
+#: A listing status under which the bank no longer shows it (掲載取下げ).
+WITHDRAWN = "withdrawn"
+
+
+def shown_to_public(listing_mark: str | None, status: str | None) -> bool:
+    """The public side of the property rule: may a listing's public part be published to
+    anyone (open data)? Never when marked ``管理者のみ閲覧`` or withdrawn from the bank.
+
+    ``listing_mark`` is the listing's 空き家バンクへの掲載 as the store keeps it. A listing of
+    schema v1 carries none: that schema's ``public`` part is the public listing by contract, so
+    only an explicit 管理者のみ閲覧 (or any value this rule does not know) keeps it back.
+    """
+    if listing_mark not in (None, LISTED_FOR_PUBLIC):
+        return False
+    return status != WITHDRAWN

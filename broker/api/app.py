@@ -12,9 +12,11 @@ from broker.api.metrics import RequestMetrics, exposition
 from broker.api.recording import ReadRecorder
 from broker.api.routes import (
     audit,
+    ckan,
     events,
     health,
     me,
+    opendata,
     partner_views,
     partners,
     schemas,
@@ -70,6 +72,7 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
         schema_check_buckets=TokenBuckets(
             settings.schema_check_rate_per_s, settings.schema_check_burst
         ),
+        opendata_buckets=TokenBuckets(settings.opendata_rate_per_s, settings.opendata_burst),
         readiness=readiness or Readiness(),
         # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
         bus_probe=BusProbe(
@@ -97,12 +100,19 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
     app.include_router(partner_views.router)
     app.include_router(statistics.router)
     app.include_router(audit.router)
+    app.include_router(opendata.router)
+    for prefix in ckan.PREFIXES:
+        app.include_router(ckan.router, prefix=prefix)
     app.include_router(pages.router)
     # HTTP ingest has its own, larger limit; every other body is small.
     app.add_middleware(
         BodyLimit,
         limit=API_MAX_BODY_BYTES,
-        limits={"/v1/events": platform.settings.http_max_body_bytes},
+        limits={
+            "/v1/events": platform.settings.http_max_body_bytes,
+            **dict.fromkeys(ckan.PREFIXES, ckan.MAX_BODY),
+        },
+        anonymous=frozenset(ckan.PREFIXES),
     )
     app.add_middleware(UsableUrl)
     declare_refusals(app)

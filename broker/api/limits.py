@@ -47,14 +47,20 @@ class TokenBuckets:
 
 def charge(buckets: TokenBuckets, caller: Principal, who: str, what: str) -> None:
     """Take a token from ``caller``'s bucket; 429 with Retry-After when it is empty."""
-    wait = buckets.take(caller.subject)
+    charge_key(buckets, caller.subject, f"{who} {caller.subject}", what)
+
+
+def charge_key(buckets: TokenBuckets, key: str, who: str, what: str) -> None:
+    """Take a token from the bucket of ``key`` (a caller, or an anonymous client's address);
+    429 with Retry-After when it is empty."""
+    wait = buckets.take(key)
     if wait > 0:
         # Retry-After is whole seconds (RFC 9110): the detail says the same number.
         retry = max(1, math.ceil(wait))
         raise ProblemError(
             429,
             "rate-limited",
-            f"{who} {caller.subject} is over its rate of {buckets.rate:g} {what}/s "
+            f"{who} is over its rate of {buckets.rate:g} {what}/s "
             f"(burst {buckets.burst}); retry in {retry} s",
             headers={"Retry-After": str(retry)},
         )
@@ -85,13 +91,25 @@ class BodyLimit:
     as they arrive and the request is cut off (413) as soon as they pass the limit, having
     read at most one chunk more. A request that carries a body must first show a valid bearer
     token (401 otherwise, the body unread): every route that takes a body is for a signed-in
-    role, so an anonymous caller cannot make the server buffer anything.
+    role, so an anonymous caller cannot make the server buffer anything; except under the
+    ``anonymous`` prefixes (CKAN's action API, whose clients POST their parameters), whose
+    bodies are read without a token, up to their own small limit.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, limits: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limit: int,
+        limits: Mapping[str, int] | None = None,
+        anonymous: frozenset[str] = frozenset(),
+    ) -> None:
         self.app = app
         self.limit = limit
         self.limits = dict(limits or {})  # path prefix -> its own limit (HTTP ingest)
+        self.anonymous = anonymous  # path prefixes read without a token (in ``limits``)
+
+    def _anonymous(self, path: str) -> bool:
+        return any(path.startswith(prefix.rstrip("/") + "/") for prefix in self.anonymous)
 
     def limit_for(self, path: str) -> int:
         """The body limit of a request to ``path``."""
@@ -113,7 +131,8 @@ class BodyLimit:
         request = Request(scope)
         limit = self.limit_for(scope["path"])
         try:
-            await authenticate(request, bearer_token(request))
+            if not self._anonymous(scope["path"]):
+                await authenticate(request, bearer_token(request))
             if length.isdigit() and int(length) > limit:
                 raise ProblemError(
                     413,

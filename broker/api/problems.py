@@ -80,6 +80,7 @@ TITLES = {
     "k-below-minimum": "k below the platform's minimum",
     "month-not-published": "Month not published yet",
     "listing-refused": "Vacant-house listings refused",
+    "unknown-dataset": "No open dataset of that name",
     "audit-unavailable": "The audit log cannot be written",
     "invalid-envelope": "Not a CloudEvents envelope",
     "invalid-time-zone": "Unknown time zone",

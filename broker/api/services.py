@@ -71,6 +71,7 @@ class Services:
     chain_monitor: ChainMonitor
     partner_buckets: TokenBuckets
     schema_check_buckets: TokenBuckets
+    opendata_buckets: TokenBuckets
     readiness: Readiness
     bus_probe: BusProbe
 

@@ -31,6 +31,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from broker.views.opendata import DATASETS
 from tests.api.test_partner_views import _id, _listing, _payment, _points, _trip
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
@@ -182,7 +183,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatfo
     """This module's platform: partners' rate limits out of the way of a fast client."""
     running = start_platform(
         Path(tmp_path_factory.mktemp("contract")),
-        {"TSUNAGU_PARTNER_RATE_PER_S": "100000", "TSUNAGU_PARTNER_BURST": "100000"},
+        {
+            "TSUNAGU_PARTNER_RATE_PER_S": "100000",
+            "TSUNAGU_PARTNER_BURST": "100000",
+            "TSUNAGU_OPENDATA_RATE_PER_S": "100000",
+            "TSUNAGU_OPENDATA_BURST": "100000",
+        },
     )
     yield running
     stop_platform(running)
@@ -252,6 +258,8 @@ def _known_path(world: World, path: str) -> st.SearchStrategy[dict[str, Any]]:
         known["consent_id"] = st.integers(0, 1).map(world.current_consent)
     if "{resident}" in path:
         known["resident"] = st.sampled_from(world.pseudonyms)
+    if path.startswith("/opendata/datasets/"):
+        known["name"] = st.sampled_from([ds.name for ds in DATASETS])
     return st.fixed_dictionaries(known)
 
 

@@ -1,0 +1,329 @@
+"""The open data catalogue's datasets: what the platform publishes to anyone, and its rows.
+
+Only what may be public is here, each from the one place that decides it:
+
+- **bus stops and routes**: the stops trips used and the routes vehicles report, never a
+  person's place (a door-to-door pick-up has no stop id and is not a stop), with GTFS-JP's
+  column names;
+- **vacant houses**: the public part of each listing (``PUBLIC_FIELDS``, the same the partner
+  view shows without the owner's consent) of the listings the property rule shows to the
+  public (``consent.property_rule.shown_to_public``: never 管理者のみ閲覧), named after the
+  Digital Agency's 空き家バンク model where a field maps to one of its attributes;
+- **statistics**: the k-anonymous statistics as published (``broker.views.statistics``: every
+  published cell counts at least k residents, smaller ones listed as suppressed with no
+  measures), over the default period of the statistics API.
+
+Everything is published under PDL1.0 with the publisher's attribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+from sqlalchemy import Engine, Table, select
+
+from broker.store.projections.transport import TransportStop, VehiclePosition
+from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.views.statistics import (
+    StatisticsRuleError,
+    complete_months,
+    points_by_age_band,
+    spending_by_merchant_category,
+    town_flows,
+    trips_by_town_month,
+)
+from consent.property_rule import LISTED_FOR_PUBLIC, shown_to_public
+
+_stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
+_positions: Table = VehiclePosition.__table__  # type: ignore[attr-defined]
+_listings: Table = Listing.__table__  # type: ignore[attr-defined]
+
+#: 公共データ利用規約（第1.0版）: the licence of every dataset.
+PDL_URL = "https://www.digital.go.jp/resources/open_data/public_data_license_v1.0"
+PDL_TITLE = "公共データ利用規約（第1.0版） / Public Data License (Version 1.0)"
+PDL_ID = "PDL-1.0"
+
+#: The standards the datasets' columns follow.
+GTFS_JP = "https://www.mlit.go.jp/commmmons/document/007/"
+AREA_DATA_MODELS = "https://github.com/digital-go-jp/area-data-coordination"
+
+#: The attribution the Digital Agency's model asks for where its names are used (PDL1.0 §1.1).
+MODEL_ATTRIBUTION = (
+    "列名の出典：「エリアデータ活用のためのデータモデル」（デジタル庁、2026年9月4日）"
+    f"（{AREA_DATA_MODELS}）、PDL1.0（{PDL_URL}）を加工して作成（加工：Tsunagu 開発チーム）"
+)
+
+#: The column holding a listing's 空き家バンクへの掲載 (vacantHouseListing), once the store
+#: keeps it (the listing schema's standard version); listings of schema v1 have none.
+LISTING_MARK_COLUMN = "vacant_house_listing"
+
+#: The published name of each public listing field: the 空き家バンク model's attribute where
+#: the field is one of them, our own name where the model has none.
+LISTING_COLUMNS: Mapping[str, str] = MappingProxyType(
+    {
+        "town": "town",  # the former town (旧町); the model has only the city
+        "district": "streetAddress",  # 所在地_町字 (the ōaza, never the lot number)
+        "building_type": "building_type",
+        "layout": "floorPlan",
+        "floor_area_m2": "totalFloorArea_MTK",
+        "land_area_m2": "landArea_MTK",
+        "year_built": "year_built",  # the model has a full date (dateOfConstruction)
+        "offer_type": "transactionType",
+        "rent_band": "rent_band",  # bands, not the model's exact prices
+        "price_band": "price_band",
+        "renovated": "renovated",
+        "parking": "parking",
+        "nearest_stop_id": "nearest_stop_id",
+        "walk_minutes_to_stop": "walk_minutes_to_stop",
+        "status": "status",
+    }
+)
+
+#: The model's values for the fields whose values map one to one.
+_TRANSACTION_TYPES = {"sale": "売買", "rent": "賃貸", "rent_or_sale": "売買・賃貸"}
+_PRESENCE = {True: "あり", False: "なし"}
+
+#: GTFS route_type of each transport mode (3: bus; 715: demand and response bus service).
+_ROUTE_TYPES = {"fixed_route_bus": 3, "on_demand": 715}
+
+
+class UnknownDatasetError(LookupError):
+    """A dataset name the catalogue does not publish."""
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """What the rows are computed at: the store, the platform's k and settling delay, now."""
+
+    engine: Engine
+    k: int
+    settle_days: int
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """One published dataset: how it is described, its columns and how its rows are read."""
+
+    name: str
+    title_ja: str
+    title_en: str
+    description: str
+    keywords: tuple[str, ...]
+    conforms_to: str
+    columns: tuple[str, ...]
+    read: Callable[[Moment], list[dict[str, Any]]]
+
+    def rows(self, at: Moment) -> list[dict[str, Any]]:
+        """The dataset's rows, each with exactly its columns."""
+        return [{c: row.get(c) for c in self.columns} for row in self.read(at)]
+
+
+# -- transport -----------------------------------------------------------------------------------
+
+
+def _stop_rows(at: Moment) -> list[dict[str, Any]]:
+    query = select(_stops).order_by(_stops.c.stop_id)
+    with at.engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [
+        {
+            "stop_id": r["stop_id"],
+            "stop_lat": r["lat"],
+            "stop_lon": r["lon"],
+            "town": r["town"],
+            "on_demand": r["on_demand"],
+            "bus": r["bus"],
+        }
+        for r in rows
+    ]
+
+
+def _route_rows(at: Moment) -> list[dict[str, Any]]:
+    p = _positions.c
+    query = (
+        select(p.route_id, p.operator_id, p.mode)
+        .where(p.route_id.is_not(None))
+        .distinct()
+        .order_by(p.route_id, p.operator_id, p.mode)
+    )
+    with at.engine.connect() as conn:
+        rows = conn.execute(query).all()
+    return [
+        {"route_id": route, "agency_id": agency, "route_type": _ROUTE_TYPES.get(mode, 3)}
+        for route, agency, mode in rows
+    ]
+
+
+# -- vacant houses -------------------------------------------------------------------------------
+
+
+def public_listing_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The published rows of stored listings: the public part of those the property rule
+    shows to the public, nothing of the others."""
+    published = []
+    for row in rows:
+        if not shown_to_public(row.get(LISTING_MARK_COLUMN), row.get("status")):
+            continue
+        out: dict[str, Any] = {"identifier": row["listing_id"]}
+        for field in PUBLIC_FIELDS:
+            out[LISTING_COLUMNS[field]] = row[field]
+        out["transactionType"] = _TRANSACTION_TYPES.get(out["transactionType"])
+        parking = out["parking"]
+        out["parking"] = None if parking is None else _PRESENCE[bool(parking)]
+        out["vacantHouseListing"] = LISTED_FOR_PUBLIC
+        published.append(out)
+    return published
+
+
+def _listing_rows(at: Moment) -> list[dict[str, Any]]:
+    query = (
+        select(_listings)
+        .where(_listings.c.registered_at.is_not(None))
+        .order_by(_listings.c.listing_id)
+    )
+    with at.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    return public_listing_rows(rows)
+
+
+# -- statistics ------------------------------------------------------------------------------
+
+
+def _statistic(
+    compute: Callable[..., Any], dimensions: Sequence[str], measures: Sequence[str]
+) -> Callable[[Moment], list[dict[str, Any]]]:
+    """Rows of a statistic over its default period (the last twelve published months): one
+    per cell, a suppressed cell with no measures."""
+
+    def read(at: Moment) -> list[dict[str, Any]]:
+        try:
+            start, end = complete_months(None, None, at.now, at.settle_days)
+            figures = compute(at.engine, start, end, k=at.k, settle_days=at.settle_days, now=at.now)
+        except StatisticsRuleError:
+            return []  # no month published yet: nothing to publish
+        rows = []
+        for cell in figures.cells:
+            row: dict[str, Any] = {"month": cell.month}
+            row.update({d: getattr(cell, d) for d in dimensions})
+            row["suppressed"] = cell.suppressed
+            m = cell.measures
+            row.update({name: None if m is None else getattr(m, name) for name in measures})
+            rows.append(row)
+        return rows
+
+    return read
+
+
+def _stat_columns(dimensions: Sequence[str], measures: Sequence[str]) -> tuple[str, ...]:
+    return ("month", *dimensions, "suppressed", *measures)
+
+
+_K_NOTE = (
+    "毎月（日本時間）の集計。各セルは k 人以上（既定 k=10）の住民を数え、それ未満のセルは秘匿"
+    "（suppressed=true、値なし）。 / Monthly (Japan time); every published cell counts at "
+    "least k residents (k=10 by default), smaller cells are suppressed (no figures)."
+)
+
+_STATS: tuple[tuple[str, str, str, Callable[..., Any], tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "trips-by-town-month",
+        "出発町別・月別の移動回数",
+        "Trips by origin town and month",
+        trips_by_town_month,
+        ("town",),
+        ("trips", "subjects"),
+    ),
+    (
+        "town-flows",
+        "町間の移動回数（月別）",
+        "Trips between towns by month",
+        town_flows,
+        ("origin_town", "destination_town"),
+        ("trips", "subjects"),
+    ),
+    (
+        "points-by-age-band",
+        "年齢層別の健康ポイント（月別）",
+        "Health points by age band and month",
+        points_by_age_band,
+        ("age_band",),
+        ("points_awarded", "points_redeemed", "subjects"),
+    ),
+    (
+        "spending-by-merchant-category",
+        "業種別の地域通貨支払（月別）",
+        "Local-currency payments by merchant category and month",
+        spending_by_merchant_category,
+        ("merchant_category",),
+        ("amount_jpy", "payments", "subjects"),
+    ),
+)
+
+#: Every dataset the catalogue publishes, in its order.
+DATASETS: tuple[Dataset, ...] = (
+    Dataset(
+        name="bus-stops",
+        title_ja="バス停・乗降ポイント",
+        title_en="Bus stops and on-demand meeting points",
+        description="運行で使われた停留所・乗降ポイント（GTFS-JP の列名）。"
+        " / Stops and meeting points trips used (GTFS-JP column names).",
+        keywords=("交通", "バス停", "GTFS-JP", "transport"),
+        conforms_to=GTFS_JP,
+        columns=("stop_id", "stop_lat", "stop_lon", "town", "on_demand", "bus"),
+        read=_stop_rows,
+    ),
+    Dataset(
+        name="bus-routes",
+        title_ja="バス路線",
+        title_en="Bus routes",
+        description="車両が運行を報告した路線（GTFS-JP の列名; route_type 3=バス, "
+        "715=デマンド交通）。 / Routes vehicles reported (GTFS-JP column names).",
+        keywords=("交通", "バス路線", "GTFS-JP", "transport"),
+        conforms_to=GTFS_JP,
+        columns=("route_id", "agency_id", "route_type"),
+        read=_route_rows,
+    ),
+    Dataset(
+        name="vacant-houses",
+        title_ja="空き家バンク物件（一般公開分）",
+        title_en="Vacant-house bank listings (public part)",
+        description="一般へ公開の物件の公開情報のみ（所有者を特定できる情報・管理者のみ閲覧の"
+        "物件は含まない）。列名はデジタル庁「空き家バンク」データモデルに対応するものはその英字名。"
+        " / The public part of listings open to the public; never the owner's details nor "
+        "an admin-only listing. " + MODEL_ATTRIBUTION,
+        keywords=("空き家", "空き家バンク", "住まい", "housing"),
+        conforms_to=AREA_DATA_MODELS,
+        columns=("identifier", *LISTING_COLUMNS.values(), "vacantHouseListing"),
+        read=_listing_rows,
+    ),
+    *(
+        Dataset(
+            name=name,
+            title_ja=title_ja,
+            title_en=title_en,
+            description=_K_NOTE,
+            keywords=("統計", "k-匿名", "statistics"),
+            conforms_to="",
+            columns=_stat_columns(dims, measures),
+            read=_statistic(compute, dims, measures),
+        )
+        for name, title_ja, title_en, compute, dims, measures in _STATS
+    ),
+)
+
+_BY_NAME: Mapping[str, Dataset] = MappingProxyType({d.name: d for d in DATASETS})
+
+
+def dataset(name: str) -> Dataset:
+    """The published dataset called ``name``; refused, naming those there are, when none is."""
+    found = _BY_NAME.get(name)
+    if found is None:
+        raise UnknownDatasetError(
+            f"no dataset {name!r}: the catalogue publishes {', '.join(_BY_NAME)}"
+        )
+    return found
