@@ -68,6 +68,15 @@ NOT_PERSONAL = {
     "GET /v1/audit/refusals": "counts",
     "GET /v1/audit/verification": "the chain's state",
     "GET /v1/audit/export": "the log, residents by an HMAC only (audited as an export)",
+    # Open data: stops, routes, the public part of public listings and statistics whose every
+    # cell counts at least k residents (tests/api/test_opendata.py searches every byte).
+    "GET /opendata/catalog.jsonld": "open data: the catalogue",
+    "GET /opendata/datasets/{name}.csv": "open data: no personal data",
+    "GET /opendata/datasets/{name}.json": "open data: no personal data",
+    "GET /api/3/action/{action}": "open data: CKAN's read verbs over the catalogue",
+    "POST /api/3/action/{action}": "open data: CKAN's read verbs over the catalogue",
+    "GET /api/action/{action}": "open data: CKAN's read verbs over the catalogue",
+    "POST /api/action/{action}": "open data: CKAN's read verbs over the catalogue",
 }
 
 
