@@ -257,7 +257,9 @@ def _listings(
                 details["owner_contact"] = _contact({**(known.owner if known else {}), **owner})
             data["owner_details"] = details
         book.remember(listing_id, at, owner_id, public, owner)
-        return EventDraft(LISTING_UPDATED, listing_id, data, f"{listing_id}@{iso(at)}", at, line)
+        return EventDraft(
+            LISTING_UPDATED, listing_id, data, f"{listing_id}@{iso(at)}", at, line, schema_version=1
+        )
 
     return map_rows(rows, convert)
 
@@ -293,7 +295,9 @@ def _register(
         "owner_details": details,
     }
     book.remember(listing_id, at, owner_id, public, owner)
-    return EventDraft(LISTING_REGISTERED, listing_id, data, f"{listing_id}@{iso(at)}", at, line)
+    return EventDraft(
+        LISTING_REGISTERED, listing_id, data, f"{listing_id}@{iso(at)}", at, line, schema_version=1
+    )
 
 
 def _also(columns: list[str]) -> str:
