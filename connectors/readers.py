@@ -8,6 +8,7 @@ turns it into a ``RowError`` on that row's line.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -42,6 +43,7 @@ __all__ = [
     "Seen",
     "Town",
     "carried_id",
+    "csv_header",
     "end_of_day",
     "iso",
     "map_rows",
@@ -405,6 +407,10 @@ def map_rows(
 
 
 def _decode(raw: bytes, encoding: str) -> str | RowError:
+    if raw.startswith(codecs.BOM_UTF8):
+        # A UTF-8 byte-order mark says what the file is, whatever encoding was asked for
+        # (Excel's "CSV UTF-8" given to a reader told cp932 would otherwise be mojibake).
+        encoding = "utf-8-sig"
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:
@@ -437,6 +443,19 @@ def _column_at(raw: bytes, offset: int, encoding: str) -> str:
     if index is None or index >= len(header):
         return ""
     return f"column {header[index].strip()}: "
+
+
+def csv_header(source: CsvSource, encoding: str = "utf-8-sig") -> list[str] | RowError:
+    """The column names on a CSV export's first line (trimmed), or why the file cannot be read."""
+    raw = source if isinstance(source, bytes) else Path(source).read_bytes()
+    text = _decode(raw, encoding)
+    if isinstance(text, RowError):
+        return text
+    try:
+        first = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"), newline="")), [])
+    except csv.Error as e:
+        return RowError(1, f"not valid CSV: {e}")
+    return [h.strip() for h in first]
 
 
 def read_csv(

@@ -20,6 +20,10 @@ address, lot number, owner's name and contact go to ``owner_details``, which the
 discloses only to partners the owner consented to. ``district`` is public, so a district
 holding digits (a street number) is refused.
 
+A bank exporting the Digital Agency's standard model 空き家バンク (its 43 fields, Japanese or
+English names) is read by ``connectors.vacant_house_standard`` instead: ``read_listings_csv``
+tells the two apart by the header.
+
 Column formats: ``connectors/samples/README.md``.
 """
 
@@ -36,12 +40,14 @@ from connectors.readers import (
     Fields,
     Row,
     Seen,
+    csv_header,
     iso,
     map_rows,
     numbered,
     read_csv,
 )
 from connectors.sdk.rows import EventDraft, RowError
+from connectors.vacant_house_standard import is_standard_header, read_standard_listings_csv
 
 __all__ = [
     "EVENT_TYPES",
@@ -209,7 +215,12 @@ def listing_drafts(
 def read_listings_csv(
     source: CsvSource, *, book: ListingBook | None = None, encoding: str = "utf-8-sig"
 ) -> Iterator[EventDraft | RowError]:
-    """Listing registered/updated drafts from the vacant-house bank's listings CSV."""
+    """Listing drafts from the vacant-house bank's listings CSV: in the standard model's
+    columns (``vacant_house_standard``, v2 events) when its header names them, else in the
+    bank's own format documented here (v1 events)."""
+    header = csv_header(source, encoding)
+    if not isinstance(header, RowError) and is_standard_header(header):
+        return read_standard_listings_csv(source, encoding=encoding)
     rows = read_csv(source, LISTING_REQUIRED, encoding=encoding)
     return _listings(rows, book if book is not None else ListingBook())
 
@@ -257,7 +268,9 @@ def _listings(
                 details["owner_contact"] = _contact({**(known.owner if known else {}), **owner})
             data["owner_details"] = details
         book.remember(listing_id, at, owner_id, public, owner)
-        return EventDraft(LISTING_UPDATED, listing_id, data, f"{listing_id}@{iso(at)}", at, line)
+        return EventDraft(
+            LISTING_UPDATED, listing_id, data, f"{listing_id}@{iso(at)}", at, line, schema_version=1
+        )
 
     return map_rows(rows, convert)
 
@@ -293,7 +306,9 @@ def _register(
         "owner_details": details,
     }
     book.remember(listing_id, at, owner_id, public, owner)
-    return EventDraft(LISTING_REGISTERED, listing_id, data, f"{listing_id}@{iso(at)}", at, line)
+    return EventDraft(
+        LISTING_REGISTERED, listing_id, data, f"{listing_id}@{iso(at)}", at, line, schema_version=1
+    )
 
 
 def _also(columns: list[str]) -> str:

@@ -1,7 +1,12 @@
 """The property rule (dual-residence law, 2024): a vacant house's owner-identifying details
 (exact address, lot number, owner name and contact: category ``property.details``) go to a
 partner only with an active consent of *that house's owner* for *that partner and purpose*.
-Without it the partner gets the public listing only (``property.listing``).
+Without it the partner gets the public listing only (``property.listing``). Which fields
+identify the owner is the catalogue's split (``categories.json``: ``property.details``, with
+the reason for each of the standard model's owner-identifying fields in ``field_reasons``).
+
+And a listing its bank marked 管理者のみ閲覧 (the standard model's ``vacantHouseListing``) is
+never shown to a partner or the public at all, with or without any consent (``listing_shown``).
 
 The owner is the listing's ``owner_id`` as the store holds it, never an id the partner
 supplies. There is deliberately no parameter for a role, a scope, an admin token or any
@@ -18,6 +23,15 @@ from consent.ids import CategoryCode
 
 PROPERTY_DETAILS = CategoryCode("property.details")
 PROPERTY_LISTING = CategoryCode("property.listing")
+
+#: The standard's publication status of a listing for the bank's administrators alone.
+ADMIN_ONLY = "管理者のみ閲覧"
+
+
+def listing_shown(publication: str | None) -> bool:
+    """The property rule for a whole listing: shown to partners and the public unless its
+    bank marked it 管理者のみ閲覧 (a v1 listing, without the status, was published)."""
+    return publication != ADMIN_ONLY
 
 
 def property_details_allowed(

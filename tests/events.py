@@ -27,9 +27,9 @@ def registry() -> SchemaRegistry:
     return SchemaRegistry.from_directory(REPO_SCHEMAS)
 
 
-def example_data(event_type: str) -> dict[str, Any]:
-    """A deep copy of the first example of the type's latest schema."""
-    schema = registry().get(event_type).schema
+def example_data(event_type: str, version: int | None = None) -> dict[str, Any]:
+    """A deep copy of the first example of the type's schema (the latest when not given)."""
+    schema = registry().get(event_type, version).schema
     data: dict[str, Any] = copy.deepcopy(schema["examples"][0])
     return data
 
@@ -46,10 +46,11 @@ def make_event(
     *,
     event_id: str | None = None,
     data: dict[str, Any] | None = None,
+    version: int | None = None,
     **attributes: Any,
 ) -> dict[str, Any]:
-    """A valid structured-mode CloudEvent of ``event_type`` as a dict."""
-    body = example_data(event_type) if data is None else data
+    """A valid structured-mode CloudEvent of ``event_type`` (its ``version``, else the latest)."""
+    body = example_data(event_type, version) if data is None else data
     doc: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id or str(uuid.uuid4()),
@@ -58,7 +59,7 @@ def make_event(
         "subject": _subject_of(body),
         "time": datetime.now(UTC).isoformat(),
         "datacontenttype": "application/json",
-        "dataschema": registry().get(event_type).urn,
+        "dataschema": registry().get(event_type, version).urn,
         "data": body,
     }
     doc.update(attributes)

@@ -53,6 +53,8 @@ class SchemaRegistry(SchemaCatalogue):
     def __init__(self) -> None:
         super().__init__()
         self._modes: dict[str, CompatibilityMode] = {}
+        #: Per type, the versions the operator published as breaking, with why (a new major).
+        self._breaking: dict[str, dict[int, str]] = {}
 
     @classmethod
     def from_directory(cls, root: Path, domains: Iterable[Domain] = ()) -> SchemaRegistry:
@@ -62,9 +64,11 @@ class SchemaRegistry(SchemaCatalogue):
         for event_type, type_dir in schema_directories(root, domains):
             config = type_dir / "config.json"
             if config.exists():
-                registry._modes[event_type] = CompatibilityMode(
-                    orjson.loads(config.read_bytes())["compatibility"]
-                )
+                settings = orjson.loads(config.read_bytes())
+                registry._modes[event_type] = CompatibilityMode(settings["compatibility"])
+                registry._breaking[event_type] = {
+                    int(n): why for n, why in settings.get("breaking", {}).items()
+                }
             registry.add_versions(read_versions(type_dir, event_type))
         return registry
 
@@ -72,6 +76,18 @@ class SchemaRegistry(SchemaCatalogue):
         """The type's compatibility mode."""
         self._known(event_type)
         return self._modes.get(event_type, CompatibilityMode.BACKWARD)
+
+    def breaking(self, event_type: str) -> dict[int, str]:
+        """The type's versions published as breaking changes (``config.json`` ``breaking``:
+        version → why), each the start of a new major: older events stay readable under
+        their own version, and later versions are checked against it, not across it."""
+        self._known(event_type)
+        return dict(self._breaking.get(event_type, {}))
+
+    def since_major(self, event_type: str, versions: list[SchemaVersion]) -> list[SchemaVersion]:
+        """``versions`` from the latest breaking one on: what a new version is checked against."""
+        majors = [v.version for v in versions if v.version in self._breaking.get(event_type, {})]
+        return [v for v in versions if not majors or v.version >= max(majors)]
 
     def set_mode(self, event_type: str, mode: CompatibilityMode) -> None:
         """Change a type's compatibility mode."""
@@ -84,7 +100,7 @@ class SchemaRegistry(SchemaCatalogue):
         if not versions:
             return []
         mode = self._modes.get(event_type, CompatibilityMode.BACKWARD)
-        return check(schema, [v.schema for v in versions], mode)
+        return check(schema, [v.schema for v in self.since_major(event_type, versions)], mode)
 
     def register(self, event_type: str, schema: Mapping[str, Any]) -> SchemaVersion:
         """Add ``schema`` as the next version, refusing an invalid or incompatible one."""
@@ -131,10 +147,16 @@ def check_directory(root: Path) -> list[str]:
                 for err in validator.iter_errors(example):
                     path = "/" + "/".join(str(p) for p in err.instance_path)
                     problems.append(f"{where}: example {n} is invalid at {path}: {err.message}")
-            if i > 0:
-                previous = [p.schema for p in versions[:i]]
-                problems.extend(
-                    f"{where}: {p.message} (at {p.path})"
-                    for p in check(v.schema, previous, registry.mode(event_type))
+            if i == 0:
+                continue
+            previous = [p.schema for p in registry.since_major(event_type, versions[:i])]
+            found = check(v.schema, previous, registry.mode(event_type))
+            if v.version not in registry.breaking(event_type):
+                problems.extend(f"{where}: {p.message} (at {p.path})" for p in found)
+            elif not found:
+                # A version recorded as breaking must break: else the record misleads readers.
+                problems.append(
+                    f"{where}: recorded as breaking in config.json but compatible with "
+                    f'v{versions[i - 1].version}; remove it from "breaking"'
                 )
     return problems

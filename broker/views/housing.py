@@ -5,7 +5,10 @@ to transport (the nearest stop and its distance, whether on-demand transport ser
 stop, and the trips that started or ended there in a closed JST month, as the k-anonymous
 statistic ``trips-nearby`` publishes them: null below k residents) and, only where the property
 rule allows, the owner-identifying details. The rule is asked for every listing, with the
-owner as the store records it.
+owner as the store records it; a listing marked 管理者のみ閲覧 is never among them.
+
+A listing in the standard model (v2) shows its public standard fields under the standard's
+names; a v1 listing, v1's public fields.
 """
 
 from __future__ import annotations
@@ -21,7 +24,12 @@ from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
 from broker.views.statistics import SERVES, trips_nearby
 from consent.decisions import Decision, DecisionPoint
 from consent.errors import ConsentError
-from consent.property_rule import PROPERTY_LISTING, property_details_allowed
+from consent.property_rule import (
+    ADMIN_ONLY,
+    PROPERTY_LISTING,
+    listing_shown,
+    property_details_allowed,
+)
 from consent.vault import SubjectVault
 
 _listings: Table = Listing.__table__  # type: ignore[attr-defined]
@@ -93,7 +101,11 @@ def vacant_houses(
     listing_decision = decisions.decide(partner, purpose, PROPERTY_LISTING, "")
     if not listing_decision.allowed:
         return HousePage(listing_decision, [], None)
-    query = select(_listings).where(_listings.c.registered_at.is_not(None))
+    # The property rule: a 管理者のみ閲覧 listing never leaves (left out here, so pages stay full).
+    query = select(_listings).where(
+        _listings.c.registered_at.is_not(None),
+        or_(_listings.c.publication.is_(None), _listings.c.publication != ADMIN_ONLY),
+    )
     if town is not None:
         query = query.where(_listings.c.town == town)
     if available_only:
@@ -127,7 +139,11 @@ def vacant_houses(
         if purpose in SERVES["trips-nearby"]
         else None
     )
-    houses = [_house(r, stops, nearby, vault, decisions, partner, purpose) for r in rows]
+    houses = [
+        _house(r, stops, nearby, vault, decisions, partner, purpose)
+        for r in rows
+        if listing_shown(r["publication"])
+    ]
     last = rows[-1] if rows and more else None
     return HousePage(
         listing_decision,
@@ -171,7 +187,9 @@ def _house(
         listing_id=row["listing_id"],
         owner_id=row["owner_id"],
         registered_at=row["registered_at"],
-        public={name: row[name] for name in PUBLIC_FIELDS},
+        public=dict(row["standard"])
+        if row["standard"] is not None
+        else {name: row[name] for name in PUBLIC_FIELDS},
         access=access,
         owner_decision=decision,
         owner_details=details,

@@ -25,7 +25,7 @@ from connectors.sdk.rows import EventDraft, RowError, stable_event_id
 from connectors.sdk.schemas import Schemas
 from connectors.sdk.sender import Backoff, DrainReport, Sender
 from connectors.sdk.sinks import Sink
-from contract.catalogue import SchemaVersion
+from contract.catalogue import RegistryError, SchemaVersion
 from contract.cloudevents import CloudEvent
 
 __all__ = ["Connector", "InvalidEventError", "PublishReport"]
@@ -128,6 +128,11 @@ class Connector:
         if reason:
             raise InvalidEventError(RowError(draft.line, reason))
         version = self.versions[draft.event_type]
+        if draft.schema_version and draft.schema_version != version.version:
+            try:
+                version = self.schemas.version(draft.event_type, draft.schema_version)
+            except RegistryError as exc:
+                raise InvalidEventError(RowError(draft.line, str(exc))) from None
         event = CloudEvent(
             id=stable_event_id(self.source, draft.event_type, draft.natural_key),
             source=self.source,

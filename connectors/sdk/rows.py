@@ -27,6 +27,9 @@ class EventDraft:
     natural_key: str  # the row's own id (trip id, award id, ...): makes the event id stable
     time: datetime
     line: int = 0  # the file line it came from, for reports (0: not given)
+    #: The schema version the reader wrote ``data`` in (0: the connector's version of the type).
+    #: A reader that speaks one major of a type (e.g. v1 of vacant-house listings) names it.
+    schema_version: int = 0
 
 
 @dataclass(frozen=True, slots=True)

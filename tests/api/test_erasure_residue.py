@@ -59,7 +59,7 @@ def _events(resident: str, name: str, phone: str, message: str) -> list[dict[str
         pickup_at=f"2025-06-03T09:00:00{JST}",
         dropoff_at=f"2025-06-03T09:20:00{JST}",
     )
-    listing = example_data("vacant_house.listing.registered")
+    listing = example_data("vacant_house.listing.registered", 1)  # v1's owner_name field
     listing.update(listing_id=_id("prop"), owner_id=resident)
     listing["owner_details"] = {
         **listing["owner_details"],
@@ -70,7 +70,12 @@ def _events(resident: str, name: str, phone: str, message: str) -> list[dict[str
     inquiry.update(inquiry_id=_id("inq"), resident_id=resident, message=message)
     return [
         make_event("transport.trip.completed", data=trip, subject=resident),
-        make_event("vacant_house.listing.registered", data=listing, subject=listing["listing_id"]),
+        make_event(
+            "vacant_house.listing.registered",
+            data=listing,
+            subject=listing["listing_id"],
+            version=1,
+        ),
         make_event("vacant_house.inquiry.received", data=inquiry, subject=resident),
     ]
 

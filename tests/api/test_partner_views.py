@@ -75,10 +75,13 @@ def _payment(resident: str, day: int) -> dict[str, Any]:
 
 
 def _listing(owner: str, stop: str) -> dict[str, Any]:
-    data = example_data("vacant_house.listing.registered")
+    """A v1 listing (v1's fields name the nearest stop; the standard model has none)."""
+    data = example_data("vacant_house.listing.registered", 1)
     data.update(listing_id=_id("prop"), owner_id=owner)
     data["public"] = {**data["public"], "nearest_stop_id": stop, "walk_minutes_to_stop": 6}
-    return make_event("vacant_house.listing.registered", data=data, subject=data["listing_id"])
+    return make_event(
+        "vacant_house.listing.registered", data=data, subject=data["listing_id"], version=1
+    )
 
 
 def _activity(
@@ -389,7 +392,9 @@ def _sale(listing: dict[str, Any], new_owner: str, **owner_details: Any) -> dict
     }
     if owner_details:
         data["owner_details"] = owner_details
-    return make_event("vacant_house.listing.updated", data=data, subject=data["listing_id"])
+    return make_event(
+        "vacant_house.listing.updated", data=data, subject=data["listing_id"], version=1
+    )
 
 
 def _details_reads(platform: RunningPlatform, http: httpx.Client, owner: str) -> list[Any]:

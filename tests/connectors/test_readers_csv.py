@@ -41,11 +41,11 @@ def split(items: Iterable[EventDraft | RowError]) -> tuple[list[EventDraft], lis
 
 
 def schema_problems(drafts: Iterable[EventDraft]) -> list[str]:
-    """Why drafts fail their type's latest shipped schema (empty when all are valid)."""
+    """Why drafts fail the shipped schema they name (else the latest; empty when all valid)."""
     reg = registry()
     problems = []
     for draft in drafts:
-        validator = reg.validator(reg.get(draft.event_type))
+        validator = reg.validator(reg.get(draft.event_type, draft.schema_version or None))
         problems += [
             f"line {draft.line} {draft.event_type}: {e.message}"
             for e in validator.iter_errors(draft.data)

@@ -133,3 +133,11 @@ def test_only_an_owner_is_offered_the_owner_details_and_a_non_owner_is_refused_t
             subject, HOUSING, DUAL_RESIDENCE, sorted(offered), expires_at=now() + days(9)
         )
         assert set(granted.categories) == offered
+
+
+def test_an_admin_only_listing_is_never_shown_and_a_public_one_is() -> None:
+    from consent.property_rule import listing_shown
+
+    assert not listing_shown("管理者のみ閲覧")
+    assert listing_shown("一般へ公開")
+    assert listing_shown(None)  # a v1 listing, published before the standard's status existed

@@ -72,7 +72,11 @@ def test_every_type_is_projected_with_its_content(
         listing = conn.execute(select(Listing.__table__)).one()  # type: ignore[attr-defined]
         reg = next(d for d in docs if d["type"] == "vacant_house.listing.registered")
         details = vault.open(listing.owner_id, listing.owner_details_sealed)
-        assert details["owner_name"] == reg["data"]["owner_details"]["owner_name"]
+        upd = next(d for d in docs if d["type"] == "vacant_house.listing.updated")
+        # v2 (the standard model): the update's owner fields merge over the registration's
+        assert details == reg["data"]["owner_details"] | upd["data"]["owner_details"]
+        assert listing.publication == upd["data"]["public"]["vacantHouseListing"]
+        assert listing.standard["identifier"] == reg["data"]["public"]["identifier"]
         assert conn.execute(text("SELECT count(*) FROM ingested_events")).scalar() == len(docs)
     assert _count(engine, HealthPoints) == 2  # awarded and redeemed
     assert _count(engine, CurrencyTransaction) == 3

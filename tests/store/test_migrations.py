@@ -88,16 +88,26 @@ def load_legacy_store(url: str) -> None:
         conn.execute(script.encode())
 
 
+#: Columns later revisions added to tables of the release before migrations: (table, column).
+ADDED_COLUMNS = {
+    ("vacant_house_listings", "publication"),  # 0003: listings in the standard model
+    ("vacant_house_listings", "standard"),
+}
+
+
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
-    """Every row of every table, in primary-key order."""
+    """Every row of every table, in primary-key order; columns added by later revisions are
+    left out when they are empty (they must be, on rows written before them)."""
     found: dict[str, list[tuple[Any, ...]]] = {}
     names = [n for n in inspect(engine).get_table_names() if n != "alembic_version"]
     with engine.connect() as conn:
         for name in names:
             keys = inspect(engine).get_pk_constraint(name)["constrained_columns"]
             order = ", ".join(f'"{k}"' for k in keys)
+            rows = conn.execute(text(f'SELECT * FROM "{name}" ORDER BY {order}')).mappings()
             found[name] = [
-                tuple(r) for r in conn.execute(text(f'SELECT * FROM "{name}" ORDER BY {order}'))
+                tuple(v for k, v in r.items() if (name, k) not in ADDED_COLUMNS or v is not None)
+                for r in rows
             ]
     return found
 

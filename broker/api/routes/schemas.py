@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from broker.api.deps import AuditDep, RegistryDep, ServicesDep, StoredRegistryDep
 from broker.api.identity import Principal, Role, require
@@ -28,6 +28,11 @@ class SchemaType(BaseModel):
     compatibility: CompatibilityMode
     versions: list[int]
     latest: str
+    breaking: dict[int, str] = Field(
+        default_factory=dict,
+        description="Versions published as breaking changes (a new major), with why; events "
+        "of earlier versions stay readable under their own version",
+    )
 
 
 class CompatibilityProblem(BaseModel):
@@ -54,6 +59,7 @@ def _describe(registry: SchemaRegistry, event_type: str) -> SchemaType:
         compatibility=registry.mode(event_type),
         versions=[v.version for v in versions],
         latest=versions[-1].urn,
+        breaking=registry.breaking(event_type),
     )
 
 

@@ -2,9 +2,12 @@
 
 A listing keeps its public part and its ``owner_id`` in clear (the property rule decides on
 the owner), and its owner-identifying details sealed under the owner's key, so erasing the
-owner shreds them. A change of owner drops the previous owner's details: they are never
-opened for, nor sealed under, the new owner. An inquiry names the inquiring resident by
-their row reference and seals what they wrote.
+owner shreds them. Both majors land in the same table: a v1 listing in v1's columns, a v2
+listing (the Digital Agency's standard model 空き家バンク) with its public standard fields in
+``standard`` and its publication status (``vacantHouseListing``) in ``publication``; its
+owner-identifying standard fields are sealed as v1's are. A change of owner drops the
+previous owner's details: they are never opened for, nor sealed under, the new owner.
+An inquiry names the inquiring resident by their row reference and seals what they wrote.
 """
 
 from __future__ import annotations
@@ -14,13 +17,14 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Index, LargeBinary, String, select
+from sqlalchemy import JSON, Column, Connection, Index, LargeBinary, String, select
 from sqlmodel import Field, SQLModel
 
 from broker.store.bulk import insert_many
 from broker.store.projections.projection import Projection
 from broker.store.projections.sealing import REF_LENGTH, BatchKeys, UnreadableSealError
 from broker.store.projections.timestamps import UtcDateTime, parse_time
+from contract.catalogue import parse_urn
 from contract.cloudevents import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,8 @@ PUBLIC_FIELDS = (
     "walk_minutes_to_stop",
     "status",
 )
+#: The standard fields that v1 columns also hold (same unit), so views filter both majors alike.
+STANDARD_COLUMNS = {"totalFloorArea_MTK": "floor_area_m2", "landArea_MTK": "land_area_m2"}
 
 
 class Listing(SQLModel, table=True):
@@ -68,6 +74,10 @@ class Listing(SQLModel, table=True):
     nearest_stop_id: str | None = Field(default=None, max_length=64)
     walk_minutes_to_stop: int | None = None
     status: str | None = Field(default=None, max_length=32)
+    # v2: the standard's publication status (一般へ公開 / 管理者のみ閲覧; None for v1 listings,
+    # which were all public) and its public fields under the standard's names.
+    publication: str | None = Field(default=None, max_length=32)
+    standard: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     # Owner-identifying (property.details), sealed under the owner's key: leaves only under
     # the property rule, and is shredded with the owner's key.
     owner_details_sealed: bytes | None = Field(default=None, sa_type=LargeBinary)
@@ -97,24 +107,48 @@ _listings = Listing.__table__  # type: ignore[attr-defined]
 _inquiries = Inquiry.__table__  # type: ignore[attr-defined]
 
 
+def _standard(e: CloudEvent) -> bool:
+    """Whether a listing event is of the standard model (v2 on): as its ``dataschema`` says,
+    else (the latest applied) by its fields: v1's public fields never hold text for parking."""
+    parsed = parse_urn(e.dataschema) if e.dataschema else None
+    if parsed is not None:
+        return parsed[1] >= 2
+    public = e.data.get("public", {})
+    v1_only = set(public) <= set(PUBLIC_FIELDS) and not isinstance(public.get("parking"), str)
+    return not (v1_only and "fullAddress" not in e.data.get("owner_details", {}))
+
+
 def _apply_listing(conn: Connection, e: CloudEvent, keys: BatchKeys) -> None:
     d = e.data
     registered = e.type == "vacant_house.listing.registered"
     owner = keys[d["owner_id"]]
     changes: dict[str, Any] = {"owner_id": d["owner_id"]}
-    changes.update({k: v for k, v in d.get("public", {}).items() if k in PUBLIC_FIELDS})
     stored = conn.execute(
-        select(_listings.c.owner_id, _listings.c.owner_details_sealed).where(
+        select(_listings.c.owner_id, _listings.c.owner_details_sealed, _listings.c.standard).where(
             _listings.c.listing_id == d["listing_id"]
         )
     ).first()
+    public = d.get("public", {})
+    if _standard(e):
+        # A registration is the whole record; an update overwrites the fields it names.
+        base = {} if registered or stored is None else dict(stored.standard or {})
+        changes["standard"] = {**base, **public}
+        if "vacantHouseListing" in public:
+            changes["publication"] = public["vacantHouseListing"]
+        changes.update({column: public[k] for k, column in STANDARD_COLUMNS.items() if k in public})
+    else:
+        changes.update({k: v for k, v in public.items() if k in PUBLIC_FIELDS})
     # Owner details belong to the owner who gave them. The same owner's update may carry
     # only the changed fields: merge over what they gave before. A new owner starts from
     # nothing: the previous owner's details are dropped, never opened for the new owner
     # (their key would then seal and release them under the new owner's consent).
     new_owner = stored is None or stored.owner_id != d["owner_id"]
     if "owner_details" in d or new_owner:
-        base = {} if stored is None or new_owner or registered else _stored_details(keys, *stored)
+        base = (
+            {}
+            if stored is None or new_owner or registered
+            else _stored_details(keys, stored.owner_id, stored.owner_details_sealed)
+        )
         merged = {**base, **d.get("owner_details", {})}
         changes["owner_details_sealed"] = owner.seal(merged) if merged else None
     if registered:
