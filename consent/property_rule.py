@@ -24,14 +24,20 @@ from consent.ids import CategoryCode
 PROPERTY_DETAILS = CategoryCode("property.details")
 PROPERTY_LISTING = CategoryCode("property.listing")
 
-#: The standard's publication status of a listing for the bank's administrators alone.
-ADMIN_ONLY = "管理者のみ閲覧"
+#: 空き家バンクへの掲載 (the standard model's ``vacantHouseListing``): the two values.
+LISTED_FOR_PUBLIC = "一般へ公開"
+LISTED_FOR_ADMINS_ONLY = "管理者のみ閲覧"
+
+#: A listing status under which the bank no longer shows it (掲載取下げ).
+WITHDRAWN = "withdrawn"
 
 
 def listing_shown(publication: str | None) -> bool:
-    """The property rule for a whole listing: shown to partners and the public unless its
-    bank marked it 管理者のみ閲覧 (a v1 listing, without the status, was published)."""
-    return publication != ADMIN_ONLY
+    """The property rule for a whole listing: shown to partners and the public only when its
+    bank published it (一般へ公開), never when marked 管理者のみ閲覧 or any value this rule does
+    not know. A v1 listing carries no status: that schema's ``public`` part is the public
+    listing by contract."""
+    return publication is None or publication == LISTED_FOR_PUBLIC
 
 
 def property_details_allowed(
@@ -54,22 +60,8 @@ def property_details_allowed(
     return decision_point.decide(partner, purpose, PROPERTY_DETAILS, listing_owner_id, at=at)
 
 
-#: 空き家バンクへの掲載 (the standard model's ``vacantHouseListing``): the two values.
-LISTED_FOR_PUBLIC = "一般へ公開"
-LISTED_FOR_ADMINS_ONLY = "管理者のみ閲覧"
-
-#: A listing status under which the bank no longer shows it (掲載取下げ).
-WITHDRAWN = "withdrawn"
-
-
 def shown_to_public(listing_mark: str | None, status: str | None) -> bool:
     """The public side of the property rule: may a listing's public part be published to
-    anyone (open data)? Never when marked ``管理者のみ閲覧`` or withdrawn from the bank.
-
-    ``listing_mark`` is the listing's 空き家バンクへの掲載 as the store keeps it. A listing of
-    schema v1 carries none: that schema's ``public`` part is the public listing by contract, so
-    only an explicit 管理者のみ閲覧 (or any value this rule does not know) keeps it back.
-    """
-    if listing_mark not in (None, LISTED_FOR_PUBLIC):
-        return False
-    return status != WITHDRAWN
+    anyone (open data)? Only a listing shown at all (``listing_shown``) and not withdrawn from
+    the bank."""
+    return listing_shown(listing_mark) and status != WITHDRAWN

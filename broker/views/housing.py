@@ -25,7 +25,7 @@ from broker.views.statistics import SERVES, trips_nearby
 from consent.decisions import Decision, DecisionPoint
 from consent.errors import ConsentError
 from consent.property_rule import (
-    ADMIN_ONLY,
+    LISTED_FOR_PUBLIC,
     PROPERTY_LISTING,
     listing_shown,
     property_details_allowed,
@@ -101,10 +101,11 @@ def vacant_houses(
     listing_decision = decisions.decide(partner, purpose, PROPERTY_LISTING, "")
     if not listing_decision.allowed:
         return HousePage(listing_decision, [], None)
-    # The property rule: a 管理者のみ閲覧 listing never leaves (left out here, so pages stay full).
+    # The property rule: only a listing its bank published leaves (``listing_shown``; the
+    # others are left out here, so pages stay full).
     query = select(_listings).where(
         _listings.c.registered_at.is_not(None),
-        or_(_listings.c.publication.is_(None), _listings.c.publication != ADMIN_ONLY),
+        or_(_listings.c.publication.is_(None), _listings.c.publication == LISTED_FOR_PUBLIC),
     )
     if town is not None:
         query = query.where(_listings.c.town == town)

@@ -57,9 +57,9 @@ MODEL_ATTRIBUTION = (
     f"（{AREA_DATA_MODELS}）、PDL1.0（{PDL_URL}）を加工して作成（加工：Tsunagu 開発チーム）"
 )
 
-#: The column holding a listing's 空き家バンクへの掲載 (vacantHouseListing), once the store
-#: keeps it (the listing schema's standard version); listings of schema v1 have none.
-LISTING_MARK_COLUMN = "vacant_house_listing"
+#: The column holding a listing's 空き家バンクへの掲載 (vacantHouseListing), from the listing
+#: schema's standard version (v2); listings of schema v1 have none.
+LISTING_MARK_COLUMN = "publication"
 
 #: The published name of each public listing field: the 空き家バンク model's attribute where
 #: the field is one of them, our own name where the model has none.

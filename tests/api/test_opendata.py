@@ -84,8 +84,10 @@ def _trip(n: int, resident: str) -> dict[str, Any]:
 
 
 def _listing(listing_id: str, owner: str, status: str) -> dict[str, Any]:
+    """A listing of schema v1 (its fields: the catalogue publishes them by the standard's names)."""
     return make_event(
         "vacant_house.listing.registered",
+        version=1,
         data={
             "listing_id": listing_id,
             "owner_id": owner,

@@ -107,6 +107,9 @@ def test_a_shift_jis_standard_export_is_shown_under_the_property_rule(tmp_path: 
             _grant(platform, http, hidden_owner, allowed, HOUSING, ["property.details"])
             seen_by_allowed = _houses(platform, http, allowed)
             seen_by_other = _houses(platform, http, other)
+            # Nor is it open data, which anyone may download.
+            published = http.get("/opendata/datasets/vacant-houses.json")
+            assert published.status_code == 200, published.text
     finally:
         stop_platform(platform)
 
@@ -137,3 +140,6 @@ def test_a_shift_jis_standard_export_is_shown_under_the_property_rule(tmp_path: 
     # The 管理者のみ閲覧 listing is in no partner's view, consent or not, all scopes or not.
     assert hidden not in seen_by_allowed and hidden not in seen_by_other
     assert "三好" not in str(seen_by_allowed) + str(seen_by_other)
+    assert hidden not in published.text and "三好" not in published.text
+    assert shown in published.text  # the published listing is there, its public part only
+    assert "粟島101番地" not in published.text and "大西" not in published.text
