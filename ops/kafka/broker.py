@@ -17,9 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import fcntl
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -34,6 +32,8 @@ from types import TracebackType
 
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
+
+from ops.maven_cache import cache_dir, fetched
 
 POM = Path(__file__).with_name("pom.xml")
 KAFKA_VERSION = "4.3.2"
@@ -50,46 +50,30 @@ def free_port() -> int:
 
 def jar_cache() -> Path:
     """Where the Kafka jars live: ``$TSUNAGU_KAFKA_JARS``, else ``~/.cache/tsunagu/kafka-<v>``."""
-    configured = os.environ.get("TSUNAGU_KAFKA_JARS")
-    if configured:
-        return Path(configured)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "tsunagu" / f"kafka-{KAFKA_VERSION}"
+    return cache_dir("TSUNAGU_KAFKA_JARS", f"kafka-{KAFKA_VERSION}")
 
 
 def kafka_jars() -> Path:
     """The directory of the broker's jars, fetched with Maven on first use (locked, atomic)."""
-    cache = jar_cache()
-    if (cache / ".complete").exists():
-        return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with (cache.parent / f".{cache.name}.lock").open("w") as lock:
-        # Several processes (pytest, a benchmark, `make kafka`) may ask at once: one fetches.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (cache / ".complete").exists():
-            return cache
-        staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
-        try:
-            subprocess.run(
-                [
-                    "mvn",
-                    "-q",
-                    "-B",
-                    "-f",
-                    str(POM),
-                    "dependency:copy-dependencies",
-                    f"-DoutputDirectory={staging}",
-                    "-DincludeScope=runtime",
-                ],
-                check=True,
-                stdin=subprocess.DEVNULL,
-            )
-            (staging / ".complete").write_text(KAFKA_VERSION + "\n")
-            shutil.rmtree(cache, ignore_errors=True)
-            staging.rename(cache)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return cache
+    return fetched(jar_cache(), _fetch_jars, KAFKA_VERSION)
+
+
+def _fetch_jars(staging: Path) -> Path:
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "-f",
+            str(POM),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={staging}",
+            "-DincludeScope=runtime",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return staging
 
 
 def _die_with_parent() -> None:

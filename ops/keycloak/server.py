@@ -9,7 +9,6 @@ imported from JSON files, an in-memory database and a bounded heap.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ from types import TracebackType
 import httpx
 
 from ops.kafka.broker import free_port
+from ops.maven_cache import cache_dir, fetched
 
 KEYCLOAK_VERSION = "26.5.6"
 ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
@@ -31,52 +31,36 @@ ARTIFACT = f"org.keycloak:keycloak-quarkus-dist:{KEYCLOAK_VERSION}:zip"
 
 def dist_cache() -> Path:
     """Where Keycloak is unpacked: ``$TSUNAGU_KEYCLOAK_HOME``, else ``~/.cache/tsunagu/...``."""
-    configured = os.environ.get("TSUNAGU_KEYCLOAK_HOME")
-    if configured:
-        return Path(configured)
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "tsunagu" / f"keycloak-{KEYCLOAK_VERSION}"
+    return cache_dir("TSUNAGU_KEYCLOAK_HOME", f"keycloak-{KEYCLOAK_VERSION}")
 
 
 def keycloak_dist() -> Path:
     """The unpacked distribution, fetched with Maven on first use (locked, atomic)."""
-    cache = dist_cache()
-    if (cache / ".complete").exists():
-        return cache
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    with (cache.parent / f".{cache.name}.lock").open("w") as lock:
-        # Several processes may ask at once: one fetches, the others wait and reuse it.
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (cache / ".complete").exists():
-            return cache
-        staging = Path(tempfile.mkdtemp(prefix=f".{cache.name}-", dir=cache.parent))
-        try:
-            subprocess.run(
-                [
-                    "mvn",
-                    "-q",
-                    "-B",
-                    "dependency:copy",
-                    f"-Dartifact={ARTIFACT}",
-                    f"-DoutputDirectory={staging}",
-                ],
-                check=True,
-                stdin=subprocess.DEVNULL,
-            )
-            (archive,) = staging.glob("*.zip")
-            with zipfile.ZipFile(archive) as zipped:
-                zipped.extractall(staging)
-            archive.unlink()
-            (top,) = (p for p in staging.iterdir() if p.is_dir())
-            # zipfile keeps no permission bits: the launch scripts must run.
-            for script in (top / "bin").glob("*.sh"):
-                script.chmod(0o755)
-            (top / ".complete").write_text(KEYCLOAK_VERSION + "\n")
-            shutil.rmtree(cache, ignore_errors=True)
-            top.rename(cache)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-    return cache
+    return fetched(dist_cache(), _fetch_dist, KEYCLOAK_VERSION)
+
+
+def _fetch_dist(staging: Path) -> Path:
+    subprocess.run(
+        [
+            "mvn",
+            "-q",
+            "-B",
+            "dependency:copy",
+            f"-Dartifact={ARTIFACT}",
+            f"-DoutputDirectory={staging}",
+        ],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    (archive,) = staging.glob("*.zip")
+    with zipfile.ZipFile(archive) as zipped:
+        zipped.extractall(staging)
+    archive.unlink()
+    (top,) = (p for p in staging.iterdir() if p.is_dir())
+    # zipfile keeps no permission bits: the launch scripts must run.
+    for script in (top / "bin").glob("*.sh"):
+        script.chmod(0o755)
+    return top
 
 
 class KeycloakServer:
