@@ -39,16 +39,18 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.config import JsonDict
-from sqlalchemy import Engine, Table, and_, case, func, insert, or_, select, union_all
+from sqlalchemy import Engine, Table, and_, case, func, insert, literal, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.timestamps import JST
-from broker.store.projections.transport import Trip
+from broker.store.projections.transport import TransportStop, Trip
 from broker.store.publications import PublishedStatistics
+from broker.views.mesh import MeshCodeError, mesh3
 
 _trips: Table = Trip.__table__  # type: ignore[attr-defined]
+_stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
 _points: Table = HealthPoints.__table__  # type: ignore[attr-defined]
 _currency: Table = CurrencyTransaction.__table__  # type: ignore[attr-defined]
 _published: Table = PublishedStatistics.__table__  # type: ignore[attr-defined]
@@ -88,6 +90,9 @@ SERVES: Mapping[str, frozenset[str]] = MappingProxyType(
         "trips-nearby": frozenset(
             {"housing.dual_residence_support", "transport.planning", MUNICIPAL_PURPOSE}
         ),
+        # The Digital Agency's 人流データ and the 乗降実績 of stops (``broker.views.flows``).
+        "people-flow": frozenset({"transport.planning", "transport.operation", MUNICIPAL_PURPOSE}),
+        "ridership": frozenset({"transport.planning", "transport.operation", MUNICIPAL_PURPOSE}),
     }
 )
 
@@ -111,6 +116,14 @@ class PeriodError(StatisticsRuleError):
 class MonthNotClosedError(StatisticsRuleError):
     """A month asked for before it is published: it has not ended, or ended less than the
     settling delay ago. Its figures could still change; the message says from when."""
+
+
+class FilterError(StatisticsRuleError):
+    """A filter of a statistic's cells that breaks its field's rule; names both."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 def check_serves(statistic: str, purpose: str) -> None:
@@ -492,7 +505,7 @@ class TownFlows(Statistic):
 # -- publishing a closed month -----------------------------------------------------------------
 
 #: Statistics published together: the tables of one family share their events and margins.
-Family = Literal["trips", "points", "spending", "stops"]
+Family = Literal["trips", "points", "spending", "stops", "flow", "ridership"]
 #: A cell as published: its dimension values, and its measures (None when suppressed).
 PublishedCell = tuple[tuple[str, ...], dict[str, int] | None]
 Tables = dict[str, list[PublishedCell]]
@@ -518,6 +531,9 @@ class _Shape:
     measures: tuple[str, ...]
     #: Table name -> how many leading dimensions it keeps (the rest are summed over).
     tables: Mapping[str, int]
+    #: What each stored row becomes, as (dimensions..., subject, measures...); None leaves it
+    #: out. Used where a dimension is computed in Python (a mesh code, a JST hour band).
+    derive: Callable[[Sequence[Any]], Sequence[Any] | None] | None = None
 
 
 def _trips_query(lo: datetime, hi: datetime) -> Any:
@@ -572,6 +588,49 @@ def _stops_query(lo: datetime, hi: datetime) -> Any:
     )
 
 
+def _touches_query(lo: datetime, hi: datetime) -> Any:
+    """Each boarding (trip start at a stop) and alighting (trip end at a stop) in [lo, hi) by
+    its own time, so that a day and hour band belong to one month only: (stop id, stop lat,
+    stop lon, at, subject, boarding, alighting). A door-to-door trip end has no stop: its place
+    is the resident's, sealed, and is in neither statistic."""
+    t, s = _trips.c, _stops.c
+    return union_all(
+        select(t.origin_stop_id, s.lat, s.lon, t.pickup_at, t.subject_ref, literal(1), literal(0))
+        .join_from(_trips, _stops, s.stop_id == t.origin_stop_id)
+        .where(t.pickup_at >= lo, t.pickup_at < hi),
+        select(
+            t.destination_stop_id, s.lat, s.lon, t.dropoff_at, t.subject_ref, literal(0), literal(1)
+        )
+        .join_from(_trips, _stops, s.stop_id == t.destination_stop_id)
+        .where(t.dropoff_at >= lo, t.dropoff_at < hi),
+    )
+
+
+def jst_hour_band(at: datetime) -> tuple[str, str]:
+    """The JST date (YYYY-MM-DD) and hourly band start (hh:00) of the instant ``at``."""
+    local = at.astimezone(JST)
+    return f"{local:%Y-%m-%d}", f"{local:%H}:00"
+
+
+def _flow_row(row: Sequence[Any]) -> tuple[Any, ...] | None:
+    """A stop touch as (mesh, date, band, subject, visits); left out where the stop has no
+    place in Japan (no coordinates, or outside every mesh): the ridership counts it by stop."""
+    _stop, lat, lon, at, subject, _boarding, _alighting = row
+    if lat is None or lon is None:
+        return None
+    try:
+        area = mesh3(lat, lon)
+    except MeshCodeError:
+        return None
+    return (area, *jst_hour_band(at), subject, 1)
+
+
+def _ridership_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A stop touch as (stop, date, band, subject, boardings, alightings)."""
+    stop, _lat, _lon, at, subject, boarding, alighting = row
+    return (stop, *jst_hour_band(at), subject, boarding, alighting)
+
+
 _SHAPES: Mapping[str, _Shape] = MappingProxyType(
     {
         "trips": _Shape(_trips_query, ("trips",), {"town-flows": 2, "trips-by-town-month": 1}),
@@ -582,6 +641,10 @@ _SHAPES: Mapping[str, _Shape] = MappingProxyType(
             _spending_query, ("amount_jpy", "payments"), {"spending-by-merchant-category": 1}
         ),
         "stops": _Shape(_stops_query, ("trips",), {"trips-nearby": 1}),
+        "flow": _Shape(_touches_query, ("visits",), {"people-flow": 3}, _flow_row),
+        "ridership": _Shape(
+            _touches_query, ("boardings", "alightings"), {"ridership": 3}, _ridership_row
+        ),
     }
 )
 
@@ -637,7 +700,9 @@ def _compute(engine: Engine, family: str, lo: datetime, hi: datetime, k: int) ->
     """The family's tables over [lo, hi), suppressed: primary, then complementary."""
     shape = _SHAPES[family]
     with engine.connect() as conn:
-        rows = conn.execute(shape.query(lo, hi)).all()
+        rows: Sequence[Sequence[Any]] = conn.execute(shape.query(lo, hi)).all()
+    if shape.derive is not None:
+        rows = [d for d in map(shape.derive, rows) if d is not None]
     widest = max(shape.tables.values())
     finest = _gather(rows, widest, shape.measures)
     raw: dict[str, dict[tuple[str, ...], _Raw]] = {}
@@ -762,7 +827,7 @@ def _check(
     return Period(from_=start.astimezone(JST), to=end.astimezone(JST))
 
 
-def _months(
+def published_months(
     engine: Engine,
     family: Family,
     start: datetime,
@@ -823,7 +888,7 @@ def trips_by_town_month(
     now: datetime | None = None,
 ) -> TripsByTownMonth:
     """Trips and distinct residents per (origin town, JST month) in [start, end)."""
-    period, months = _months(
+    period, months = published_months(
         engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
@@ -853,7 +918,7 @@ def points_by_age_band(
     now: datetime | None = None,
 ) -> PointsByAgeBand:
     """Health points awarded and redeemed, and distinct residents, per age band and JST month."""
-    period, months = _months(
+    period, months = published_months(
         engine, "points", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
@@ -885,7 +950,7 @@ def spending_by_merchant_category(
     now: datetime | None = None,
 ) -> SpendingByMerchantCategory:
     """Payments (not top-ups or conversions) per merchant category and JST month."""
-    period, months = _months(
+    period, months = published_months(
         engine, "spending", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
@@ -918,7 +983,7 @@ def town_flows(
     now: datetime | None = None,
 ) -> TownFlows:
     """Trips and distinct residents per (origin town, destination town) and JST month."""
-    period, months = _months(
+    period, months = published_months(
         engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
