@@ -29,6 +29,7 @@ from sqlalchemy import Engine
 
 from broker.views.mesh import MeshCodeError, check_mesh3
 from broker.views.statistics import (
+    NO_MESH,
     FilterError,
     Statistic,
     Tables,
@@ -180,9 +181,11 @@ def people_flow(
         None if start_time is None else check_band("startTime", start_time),
     )
     period, months = published_months(
-        engine, "flow", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
+        engine, "touches", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
     published, suppressed = _published(months, "people-flow", keep)
+    # Stops with no place in Japan have no mesh: their riders are in ridership only.
+    published = [cell for cell in published if cell[0][0] != NO_MESH]
     cells = [
         PeopleFlowCell(
             areaCode=area,
@@ -272,12 +275,13 @@ def ridership(
 ) -> Ridership:
     """Ridership of [start, end) (whole JST months), optionally of one stop, day or band."""
     keep = (
-        stop_id,
+        None,  # the stop's mesh, the first dimension (people flow is ridership's margin)
         None if day is None else check_date("date", day),
         None if start_time is None else check_band("startTime", start_time),
+        stop_id,
     )
     period, months = published_months(
-        engine, "ridership", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
+        engine, "touches", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
     published, suppressed = _published(months, "ridership", keep)
     cells = [
@@ -289,7 +293,7 @@ def ridership(
             boardings=m["boardings"],
             alightings=m["alightings"],
         )
-        for (stop, day_, band), m in published
+        for (_mesh, day_, band, stop), m in published
     ]
     return Ridership(
         k=k,

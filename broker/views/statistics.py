@@ -17,8 +17,9 @@ What is published, and what it guarantees:
 - **Complementary suppression.** Trips by town are the margins of the flows out of each town
   (``_MARGINS``): where a town's total is published, the flows suppressed in its row must
   together count at least ``k`` residents, or more flows are suppressed (the smallest first),
-  so no suppressed flow is the town total minus the published ones. Totals add up published
-  cells only.
+  so no suppressed flow is the town total minus the published ones. People flow by mesh is
+  likewise the margin of ridership by the mesh's stops (same day and hour band). Totals add
+  up published cells only.
 - **Purposes.** Each statistic serves the purposes in ``SERVES``, and no other.
 
 This is k-anonymity of published cells, not differential privacy: a suppressed group of
@@ -31,6 +32,7 @@ so SQLite and PostgreSQL agree exactly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -505,14 +507,21 @@ class TownFlows(Statistic):
 # -- publishing a closed month -----------------------------------------------------------------
 
 #: Statistics published together: the tables of one family share their events and margins.
-Family = Literal["trips", "points", "spending", "stops", "flow", "ridership"]
+Family = Literal["trips", "points", "spending", "stops", "touches"]
 #: A cell as published: its dimension values, and its measures (None when suppressed).
 PublishedCell = tuple[tuple[str, ...], dict[str, int] | None]
 Tables = dict[str, list[PublishedCell]]
 
 #: Table -> the table holding its row margins (keyed by its leading dimensions): the trips by
 #: town are the sums of the flows out of each town.
-_MARGINS: Mapping[str, str] = MappingProxyType({"town-flows": "trips-by-town-month"})
+_MARGINS: Mapping[str, tuple[str, int]] = MappingProxyType(
+    {
+        "town-flows": ("trips-by-town-month", 1),
+        # A mesh's people flow is the union of its stops' riders: without this, a published
+        # mesh minus its published stops would give a suppressed stop's riders.
+        "ridership": ("people-flow", 3),
+    }
+)
 
 
 @dataclass(slots=True)
@@ -612,23 +621,20 @@ def jst_hour_band(at: datetime) -> tuple[str, str]:
     return f"{local:%Y-%m-%d}", f"{local:%H}:00"
 
 
-def _flow_row(row: Sequence[Any]) -> tuple[Any, ...] | None:
-    """A stop touch as (mesh, date, band, subject, visits); left out where the stop has no
-    place in Japan (no coordinates, or outside every mesh): the ridership counts it by stop."""
-    _stop, lat, lon, at, subject, _boarding, _alighting = row
-    if lat is None or lon is None:
-        return None
-    try:
-        area = mesh3(lat, lon)
-    except MeshCodeError:
-        return None
-    return (area, *jst_hour_band(at), subject, 1)
+#: The mesh of a stop with no place in Japan (no coordinates, or outside every mesh): its
+#: ridership is counted by stop, and no people-flow cell is ever published for it.
+NO_MESH = UNKNOWN
 
 
-def _ridership_row(row: Sequence[Any]) -> tuple[Any, ...]:
-    """A stop touch as (stop, date, band, subject, boardings, alightings)."""
-    stop, _lat, _lon, at, subject, boarding, alighting = row
-    return (stop, *jst_hour_band(at), subject, boarding, alighting)
+def _touch_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A stop touch as (mesh, date, band, stop, subject, boardings, alightings): people flow
+    keeps the first three dimensions, ridership all four, so one is the other's margin."""
+    stop, lat, lon, at, subject, boarding, alighting = row
+    area = NO_MESH
+    if lat is not None and lon is not None:
+        with contextlib.suppress(MeshCodeError):  # outside Japan: no mesh
+            area = mesh3(lat, lon)
+    return (area, *jst_hour_band(at), stop, subject, boarding, alighting)
 
 
 _SHAPES: Mapping[str, _Shape] = MappingProxyType(
@@ -641,9 +647,12 @@ _SHAPES: Mapping[str, _Shape] = MappingProxyType(
             _spending_query, ("amount_jpy", "payments"), {"spending-by-merchant-category": 1}
         ),
         "stops": _Shape(_stops_query, ("trips",), {"trips-nearby": 1}),
-        "flow": _Shape(_touches_query, ("visits",), {"people-flow": 3}, _flow_row),
-        "ridership": _Shape(
-            _touches_query, ("boardings", "alightings"), {"ridership": 3}, _ridership_row
+        # People flow and ridership are published together: one is the other's margin.
+        "touches": _Shape(
+            _touches_query,
+            ("boardings", "alightings"),
+            {"people-flow": 3, "ridership": 4},
+            _touch_row,
         ),
     }
 )
@@ -671,13 +680,14 @@ def _complement(
     published: dict[tuple[str, ...], bool],
     margins_published: dict[tuple[str, ...], bool],
     k: int,
+    margin_dims: int,
 ) -> None:
     """Secondary suppression: in each row whose margin is published, the suppressed cells must
     together count at least ``k`` residents (else the margin minus the published cells would
     give a small group, or a single cell, exactly). The smallest published cells go first."""
     rows: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for key in cells:
-        rows.setdefault(key[:1], []).append(key)
+        rows.setdefault(key[:margin_dims], []).append(key)
     for margin, members in rows.items():
         if not margins_published.get(margin, False):
             continue
@@ -720,9 +730,9 @@ def _compute(engine: Engine, family: str, lo: datetime, hi: datetime, k: int) ->
         table: {key: len(cell.subjects) >= k for key, cell in cells.items()}
         for table, cells in raw.items()
     }
-    for table, margin in _MARGINS.items():
+    for table, (margin, dims) in _MARGINS.items():
         if table in raw:
-            _complement(raw[table], published[table], published[margin], k)
+            _complement(raw[table], published[table], published[margin], k, dims)
     return {
         table: [
             (
@@ -801,9 +811,9 @@ def _raised(tables: Tables, k: int) -> Tables:
         name: [(key, m if m is not None and m["subjects"] >= k else None) for key, m in cells]
         for name, cells in tables.items()
     }
-    for table, margin in _MARGINS.items():
+    for table, (margin, dims) in _MARGINS.items():
         if table in out:
-            partial = {key[:1] for key, m in out[table] if m is None}
+            partial = {key[:dims] for key, m in out[table] if m is None}
             out[margin] = [(key, None if key in partial else m) for key, m in out[margin]]
     return out
 

@@ -36,6 +36,8 @@ CITY_HALL = ("city-hall", 34.1826, 133.7153)  # mesh 51332517
 STATION = ("station", 34.2175, 133.6960)  # mesh 51332565
 SHRINE = ("shrine", 34.1500, 133.7500)  # mesh 51331680
 NO_PLACE = ("no-place", None, None)  # a stop reported without coordinates
+CITY_HALL_EAST = ("city-hall-east", 34.1830, 133.7160)  # mesh 51332517, like the city hall
+CITY_HALL_WEST = ("city-hall-west", 34.1822, 133.7148)  # mesh 51332517 too
 
 
 @pytest.fixture
@@ -55,7 +57,14 @@ def engine(store_url: str) -> Iterator[Engine]:
                     "first_seen": START,
                     "last_seen": START,
                 }
-                for stop, lat, lon in (CITY_HALL, STATION, SHRINE, NO_PLACE)
+                for stop, lat, lon in (
+                    CITY_HALL,
+                    STATION,
+                    SHRINE,
+                    NO_PLACE,
+                    CITY_HALL_EAST,
+                    CITY_HALL_WEST,
+                )
             ],
         )
     yield e
@@ -195,6 +204,35 @@ def test_a_stop_without_coordinates_is_in_ridership_not_in_people_flow(engine: E
     assert _flow(engine) == []
     [cell] = ridership(engine, START, END, k=K, settle_days=SETTLE).cells
     assert (cell.stop_id, cell.boardings, cell.alightings) == ("no-place", K, 0)
+
+
+def test_a_mesh_minus_its_published_stops_never_gives_a_suppressed_stops_riders(
+    engine: Engine,
+) -> None:
+    # Two stops in one mesh: K riders at one, K - 1 at the other. The mesh counts 2K - 1
+    # residents and is published; had the first stop been published too, the mesh minus it
+    # would give the second stop's K - 1 riders, a cell under k.
+    _ride(engine, K, origin=CITY_HALL[0], destination=None, group="a")
+    _ride(engine, K - 1, origin=CITY_HALL_EAST[0], destination=None, group="b")
+
+    [mesh] = _flow(engine, area_code="51332517")
+    assert mesh["peopleCount"] == 2 * K - 1
+    stops = ridership(engine, START, END, k=K, settle_days=SETTLE)
+    assert stops.cells == []  # the K cell is suppressed with the K - 1 one
+    assert stops.suppressed_cells == 2
+
+
+def test_a_stop_beside_a_suppressed_one_is_published_when_the_hidden_ones_reach_k(
+    engine: Engine,
+) -> None:
+    # The refusal's other side: with K - 1 riders at each of two small stops, the hidden cells
+    # together count at least K residents, so the big stop is published.
+    _ride(engine, K, origin=CITY_HALL[0], destination=None, group="a")
+    _ride(engine, K - 1, origin=CITY_HALL_EAST[0], destination=None, group="b")
+    _ride(engine, K - 1, origin=CITY_HALL_WEST[0], destination=None, group="c")
+
+    [cell] = ridership(engine, START, END, k=K, settle_days=SETTLE).cells
+    assert (cell.stop_id, cell.boardings) == (CITY_HALL[0], K)
 
 
 def test_people_flow_filters_keep_one_mesh_day_or_band(engine: Engine) -> None:
