@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.registry.catalogue import IncompatibleSchemaError, InvalidSchemaError
 from broker.registry.stored import SchemaVersionConflictError
 from broker.views.statistics import (
+    FilterError,
     KBelowMinimumError,
     MonthNotClosedError,
     PeriodError,
@@ -44,6 +45,7 @@ STATISTICS_PROBLEMS: dict[type[StatisticsRuleError], tuple[int, str]] = {
     KBelowMinimumError: (422, "k-below-minimum"),
     PeriodError: (422, "invalid-period"),
     MonthNotClosedError: (422, "month-not-published"),
+    FilterError: (422, "invalid-filter"),
 }
 #: The problem type of a statistics rule's refusal not listed above.
 STATISTICS_REFUSED = (422, "statistics-refused")
@@ -79,6 +81,7 @@ TITLES = {
     "purpose-not-served": "Purpose not served by this statistic",
     "k-below-minimum": "k below the platform's minimum",
     "month-not-published": "Month not published yet",
+    "invalid-filter": "A filter of the statistic's cells breaks its field's rule",
     "listing-refused": "Vacant-house listings refused",
     "unknown-dataset": "No open dataset of that name",
     "audit-unavailable": "The audit log cannot be written",

@@ -9,6 +9,9 @@ Only what may be public is here, each from the one place that decides it:
   view shows without the owner's consent) of the listings the property rule shows to the
   public (``consent.property_rule.shown_to_public``: never 管理者のみ閲覧), named after the
   Digital Agency's 空き家バンク model where a field maps to one of its attributes;
+- **people flow and ridership** (``broker.views.flows``): 人流データ in the Digital Agency
+  model's column names, and 乗降実績 per stop, over the default period, only the cells of at
+  least k residents (a smaller cell is in no row);
 - **statistics**: the k-anonymous statistics as published (``broker.views.statistics``: every
   published cell counts at least k residents, smaller ones listed as suppressed with no
   measures), over the default period of the statistics API.
@@ -28,6 +31,7 @@ from sqlalchemy import Engine, Table, select
 
 from broker.store.projections.transport import TransportStop, VehiclePosition
 from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.views.flows import people_flow, ridership
 from broker.views.statistics import (
     StatisticsRuleError,
     complete_months,
@@ -264,6 +268,36 @@ _STATS: tuple[tuple[str, str, str, Callable[..., Any], tuple[str, ...], tuple[st
     ),
 )
 
+
+def _flow_read(
+    compute: Callable[..., Any],
+) -> Callable[[Moment], list[dict[str, Any]]]:
+    """Rows of people flow or ridership over the default period: the published cells only."""
+
+    def read(at: Moment) -> list[dict[str, Any]]:
+        try:
+            start, end = complete_months(None, None, at.now, at.settle_days)
+            figures = compute(at.engine, start, end, k=at.k, settle_days=at.settle_days, now=at.now)
+        except StatisticsRuleError:
+            return []  # no month published yet: nothing to publish
+        return [cell.model_dump() for cell in figures.cells]
+
+    return read
+
+
+#: The 人流データ model's attribute names, in its order (people-flow.md, PDL1.0).
+PEOPLE_FLOW_COLUMNS = (
+    "areaCode",
+    "locationName",
+    "measurementDate",
+    "startTime",
+    "endTime",
+    "dayOfWeek",
+    "peopleCount",
+)
+#: Ours: the COMmmmONS 乗降実績 specification's names could not be checked.
+RIDERSHIP_COLUMNS = ("stop_id", "date", "startTime", "endTime", "boardings", "alightings")
+
 #: Every dataset the catalogue publishes, in its order.
 DATASETS: tuple[Dataset, ...] = (
     Dataset(
@@ -300,6 +334,34 @@ DATASETS: tuple[Dataset, ...] = (
         conforms_to=AREA_DATA_MODELS,
         columns=("identifier", *LISTING_COLUMNS.values(), "vacantHouseListing"),
         read=_listing_rows,
+    ),
+    Dataset(
+        name="people-flow",
+        title_ja="人流データ（3次メッシュ・時間帯別）",
+        title_en="People flow by mesh and hourly band",
+        description="停留所で乗車・降車した住民の人数（JIS X 0410 3次メッシュ・日・1時間帯、"
+        "日本時間）。k 人未満のセルは掲載しない。"
+        "列名はデジタル庁「人流データ」データモデルの英字名。"
+        " / Distinct residents boarding or alighting at stops per mesh, day and hour (JST); "
+        "cells under k residents are left out. " + MODEL_ATTRIBUTION,
+        keywords=("人流", "人流データ", "地域メッシュ", "統計", "k-匿名", "people flow"),
+        conforms_to=AREA_DATA_MODELS,
+        columns=PEOPLE_FLOW_COLUMNS,
+        read=_flow_read(people_flow),
+    ),
+    Dataset(
+        name="ridership",
+        title_ja="停留所別の乗降実績（時間帯別）",
+        title_en="Boardings and alightings per stop and hourly band",
+        description="停留所・日・1時間帯（日本時間）ごとの乗車数と降車数。k 人未満のセルは掲載"
+        "しない。列名は独自（国土交通省 COMmmmONS 乗降実績データ標準仕様書の項目名は未確認）。"
+        " / Boardings and alightings per stop, day and hour (JST); cells under k residents "
+        "are left out. Column names are ours: the COMmmmONS ridership specification's field "
+        "names could not be checked.",
+        keywords=("交通", "乗降実績", "統計", "k-匿名", "ridership"),
+        conforms_to="",
+        columns=RIDERSHIP_COLUMNS,
+        read=_flow_read(ridership),
     ),
     *(
         Dataset(

@@ -17,8 +17,9 @@ What is published, and what it guarantees:
 - **Complementary suppression.** Trips by town are the margins of the flows out of each town
   (``_MARGINS``): where a town's total is published, the flows suppressed in its row must
   together count at least ``k`` residents, or more flows are suppressed (the smallest first),
-  so no suppressed flow is the town total minus the published ones. Totals add up published
-  cells only.
+  so no suppressed flow is the town total minus the published ones. People flow by mesh is
+  likewise the margin of ridership by the mesh's stops (same day and hour band). Totals add
+  up published cells only.
 - **Purposes.** Each statistic serves the purposes in ``SERVES``, and no other.
 
 This is k-anonymity of published cells, not differential privacy: a suppressed group of
@@ -31,6 +32,7 @@ so SQLite and PostgreSQL agree exactly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -39,16 +41,18 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from pydantic.config import JsonDict
-from sqlalchemy import Engine, Table, and_, case, func, insert, or_, select, union_all
+from sqlalchemy import Engine, Table, and_, case, func, insert, literal, or_, select, union_all
 from sqlalchemy.exc import IntegrityError
 
 from broker.store.projections.currency import CurrencyTransaction
 from broker.store.projections.health import HealthPoints
 from broker.store.projections.timestamps import JST
-from broker.store.projections.transport import Trip
+from broker.store.projections.transport import TransportStop, Trip
 from broker.store.publications import PublishedStatistics
+from broker.views.mesh import MeshCodeError, mesh3
 
 _trips: Table = Trip.__table__  # type: ignore[attr-defined]
+_stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
 _points: Table = HealthPoints.__table__  # type: ignore[attr-defined]
 _currency: Table = CurrencyTransaction.__table__  # type: ignore[attr-defined]
 _published: Table = PublishedStatistics.__table__  # type: ignore[attr-defined]
@@ -88,6 +92,9 @@ SERVES: Mapping[str, frozenset[str]] = MappingProxyType(
         "trips-nearby": frozenset(
             {"housing.dual_residence_support", "transport.planning", MUNICIPAL_PURPOSE}
         ),
+        # The Digital Agency's 人流データ and the 乗降実績 of stops (``broker.views.flows``).
+        "people-flow": frozenset({"transport.planning", "transport.operation", MUNICIPAL_PURPOSE}),
+        "ridership": frozenset({"transport.planning", "transport.operation", MUNICIPAL_PURPOSE}),
     }
 )
 
@@ -111,6 +118,14 @@ class PeriodError(StatisticsRuleError):
 class MonthNotClosedError(StatisticsRuleError):
     """A month asked for before it is published: it has not ended, or ended less than the
     settling delay ago. Its figures could still change; the message says from when."""
+
+
+class FilterError(StatisticsRuleError):
+    """A filter of a statistic's cells that breaks its field's rule; names both."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
 
 
 def check_serves(statistic: str, purpose: str) -> None:
@@ -492,14 +507,21 @@ class TownFlows(Statistic):
 # -- publishing a closed month -----------------------------------------------------------------
 
 #: Statistics published together: the tables of one family share their events and margins.
-Family = Literal["trips", "points", "spending", "stops"]
+Family = Literal["trips", "points", "spending", "stops", "touches"]
 #: A cell as published: its dimension values, and its measures (None when suppressed).
 PublishedCell = tuple[tuple[str, ...], dict[str, int] | None]
 Tables = dict[str, list[PublishedCell]]
 
 #: Table -> the table holding its row margins (keyed by its leading dimensions): the trips by
 #: town are the sums of the flows out of each town.
-_MARGINS: Mapping[str, str] = MappingProxyType({"town-flows": "trips-by-town-month"})
+_MARGINS: Mapping[str, tuple[str, int]] = MappingProxyType(
+    {
+        "town-flows": ("trips-by-town-month", 1),
+        # A mesh's people flow is the union of its stops' riders: without this, a published
+        # mesh minus its published stops would give a suppressed stop's riders.
+        "ridership": ("people-flow", 3),
+    }
+)
 
 
 @dataclass(slots=True)
@@ -518,6 +540,9 @@ class _Shape:
     measures: tuple[str, ...]
     #: Table name -> how many leading dimensions it keeps (the rest are summed over).
     tables: Mapping[str, int]
+    #: What each stored row becomes, as (dimensions..., subject, measures...); None leaves it
+    #: out. Used where a dimension is computed in Python (a mesh code, a JST hour band).
+    derive: Callable[[Sequence[Any]], Sequence[Any] | None] | None = None
 
 
 def _trips_query(lo: datetime, hi: datetime) -> Any:
@@ -572,6 +597,46 @@ def _stops_query(lo: datetime, hi: datetime) -> Any:
     )
 
 
+def _touches_query(lo: datetime, hi: datetime) -> Any:
+    """Each boarding (trip start at a stop) and alighting (trip end at a stop) in [lo, hi) by
+    its own time, so that a day and hour band belong to one month only: (stop id, stop lat,
+    stop lon, at, subject, boarding, alighting). A door-to-door trip end has no stop: its place
+    is the resident's, sealed, and is in neither statistic."""
+    t, s = _trips.c, _stops.c
+    return union_all(
+        select(t.origin_stop_id, s.lat, s.lon, t.pickup_at, t.subject_ref, literal(1), literal(0))
+        .join_from(_trips, _stops, s.stop_id == t.origin_stop_id)
+        .where(t.pickup_at >= lo, t.pickup_at < hi),
+        select(
+            t.destination_stop_id, s.lat, s.lon, t.dropoff_at, t.subject_ref, literal(0), literal(1)
+        )
+        .join_from(_trips, _stops, s.stop_id == t.destination_stop_id)
+        .where(t.dropoff_at >= lo, t.dropoff_at < hi),
+    )
+
+
+def jst_hour_band(at: datetime) -> tuple[str, str]:
+    """The JST date (YYYY-MM-DD) and hourly band start (hh:00) of the instant ``at``."""
+    local = at.astimezone(JST)
+    return f"{local:%Y-%m-%d}", f"{local:%H}:00"
+
+
+#: The mesh of a stop with no place in Japan (no coordinates, or outside every mesh): its
+#: ridership is counted by stop, and no people-flow cell is ever published for it.
+NO_MESH = UNKNOWN
+
+
+def _touch_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    """A stop touch as (mesh, date, band, stop, subject, boardings, alightings): people flow
+    keeps the first three dimensions, ridership all four, so one is the other's margin."""
+    stop, lat, lon, at, subject, boarding, alighting = row
+    area = NO_MESH
+    if lat is not None and lon is not None:
+        with contextlib.suppress(MeshCodeError):  # outside Japan: no mesh
+            area = mesh3(lat, lon)
+    return (area, *jst_hour_band(at), stop, subject, boarding, alighting)
+
+
 _SHAPES: Mapping[str, _Shape] = MappingProxyType(
     {
         "trips": _Shape(_trips_query, ("trips",), {"town-flows": 2, "trips-by-town-month": 1}),
@@ -582,6 +647,13 @@ _SHAPES: Mapping[str, _Shape] = MappingProxyType(
             _spending_query, ("amount_jpy", "payments"), {"spending-by-merchant-category": 1}
         ),
         "stops": _Shape(_stops_query, ("trips",), {"trips-nearby": 1}),
+        # People flow and ridership are published together: one is the other's margin.
+        "touches": _Shape(
+            _touches_query,
+            ("boardings", "alightings"),
+            {"people-flow": 3, "ridership": 4},
+            _touch_row,
+        ),
     }
 )
 
@@ -608,13 +680,14 @@ def _complement(
     published: dict[tuple[str, ...], bool],
     margins_published: dict[tuple[str, ...], bool],
     k: int,
+    margin_dims: int,
 ) -> None:
     """Secondary suppression: in each row whose margin is published, the suppressed cells must
     together count at least ``k`` residents (else the margin minus the published cells would
     give a small group, or a single cell, exactly). The smallest published cells go first."""
     rows: dict[tuple[str, ...], list[tuple[str, ...]]] = {}
     for key in cells:
-        rows.setdefault(key[:1], []).append(key)
+        rows.setdefault(key[:margin_dims], []).append(key)
     for margin, members in rows.items():
         if not margins_published.get(margin, False):
             continue
@@ -637,7 +710,9 @@ def _compute(engine: Engine, family: str, lo: datetime, hi: datetime, k: int) ->
     """The family's tables over [lo, hi), suppressed: primary, then complementary."""
     shape = _SHAPES[family]
     with engine.connect() as conn:
-        rows = conn.execute(shape.query(lo, hi)).all()
+        rows: Sequence[Sequence[Any]] = conn.execute(shape.query(lo, hi)).all()
+    if shape.derive is not None:
+        rows = [d for d in map(shape.derive, rows) if d is not None]
     widest = max(shape.tables.values())
     finest = _gather(rows, widest, shape.measures)
     raw: dict[str, dict[tuple[str, ...], _Raw]] = {}
@@ -655,9 +730,9 @@ def _compute(engine: Engine, family: str, lo: datetime, hi: datetime, k: int) ->
         table: {key: len(cell.subjects) >= k for key, cell in cells.items()}
         for table, cells in raw.items()
     }
-    for table, margin in _MARGINS.items():
+    for table, (margin, dims) in _MARGINS.items():
         if table in raw:
-            _complement(raw[table], published[table], published[margin], k)
+            _complement(raw[table], published[table], published[margin], k, dims)
     return {
         table: [
             (
@@ -736,9 +811,9 @@ def _raised(tables: Tables, k: int) -> Tables:
         name: [(key, m if m is not None and m["subjects"] >= k else None) for key, m in cells]
         for name, cells in tables.items()
     }
-    for table, margin in _MARGINS.items():
+    for table, (margin, dims) in _MARGINS.items():
         if table in out:
-            partial = {key[:1] for key, m in out[table] if m is None}
+            partial = {key[:dims] for key, m in out[table] if m is None}
             out[margin] = [(key, None if key in partial else m) for key, m in out[margin]]
     return out
 
@@ -762,7 +837,7 @@ def _check(
     return Period(from_=start.astimezone(JST), to=end.astimezone(JST))
 
 
-def _months(
+def published_months(
     engine: Engine,
     family: Family,
     start: datetime,
@@ -823,7 +898,7 @@ def trips_by_town_month(
     now: datetime | None = None,
 ) -> TripsByTownMonth:
     """Trips and distinct residents per (origin town, JST month) in [start, end)."""
-    period, months = _months(
+    period, months = published_months(
         engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
@@ -853,7 +928,7 @@ def points_by_age_band(
     now: datetime | None = None,
 ) -> PointsByAgeBand:
     """Health points awarded and redeemed, and distinct residents, per age band and JST month."""
-    period, months = _months(
+    period, months = published_months(
         engine, "points", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
@@ -885,7 +960,7 @@ def spending_by_merchant_category(
     now: datetime | None = None,
 ) -> SpendingByMerchantCategory:
     """Payments (not top-ups or conversions) per merchant category and JST month."""
-    period, months = _months(
+    period, months = published_months(
         engine, "spending", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 
@@ -918,7 +993,7 @@ def town_flows(
     now: datetime | None = None,
 ) -> TownFlows:
     """Trips and distinct residents per (origin town, destination town) and JST month."""
-    period, months = _months(
+    period, months = published_months(
         engine, "trips", start, end, k=k, minimum_k=minimum_k, settle_days=settle_days, now=now
     )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Annotated, TypeVar
 
 from fastapi import APIRouter, Depends, Query
@@ -28,6 +29,7 @@ from broker.api.deps import StatisticsReadDep
 from broker.api.moments import Moment
 from broker.api.problems import Problem
 from broker.api.reads import PartnerRead
+from broker.views.flows import PeopleFlow, Ridership, people_flow, ridership
 from broker.views.statistics import (
     PointsByAgeBand,
     SpendingByMerchantCategory,
@@ -54,8 +56,9 @@ router = APIRouter(
         },
         422: {
             "model": Problem,
-            "description": "A malformed period, a k below the platform's minimum, or a partner "
-            "read without a purpose",
+            "description": "A malformed period, a k below the platform's minimum, a partner "
+            "read without a purpose, or a filter breaking its field's rule (a mesh code not of "
+            "8 digits or outside Japan, a date not YYYY-MM-DD, a band not on the hour)",
         },
         429: {"model": Problem, "description": "Over the partner's rate; see Retry-After"},
     },
@@ -160,3 +163,58 @@ async def get_spending_by_merchant_category(asked: Asked) -> SpendingByMerchantC
 async def get_town_flows(asked: Asked) -> TownFlows:
     """Trips and distinct residents by origin and destination town."""
     return await asked.answer("town-flows", "transport.trips", town_flows)
+
+
+_BAND = Query(
+    alias="startTime",
+    description="Only the hourly band starting then (Japan time, 00:00 to 23:00)",
+    examples=["10:00"],
+)
+
+
+@router.get("/people-flow")
+async def get_people_flow(
+    asked: Asked,
+    area_code: Annotated[
+        str | None,
+        Query(
+            alias="areaCode",
+            description="Only this JIS X 0410 third-level mesh (8 digits)",
+            examples=["51332517"],
+        ),
+    ] = None,
+    measurement_date: Annotated[
+        str | None,
+        Query(
+            alias="measurementDate",
+            description="Only this day (Japan time), YYYY-MM-DD",
+            examples=["2025-05-10"],
+        ),
+    ] = None,
+    start_time: Annotated[str | None, _BAND] = None,
+) -> PeopleFlow:
+    """人流データ (Digital Agency model): distinct residents boarding or alighting at stops per
+    mesh, day and hourly band; cells under k left out."""
+    compute = partial(
+        people_flow,
+        area_code=area_code,
+        measurement_date=measurement_date,
+        start_time=start_time,
+    )
+    return await asked.answer("people-flow", "transport.trips", compute)
+
+
+@router.get("/ridership")
+async def get_ridership(
+    asked: Asked,
+    stop_id: Annotated[str | None, Query(description="Only this stop (GTFS stop_id)")] = None,
+    day: Annotated[
+        str | None,
+        Query(alias="date", description="Only this day (Japan time), YYYY-MM-DD"),
+    ] = None,
+    start_time: Annotated[str | None, _BAND] = None,
+) -> Ridership:
+    """乗降実績: boardings and alightings per stop, day and hourly band; cells under k left
+    out."""
+    compute = partial(ridership, stop_id=stop_id, day=day, start_time=start_time)
+    return await asked.answer("ridership", "transport.trips", compute)
