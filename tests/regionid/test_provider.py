@@ -379,7 +379,7 @@ def test_a_pkce_mismatch_is_refused(region: Region) -> None:
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_grant"
     assert _refused_since(region, before)[0]["reason"] == "Code challenge failed."
-    # The right verifier would have worked: the code is spent, but not by the mismatch alone.
+    # The refusal was the mismatch: the same exchange with the right verifier is accepted.
     good = code_for(region, BUS[0], verifier="a" * 50)
     assert exchange(region, BUS[0], good, verifier="a" * 50).status_code == 200
 

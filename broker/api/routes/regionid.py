@@ -115,8 +115,8 @@ async def authorize_form(request: Request, provider: RegionIdDep) -> Response:
     )
     if refusal is not None:
         return _response(refusal)
-    page = _sign_in_page(request.url.query, _client_name(provider, request))
-    return HTMLResponse(page, headers=_PAGE_HEADERS)
+    name = await run_in_threadpool(_client_name, provider, request)
+    return HTMLResponse(_sign_in_page(request.url.query, name), headers=_PAGE_HEADERS)
 
 
 @router.post("/authorize")
@@ -134,7 +134,8 @@ async def authorize(request: Request, provider: RegionIdDep) -> Response:
         )
     except SignInError as exc:
         await run_in_threadpool(provider.sign_in_refused, request.query_params.get("client_id", ""))
-        page = _sign_in_page(request.url.query, _client_name(provider, request), str(exc))
+        name = await run_in_threadpool(_client_name, provider, request)
+        page = _sign_in_page(request.url.query, name, str(exc))
         return HTMLResponse(page, status_code=401, headers=_PAGE_HEADERS)
     answer = await run_in_threadpool(provider.authorize, oauth, account)
     return _response(answer)
