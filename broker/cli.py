@@ -17,6 +17,7 @@ from broker.bus import redact
 from broker.bus.cli import topics_app
 from broker.connector_cli import app as connector_app
 from broker.ingest.cli import deadletters_app
+from broker.regionid.cli import regionid_app
 from broker.settings import Settings
 from contract.domains import DomainError
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from broker.auth.issuer import EmbeddedIssuer
     from broker.auth.principals import Role
     from broker.demo import DemoLife, IssueToken
+    from broker.regionid.server import RegionId
     from broker.runtime import Platform
     from broker.store.migrate import Chain
 
@@ -40,6 +42,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(connector_app, name="connector")
 app.add_typer(topics_app, name="topics")
 app.add_typer(deadletters_app, name="deadletters")
+app.add_typer(regionid_app, name="regionid")
 
 
 def _logging() -> None:
@@ -93,11 +96,16 @@ def up(
         f"  Keys (JWKS)     {base}/.well-known/jwks.json\n"
         f"  Tokens          {identity}\n"
         + (
+            f"  Region ID       {platform.regionid.issuer}/.well-known/openid-configuration\n"
+            if platform.regionid is not None
+            else ""
+        )
+        + (
             f"  Demo            the synthetic region ({population:,} residents) has data from "
             f"{running.region.start} on: the days since its last run are published at once, "
             f"then it streams {'in real time' if demo_speed == 1 else f'at {demo_speed:g}x'} "
             f"through the four connectors; outboxes in {settings.data_dir / 'outbox'}\n"
-            + _demo_summary(settings, base, running)
+            + _demo_summary(settings, base, running, platform.regionid)
             if running is not None
             else ""
         )
@@ -241,7 +249,7 @@ def _audited_issue(settings: Settings, issuer: EmbeddedIssuer) -> IssueToken:
     return issue
 
 
-def _demo_summary(settings: Settings, base: str, life: DemoLife) -> str:
+def _demo_summary(settings: Settings, base: str, life: DemoLife, regionid: RegionId | None) -> str:
     """The demo's lines of the summary: its partners, and the resident's and auditor's pages
     signed in with fresh tokens (or where tokens come from, under an OIDC provider)."""
     from broker.auth.principals import Role
@@ -260,6 +268,14 @@ def _demo_summary(settings: Settings, base: str, life: DemoLife) -> str:
         f"  Demo partners   {partners}{indent}{reads}; {len(life.grants):,} consents planned\n"
         f"  Demo resident   {star}, consenting to {theirs}\n"
     )
+    if regionid is not None:
+        from broker.demo.logins import seed_logins
+
+        logins = seed_logins(regionid.directory, settings.data_dir)
+        lines += "".join(
+            f"  {'Region ID login':<16}{login.role}: {login.username} / {login.password}\n"
+            for login in logins
+        )
     if life.issue is None:
         provider = settings.oidc_issuer
         return lines + (

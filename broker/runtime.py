@@ -21,6 +21,7 @@ from broker.ingest.heartbeat import Heartbeat
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from broker.lifecycle import Lifecycle
+from broker.regionid.server import RegionId
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
@@ -81,6 +82,7 @@ class Platform:
     listener: ConsentChangeListener | None = None
     webhooks: WebhookDispatcher | None = None
     chain_monitor: ChainMonitor | None = None
+    regionid: RegionId | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:
@@ -149,6 +151,11 @@ class Platform:
             pseudonyms,
             audit,
             lifecycle,
+            regionid=(
+                RegionId(engine, audit, settings.regionid_issuer_url, settings.data_dir / "keys")
+                if settings.regionid_active
+                else None
+            ),
         )
 
     @property

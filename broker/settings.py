@@ -130,6 +130,18 @@ class Settings(BaseSettings):
     )
     clock_skew_s: int = Field(default=30, ge=0, le=300)
     token_ttl_s: int = Field(default=3600, ge=60, description="Lifetime of embedded tokens.")
+    # -- the region ID (broker/regionid) -------------------------------------------------------
+    regionid_enabled: bool = Field(
+        default=True,
+        description="Run the region's embedded OpenID provider at /regionid (only in the "
+        "embedded mode: off when TSUNAGU_OIDC_ISSUER names the region's own provider).",
+    )
+    regionid_issuer: str = Field(
+        default="",
+        pattern=r"^(https://.+|http://(127\.0\.0\.1|localhost|\[::1\])(:\d+)?/.*)?$",
+        description="The region ID's issuer URL, as its clients reach it (https, or http on "
+        "loopback); empty means http://<host>:<port>/regionid on this machine.",
+    )
     # -- partner reads ------------------------------------------------------------------------
     connector_master_key: SecretStr | None = Field(
         default=None,
@@ -250,6 +262,19 @@ class Settings(BaseSettings):
         if self.api_inline_reads is not None:
             return self.api_inline_reads
         return self.store_url.startswith("sqlite")
+
+    @property
+    def regionid_active(self) -> bool:
+        """Whether this platform runs the region ID (embedded mode, and not turned off)."""
+        return self.regionid_enabled and not self.oidc_issuer
+
+    @property
+    def regionid_issuer_url(self) -> str:
+        """The region ID's issuer: the setting, or this machine's API with ``/regionid``."""
+        if self.regionid_issuer:
+            return self.regionid_issuer.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(self.host, self.host)
+        return f"http://{host}:{self.port}/regionid"
 
     @cached_property
     def vault_store_url(self) -> str:

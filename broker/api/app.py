@@ -19,6 +19,7 @@ from broker.api.routes import (
     opendata,
     partner_views,
     partners,
+    regionid,
     schemas,
     statistics,
     wellknown,
@@ -80,6 +81,7 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
             settings.topic_prefix + DOMAINS.topics()[0],
             settings.bus_probe_interval_s,
         ),
+        regionid=platform.regionid,
     )
     app = TsunaguAPI(
         services,
@@ -104,6 +106,7 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
     for prefix in ckan.PREFIXES:
         app.include_router(ckan.router, prefix=prefix)
     app.include_router(pages.router)
+    app.include_router(regionid.router)
     # HTTP ingest has its own, larger limit; every other body is small.
     app.add_middleware(
         BodyLimit,
@@ -111,8 +114,10 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
         limits={
             "/v1/events": platform.settings.http_max_body_bytes,
             **dict.fromkeys(ckan.PREFIXES, ckan.MAX_BODY),
+            regionid.PREFIX: regionid.MAX_BODY,
         },
-        anonymous=frozenset(ckan.PREFIXES),
+        # Their clients POST forms without a bearer token: CKAN's and the region ID's.
+        anonymous=frozenset({*ckan.PREFIXES, regionid.PREFIX}),
     )
     app.add_middleware(UsableUrl)
     declare_refusals(app)

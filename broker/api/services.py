@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from broker.bus.probe import BusProbe
     from broker.ingest.gateway import IngestGateway
     from broker.ingest.heartbeat import Heartbeat
+    from broker.regionid.server import RegionId
     from broker.registry.catalogue import SchemaRegistry
     from broker.registry.stored import StoredRegistry
     from broker.settings import Settings
@@ -74,6 +75,7 @@ class Services:
     opendata_buckets: TokenBuckets
     readiness: Readiness
     bus_probe: BusProbe
+    regionid: RegionId | None = None
 
 
 class TsunaguAPI(FastAPI):

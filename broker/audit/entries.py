@@ -52,6 +52,7 @@ class EntryKind(StrEnum):
     TOKEN_ISSUED = "token_issued"
     ADMIN_CHANGE = "admin_change"
     AUDIT_EXPORT = "audit_export"
+    SIGN_IN_REFUSED = "sign_in_refused"
 
 
 class SubjectRule(StrEnum):
@@ -123,6 +124,9 @@ KINDS: Mapping[EntryKind, KindSpec] = {
     EntryKind.ADMIN_CHANGE: _spec("action target", "detail"),
     # An auditor took a copy of the whole log (actor: their token subject).
     EntryKind.AUDIT_EXPORT: _spec("format"),
+    # A request the region ID refused (RFC 6749 §4.1.2.1, §5.2; a wrong password): the client
+    # it named, the OAuth error code and why. Never the resident or the username tried.
+    EntryKind.SIGN_IN_REFUSED: _spec("client error reason"),
 }
 
 #: Roles whose token subject is a person: their ``sub`` must not be recorded in the clear.

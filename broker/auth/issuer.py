@@ -38,39 +38,45 @@ def _thumbprint(jwk: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(canonical).digest()).rstrip(b"=").decode()
 
 
+def load_or_create_p256(path: Path) -> ec.EllipticCurvePrivateKey:
+    """The P-256 signing key at ``path`` (mode 0600), generated there on first use."""
+    try:
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+            create_private_file_once(path, pem)
+        key = read_private_pem(path)
+    except OSError as exc:
+        raise KeyStoreError(f"issuer key {path}: {exc}") from exc
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
+        raise KeyStoreError(f"{path} is not a P-256 key")
+    return key
+
+
+def public_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+    """The public JWK of ``key`` for ES256 signatures, its ``kid`` the RFC 7638 thumbprint."""
+    public: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    return {**public, "kid": _thumbprint(public), "alg": ALGORITHM, "use": "sig"}
+
+
 class EmbeddedIssuer:
     """Signs tokens for the embedded default; ``jwks()`` is what verifiers trust."""
 
     def __init__(self, key_path: Path, *, issuer: str = EMBEDDED_ISSUER, audience: str) -> None:
         self.issuer = issuer
         self.audience = audience
-        self._key = self._load_or_create(key_path)
-        public: dict[str, Any] = json.loads(ECAlgorithm.to_jwk(self._key.public_key()))
-        self.kid = _thumbprint(public)
-        self._jwk = {**public, "kid": self.kid, "alg": ALGORITHM, "use": "sig"}
+        self._key = load_or_create_p256(key_path)
+        self._jwk = public_jwk(self._key)
+        self.kid: str = self._jwk["kid"]
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, *, audience: str) -> EmbeddedIssuer:
         """The issuer whose key is ``<data_dir>/keys/issuer.pem``, generated when missing."""
         return cls(data_dir / "keys" / "issuer.pem", audience=audience)
-
-    @staticmethod
-    def _load_or_create(path: Path) -> ec.EllipticCurvePrivateKey:
-        try:
-            if not path.exists():
-                path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-                pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-                create_private_file_once(path, pem)
-            key = read_private_pem(path)
-        except OSError as exc:
-            raise KeyStoreError(f"issuer key {path}: {exc}") from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-            raise KeyStoreError(f"{path} is not a P-256 key")
-        return key
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public key set verifiers of these tokens use."""

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import orjson
 import pytest
@@ -21,6 +22,9 @@ from sqlalchemy import create_engine, text
 
 from broker.demo import demo_resident
 from broker.demo.cast import HEALTH, HOUSING, TRANSPORT
+from broker.regionid import SignInError
+from broker.regionid.directory import Directory
+from broker.regionid.proofing import Proofing
 from connectors.region import Region
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
@@ -95,6 +99,29 @@ def test_the_printed_pages_sign_in_as_the_demo_resident_and_an_auditor(
     assert issued[claims["jti"]]["role"] == "resident" and "sub" not in issued[claims["jti"]]
     auditor_jti = jwt.decode(auditor, options={"verify_signature": False})["jti"]
     assert issued[auditor_jti]["sub"] == "demo-auditor"
+
+
+def test_the_printed_region_id_logins_sign_in_the_demo_resident_and_the_auditor(
+    demo: RunningPlatform,
+) -> None:
+    summary = demo.output.read_text(encoding="utf-8")
+    assert f"{demo.base_url}/regionid/.well-known/openid-configuration" in summary
+    logins = dict(
+        (m.group(1), (m.group(2), m.group(3)))
+        for m in re.finditer(r"Region ID login\s+(\w+): (\S+) / (\S+)", summary)
+    )
+    assert set(logins) == {"resident", "auditor"}
+    engine = create_engine(f"sqlite:///{demo.data_dir / 'store.db'}")
+    try:
+        directory = Directory(engine)
+        for role, (username, password) in logins.items():
+            assert directory.sign_in(username, password).role == role
+            with pytest.raises(SignInError):
+                directory.sign_in(username, password + "x")
+        resident = directory.sign_in(*logins["resident"])
+        assert resident.identity.proofing is Proofing.MYNUMBER_CARD
+    finally:
+        engine.dispose()
 
 
 def test_partners_read_over_http_and_are_refused_after_a_change_of_mind(
@@ -186,6 +213,9 @@ def test_under_an_oidc_provider_the_pages_say_where_tokens_come_from(tmp_path: P
         assert f"{running.base_url}/auditor  (sign in with a token of {provider})" in summary
         assert "#token=" not in summary
         assert "no reads: partner tokens come from the OIDC provider" in summary
+        # The region's own provider is trusted instead of the embedded one.
+        assert "Region ID" not in summary
+        assert httpx.get(f"{running.base_url}/regionid/jwks.json").status_code == 404
     finally:
         stop_platform(running)
     assert _entries(running, "token_issued") == []

@@ -23,6 +23,7 @@ from sqlalchemy import Column, Engine, Integer, MetaData, Table, inspect, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
+import broker.regionid.tables
 import broker.registry.stored
 import broker.store.tables
 import consent.erasure
@@ -51,7 +52,7 @@ __all__ = ["vault_url"]  # the fixture the vault tests use
 
 # Every module declaring tables of the store, so that the metadata below knows them all.
 MODEL_MODULES = (broker.store.tables, broker.registry.stored, consent.model, consent.erasure,
-                 consent.notifications, audit_tables)  # fmt: skip
+                 consent.notifications, audit_tables, broker.regionid.tables)  # fmt: skip
 
 LEGACY = Path(__file__).parent / "legacy"
 RELEASE = "2b55de9"
@@ -93,6 +94,9 @@ ADDED_COLUMNS = {
     ("vacant_house_listings", "publication"),  # 0003: listings in the standard model
     ("vacant_house_listings", "standard"),
 }
+#: Tables later revisions created (empty after an upgrade).
+ADDED_TABLES = frozenset({"regionid_accounts", "regionid_clients", "regionid_codes",
+                          "regionid_tokens"})  # 0004: the region ID  # fmt: skip
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
@@ -167,6 +171,7 @@ def test_a_store_of_the_release_before_migrations_is_upgraded_with_every_row_and
         verification = verify_store(engine, legacy_jwks())
     finally:
         engine.dispose()
+    assert all(after.pop(t) == [] for t in ADDED_TABLES)
     assert after == before  # every table, every row, every value
     assert verification.ok, verification.problem
     assert verification.entries == len(before["audit_entries"])

@@ -1,0 +1,80 @@
+"""The region ID's tables: accounts, clients, authorization codes and tokens.
+
+Codes and tokens are stored as SHA-256 digests: a copy of the store signs nobody in.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime
+from sqlmodel import Field, SQLModel
+
+
+class RegionAccount(SQLModel, table=True):
+    """A person who signs in with the region ID: a resident, or an auditor of the municipality."""
+
+    __tablename__ = "regionid_accounts"
+
+    id: str = Field(primary_key=True, max_length=64)
+    username: str = Field(unique=True, max_length=128)
+    password_hash: str = Field(max_length=256)
+    role: str = Field(max_length=16)
+    name: str | None = Field(default=None, max_length=256)
+    birthdate: str | None = Field(default=None, max_length=10)
+    proofing: str = Field(max_length=32)
+    proofed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RegionClient(SQLModel, table=True):
+    """A service company registered with the region ID (an OAuth 2.0 client)."""
+
+    __tablename__ = "regionid_clients"
+
+    client_id: str = Field(primary_key=True, max_length=128)
+    name: str = Field(max_length=256)
+    secret_hash: str | None = Field(default=None, max_length=256)
+    redirect_uris: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    sector: str = Field(max_length=256)
+    created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class RegionCode(SQLModel, table=True):
+    """An authorization code, by its digest; ``used_at`` marks it spent (a reuse is caught)."""
+
+    __tablename__ = "regionid_codes"
+
+    code_hash: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(max_length=128)
+    account_id: str = Field(max_length=64)
+    redirect_uri: str = Field(max_length=2048)
+    scope: str = Field(max_length=1024)
+    nonce: str | None = Field(default=None, max_length=512)
+    claims: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    code_challenge: str = Field(max_length=128)
+    code_challenge_method: str = Field(max_length=16)
+    auth_time: int
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    used_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class RegionToken(SQLModel, table=True):
+    """An access token and its refresh token, by their digests; rotation revokes the pair."""
+
+    __tablename__ = "regionid_tokens"
+
+    access_hash: str = Field(primary_key=True, max_length=64)
+    refresh_hash: str | None = Field(default=None, unique=True, max_length=64)
+    client_id: str = Field(max_length=128)
+    account_id: str = Field(max_length=64)
+    scope: str = Field(max_length=1024)
+    claims: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    code_hash: str | None = Field(default=None, index=True, max_length=64)
+    issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_in: int
+    refresh_expires_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True))
+    )
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
