@@ -142,6 +142,15 @@ class Settings(BaseSettings):
         description="The region ID's issuer URL, as its clients reach it (https, or http on "
         "loopback); empty means http://<host>:<port>/regionid on this machine.",
     )
+    regionid_sign_in_rate_per_s: float = Field(
+        default=0.2,
+        gt=0,
+        description="Sustained sign-in attempts/s per account name (password guessing is "
+        "slowed to this), per API process.",
+    )
+    regionid_sign_in_burst: int = Field(
+        default=5, ge=1, description="Sign-in attempts an account name may make at once."
+    )
     # -- partner reads ------------------------------------------------------------------------
     connector_master_key: SecretStr | None = Field(
         default=None,

@@ -74,6 +74,9 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
             settings.schema_check_rate_per_s, settings.schema_check_burst
         ),
         opendata_buckets=TokenBuckets(settings.opendata_rate_per_s, settings.opendata_burst),
+        sign_in_buckets=TokenBuckets(
+            settings.regionid_sign_in_rate_per_s, settings.regionid_sign_in_burst
+        ),
         readiness=readiness or Readiness(),
         # The platform's own topic: with TSUNAGU_TOPIC_PREFIX the bare name does not exist.
         bus_probe=BusProbe(

@@ -73,6 +73,8 @@ class Services:
     partner_buckets: TokenBuckets
     schema_check_buckets: TokenBuckets
     opendata_buckets: TokenBuckets
+    #: Sign-in attempts at the region ID, per account name.
+    sign_in_buckets: TokenBuckets
     readiness: Readiness
     bus_probe: BusProbe
     regionid: RegionId | None = None

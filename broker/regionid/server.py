@@ -696,12 +696,12 @@ class RegionId:
             reason=str(error.description or "")[:300],
         )
 
-    def sign_in_refused(self, client_id: str) -> None:
-        """Write a failed password check to the audit log (never the username tried)."""
+    def sign_in_refused(self, client_id: str, reason: str = "wrong username or password") -> None:
+        """Write a refused sign-in to the audit log (never the username tried)."""
         self._audit.append_now(
             EntryKind.SIGN_IN_REFUSED,
             actor=ACTOR,
             client=client_id[:128],
             error="access_denied",
-            reason="wrong username or password",
+            reason=reason,
         )

@@ -33,7 +33,7 @@ from sqlalchemy import create_engine, text
 from broker.demo.logins import DEMO_RESIDENT_LOGIN, seed_logins
 from broker.regionid.directory import Directory
 from broker.regionid.proofing import ACR, Proofing
-from tests.fixtures.platform import RunningPlatform
+from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 # Two firms on two sectors, a third on the first firm's sector (its own app).
 BUS = ("kotoden-bus", "https://bus.example.jp/callback")
@@ -70,6 +70,17 @@ def _add_client(platform: RunningPlatform, client_id: str, uri: str, *more: str)
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return dict(line.split(None, 1) for line in done.stdout.splitlines())["client_secret"]
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPlatform]:
+    """The platform, its per-account sign-in throttle raised: these tests sign the demo
+    resident in many times (the throttle is tested apart, at its default)."""
+    running = start_platform(
+        tmp_path_factory.mktemp("platform"), {"TSUNAGU_REGIONID_SIGN_IN_BURST": "1000"}
+    )
+    yield running
+    stop_platform(running)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ errors in RFC 6749's shape, not RFC 9457, so these stay out of the OpenAPI docum
 from __future__ import annotations
 
 import html
+import math
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
@@ -120,7 +121,7 @@ async def authorize_form(request: Request, provider: RegionIdDep) -> Response:
 
 
 @router.post("/authorize")
-async def authorize(request: Request, provider: RegionIdDep) -> Response:
+async def authorize(request: Request, provider: RegionIdDep, services: ServicesDep) -> Response:
     """Sign the resident in and redirect to the client with a code (the OAuth parameters are
     the query's, the credentials the form's)."""
     form = dict(await _form(request))
@@ -128,6 +129,21 @@ async def authorize(request: Request, provider: RegionIdDep) -> Response:
     refusal = await run_in_threadpool(provider.authorization_request, oauth)
     if refusal is not None:
         return _response(refusal)
+    # Password guessing is slowed per account name, whoever tries and from wherever.
+    account_name = form.get("username", "").strip().casefold()
+    wait = services.sign_in_buckets.take(account_name)
+    if wait > 0:
+        retry = max(1, math.ceil(wait))
+        await run_in_threadpool(
+            provider.sign_in_refused,
+            request.query_params.get("client_id", ""),
+            "too many sign-in attempts for one account name",
+        )
+        name = await run_in_threadpool(_client_name, provider, request)
+        message = f"サインインの試行が多すぎます。{retry} 秒後にもう一度お試しください。"
+        page = _sign_in_page(request.url.query, name, message)
+        headers = {**_PAGE_HEADERS, "Retry-After": str(retry)}
+        return HTMLResponse(page, status_code=429, headers=headers)
     try:
         account = await run_in_threadpool(
             provider.directory.sign_in, form.get("username", ""), form.get("password", "")
