@@ -77,6 +77,17 @@ NOT_PERSONAL = {
     "POST /api/3/action/{action}": "open data: CKAN's read verbs over the catalogue",
     "GET /api/action/{action}": "open data: CKAN's read verbs over the catalogue",
     "POST /api/action/{action}": "open data: CKAN's read verbs over the catalogue",
+    # The region ID: a resident signing in, and what they let the client they signed in to
+    # know of themselves (a pairwise subject, how they were proofed); refusals are audited.
+    "GET /regionid/.well-known/openid-configuration": "the region ID's metadata",
+    "GET /regionid/jwks.json": "public keys",
+    "GET /regionid/authorize": "the sign-in form",
+    "POST /regionid/authorize": "a resident signing in (refusals audited)",
+    "POST /regionid/token": "tokens to the client the resident signed in to",
+    "GET /regionid/userinfo": "the signed-in resident's claims, to their own client",
+    "POST /regionid/userinfo": "the signed-in resident's claims, to their own client",
+    "GET /regionid/logout": "ends a sign-in",
+    "POST /regionid/logout": "ends a sign-in",
 }
 
 
