@@ -271,7 +271,7 @@ def _demo_summary(settings: Settings, base: str, life: DemoLife, regionid: Regio
     if regionid is not None:
         from broker.demo.logins import seed_logins
 
-        logins = seed_logins(regionid.directory, settings.data_dir)
+        logins = seed_logins(regionid.directory, settings.data_dir, star)
         lines += "".join(
             f"  {'Region ID login':<16}{login.role}: {login.username} / {login.password}\n"
             for login in logins

@@ -152,7 +152,13 @@ class Platform:
             audit,
             lifecycle,
             regionid=(
-                RegionId(engine, audit, settings.regionid_issuer_url, settings.data_dir / "keys")
+                RegionId(
+                    engine,
+                    audit,
+                    settings.regionid_issuer_url,
+                    settings.data_dir / "keys",
+                    link_code_ttl_s=settings.regionid_link_code_ttl_s,
+                )
                 if settings.regionid_active
                 else None
             ),

@@ -151,6 +151,11 @@ class Settings(BaseSettings):
     regionid_sign_in_burst: int = Field(
         default=5, ge=1, description="Sign-in attempts an account name may make at once."
     )
+    regionid_link_code_ttl_s: int = Field(
+        default=14 * 24 * 3600,
+        ge=60,
+        description="How long a link code a service company hands a customer stays valid.",
+    )
     # -- partner reads ------------------------------------------------------------------------
     connector_master_key: SecretStr | None = Field(
         default=None,

@@ -45,6 +45,7 @@ import orjson
 from sqlalchemy import JSON, Column, Connection, Engine, select
 from sqlmodel import Field, SQLModel
 
+from broker.regionid.links import forget as forget_links
 from broker.store.projections import LISTINGS, subject_tables
 from broker.store.projections.timestamps import UtcDateTime
 from consent.errors import InvalidTransitionError
@@ -169,6 +170,8 @@ def erase(
             deleted[LISTINGS.name] = conn.execute(
                 LISTINGS.delete().where(LISTINGS.c.owner_id == subject_id)
             ).rowcount
+            # Their ID links: no service's events are theirs any more.
+            deleted["regionid_links"] = forget_links(conn, subject_id)
             # The consents stay, for the partners' record, but name the erasure, not whom.
             deleted[_consents.name] = conn.execute(
                 _consents.update()

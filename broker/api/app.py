@@ -15,6 +15,7 @@ from broker.api.routes import (
     ckan,
     events,
     health,
+    links,
     me,
     opendata,
     partner_views,
@@ -102,6 +103,7 @@ def create_app(platform: Platform, readiness: Readiness | None = None) -> Tsunag
     app.include_router(wellknown.router)
     app.include_router(partners.router)
     app.include_router(me.router)
+    app.include_router(links.router)
     app.include_router(partner_views.router)
     app.include_router(statistics.router)
     app.include_router(audit.router)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 from sqlalchemy import Engine
 
 from broker.api.reads import PartnerRead, partner_view_read, statistics_read
@@ -19,6 +19,7 @@ from broker.api.services import Services, services_of
 from broker.audit import AuditLog
 from broker.audit.monitor import ChainMonitor
 from broker.ingest.gateway import IngestGateway
+from broker.regionid.server import RegionId
 from broker.registry.catalogue import SchemaRegistry
 from broker.registry.stored import StoredRegistry
 from broker.settings import Settings
@@ -76,7 +77,20 @@ async def get_chain_monitor(request: Request) -> ChainMonitor:
     return services_of(request.app).chain_monitor
 
 
+async def get_regionid(request: Request) -> RegionId:
+    """The region ID, or 404 where the platform trusts an external provider instead."""
+    regionid = services_of(request.app).regionid
+    if regionid is None:
+        raise HTTPException(
+            404,
+            "the region ID is off here: TSUNAGU_OIDC_ISSUER names an external provider, or "
+            "TSUNAGU_REGIONID_ENABLED=false",
+        )
+    return regionid
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
+RegionIdDep = Annotated[RegionId, Depends(get_regionid)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 AuditDep = Annotated[AuditLog, Depends(get_audit)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

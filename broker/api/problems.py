@@ -13,6 +13,15 @@ from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broker.regionid.errors import (
+    ClientAuthenticationError,
+    ExpiredLinkCodeError,
+    LinkedElsewhereError,
+    LinkError,
+    NotLinkedError,
+    SpentLinkCodeError,
+    UnknownLinkCodeError,
+)
 from broker.registry.catalogue import IncompatibleSchemaError, InvalidSchemaError
 from broker.registry.stored import SchemaVersionConflictError
 from broker.views.statistics import (
@@ -49,6 +58,17 @@ STATISTICS_PROBLEMS: dict[type[StatisticsRuleError], tuple[int, str]] = {
 }
 #: The problem type of a statistics rule's refusal not listed above.
 STATISTICS_REFUSED = (422, "statistics-refused")
+
+#: Status and problem type of each ID link refusal.
+LINK_PROBLEMS: dict[type[LinkError], tuple[int, str]] = {
+    UnknownLinkCodeError: (404, "unknown-link-code"),
+    ExpiredLinkCodeError: (410, "link-code-expired"),
+    SpentLinkCodeError: (409, "link-code-spent"),
+    LinkedElsewhereError: (409, "linked-elsewhere"),
+    NotLinkedError: (404, "not-linked"),
+}
+#: The problem type of an ID link refusal not listed above.
+LINK_REFUSED = (422, "link-refused")
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -88,6 +108,13 @@ TITLES = {
     "invalid-envelope": "Not a CloudEvents envelope",
     "invalid-time-zone": "Unknown time zone",
     "too-many-buckets": "Too many bars for the period",
+    "unknown-link-code": "No such link code",
+    "link-code-expired": "Link code expired",
+    "link-code-spent": "Link code already used",
+    "linked-elsewhere": "The service's account is linked to another resident",
+    "not-linked": "No link with that service",
+    "link-refused": "ID link refused",
+    "client-unauthenticated": "Client credentials missing or wrong",
     "server-error": "Internal server error",
 }
 
@@ -125,6 +152,7 @@ def problem_kinds() -> frozenset[str]:
     """Every kind of problem the API can answer: the titled ones, those known by their status,
     the statistics rules' and every consent error's. The pages translate each of them."""
     statistics = {kind for _, kind in STATISTICS_PROBLEMS.values()} | {STATISTICS_REFUSED[1]}
+    statistics |= {kind for _, kind in LINK_PROBLEMS.values()} | {LINK_REFUSED[1]}
     consent = {consent_kind(cls.code) for cls in _consent_errors()}
     return frozenset(TITLES) | frozenset(KIND_OF_STATUS.values()) | statistics | consent
 
@@ -328,6 +356,16 @@ def install(app: FastAPI) -> None:
     async def _statistics(request: Request, exc: StatisticsRuleError) -> JSONResponse:
         status, kind = STATISTICS_PROBLEMS.get(type(exc), STATISTICS_REFUSED)
         return problem_response(request, status, str(exc), kind)
+
+    @app.exception_handler(LinkError)
+    async def _link(request: Request, exc: LinkError) -> JSONResponse:
+        status, kind = LINK_PROBLEMS.get(type(exc), LINK_REFUSED)
+        return problem_response(request, status, str(exc), kind)
+
+    @app.exception_handler(ClientAuthenticationError)
+    async def _client(request: Request, exc: ClientAuthenticationError) -> JSONResponse:
+        headers = {"WWW-Authenticate": 'Basic realm="regionid"'}
+        return problem_response(request, 401, str(exc), "client-unauthenticated", headers)
 
     @app.exception_handler(InvalidSchemaError)
     async def _invalid_schema(request: Request, exc: InvalidSchemaError) -> JSONResponse:

@@ -53,6 +53,7 @@ class EntryKind(StrEnum):
     ADMIN_CHANGE = "admin_change"
     AUDIT_EXPORT = "audit_export"
     SIGN_IN_REFUSED = "sign_in_refused"
+    ID_LINK = "id_link"
 
 
 class SubjectRule(StrEnum):
@@ -127,6 +128,11 @@ KINDS: Mapping[EntryKind, KindSpec] = {
     # A request the region ID refused (RFC 6749 §4.1.2.1, §5.2; a wrong password): the client
     # it named, the OAuth error code and why. Never the resident or the username tried.
     EntryKind.SIGN_IN_REFUSED: _spec("client error reason"),
+    # ID link: a service's account linked with a resident (``how``: at sign-in or with a
+    # link code), unlinked, a link code issued (by the firm: no subject), or a link refused
+    # (``reason``: the refusal's name). ``client`` is the service's client id; never the
+    # firm's customer number or the pairwise subject.
+    EntryKind.ID_LINK: _spec("event client", "how reason", SubjectRule.OPTIONAL),
 }
 
 #: Roles whose token subject is a person: their ``sub`` must not be recorded in the clear.

@@ -38,8 +38,11 @@ def _passwords(path: Path) -> dict[str, str]:
     return found
 
 
-def seed_logins(directory: Directory, data_dir: Path) -> list[DemoLogin]:
-    """Create the demo resident's and auditor's accounts if missing; their logins."""
+def seed_logins(
+    directory: Directory, data_dir: Path, resident_id: str | None = None
+) -> list[DemoLogin]:
+    """Create the demo resident's and auditor's accounts if missing; their logins. The
+    resident's account is ``resident_id``, the demo resident's id on the platform."""
     passwords = _passwords(data_dir / "demo" / "regionid-logins.json")
     if directory.by_username(DEMO_RESIDENT_LOGIN) is None:
         directory.add_account(
@@ -50,6 +53,7 @@ def seed_logins(directory: Directory, data_dir: Path) -> list[DemoLogin]:
             proofed_at=datetime(2026, 4, 1, 10, 0, tzinfo=UTC),
             name="三豊 花子",
             birthdate="1956-04-01",
+            account_id=resident_id,
         )
     if directory.by_username(DEMO_AUDITOR_LOGIN) is None:
         directory.add_account(

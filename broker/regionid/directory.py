@@ -13,7 +13,11 @@ from urllib.parse import urlsplit
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 
-from broker.regionid.errors import ClientRegistrationError, SignInError
+from broker.regionid.errors import (
+    ClientAuthenticationError,
+    ClientRegistrationError,
+    SignInError,
+)
 from broker.regionid.passwords import check_password, hash_password
 from broker.regionid.proofing import ProofedIdentity, Proofing
 from broker.regionid.tables import RegionAccount, RegionClient
@@ -133,6 +137,20 @@ class Directory:
         with Session(self._engine) as session:
             return session.get(RegionClient, client_id)
 
+    def authenticate_client(self, client_id: str, secret: str) -> RegionClient:
+        """The confidential client these credentials name, or ``ClientAuthenticationError``
+        (a public client has no secret to prove itself with)."""
+        row = self.client(client_id)
+        stored = row.secret_hash if row is not None else None
+        # Compared even when unknown, so that both refusals take as long.
+        matches = secrets.compare_digest(stored or digest(""), digest(secret))
+        if row is None or stored is None or not matches:
+            raise ClientAuthenticationError(
+                "client authentication failed: send the client_id and client_secret that "
+                "`tsunagu regionid client add` printed, as HTTP Basic credentials"
+            )
+        return row
+
     # -- accounts ------------------------------------------------------------------------------
 
     def add_account(
@@ -145,8 +163,13 @@ class Directory:
         proofed_at: datetime | None = None,
         name: str | None = None,
         birthdate: str | None = None,
+        account_id: str | None = None,
     ) -> Account:
-        """Create an account (its password hashed); an existing username is refused."""
+        """Create an account (its password hashed); an existing username is refused.
+
+        A resident's ``account_id`` is their id on the platform (what their consents and
+        data are kept under); a new one is made when not given.
+        """
         if role not in ACCOUNT_ROLES:
             raise ValueError(f"role must be one of {', '.join(sorted(ACCOUNT_ROLES))}")
         with Session(self._engine) as session:
@@ -155,7 +178,7 @@ class Directory:
             ).first():
                 raise ValueError(f"username {username!r} is taken")
             row = RegionAccount(
-                id=uuid.uuid4().hex,
+                id=account_id or uuid.uuid4().hex,
                 username=username,
                 password_hash=hash_password(password),
                 role=role,

@@ -33,6 +33,7 @@ from sqlmodel import Session, col, select
 from broker.audit import AuditLog, EntryKind
 from broker.auth.issuer import load_or_create_p256, public_jwk
 from broker.regionid.directory import Account, Directory, digest
+from broker.regionid.links import Links
 from broker.regionid.proofing import ACR, wants_verified_claims
 from broker.regionid.subjects import PairwiseSubjects
 from broker.regionid.tables import RegionClient, RegionCode, RegionToken
@@ -44,6 +45,7 @@ CODE_TTL_S = 60
 ACCESS_TTL_S = 600
 REFRESH_TTL_S = 30 * 24 * 3600
 ID_TOKEN_TTL_S = 600
+LINK_CODE_TTL_S = 14 * 24 * 3600
 ALGORITHM = "ES256"
 #: The actor of the provider's audit entries.
 ACTOR = "regionid"
@@ -395,7 +397,15 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
 class RegionId:
     """The region's OpenID provider: its issuer, keys, directory and Authlib server."""
 
-    def __init__(self, engine: Engine, audit: AuditLog, issuer: str, keys_dir: Path) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        audit: AuditLog,
+        issuer: str,
+        keys_dir: Path,
+        *,
+        link_code_ttl_s: int = LINK_CODE_TTL_S,
+    ) -> None:
         self.issuer = issuer.rstrip("/")
         self.directory = Directory(engine)
         self._engine = engine
@@ -405,6 +415,9 @@ class RegionId:
         self.kid: str = self._jwk["kid"]
         self.signing_key = ECKey.import_key(key)
         self._subjects = PairwiseSubjects(load_or_create_key(keys_dir / "regionid-pairwise.key"))
+        self.links = Links(
+            engine, audit, self.directory, self._subjects, code_ttl_s=link_code_ttl_s
+        )
         self.server = _Server(self)
         self.server.register_grant(_CodeGrant, [_S256Only(required=True), _OpenIDCode(self)])
         self.server.register_grant(_RefreshGrant)
@@ -562,6 +575,8 @@ class RegionId:
                 )
             )
             session.commit()
+        # A resident signing in to a service links its account with their region ID (ID link).
+        self.links.on_sign_in(client.get_client_id(), user)
 
     def take_code(self, code: str, client: _Client) -> _Code:
         """Spend ``code``; a second use is refused and revokes what the first one gave

@@ -1,4 +1,5 @@
-"""The region ID's tables: accounts, clients, authorization codes and tokens.
+"""The region ID's tables: accounts, clients, authorization codes and tokens, links and link
+codes.
 
 Codes and tokens are stored as SHA-256 digests: a copy of the store signs nobody in.
 """
@@ -8,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 
@@ -78,3 +79,37 @@ class RegionToken(SQLModel, table=True):
         default=None, sa_column=Column(DateTime(timezone=True))
     )
     revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class RegionLink(SQLModel, table=True):
+    """A service's account linked to a resident's region ID (ID link): the firm knows the
+    resident by ``subject``, its pairwise subject; ``unlinked_at`` ends the link (kept for
+    the record until erasure)."""
+
+    __tablename__ = "regionid_links"
+    __table_args__ = (Index("ix_regionid_links_client_subject", "client_id", "subject"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    client_id: str = Field(max_length=128)
+    account_id: str = Field(index=True, max_length=64)
+    subject: str = Field(max_length=64)
+    how: str = Field(max_length=16)
+    linked_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    unlinked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class RegionLinkCode(SQLModel, table=True):
+    """A one-time link code a firm handed a customer, by its digest; spent by the resident
+    who enters it."""
+
+    __tablename__ = "regionid_link_codes"
+
+    code_hash: str = Field(primary_key=True, max_length=64)
+    client_id: str = Field(index=True, max_length=128)
+    #: SHA-256 of the client and its customer number (never the number itself): enough to
+    #: see that one customer account is already linked to somebody else.
+    customer_digest: str = Field(max_length=64)
+    issued_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    redeemed_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+    link_id: str | None = Field(default=None, max_length=32)

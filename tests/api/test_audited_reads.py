@@ -88,6 +88,12 @@ NOT_PERSONAL = {
     "POST /regionid/userinfo": "the signed-in resident's claims, to their own client",
     "GET /regionid/logout": "ends a sign-in",
     "POST /regionid/logout": "ends a sign-in",
+    "POST /regionid/link-codes": "a link code to a service company (audited)",
+    "GET /regionid/link-codes/{code}": "the firm's own link code: its state and the subject it "
+    "already knows the resident by",
+    "GET /v1/me/links": "the resident's own links, to the resident",
+    "POST /v1/me/links": "the resident links a service (audited)",
+    "DELETE /v1/me/links/{client_id}": "the resident ends a link (audited)",
 }
 
 

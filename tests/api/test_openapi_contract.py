@@ -34,6 +34,7 @@ from schemathesis.specs.openapi.checks import (
 from broker.views.opendata import DATASETS
 from tests.api.test_partner_views import _id, _listing, _payment, _points, _trip
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
+from tests.regionid.test_provider import _add_client
 
 PLANNING = "transport.planning"
 OPERATION = "transport.operation"
@@ -121,6 +122,10 @@ class World:
     my_consents: list[str]
     #: The reader's pseudonyms of consenting residents.
     pseudonyms: list[str]
+    #: Services linked with the /v1/me resident (or linkable with ``link_code``).
+    link_clients: list[str] = field(default_factory=list)
+    #: A link code the /v1/me resident has not entered yet (works once).
+    link_code: str = ""
     tokens: dict[str, dict[str, str]] = field(default_factory=dict)
     #: What each operation answered during the run (status codes), and the most items the
     #: cross-service view served in one page.
@@ -235,7 +240,38 @@ def world(platform: RunningPlatform) -> World:
         )
         pseudonyms = [x["resident"] for x in _ok(r, 200)["residents"]]
     assert pseudonyms, "the reader sees its consenting resident"
-    return World(platform, reader, spare, grantee, subject, me, mine, pseudonyms)
+    world = World(platform, reader, spare, grantee, subject, me, mine, pseudonyms)
+    _link_services(world)
+    return world
+
+
+def _link_services(world: World) -> None:
+    """Two services registered with the region ID: the /v1/me resident linked with one, and
+    holding a code of the other (so that linking and unlinking can both succeed)."""
+    platform = world.platform
+    linked, pending = (
+        ("contract-bus", "https://bus.example.jp/cb"),
+        (
+            "contract-shop",
+            "https://shop.example.jp/cb",
+        ),
+    )
+    codes = []
+    for client_id, uri in (linked, pending):
+        secret = _add_client(platform, client_id, uri)
+        r = httpx.post(
+            f"{platform.base_url}/regionid/link-codes",
+            json={"customer": "C-1"},
+            auth=(client_id, secret),
+        )
+        codes.append(str(_ok(r)["code"]))
+        world.link_clients.append(client_id)
+    with platform.client() as http:
+        r = http.post(
+            "/v1/me/links", json={"code": codes[0]}, headers=platform.auth("resident", world.me)
+        )
+        _ok(r)
+    world.link_code = codes[1]
 
 
 # -- steering generation towards known-good values ---------------------------------------------
@@ -260,6 +296,8 @@ def _known_path(world: World, path: str) -> st.SearchStrategy[dict[str, Any]]:
         known["resident"] = st.sampled_from(world.pseudonyms)
     if path.startswith("/opendata/datasets/"):
         known["name"] = st.sampled_from([ds.name for ds in DATASETS])
+    if "{client_id}" in path:
+        known["client_id"] = st.sampled_from(world.link_clients)
     return st.fixed_dictionaries(known)
 
 
@@ -291,6 +329,8 @@ def _known_body(world: World, path: str) -> st.SearchStrategy[dict[str, Any]]:
         )
     if path.endswith("/purposes"):
         return st.fixed_dictionaries({"purpose": st.sampled_from([PLANNING, HOUSING])})
+    if path == "/v1/me/links":
+        return st.just({"code": world.link_code})
     return st.just({})
 
 

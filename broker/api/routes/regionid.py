@@ -1,7 +1,9 @@
 """The region ID's HTTP endpoints under its issuer path (``/regionid``): discovery, keys,
-the sign-in form, token, userinfo and logout. Only translation: Starlette requests become
-Authlib's (``ProviderRequest``), the provider's answers become responses. OAuth answers its
-errors in RFC 6749's shape, not RFC 9457, so these stay out of the OpenAPI document.
+the sign-in form, token, userinfo and logout, and the link codes service companies hand
+their customers (``/regionid/link-codes``, authenticated with the client's credentials).
+Only translation: Starlette requests become Authlib's (``ProviderRequest``), the provider's
+answers become responses. OAuth answers its errors in RFC 6749's shape, not RFC 9457, so
+these stay out of the OpenAPI document (the link codes answer RFC 9457 problems).
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 
-from broker.api.deps import ServicesDep
+from broker.api.deps import RegionIdDep, ServicesDep
 from broker.regionid import SignInError
+from broker.regionid.errors import ClientAuthenticationError
+from broker.regionid.links import MAX_CUSTOMER
 from broker.regionid.server import Answer, ProviderRequest, RegionId
 
 PREFIX = "/regionid"
@@ -35,20 +41,6 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-async def get_regionid(services: ServicesDep) -> RegionId:
-    """The region ID, or 404 where the platform trusts an external provider instead."""
-    if services.regionid is None:
-        raise HTTPException(
-            404,
-            "the region ID is off here: TSUNAGU_OIDC_ISSUER names an external provider, or "
-            "TSUNAGU_REGIONID_ENABLED=false",
-        )
-    return services.regionid
-
-
-RegionIdDep = Annotated[RegionId, Depends(get_regionid)]
 
 
 def _request(provider: RegionId, request: Request, pairs: list[tuple[str, str]]) -> ProviderRequest:
@@ -80,6 +72,10 @@ def _sign_in_page(query: str, client_name: str, message: str = "") -> str:
 <body style="font-family:sans-serif;max-width:28em;margin:3em auto">
 <h1>地域ID / Region ID</h1>
 <p>{html.escape(client_name)} へサインイン / Sign in to {html.escape(client_name)}</p>
+<p>サインインすると、{html.escape(client_name)} のアカウントがあなたの地域IDと連携されます。
+連携はあなたのページでいつでも解除できます。<br>Signing in links your
+{html.escape(client_name)} account with your region ID; you can end the link on your page at
+any time.</p>
 {notice}
 <form method="post" action="{action}">
 <p><label>ユーザー名 / Username<br>
@@ -191,3 +187,73 @@ async def logout(request: Request, provider: RegionIdDep) -> Response:
         "<p>サインアウトしました / You are signed out.</p></html>"
     )
     return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+
+# -- ID link: link codes, for a service company's back office ----------------------------------
+
+_basic = HTTPBasic(auto_error=False, realm="regionid")
+
+
+async def _firm(
+    provider: RegionIdDep,
+    credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)],
+) -> str:
+    """The client id of the service company these HTTP Basic credentials authenticate."""
+    if credentials is None:
+        raise ClientAuthenticationError(
+            "no client credentials: send your client_id and client_secret as HTTP Basic "
+            "credentials (curl -u CLIENT_ID:CLIENT_SECRET)"
+        )
+    client = await run_in_threadpool(
+        provider.directory.authenticate_client, credentials.username, credentials.password
+    )
+    return client.client_id
+
+
+FirmDep = Annotated[str, Depends(_firm)]
+
+
+class LinkCodeIn(BaseModel):
+    """The customer a link code is for."""
+
+    customer: str = Field(
+        min_length=1,
+        max_length=MAX_CUSTOMER,
+        description="Your own customer number (kept only as a digest).",
+    )
+
+
+class LinkCodeOut(BaseModel):
+    """A link code to hand the customer, and when it stops working."""
+
+    code: str
+    expires_at: str
+
+
+class LinkCodeStateOut(BaseModel):
+    """What became of a link code; ``sub`` once the resident has entered it."""
+
+    status: str = Field(description="waiting, linked, unlinked or expired")
+    expires_at: str
+    sub: str | None = None
+    linked_at: str | None = None
+
+
+@router.post("/link-codes", status_code=201)
+async def issue_link_code(body: LinkCodeIn, provider: RegionIdDep, firm: FirmDep) -> LinkCodeOut:
+    """A one-time link code for one of the firm's customers to enter on their page."""
+    issued = await run_in_threadpool(provider.links.issue_code, firm, body.customer)
+    return LinkCodeOut(code=issued.code, expires_at=issued.expires_at.isoformat())
+
+
+@router.get("/link-codes/{code}")
+async def link_code_state(code: str, provider: RegionIdDep, firm: FirmDep) -> LinkCodeStateOut:
+    """Whether the customer entered the code yet, and then the subject the firm knows them
+    by (to keep beside its customer number and publish under)."""
+    state = await run_in_threadpool(provider.links.code_state, firm, code)
+    return LinkCodeStateOut(
+        status=state.status,
+        expires_at=state.expires_at.isoformat(),
+        sub=state.subject,
+        linked_at=state.linked_at.isoformat() if state.linked_at is not None else None,
+    )

@@ -1,0 +1,55 @@
+"""ID link: services' accounts linked to residents' region IDs, and one-time link codes
+(issue 19).
+
+Revision ID: 0005
+Revises: 0004
+Create Date: 2026-12-03
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision: str | None = "0004"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+
+def upgrade() -> None:
+    """Create the links and link codes."""
+    op.create_table(
+        "regionid_links",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("client_id", sa.String(length=128), nullable=False),
+        sa.Column("account_id", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("how", sa.String(length=16), nullable=False),
+        sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("unlinked_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_regionid_links_account_id", "regionid_links", ["account_id"])
+    op.create_index("ix_regionid_links_client_subject", "regionid_links", ["client_id", "subject"])
+    op.create_table(
+        "regionid_link_codes",
+        sa.Column("code_hash", sa.String(length=64), nullable=False),
+        sa.Column("client_id", sa.String(length=128), nullable=False),
+        sa.Column("customer_digest", sa.String(length=64), nullable=False),
+        sa.Column("issued_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("redeemed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("link_id", sa.String(length=32), nullable=True),
+        sa.PrimaryKeyConstraint("code_hash"),
+    )
+    op.create_index("ix_regionid_link_codes_client_id", "regionid_link_codes", ["client_id"])
+
+
+def downgrade() -> None:
+    """Drop them again."""
+    op.drop_index("ix_regionid_link_codes_client_id", table_name="regionid_link_codes")
+    op.drop_table("regionid_link_codes")
+    op.drop_index("ix_regionid_links_client_subject", table_name="regionid_links")
+    op.drop_index("ix_regionid_links_account_id", table_name="regionid_links")
+    op.drop_table("regionid_links")
