@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, select
 
 from broker.store.projections.transport import TransportStop, VehiclePosition
-from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.store.projections.vacant_house import LISTED_FOR_PUBLIC, PUBLIC_FIELDS, Listing
 from broker.views.flows import people_flow, ridership
 from broker.views.statistics import (
     StatisticsRuleError,
@@ -40,7 +40,7 @@ from broker.views.statistics import (
     town_flows,
     trips_by_town_month,
 )
-from consent.property_rule import LISTED_FOR_PUBLIC, shown_to_public
+from consent.property_rule import shown_to_public
 
 _stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
 _positions: Table = VehiclePosition.__table__  # type: ignore[attr-defined]

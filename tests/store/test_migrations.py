@@ -43,7 +43,9 @@ from broker.store.migrate import (
     head_revision,
     open_schema,
     revisions,
+    upgrade,
 )
+from broker.store.projections.vacant_house import Listing
 from consent import vault as vault_module
 from consent.vault import SubjectVault, vault_engine
 from tests.store.world import vault_url
@@ -333,3 +335,41 @@ def test_a_vault_of_the_release_before_migrations_keeps_its_keys(vault_url: str)
         assert bytes(secret) == b"s" * 32  # and its secret, not a new one
     finally:
         vault.close()
+
+
+# -- data revisions -----------------------------------------------------------------------------
+
+
+def test_standard_listings_stored_before_0005_get_their_town_and_status(store_url: str) -> None:
+    listings = Listing.__table__  # type: ignore[attr-defined]
+    engine = make_engine(store_url)
+    try:
+        now = datetime.now(UTC)
+        standard = {"localGovernmentCode": "372081", "streetAddress": "仁尾町家の浦"}
+        with engine.begin() as conn:  # two v2 listings as 0004's projection left them
+            conn.execute(
+                listings.insert(),
+                [
+                    {"listing_id": "prop-shown0001", "owner_id": "res-owner0001",
+                     "publication": "一般へ公開", "updated_at": now,
+                     "standard": {**standard, "vacantHouseListing": "一般へ公開"}},
+                    {"listing_id": "prop-admin0001", "owner_id": "res-owner0001",
+                     "publication": "管理者のみ閲覧", "updated_at": now,
+                     "standard": {**standard, "vacantHouseListing": "管理者のみ閲覧"}},
+                ],
+            )  # fmt: skip
+            conn.execute(text(f"UPDATE {STORE.version_table} SET version_num = '0004'"))
+        assert revisions(engine).state is StoreState.BEHIND
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                listings.select().with_only_columns(
+                    listings.c.listing_id, listings.c.town, listings.c.status
+                )
+            ).all()
+        assert sorted(map(tuple, rows)) == [
+            ("prop-admin0001", "nio", "withdrawn"),
+            ("prop-shown0001", "nio", "available"),
+        ]
+    finally:
+        engine.dispose()
