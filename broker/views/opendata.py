@@ -137,6 +137,7 @@ def _stop_rows(at: Moment) -> list[dict[str, Any]]:
     return [
         {
             "stop_id": r["stop_id"],
+            "stop_name": r["stop_name"],
             "stop_lat": r["lat"],
             "stop_lon": r["lon"],
             "town": r["town"],
@@ -308,7 +309,7 @@ DATASETS: tuple[Dataset, ...] = (
         " / Stops and meeting points trips used (GTFS-JP column names).",
         keywords=("交通", "バス停", "GTFS-JP", "transport"),
         conforms_to=GTFS_JP,
-        columns=("stop_id", "stop_lat", "stop_lon", "town", "on_demand", "bus"),
+        columns=("stop_id", "stop_name", "stop_lat", "stop_lon", "town", "on_demand", "bus"),
         read=_stop_rows,
     ),
     Dataset(
