@@ -1,5 +1,5 @@
 """What the four service readers share: CSV exports read with their line numbers, typed cells
-that fail with a reason naming the column, the seven towns of Mitoyo, and Japan time.
+that fail with a reason naming the column, and Japan time (the towns are in ``contract.towns``).
 
 A reader turns rows into ``EventDraft`` or ``RowError`` and never raises on a bad row: each
 converter raises ``FieldError`` ("column fare_jpy: 'abc' is not an integer") and ``map_rows``
@@ -17,41 +17,33 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TypeVar
 
 from connectors.sdk.rows import EventDraft, RowError
+from contract.towns import TOWN_CODES, town_code
 
 __all__ = [
     "JST",
     "MERCHANT_ID",
     "PROPERTY_ID",
     "RECORD_ID",
-    "REGION_RADIUS_KM",
     "RESIDENT_ID",
-    "TOWNS",
-    "TOWN_BY_CODE",
-    "TOWN_CODES",
     "VEHICLE_ID",
     "CsvSource",
     "FieldError",
     "Fields",
     "Row",
     "Seen",
-    "Town",
     "carried_id",
     "csv_header",
     "end_of_day",
     "iso",
     "map_rows",
-    "nearest_town",
     "numbered",
     "read_csv",
-    "town_at",
-    "town_code",
 ]
 
 #: Japan Standard Time. Japan has no daylight saving, so a fixed offset is exact.
@@ -63,66 +55,6 @@ Row = Mapping[str, str]
 CsvSource = str | os.PathLike[str] | bytes
 #: Turns one row (its line and its cells) into a draft, or None for "no event, no error".
 Converter = Callable[[int, "Fields"], EventDraft | None]
-
-
-@dataclass(frozen=True, slots=True)
-class Town:
-    """One of the seven former towns of Mitoyo (merged in 2006) with a plausible centroid."""
-
-    code: str
-    name_ja: str
-    lat: float
-    lon: float
-
-
-TOWNS: tuple[Town, ...] = (
-    Town("takase", "高瀬", 34.1790, 133.7230),
-    Town("yamamoto", "山本", 34.1370, 133.7560),
-    Town("mino", "三野", 34.2120, 133.7050),
-    Town("toyonaka", "豊中", 34.1520, 133.6880),
-    Town("takuma", "詫間", 34.2360, 133.6420),
-    Town("nio", "仁尾", 34.1960, 133.6330),
-    Town("saita", "財田", 34.1040, 133.7900),
-)
-TOWN_CODES: tuple[str, ...] = tuple(t.code for t in TOWNS)
-TOWN_BY_CODE: dict[str, Town] = {t.code: t for t in TOWNS}
-
-# Exports write a town as "takuma", "Takuma", "詫間" or "詫間町"; all mean the same town.
-_TOWN_ALIASES: dict[str, str] = {}
-for _t in TOWNS:
-    _TOWN_ALIASES.update({_t.code: _t.code, _t.name_ja: _t.code, _t.name_ja + "町": _t.code})
-
-
-def town_code(value: str) -> str | None:
-    """The town code for ``takuma`` / ``Takuma`` / ``詫間`` / ``詫間町``, or None."""
-    value = value.strip()
-    return _TOWN_ALIASES.get(value) or _TOWN_ALIASES.get(value.lower())
-
-
-#: A point farther than this from every town's centroid is outside the region. The seven
-#: towns span about 222 km²; 6 km from a centroid covers each town, Takuma's islands near the
-#: coast included, and leaves out Tadotsu, Marugame, Takamatsu and the rest of Japan. It is a
-#: circle, not the city's boundary: the edge of Kan'onji, next door, still falls inside.
-REGION_RADIUS_KM = 6.0
-_KM_PER_DEGREE = 111.2
-
-
-def _km2(town: Town, lat: float, lon: float) -> float:
-    """Squared distance in km² (equirectangular: fine at this scale)."""
-    k = math.cos(math.radians(lat))
-    return ((town.lat - lat) ** 2 + ((town.lon - lon) * k) ** 2) * _KM_PER_DEGREE**2
-
-
-def nearest_town(lat: float, lon: float) -> Town:
-    """The town whose centroid is nearest, however far (see ``town_at``)."""
-    return min(TOWNS, key=lambda t: _km2(t, lat, lon))
-
-
-def town_at(lat: float, lon: float) -> Town | None:
-    """The town a point is in: the nearest centroid within ``REGION_RADIUS_KM``, else None
-    (outside the region: never given a town it is not in)."""
-    town = nearest_town(lat, lon)
-    return town if _km2(town, lat, lon) <= REGION_RADIUS_KM**2 else None
 
 
 RECORD_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")

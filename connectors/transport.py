@@ -26,7 +26,6 @@ from google.transit import gtfs_realtime_pb2
 
 from connectors.readers import (
     JST,
-    REGION_RADIUS_KM,
     CsvSource,
     FieldError,
     Fields,
@@ -37,10 +36,9 @@ from connectors.readers import (
     map_rows,
     numbered,
     read_csv,
-    town_at,
-    town_code,
 )
 from connectors.sdk.rows import EventDraft, RowError
+from contract.towns import REGION_RADIUS_KM, town_at, town_code
 
 __all__ = [
     "EVENT_TYPES",

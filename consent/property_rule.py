@@ -18,18 +18,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from broker.store.projections.vacant_house import LISTED_FOR_PUBLIC, WITHDRAWN
 from consent.decisions import Decision, DecisionPoint
 from consent.ids import CategoryCode
 
 PROPERTY_DETAILS = CategoryCode("property.details")
 PROPERTY_LISTING = CategoryCode("property.listing")
-
-#: 空き家バンクへの掲載 (the standard model's ``vacantHouseListing``): the two values.
-LISTED_FOR_PUBLIC = "一般へ公開"
-LISTED_FOR_ADMINS_ONLY = "管理者のみ閲覧"
-
-#: A listing status under which the bank no longer shows it (掲載取下げ).
-WITHDRAWN = "withdrawn"
 
 
 def listing_shown(publication: str | None) -> bool:

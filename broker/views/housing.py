@@ -20,12 +20,16 @@ from typing import Any
 from sqlalchemy import Engine, Table, and_, or_, select
 
 from broker.store.projections.transport import TransportStop
-from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.store.projections.vacant_house import (
+    AVAILABLE,
+    LISTED_FOR_PUBLIC,
+    PUBLIC_FIELDS,
+    Listing,
+)
 from broker.views.statistics import SERVES, trips_nearby
 from consent.decisions import Decision, DecisionPoint
 from consent.errors import ConsentError
 from consent.property_rule import (
-    LISTED_FOR_PUBLIC,
     PROPERTY_LISTING,
     listing_shown,
     property_details_allowed,
@@ -110,7 +114,7 @@ def vacant_houses(
     if town is not None:
         query = query.where(_listings.c.town == town)
     if available_only:
-        query = query.where(_listings.c.status == "available")
+        query = query.where(_listings.c.status == AVAILABLE)
     if registered_from is not None:
         query = query.where(_listings.c.registered_at >= registered_from)
     if registered_to is not None:

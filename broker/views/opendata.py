@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, Table, select
 
 from broker.store.projections.transport import TransportStop, VehiclePosition
-from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.store.projections.vacant_house import LISTED_FOR_PUBLIC, PUBLIC_FIELDS, Listing
 from broker.views.flows import people_flow, ridership
 from broker.views.statistics import (
     StatisticsRuleError,
@@ -40,7 +40,7 @@ from broker.views.statistics import (
     town_flows,
     trips_by_town_month,
 )
-from consent.property_rule import LISTED_FOR_PUBLIC, shown_to_public
+from consent.property_rule import shown_to_public
 
 _stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
 _positions: Table = VehiclePosition.__table__  # type: ignore[attr-defined]
@@ -137,6 +137,7 @@ def _stop_rows(at: Moment) -> list[dict[str, Any]]:
     return [
         {
             "stop_id": r["stop_id"],
+            "stop_name": r["stop_name"],
             "stop_lat": r["lat"],
             "stop_lon": r["lon"],
             "town": r["town"],
@@ -308,7 +309,7 @@ DATASETS: tuple[Dataset, ...] = (
         " / Stops and meeting points trips used (GTFS-JP column names).",
         keywords=("交通", "バス停", "GTFS-JP", "transport"),
         conforms_to=GTFS_JP,
-        columns=("stop_id", "stop_lat", "stop_lon", "town", "on_demand", "bus"),
+        columns=("stop_id", "stop_name", "stop_lat", "stop_lon", "town", "on_demand", "bus"),
         read=_stop_rows,
     ),
     Dataset(

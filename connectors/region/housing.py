@@ -11,9 +11,10 @@ import random
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
-from connectors.readers import JST, TOWN_BY_CODE, TOWN_CODES
+from connectors.readers import JST
 from connectors.region.people import Owner, Resident, make_owner, platform_id
 from connectors.region.places import DISTRICTS, KOAZA, STOPS, town_ja
+from contract.towns import TOWN_BY_CODE, TOWN_CODES
 
 __all__ = ["House", "make_houses"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from connectors.readers import TOWN_CODES
 from connectors.region.places import DISTRICTS, STOPS, town_ja
+from contract.towns import TOWN_CODES
 
 __all__ = [
     "AGE_BANDS",

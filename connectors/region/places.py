@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.readers import TOWN_BY_CODE
+from contract.towns import TOWN_BY_CODE
 
 __all__ = [
     "DISTRICTS",

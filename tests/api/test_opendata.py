@@ -276,6 +276,18 @@ def test_the_dcat_catalogue_parses_and_every_dataset_has_a_licence_and_a_distrib
         assert "公共データ利用規約（第1.0版）" in str(graph.value(rights, rdfs.label))
 
 
+def test_the_stops_dataset_names_each_stop_as_gtfs_does_in_csv_and_json(
+    seeded: RunningPlatform,
+) -> None:
+    with seeded.client() as http:
+        csv_rows = _rows(http.get("/opendata/datasets/bus-stops.csv").content)
+        json_body = http.get("/opendata/datasets/bus-stops.json").json()
+    names = {"takuma-shisho": "詫間支所前", "jr-takase-eki": "JR高瀬駅"}
+    assert names.items() <= {r["stop_id"]: r["stop_name"] for r in csv_rows}.items()
+    assert "stop_name" in json_body["columns"]
+    assert names.items() <= {r["stop_id"]: r["stop_name"] for r in json_body["records"]}.items()
+
+
 def test_each_dataset_downloads_as_csv_with_a_bom_and_as_json(seeded: RunningPlatform) -> None:
     with seeded.client() as http:
         stops = http.get("/opendata/datasets/bus-stops.csv")
@@ -285,7 +297,7 @@ def test_each_dataset_downloads_as_csv_with_a_bom_and_as_json(seeded: RunningPla
     assert stops.content.startswith(b"\xef\xbb\xbf")
     assert stops.headers["content-type"] == "text/csv; charset=utf-8"
     stop_rows = _rows(stops.content)
-    assert list(stop_rows[0])[:3] == ["stop_id", "stop_lat", "stop_lon"]
+    assert list(stop_rows[0])[:4] == ["stop_id", "stop_name", "stop_lat", "stop_lon"]
     assert {"takuma-shisho", "jr-takase-eki"} <= {r["stop_id"] for r in stop_rows}
     assert {"route_id": "nio-takuma", "agency_id": "mitoyo-community-bus", "route_type": "3"} in (
         _rows(routes.content)

@@ -16,10 +16,8 @@ from connectors.readers import (
     FieldError,
     Fields,
     map_rows,
-    nearest_town,
     numbered,
     read_csv,
-    town_code,
 )
 from connectors.sdk.rows import EventDraft, RowError
 from tests.events import registry
@@ -201,7 +199,6 @@ class TestCells:
     @pytest.mark.parametrize("text", ["takuma", "Takuma", "詫間", "詫間町"])
     def test_towns_in_any_spelling(self, text: str) -> None:
         assert cell(text).town("c") == "takuma"
-        assert town_code(text) == "takuma"
 
     def test_ids_are_checked_against_the_platform_patterns(self) -> None:
         assert cell("res-a1b2c3d4").resident_id("c") == "res-a1b2c3d4"
@@ -212,10 +209,6 @@ class TestCells:
 
     def test_a_line_break_typed_in_a_cell_is_kept_as_one_newline(self) -> None:
         assert cell("一行目\r\n二行目").text("c") == "一行目\n二行目"
-
-    def test_the_nearest_town_centroid(self) -> None:
-        assert nearest_town(34.2313, 133.6347).code == "takuma"  # 詫間支所
-        assert nearest_town(34.1899, 133.7176).code == "takase"  # JR高瀬駅
 
 
 def test_a_field_error_becomes_a_row_error_on_its_line_and_reading_goes_on() -> None:

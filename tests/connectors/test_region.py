@@ -14,9 +14,10 @@ import pytest
 from google.transit import gtfs_realtime_pb2
 
 from connectors import transport
-from connectors.readers import RESIDENT_ID, TOWN_CODES, nearest_town
+from connectors.readers import RESIDENT_ID
 from connectors.region import AGE_BANDS, COLUMNS, CONNECTORS, FEEDS, STOPS, Batch, Region
 from connectors.sdk.rows import EventDraft, RowError
+from contract.towns import TOWN_CODES, nearest_town
 from tests.connectors.test_readers_csv import schema_problems, split
 
 JST = timezone(timedelta(hours=9))

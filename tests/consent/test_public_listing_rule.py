@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from consent.property_rule import LISTED_FOR_ADMINS_ONLY, LISTED_FOR_PUBLIC, shown_to_public
+from broker.store.projections.vacant_house import LISTED_FOR_ADMINS_ONLY, LISTED_FOR_PUBLIC
+from consent.property_rule import shown_to_public
 
 
 def test_a_listing_open_to_the_public_is_shown() -> None:

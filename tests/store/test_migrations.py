@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Engine, Integer, MetaData, Table, inspect, text
@@ -40,10 +41,13 @@ from broker.store.migrate import (
     StoreAheadError,
     StoreBehindError,
     StoreState,
+    _config,
     head_revision,
     open_schema,
     revisions,
+    upgrade,
 )
+from broker.store.projections.vacant_house import Listing
 from consent import vault as vault_module
 from consent.vault import SubjectVault, vault_engine
 from tests.store.world import vault_url
@@ -93,6 +97,7 @@ def load_legacy_store(url: str) -> None:
 ADDED_COLUMNS = {
     ("vacant_house_listings", "publication"),  # 0003: listings in the standard model
     ("vacant_house_listings", "standard"),
+    ("transport_stops", "stop_name"),  # 0006: stops keep their GTFS name
 }
 #: Tables later revisions created (empty after an upgrade).
 ADDED_TABLES = frozenset({"regionid_accounts", "regionid_clients", "regionid_codes",
@@ -334,3 +339,42 @@ def test_a_vault_of_the_release_before_migrations_keeps_its_keys(vault_url: str)
         assert bytes(secret) == b"s" * 32  # and its secret, not a new one
     finally:
         vault.close()
+
+
+# -- data revisions -----------------------------------------------------------------------------
+
+
+def test_standard_listings_stored_before_0005_get_their_town_and_status(store_url: str) -> None:
+    listings = Listing.__table__  # type: ignore[attr-defined]
+    engine = connect(store_url)
+    try:
+        with engine.begin() as conn:  # the store as the release with 0004 left it
+            command.upgrade(_config(STORE, conn), "0004")
+        now = datetime.now(UTC)
+        standard = {"localGovernmentCode": "372081", "streetAddress": "仁尾町家の浦"}
+        with engine.begin() as conn:  # two v2 listings as 0004's projection left them
+            conn.execute(
+                listings.insert(),
+                [
+                    {"listing_id": "prop-shown0001", "owner_id": "res-owner0001",
+                     "publication": "一般へ公開", "updated_at": now,
+                     "standard": {**standard, "vacantHouseListing": "一般へ公開"}},
+                    {"listing_id": "prop-admin0001", "owner_id": "res-owner0001",
+                     "publication": "管理者のみ閲覧", "updated_at": now,
+                     "standard": {**standard, "vacantHouseListing": "管理者のみ閲覧"}},
+                ],
+            )  # fmt: skip
+        assert revisions(engine).state is StoreState.BEHIND
+        upgrade(engine)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                listings.select().with_only_columns(
+                    listings.c.listing_id, listings.c.town, listings.c.status
+                )
+            ).all()
+        assert sorted(map(tuple, rows)) == [
+            ("prop-admin0001", "nio", "withdrawn"),
+            ("prop-shown0001", "nio", "available"),
+        ]
+    finally:
+        engine.dispose()

@@ -11,7 +11,12 @@ from sqlalchemy import Engine, insert, select
 
 from broker.store.database import make_engine
 from broker.store.projections.transport import Trip
-from broker.store.projections.vacant_house import PUBLIC_FIELDS, Listing
+from broker.store.projections.vacant_house import (
+    LISTED_FOR_ADMINS_ONLY,
+    LISTED_FOR_PUBLIC,
+    PUBLIC_FIELDS,
+    Listing,
+)
 from broker.views.opendata import (
     DATASETS,
     LISTING_COLUMNS,
@@ -22,7 +27,6 @@ from broker.views.opendata import (
     public_listing_rows,
 )
 from broker.views.statistics import add_months, jst_month_start
-from consent.property_rule import LISTED_FOR_ADMINS_ONLY, LISTED_FOR_PUBLIC
 
 _listings = Listing.__table__  # type: ignore[attr-defined]
 _trips = Trip.__table__  # type: ignore[attr-defined]

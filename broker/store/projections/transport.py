@@ -87,6 +87,7 @@ class TransportStop(SQLModel, table=True):
     __table_args__ = (Index("ix_stops_town", "town"),)
 
     stop_id: str = Field(primary_key=True, max_length=64)
+    stop_name: str | None = Field(default=None, max_length=100)  # GTFS stop_name, as trips give it
     town: str | None = Field(default=None, max_length=32)
     lat: float | None = None
     lon: float | None = None
@@ -225,7 +226,7 @@ def project_transport(conn: Connection, events: Sequence[CloudEvent], keys: Batc
 def _stop_rows(
     events: Sequence[CloudEvent], trips: Sequence[dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    """One row per stop the trips used, merged over the batch (town and place: first seen)."""
+    """One row per stop the trips used, merged over the batch (name, town, place: first seen)."""
     stops: dict[str, list[Any]] = {}  # stop id -> [place, on_demand, bus, first, last]
     for e, trip in zip(events, trips, strict=True):
         d = e.data
@@ -251,6 +252,7 @@ def _stop_rows(
     return [
         {
             "stop_id": stop_id,
+            "stop_name": place.get("stop_name"),
             "town": place.get("town"),
             "lat": place.get("lat"),
             "lon": place.get("lon"),
@@ -264,10 +266,11 @@ def _stop_rows(
 
 
 def _merge_stop(new: Columns, old: Columns) -> tuple[dict[str, Any], None]:
-    # A stop keeps the first coordinates and town it was seen with (a stop does not move);
-    # it gains modes and widens its seen range, whatever order batches come in.
+    # A stop keeps the first coordinates, town and name it was seen with (a stop does not
+    # move); it gains modes and widens its seen range, whatever order batches come in.
     keep_first = old.lat.is_(None)
     return {
+        "stop_name": case((old.stop_name.is_(None), new.stop_name), else_=old.stop_name),
         "town": case((old.town.is_(None), new.town), else_=old.town),
         "lat": case((keep_first, new.lat), else_=old.lat),
         "lon": case((keep_first, new.lon), else_=old.lon),

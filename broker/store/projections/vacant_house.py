@@ -5,7 +5,9 @@ the owner), and its owner-identifying details sealed under the owner's key, so e
 owner shreds them. Both majors land in the same table: a v1 listing in v1's columns, a v2
 listing (the Digital Agency's standard model 空き家バンク) with its public standard fields in
 ``standard`` and its publication status (``vacantHouseListing``) in ``publication``; its
-owner-identifying standard fields are sealed as v1's are. A change of owner drops the
+owner-identifying standard fields are sealed as v1's are. So that the views filter both majors
+alike, a v2 listing's ``town`` and ``status`` are derived from its standard fields
+(``standard_town_and_status``). A change of owner drops the
 previous owner's details: they are never opened for, nor sealed under, the new owner.
 An inquiry names the inquiring resident by their row reference and seals what they wrote.
 """
@@ -13,7 +15,7 @@ An inquiry names the inquiring resident by their row reference and seals what th
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +28,7 @@ from broker.store.projections.sealing import REF_LENGTH, BatchKeys, UnreadableSe
 from broker.store.projections.timestamps import UtcDateTime, parse_time
 from contract.catalogue import parse_urn
 from contract.cloudevents import CloudEvent
+from contract.towns import town_of_address
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,27 @@ PUBLIC_FIELDS = (
 )
 #: The standard fields that v1 columns also hold (same unit), so views filter both majors alike.
 STANDARD_COLUMNS = {"totalFloorArea_MTK": "floor_area_m2", "landArea_MTK": "land_area_m2"}
+#: 空き家バンクへの掲載 (the standard model's ``vacantHouseListing``): the two values.
+LISTED_FOR_PUBLIC = "一般へ公開"
+LISTED_FOR_ADMINS_ONLY = "管理者のみ閲覧"
+#: v1's listing statuses the views ask for: on offer (募集中), and off the bank (掲載取下げ).
+AVAILABLE = "available"
+WITHDRAWN = "withdrawn"
+
+
+def standard_town_and_status(standard: Mapping[str, Any]) -> dict[str, str | None]:
+    """v1's ``town`` and ``status`` of a standard (v2) listing, from its public fields.
+
+    The town is its address's (全国地方公共団体コード and 所在地_町字; None outside the region).
+    The standard has no contract status of its own: a listing its bank shows to the public
+    (一般へ公開) is on offer, ``available``; one it keeps to its administrators (管理者のみ閲覧),
+    as banks do with one under contract or sold, is off the bank, ``withdrawn``.
+    """
+    listed = standard.get("vacantHouseListing") == LISTED_FOR_PUBLIC
+    return {
+        "town": town_of_address(standard.get("localGovernmentCode"), standard.get("streetAddress")),
+        "status": AVAILABLE if listed else WITHDRAWN,
+    }
 
 
 class Listing(SQLModel, table=True):
@@ -133,6 +157,7 @@ def _apply_listing(conn: Connection, e: CloudEvent, keys: BatchKeys) -> None:
         # A registration is the whole record; an update overwrites the fields it names.
         base = {} if registered or stored is None else dict(stored.standard or {})
         changes["standard"] = {**base, **public}
+        changes.update(standard_town_and_status(changes["standard"]))
         if "vacantHouseListing" in public:
             changes["publication"] = public["vacantHouseListing"]
         changes.update({column: public[k] for k, column in STANDARD_COLUMNS.items() if k in public})
