@@ -23,7 +23,7 @@ from tests.fixtures.platform import RunningPlatform, start_platform, stop_platfo
 from tests.regionid.test_provider import BUS, SUPER, Region, Registered, _add_client, sign_in
 
 #: The demo resident's id on the platform: their region ID account is the same id.
-HANAKO = "res-hanako-links"
+HANAKO = "res-hanakolinks"
 PROBLEM = "application/problem+json"
 
 

@@ -102,7 +102,7 @@ ADDED_COLUMNS = {
 #: Tables later revisions created (empty after an upgrade).
 ADDED_TABLES = frozenset({"regionid_accounts", "regionid_clients", "regionid_codes",
                           "regionid_tokens",  # 0004: the region ID
-                          "regionid_links", "regionid_link_codes"})  # 0005: ID link  # fmt: skip
+                          "regionid_links", "regionid_link_codes"})  # 0007: ID link  # fmt: skip
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
