@@ -18,6 +18,7 @@ from broker.auth.provider import Identity, open_identity
 from broker.bus import open_bus
 from broker.ingest.gateway import IngestGateway
 from broker.ingest.heartbeat import Heartbeat
+from broker.ingest.held import HeldEvents
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
 from broker.lifecycle import Lifecycle
@@ -190,6 +191,10 @@ class Platform:
             audit=self.audit,
             heartbeat=self.ingest_heartbeat(),
             lag_interval_s=self.settings.bus_probe_interval_s,
+            held=HeldEvents.in_keys_dir(
+                self.settings.data_dir / "keys", self.settings.held_retention_s
+            ),
+            held_sweep_interval_s=self.settings.held_sweep_interval_s,
         )
 
     def ingest_heartbeat(self) -> Heartbeat:

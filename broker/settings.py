@@ -88,6 +88,18 @@ class Settings(BaseSettings):
         default=True,
         description="Dead-letter bus records without a connector token naming their source.",
     )
+    held_retention_s: float = Field(
+        default=30 * 24 * 3600,
+        gt=0,
+        description="How long an event under a service subject no resident is linked with is "
+        "held (sealed, unread) before it is discarded; the municipality sets it.",
+    )
+    held_sweep_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds between two sweeps of the held events (release the linked, "
+        "discard the expired).",
+    )
     max_event_bytes: int = Field(default=1024 * 1024, ge=1024)
     http_max_body_bytes: int = Field(
         default=5 * 1024 * 1024, ge=1024, description="Largest HTTP ingest body (413 above)."

@@ -11,6 +11,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -87,11 +88,24 @@ def read_versions(type_dir: Path, event_type: str) -> list[SchemaVersion]:
     return [SchemaVersion(event_type, n, orjson.loads(p.read_bytes())) for n, p in found]
 
 
+def read_deprecations(type_dir: Path, event_type: str) -> dict[tuple[str, int], date]:
+    """The versions ``config.json`` deprecates (``"deprecated": {"1": "2027-09-30"}``), each
+    with the last day its events are accepted."""
+    config = type_dir / "config.json"
+    if not config.exists():
+        return {}
+    deprecated = orjson.loads(config.read_bytes()).get("deprecated", {})
+    return {(event_type, int(n)): date.fromisoformat(day) for n, day in deprecated.items()}
+
+
 class SchemaCatalogue:
     """Event types with their ordered versions; thread-safe; validators compiled lazily."""
 
     def __init__(self) -> None:
         self._versions: dict[str, list[SchemaVersion]] = {}
+        #: (type, version) -> the last day its events are accepted (``config.json``
+        #: ``deprecated``): a major superseded, accepted for a window stated in advance.
+        self.deprecations: dict[tuple[str, int], date] = {}
         self._validators: dict[tuple[str, int], Any] = {}
         self._resolved: dict[tuple[str, str | None], SchemaVersion] = {}
         self._lock = threading.Lock()
@@ -102,6 +116,7 @@ class SchemaCatalogue:
         catalogue = cls()
         for event_type, type_dir in schema_directories(root, domains):
             catalogue.add_versions(read_versions(type_dir, event_type))
+            catalogue.deprecations.update(read_deprecations(type_dir, event_type))
         return catalogue
 
     def types(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
+from datetime import UTC, datetime
 
 from contract import cloudevents
 from contract.bus import Record
@@ -90,6 +91,17 @@ class EventValidator:
                 str(exc),
                 "/dataschema",
                 event.dataschema or "",
+                event.source,
+                event.id,
+            )
+        until = self.registry.deprecations.get((version.event_type, version.version))
+        if until is not None and datetime.now(UTC).date() > until:
+            return Rejection(
+                DeadLetterReason.UNKNOWN_SCHEMA,
+                f"{version.urn} was accepted until {until.isoformat()} (deprecated): publish "
+                f"the latest version of {event.type}, {self.registry.get(event.type).urn}",
+                "/dataschema",
+                version.urn,
                 event.source,
                 event.id,
             )

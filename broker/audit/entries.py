@@ -88,7 +88,8 @@ KINDS: Mapping[EntryKind, KindSpec] = {
     # ("partition:first-last" strings); and the counts per connector source and event type,
     # from which the auditor's flow map is drawn.
     EntryKind.PUBLISH_BATCH: _spec(
-        "topic events", "duplicates dead_letters erased offsets sources types"
+        "topic events",
+        "duplicates dead_letters erased held held_sources offsets sources types",
     ),
     # One rejected event: the domain topic it was meant for, why (the DLQ reason code), the
     # JSON pointer and schema that refused it, its event id, the connector source it claimed
@@ -129,10 +130,12 @@ KINDS: Mapping[EntryKind, KindSpec] = {
     # it named, the OAuth error code and why. Never the resident or the username tried.
     EntryKind.SIGN_IN_REFUSED: _spec("client error reason"),
     # ID link: a service's account linked with a resident (``how``: at sign-in or with a
-    # link code), unlinked, a link code issued (by the firm: no subject), or a link refused
-    # (``reason``: the refusal's name). ``client`` is the service's client id; never the
-    # firm's customer number or the pairwise subject.
-    EntryKind.ID_LINK: _spec("event client", "how reason", SubjectRule.OPTIONAL),
+    # link code), unlinked, a link code issued (by the firm: no subject), a link refused
+    # (``reason``: the refusal's name), held events released to the resident now linked or
+    # discarded after the retention (``events``: how many). ``client`` is the service's client
+    # id (its connector for released and discarded); never the firm's customer number or
+    # the pairwise subject.
+    EntryKind.ID_LINK: _spec("event client", "how reason events", SubjectRule.OPTIONAL),
 }
 
 #: Roles whose token subject is a person: their ``sub`` must not be recorded in the clear.

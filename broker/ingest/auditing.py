@@ -21,6 +21,7 @@ def batch_entries(
     rejections: Sequence[tuple[Record, Rejection]],
     fresh_ids: set[str],
     erased_ids: set[str],
+    held_ids: frozenset[str] | set[str] = frozenset(),
 ) -> list[NewEntry]:
     """The audit entries of one batch: a ``publish_batch`` per topic, a ``dead_letter`` per
     rejected record. Counts, ids of events and connectors, never an event's data."""
@@ -33,7 +34,11 @@ def batch_entries(
         by_topic.setdefault(record.topic, []).append(record)
     for topic, topic_records in by_topic.items():
         events = [e for t, e in accepted if t == topic]
-        fresh = [e for e in events if e.id in fresh_ids and e.id not in erased_ids]
+        fresh = [
+            e
+            for e in events
+            if e.id in fresh_ids and e.id not in erased_ids and e.id not in held_ids
+        ]
         fields: dict[str, object] = {
             "topic": topic,
             "events": len(fresh),
@@ -46,6 +51,11 @@ def batch_entries(
         n_erased = sum(1 for e in events if e.id in erased_ids)
         if n_erased:
             fields["erased"] = n_erased
+        held = [e for e in events if e.id in held_ids]
+        if held:
+            # Counted per connector source, as the flow map draws them; never whose.
+            fields["held"] = len(held)
+            fields["held_sources"] = dict(collections.Counter(e.source for e in held))
         entries.append(NewEntry(EntryKind.PUBLISH_BATCH, "ingest", fields))
     return entries
 

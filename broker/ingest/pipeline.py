@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from broker.audit import AuditLog
 from broker.ingest.auditing import batch_entries
 from broker.ingest.heartbeat import Heartbeat
+from broker.ingest.held import HeldEvents, service_subject
 from broker.ingest.provenance import SourceAuthenticator
 from broker.registry.catalogue import SchemaRegistry
 from broker.store import ledger
@@ -62,6 +63,8 @@ CONSUMER_LAG = Gauge(
 LAG_INTERVAL_S = 30.0
 #: How long a stopping worker waits for its lag reporter (within one read of the bus).
 LAG_JOIN_TIMEOUT_S = 10.0
+#: Seconds between two sweeps of the held events (releasing the linked, discarding the old).
+HELD_SWEEP_INTERVAL_S = 5.0
 
 DEFAULT_GROUP = "tsunagu-ingest"
 #: Failures of the store or the bus, not of a record: the same batch is retried until they pass.
@@ -79,6 +82,7 @@ class BatchOutcome:
     duplicates: int
     rejected: int
     erased: int = 0  # about erased subjects: taken in, projected nowhere
+    held: int = 0  # under a service subject no resident is linked with: held sealed
 
 
 class IngestWorker:
@@ -102,8 +106,15 @@ class IngestWorker:
         audit: AuditLog | None = None,
         heartbeat: Heartbeat | None = None,
         lag_interval_s: float = LAG_INTERVAL_S,
+        held: HeldEvents | None = None,
+        held_sweep_interval_s: float = HELD_SWEEP_INTERVAL_S,
     ) -> None:
         self.bus = bus
+        #: Resolves events under a service's subject to the resident linked with it, holds
+        #: the rest (the platform always sets it; None only where a test or benchmark drives
+        #: the pipeline alone with residents' ids).
+        self.held = held
+        self.held_sweep_interval_s = held_sweep_interval_s
         #: Where the worker shows it is turning, for readiness in every process.
         self.heartbeat = heartbeat
         #: Where each batch and each dead letter is recorded, in the batch's own transaction
@@ -133,6 +144,7 @@ class IngestWorker:
         accepted: list[tuple[str, CloudEvent]] = []
         rejected: dict[str, list[OutRecord]] = {}
         rejections: list[tuple[Record, Rejection]] = []
+        senders: dict[str, str] = {}  # event id -> connector, for events under a service subject
         for record in records:
             result = self._judge(record)
             if isinstance(result, Rejection):
@@ -141,6 +153,8 @@ class IngestWorker:
                 DEAD_LETTERS.labels(record.topic, result.reason.value).inc()
             else:
                 accepted.append((record.topic, result))
+                if self.authenticate is not None and service_subject(result) is not None:
+                    senders[result.id] = self.authenticate.connector_of(record)
         # Dead letters are published before the offsets move, so a crash redelivers rather than
         # loses them; their origin header lets a reader drop such a repeat.
         for topic, dlq_records in rejected.items():
@@ -149,17 +163,25 @@ class IngestWorker:
         # Under sealing(): an erasure in this process waits for this batch, then deletes its rows.
         with self.vault.sealing(), self.engine.begin() as conn:
             fresh = ledger.claim(conn, events)
-            erased = project(conn, fresh, self.vault)
+            ready, held = fresh, []
+            if self.held is not None:
+                resolution = self.held.resolve(conn, fresh, senders)
+                ready, held = resolution.ready, resolution.held
+            erased = project(conn, ready, self.vault)
             fresh_ids = {e.id for e in fresh}
             erased_ids = {e.id for e in erased}
+            held_ids = {e.id for e in held}
             if self.audit is not None:
                 # In the same transaction: the record of a batch exists exactly when its
                 # projection does, and a redelivered batch is recorded as duplicates.
                 self.audit.append_in(
-                    conn, batch_entries(records, accepted, rejections, fresh_ids, erased_ids)
+                    conn,
+                    batch_entries(records, accepted, rejections, fresh_ids, erased_ids, held_ids),
                 )
         projected = collections.Counter(
-            (topic, e.type) for topic, e in accepted if e.id in fresh_ids and e.id not in erased_ids
+            (topic, e.type)
+            for topic, e in accepted
+            if e.id in fresh_ids and e.id not in erased_ids and e.id not in held_ids
         )
         for (topic, event_type), n in projected.items():
             INGESTED.labels(topic, event_type).inc(n)
@@ -170,7 +192,11 @@ class IngestWorker:
             DUPLICATES.labels(topic).inc(n)
         n_rejected = sum(len(v) for v in rejected.values())
         return BatchOutcome(
-            len(fresh) - len(erased), len(accepted) - len(fresh), n_rejected, len(erased)
+            len(fresh) - len(erased) - len(held),
+            len(accepted) - len(fresh),
+            n_rejected,
+            len(erased),
+            len(held),
         )
 
     def _judge(self, record: Record) -> CloudEvent | Rejection:
@@ -205,10 +231,14 @@ class IngestWorker:
         )
         lag.start()
         why = "stopped"
+        next_sweep = time.monotonic()
         try:
             while not stop.is_set():
                 if self.heartbeat is not None:
                     self.heartbeat.beat()
+                if self.held is not None and time.monotonic() >= next_sweep:
+                    self._sweep_held()
+                    next_sweep = time.monotonic() + self.held_sweep_interval_s
                 try:
                     records = self._fill(consumer, consumer.poll(self.batch_size, poll_timeout_s))
                 except BusError as exc:
@@ -235,6 +265,18 @@ class IngestWorker:
             # The worker owns its lag reporter: it ends with the worker (one bus read at most).
             lag.join(LAG_JOIN_TIMEOUT_S)
             consumer.close()
+
+    def _sweep_held(self) -> None:
+        """Release the held events now linked, discard the expired; a failure (the store
+        away, another worker releasing the same events) waits for the next sweep."""
+        assert self.held is not None
+        try:
+            released, _ = self.held.sweep(self.engine, self.vault, self.audit)
+        except (OperationalError, IntegrityError) as exc:
+            log.warning("held events not swept, trying again later: %s", exc)
+            return
+        if released:
+            log.info("%d held event(s) released: their subjects were linked", released)
 
     def _report_lag(self, stop: threading.Event, done: threading.Event) -> None:
         """Publish the whole group's lag per partition (every member does: take the max)."""

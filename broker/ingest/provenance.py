@@ -124,6 +124,12 @@ class SourceAuthenticator:
             )
         return entitlement(judged, event)
 
+    def connector_of(self, record: Record) -> str:
+        """The connector whose token ``record`` carries, once ``check`` accepted it."""
+        token = next((v for name, v in record.headers if name == H_CONNECTOR_TOKEN), None)
+        judged = self._seen.get(token) if token is not None else None
+        return judged.subject if isinstance(judged, Principal) else ""
+
     def _judged_at(self, record: Record) -> datetime:
         # A producer-set timestamp (Kafka's CreateTime) proves nothing: a record stamped 0 or
         # last year would carry an expired token through. Only the bus's own stamp (the

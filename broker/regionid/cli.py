@@ -33,6 +33,13 @@ def client_add(
     public: Annotated[
         bool, typer.Option(help="A public client (an app that keeps no secret): PKCE alone.")
     ] = False,
+    connector: Annotated[
+        str | None,
+        typer.Option(
+            help="The connector publishing the firm's events (its token's subject), whose "
+            "events under the firm's subjects resolve to residents; default: the client id."
+        ),
+    ] = None,
 ) -> None:
     """Register a service company as a client; prints its secret once."""
     from broker.audit import AuditLog, EntryKind
@@ -46,7 +53,7 @@ def client_add(
     try:
         try:
             added = Directory(engine).add_client(
-                client_id, name, redirect_uri, sector=sector, public=public
+                client_id, name, redirect_uri, sector=sector, public=public, connector=connector
             )
         except ClientRegistrationError as exc:
             typer.echo(f"error: {exc}", err=True)
@@ -57,11 +64,13 @@ def client_add(
                 actor="tsunagu regionid client add",
                 action="regionid_client_add",
                 target=client_id,
-                detail=f"sector {added.sector}; redirect URIs {' '.join(added.redirect_uris)}",
+                detail=f"sector {added.sector}; connector {connector or client_id}; "
+                f"redirect URIs {' '.join(added.redirect_uris)}",
             )
     finally:
         engine.dispose()
     typer.echo(f"client_id      {added.client_id}")
     typer.echo(f"client_secret  {added.secret or '(none: a public client, PKCE alone)'}")
     typer.echo(f"sector         {added.sector}")
+    typer.echo(f"connector      {connector or client_id}")
     typer.echo(f"issuer         {settings.regionid_issuer_url}")

@@ -97,9 +97,11 @@ class Directory:
         *,
         sector: str | None = None,
         public: bool = False,
+        connector: str | None = None,
     ) -> RegisteredClient:
         """Register a service company; its secret is returned once (none for a public client,
-        which must then use PKCE alone)."""
+        which must then use PKCE alone). ``connector`` is the connector publishing its events
+        (its token's subject; default: the client id)."""
         if not client_id or len(client_id) > 128 or not client_id.isascii():
             raise ClientRegistrationError("the client id must be 1-128 ASCII characters")
         if not redirect_uris:
@@ -127,6 +129,7 @@ class Directory:
                     redirect_uris=list(uris),
                     sector=sector,
                     created_at=datetime.now(UTC),
+                    connector=connector,
                 )
             )
             session.commit()

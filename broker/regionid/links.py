@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, delete, update
+from sqlalchemy import Connection, Engine, delete, func, update
 from sqlmodel import Session, col, select
 
 from broker.audit import AuditLog, EntryKind, NewEntry
@@ -34,7 +34,7 @@ from broker.regionid.errors import (
     UnknownLinkCodeError,
 )
 from broker.regionid.subjects import PairwiseSubjects
-from broker.regionid.tables import RegionLink, RegionLinkCode
+from broker.regionid.tables import RegionClient, RegionLink, RegionLinkCode
 
 #: Crockford's base32: no I, L, O or U, so a code read aloud or off a receipt is not misread.
 CODE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -362,3 +362,23 @@ def forget(conn: Connection, account_id: str) -> int:
     if ids:
         conn.execute(delete(codes).where(codes.c.link_id.in_(ids)))
     return int(conn.execute(delete(links).where(links.c.account_id == account_id)).rowcount)
+
+
+def resolve_many(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The resident each (connector, service subject) pair is linked with, where one is: the
+    ingest's resolution, one query per batch."""
+    if not pairs:
+        return {}
+    links = RegionLink.__table__  # type: ignore[attr-defined]
+    clients = RegionClient.__table__  # type: ignore[attr-defined]
+    connector = func.coalesce(clients.c.connector, clients.c.client_id)
+    rows = conn.execute(
+        select(connector, links.c.subject, links.c.account_id)
+        .join(clients, clients.c.client_id == links.c.client_id)
+        .where(
+            links.c.unlinked_at.is_(None),
+            links.c.subject.in_({s for _, s in pairs}),
+            connector.in_({c for c, _ in pairs}),
+        )
+    ).all()
+    return {(c, s): a for c, s, a in rows if (c, s) in pairs}

@@ -40,6 +40,9 @@ class RegionClient(SQLModel, table=True):
     redirect_uris: list[str] = Field(sa_column=Column(JSON, nullable=False))
     sector: str = Field(max_length=256)
     created_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    #: The connector (its token's subject) that publishes this firm's events; None: the
+    #: connector of the same name as the client.
+    connector: str | None = Field(default=None, max_length=128)
 
 
 class RegionCode(SQLModel, table=True):

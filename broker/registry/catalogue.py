@@ -16,6 +16,7 @@ from contract.catalogue import (
     RegistryError,
     SchemaCatalogue,
     SchemaVersion,
+    read_deprecations,
     read_versions,
     schema_directories,
 )
@@ -70,6 +71,7 @@ class SchemaRegistry(SchemaCatalogue):
                     int(n): why for n, why in settings.get("breaking", {}).items()
                 }
             registry.add_versions(read_versions(type_dir, event_type))
+            registry.deprecations.update(read_deprecations(type_dir, event_type))
         return registry
 
     def mode(self, event_type: str) -> CompatibilityMode:

@@ -22,7 +22,7 @@ from typing import Literal
 from connectors.sdk.metrics import INVALID
 from connectors.sdk.outbox import Outbox, OutboxEntry
 from connectors.sdk.rows import EventDraft, RowError, stable_event_id
-from connectors.sdk.schemas import Schemas
+from connectors.sdk.schemas import Identity, Schemas
 from connectors.sdk.sender import Backoff, DrainReport, Sender
 from connectors.sdk.sinks import Sink
 from contract.catalogue import RegistryError, SchemaVersion
@@ -77,7 +77,12 @@ class PublishReport:
 
 
 class Connector:
-    """One service's connector: its source id, the event types it may publish, its outbox."""
+    """One service's connector: its source id, the event types it may publish, its outbox.
+
+    ``identity`` says how its events name the person they are about: by the platform's
+    ``resident_id`` (the versions before ID link, accepted until their deprecation date), or
+    by the ``subject`` the region ID gave the service when its customer linked it.
+    """
 
     def __init__(
         self,
@@ -89,6 +94,7 @@ class Connector:
         *,
         topic_prefix: str = "",
         schema_versions: Mapping[str, int] | None = None,
+        identity: Identity = "resident_id",
         batch_size: int = 500,
         chunk_size: int = 5000,
         backoff: Backoff | None = None,
@@ -108,8 +114,10 @@ class Connector:
         self.chunk_size = chunk_size
         self.max_event_bytes = max_event_bytes
         # Looked up now: an unknown type or an unreachable registry fails at start, not mid-file.
+        # Unpinned, each type's latest version naming people the way this connector does.
         self.versions: dict[str, SchemaVersion] = {
-            t: schemas.version(t, pins.get(t)) for t in event_types
+            t: schemas.version(t, pins[t]) if t in pins else schemas.naming(t, identity)
+            for t in event_types
         }
         self.outbox = Outbox(outbox_path, synchronous=synchronous)
         self.sender = Sender(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import orjson
@@ -26,7 +26,16 @@ from contract.cloudevents import CloudEvent
 from contract.deadletter import Rejection
 from contract.validation import EventValidator
 
-__all__ = ["LocalSchemas", "RemoteSchemas", "SchemaUnavailableError", "Schemas"]
+__all__ = ["Identity", "LocalSchemas", "RemoteSchemas", "SchemaUnavailableError", "Schemas"]
+
+
+#: How a connector names the person an event is about.
+Identity = Literal["resident_id", "subject"]
+
+
+def _names_a_person(version: SchemaVersion) -> bool:
+    properties = version.schema.get("properties", {})
+    return "resident_id" in properties or "subject" in properties
 
 
 class SchemaUnavailableError(RegistryError):
@@ -56,6 +65,25 @@ class Schemas:
 
     def _lookup(self, event_type: str, number: int | None) -> SchemaVersion:
         return self.registry.get(event_type, number)
+
+    def naming(self, event_type: str, identity: Identity) -> SchemaVersion:
+        """The latest version of the type whose data names the person by ``identity``: the
+        platform's ``resident_id``, or the ``subject`` the region ID gave the service (ID
+        link); the latest version when none names a person either way."""
+        latest = self.version(event_type)
+        if not _names_a_person(latest) or identity in latest.schema.get("properties", {}):
+            return latest
+        for number in range(latest.version - 1, 0, -1):
+            try:
+                found = self.version(event_type, number)
+            except UnknownSchemaError:
+                continue
+            if identity in found.schema.get("properties", {}):
+                return found
+        raise UnknownSchemaError(
+            f"no version of {event_type} names the person by {identity!r}: publish under "
+            f"{'subject' if identity == 'resident_id' else 'resident_id'} instead"
+        )
 
     def check(self, event: CloudEvent) -> Rejection | None:
         """None when ``event.data`` matches the schema its ``dataschema`` names, else why not."""

@@ -20,7 +20,7 @@ from connectors.readers import (
     read_csv,
 )
 from connectors.sdk.rows import EventDraft, RowError
-from tests.events import registry
+from tests.events import by_resident_id, registry
 
 SAMPLES = Path(__file__).parents[2] / "connectors" / "samples"
 JST = timezone(timedelta(hours=9))
@@ -39,11 +39,13 @@ def split(items: Iterable[EventDraft | RowError]) -> tuple[list[EventDraft], lis
 
 
 def schema_problems(drafts: Iterable[EventDraft]) -> list[str]:
-    """Why drafts fail the shipped schema they name (else the latest; empty when all valid)."""
+    """Why drafts fail the shipped schema they name (else the latest naming residents by
+    ``resident_id``, as the readers do; empty when all valid)."""
     reg = registry()
     problems = []
     for draft in drafts:
-        validator = reg.validator(reg.get(draft.event_type, draft.schema_version or None))
+        version = draft.schema_version or by_resident_id(draft.event_type)
+        validator = reg.validator(reg.get(draft.event_type, version))
         problems += [
             f"line {draft.line} {draft.event_type}: {e.message}"
             for e in validator.iter_errors(draft.data)

@@ -65,12 +65,13 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         parts = self.path.strip("/").split("/")
         if len(parts) == 5 and parts[:2] == ["v1", "schemas"] and parts[3] == "versions":
-            self.platform.schema_fetches.append(parts[2])
+            self.platform.schema_fetches.append(f"{parts[2]}/{parts[4]}")
             if parts[2] not in registry().types():
                 problem = {"status": 404, "detail": f"no schema for event type {parts[2]!r}"}
                 self._answer(404, problem, "application/problem+json")
                 return
-            schema = dict(registry().get(parts[2]).schema)
+            number = None if parts[4] == "latest" else int(parts[4])
+            schema = dict(registry().get(parts[2], number).schema)
             self._answer(200, schema, "application/schema+json")
             return
         self._answer(404, {"detail": "not found"})
@@ -235,7 +236,13 @@ def test_remote_schemas_are_fetched_once_per_type_and_validate_like_the_platform
         assert report.accepted == 6
         assert report.summary().endswith("line 9: data/fare_jpy: -10 is less than the minimum of 0")
         assert connector.drain(timeout_s=10).sent == 6
-    assert sorted(platform.schema_fetches) == [POINTS, TRIP]
+    # Each version once: the latest, then the latest naming residents by resident_id.
+    assert sorted(platform.schema_fetches) == [
+        f"{POINTS}/2",
+        f"{POINTS}/latest",
+        f"{TRIP}/1",
+        f"{TRIP}/latest",
+    ]
     with pytest.raises(UnknownTypeError, match=r"transport\.teleport\.completed"):
         schemas.version("transport.teleport.completed")
     schemas.close()

@@ -10,6 +10,7 @@ import copy
 import json
 import re
 from collections.abc import Iterator
+from datetime import date
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -239,12 +240,17 @@ def test_json_is_pretty_printed_utf8_with_two_spaces(path: Path) -> None:
 def test_optional_compatibility_configs_name_a_known_mode() -> None:
     for config in SCHEMAS.glob("*/*/config.json"):
         loaded = load(config)
-        assert set(loaded) <= {"compatibility", "breaking"}, config
+        assert set(loaded) <= {"compatibility", "breaking", "deprecated"}, config
         assert loaded["compatibility"] in COMPATIBILITY_MODES, config
         # A breaking version (a new major) is recorded with why; v1 cannot break anything.
         for number, why in loaded.get("breaking", {}).items():
             assert re.fullmatch(r"[2-9]|[1-9][0-9]+", number), config
             assert why.strip(), config
+        # A deprecated version is one a breaking version superseded, with its last day.
+        majors = [int(n) for n in loaded.get("breaking", {})]
+        for number, until in loaded.get("deprecated", {}).items():
+            assert majors and int(number) < max(majors), config
+            date.fromisoformat(until)
 
 
 # --------------------------------------------------------------------------- each schema file
@@ -511,7 +517,12 @@ def test_the_envelope_example_and_every_event_example_in_an_envelope_are_valid()
         assert is_valid(ENVELOPE, instance)
     for path in EVENT_FILES:
         data = schema_of(path)["examples"][0]
-        subject = data.get("resident_id") or data.get("vehicle_id") or data.get("listing_id")
+        subject = (
+            data.get("resident_id")
+            or data.get("subject")
+            or data.get("vehicle_id")
+            or data.get("listing_id")
+        )
         assert isinstance(subject, str)
         assert is_valid(ENVELOPE, envelope_for(event_type(path), data, subject))
 

@@ -98,11 +98,13 @@ ADDED_COLUMNS = {
     ("vacant_house_listings", "publication"),  # 0003: listings in the standard model
     ("vacant_house_listings", "standard"),
     ("transport_stops", "stop_name"),  # 0006: stops keep their GTFS name
+    ("regionid_clients", "connector"),  # 0007: the connector of each service
 }
 #: Tables later revisions created (empty after an upgrade).
 ADDED_TABLES = frozenset({"regionid_accounts", "regionid_clients", "regionid_codes",
                           "regionid_tokens",  # 0004: the region ID
-                          "regionid_links", "regionid_link_codes"})  # 0007: ID link  # fmt: skip
+                          "regionid_links", "regionid_link_codes",  # 0007: ID link
+                          "held_events"})  # fmt: skip
 
 
 def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:

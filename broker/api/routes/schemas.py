@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends
@@ -33,6 +34,11 @@ class SchemaType(BaseModel):
         description="Versions published as breaking changes (a new major), with why; events "
         "of earlier versions stay readable under their own version",
     )
+    deprecated: dict[int, date] = Field(
+        default_factory=dict,
+        description="Versions superseded by a breaking change, each with the last day its "
+        "events are accepted; after it they are dead-lettered as unknown_schema",
+    )
 
 
 class CompatibilityProblem(BaseModel):
@@ -60,6 +66,11 @@ def _describe(registry: SchemaRegistry, event_type: str) -> SchemaType:
         versions=[v.version for v in versions],
         latest=versions[-1].urn,
         breaking=registry.breaking(event_type),
+        deprecated={
+            v.version: until
+            for v in versions
+            if (until := registry.deprecations.get((event_type, v.version))) is not None
+        },
     )
 
 

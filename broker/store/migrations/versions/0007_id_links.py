@@ -1,5 +1,5 @@
-"""ID link: services' accounts linked to residents' region IDs, and one-time link codes
-(issue 19).
+"""ID link: services' accounts linked to residents' region IDs, one-time link codes, the
+connector of each service, and the events held until their subject is linked (issue 19).
 
 Revision ID: 0007
 Revises: 0006
@@ -18,7 +18,8 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Create the links and link codes."""
+    """Create the links, link codes and held events; name each client's connector."""
+    op.add_column("regionid_clients", sa.Column("connector", sa.String(length=128), nullable=True))
     op.create_table(
         "regionid_links",
         sa.Column("id", sa.String(length=32), nullable=False),
@@ -44,10 +45,27 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("code_hash"),
     )
     op.create_index("ix_regionid_link_codes_client_id", "regionid_link_codes", ["client_id"])
+    op.create_table(
+        "held_events",
+        sa.Column("event_id", sa.String(length=128), nullable=False),
+        sa.Column("connector", sa.String(length=128), nullable=False),
+        sa.Column("subject", sa.String(length=64), nullable=False),
+        sa.Column("type", sa.String(length=128), nullable=False),
+        sa.Column("held_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sealed", sa.LargeBinary(), nullable=False),
+        sa.PrimaryKeyConstraint("event_id"),
+    )
+    op.create_index("ix_held_events_subject", "held_events", ["subject"])
+    op.create_index("ix_held_events_held_at", "held_events", ["held_at"])
 
 
 def downgrade() -> None:
     """Drop them again."""
+    op.drop_index("ix_held_events_held_at", table_name="held_events")
+    op.drop_index("ix_held_events_subject", table_name="held_events")
+    op.drop_table("held_events")
+    with op.batch_alter_table("regionid_clients") as batch:
+        batch.drop_column("connector")
     op.drop_index("ix_regionid_link_codes_client_id", table_name="regionid_link_codes")
     op.drop_table("regionid_link_codes")
     op.drop_index("ix_regionid_links_client_subject", table_name="regionid_links")
