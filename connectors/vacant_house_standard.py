@@ -7,7 +7,8 @@ The header names the standard's fields by their 項目名 (``所在地_連結表
 every field 項目必須), plus the platform's own ``owner_id`` (所有者ID: the owner's platform id,
 whose consent the property rule asks for) and, optionally, ``listing_id`` (物件ID; else made from
 ``localGovernmentCode`` and ``identifier``). A column of neither kind is refused with the header,
-naming it: a misspelt standard name would otherwise be a field silently lost.
+naming it: a misspelt standard name would otherwise be a field silently lost. Only a rejects
+file's trailing ``line`` and ``reason`` (``connectors.rejects``) are let through, and ignored.
 
 Each row is the bank's whole record of one listing, so each is a registration (sent again when
 the record changes; an unchanged row gives the same event id, so a re-read publishes nothing).
@@ -43,6 +44,7 @@ from connectors.readers import (
     map_rows,
     read_csv,
 )
+from connectors.rejects import REJECT_COLUMNS
 from connectors.sdk.rows import EventDraft, RowError
 from contract.vacant_house_bank import STANDARD_FIELDS
 
@@ -138,6 +140,8 @@ def read_standard_listings_csv(
     if isinstance(header, RowError):
         yield header
         return
+    if tuple(header[-len(REJECT_COLUMNS) :]) == REJECT_COLUMNS:
+        header = header[: -len(REJECT_COLUMNS)]  # a fixed rejects file, run again
     problem = _header_problem(header)
     if problem:
         yield RowError(1, f"header: {problem}")
