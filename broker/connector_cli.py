@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +12,7 @@ import typer
 
 from broker.progress import Meter, progress
 from broker.settings import Settings
+from connectors.rejects import Rejects, rejects_path, write_rejects
 from connectors.sdk import (
     BusSink,
     Connector,
@@ -26,7 +28,10 @@ from connectors.sdk.rows import EventDraft, RowError
 from connectors.services import SERVICES, Service
 
 app = typer.Typer(help="Service connectors: publish a firm's exports.", no_args_is_help=True)
-run_app = typer.Typer(help="Read files and publish them; bad rows are reported, good rows go.")
+run_app = typer.Typer(
+    help="Read files and publish them; bad rows are reported and kept in a rejects file, good "
+    "rows go."
+)
 app.add_typer(run_app, name="run")
 
 HttpOpt = Annotated[
@@ -57,6 +62,15 @@ EncodingOpt = Annotated[
         "unless it is UTF-8 as GTFS requires",
     ),
 ]
+RejectsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--rejects",
+        file_okay=False,
+        help="Folder to keep each CSV's refused rows in, as <name>.rejected.csv with the "
+        "export's header and encoding plus line and reason (default: beside the CSV)",
+    ),
+]
 MetricsPortOpt = Annotated[
     int | None,
     typer.Option(
@@ -78,8 +92,18 @@ EXIT_BAD_INPUT = 2
 EXIT_OUTBOX_IN_USE = 5
 
 
-#: The inputs of one run: each file given, with what its reader makes of it.
-Inputs = list[tuple[Path, Iterable[EventDraft | RowError]]]
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One file of a run, with what its reader makes of it; a CSV export names its encoding
+    (its refused rows are kept in a rejects file), a feed without rows none."""
+
+    file: Path
+    items: Iterable[EventDraft | RowError]
+    csv_encoding: str | None = None
+
+
+#: The inputs of one run.
+Inputs = list[Input]
 
 
 def _publish(
@@ -90,6 +114,7 @@ def _publish(
     outbox: Path | None,
     metrics_port: int | None,
     key: str | None = None,
+    rejects: Path | None = None,
 ) -> None:
     settings = Settings()
     service = SERVICES[name]
@@ -122,10 +147,22 @@ def _publish(
     started = time.time()
     with connector:
         report = PublishReport()
-        for file, items in inputs:  # each refused row named by its file and line
-            with progress(f"reading {file.name}") as meter:
-                report.add(connector.publish_all(_read(file, items, meter), file=str(file)))
+        kept: list[Rejects] = []
+        for given in inputs:  # each refused row named by its file and line
+            with progress(f"reading {given.file.name}") as meter:
+                read = _read(given.file, given.items, meter)
+                refused = connector.publish_all(read, file=str(given.file))
+            report.add(refused)
+            if given.csv_encoding is not None:
+                to = rejects_path(given.file, rejects)
+                written = write_rejects(given.file, refused.errors, to, encoding=given.csv_encoding)
+                kept += [written] if written else []
         typer.echo(report.summary())
+        for written in kept:
+            typer.echo(
+                f"refused rows kept in {written.path} ({written.rows}): fix them there and "
+                "run it again (its line and reason columns are ignored)"
+            )
         with progress("sending") as meter:
             queued = connector.depth()
             # The outbox reports each delivery (and each refusal) as its depth falls.
@@ -249,6 +286,7 @@ def run_transport(
     token: TokenOpt = None,
     key: KeyOpt = None,
     outbox: OutboxOpt = None,
+    rejects: RejectsOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """On-demand trips and ride requests (CSV), vehicle positions (GTFS-Realtime)."""
@@ -262,14 +300,15 @@ def run_transport(
     typer.echo(table.summary())
     inputs: Inputs = []
     if requests:
-        inputs.append(
-            (requests, transport.read_ride_requests_csv(requests, table, encoding=encoding))
-        )
+        items = transport.read_ride_requests_csv(requests, table, encoding=encoding)
+        inputs.append(Input(requests, items, encoding))
     if trips:
-        inputs.append((trips, transport.read_trips_csv(trips, table, encoding=encoding)))
+        inputs.append(
+            Input(trips, transport.read_trips_csv(trips, table, encoding=encoding), encoding)
+        )
     if positions:
-        inputs.append((positions, transport.read_vehicle_positions(positions)))
-    _publish("transport", inputs, http, token, outbox, metrics_port, key)
+        inputs.append(Input(positions, transport.read_vehicle_positions(positions)))
+    _publish("transport", inputs, http, token, outbox, metrics_port, key, rejects)
 
 
 @run_app.command("health")
@@ -288,6 +327,7 @@ def run_health(
     token: TokenOpt = None,
     key: KeyOpt = None,
     outbox: OutboxOpt = None,
+    rejects: RejectsOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Health points computed by the programme's published rules, and redemptions."""
@@ -296,14 +336,12 @@ def run_health(
     programme = health.load_programme(rules) if rules else health.load_programme()
     inputs: Inputs = []
     if activities:
-        inputs.append(
-            (activities, health.read_activities_csv(activities, programme, encoding=encoding))
-        )
+        items = health.read_activities_csv(activities, programme, encoding=encoding)
+        inputs.append(Input(activities, items, encoding))
     if redemptions:
-        inputs.append(
-            (redemptions, health.read_redemptions_csv(redemptions, programme, encoding=encoding))
-        )
-    _publish("health", inputs, http, token, outbox, metrics_port, key)
+        items = health.read_redemptions_csv(redemptions, programme, encoding=encoding)
+        inputs.append(Input(redemptions, items, encoding))
+    _publish("health", inputs, http, token, outbox, metrics_port, key, rejects)
 
 
 @run_app.command("currency")
@@ -317,6 +355,7 @@ def run_currency(
     token: TokenOpt = None,
     key: KeyOpt = None,
     outbox: OutboxOpt = None,
+    rejects: RejectsOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Wallet top-ups, merchant payments and health-point conversions."""
@@ -324,12 +363,19 @@ def run_currency(
 
     _publish(
         "currency",
-        [(transactions, currency.read_transactions_csv(transactions, encoding=encoding))],
+        [
+            Input(
+                transactions,
+                currency.read_transactions_csv(transactions, encoding=encoding),
+                encoding,
+            )
+        ],
         http,
         token,
         outbox,
         metrics_port,
         key,
+        rejects,
     )
 
 
@@ -347,6 +393,7 @@ def run_vacant_house(
     token: TokenOpt = None,
     key: KeyOpt = None,
     outbox: OutboxOpt = None,
+    rejects: RejectsOpt = None,
     metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Listings of the vacant-house bank (空き家バンク), with owner details, and inquiries."""
@@ -354,7 +401,13 @@ def run_vacant_house(
 
     inputs: Inputs = []
     if listings:
-        inputs.append((listings, vacant_house.read_listings_csv(listings, encoding=encoding)))
+        inputs.append(
+            Input(listings, vacant_house.read_listings_csv(listings, encoding=encoding), encoding)
+        )
     if inquiries:
-        inputs.append((inquiries, vacant_house.read_inquiries_csv(inquiries, encoding=encoding)))
-    _publish("vacant_house", inputs, http, token, outbox, metrics_port, key)
+        inputs.append(
+            Input(
+                inquiries, vacant_house.read_inquiries_csv(inquiries, encoding=encoding), encoding
+            )
+        )
+    _publish("vacant_house", inputs, http, token, outbox, metrics_port, key, rejects)

@@ -40,6 +40,7 @@ __all__ = [
     "carried_id",
     "csv_header",
     "end_of_day",
+    "export_encoding",
     "iso",
     "map_rows",
     "numbered",
@@ -338,11 +339,15 @@ def map_rows(
             yield draft
 
 
+def export_encoding(raw: bytes, encoding: str) -> str:
+    """The encoding an export is read in: ``encoding``, unless a UTF-8 byte-order mark says
+    what the file is (Excel's "CSV UTF-8" given to a reader told cp932 would otherwise be
+    mojibake)."""
+    return "utf-8-sig" if raw.startswith(codecs.BOM_UTF8) else encoding
+
+
 def _decode(raw: bytes, encoding: str) -> str | RowError:
-    if raw.startswith(codecs.BOM_UTF8):
-        # A UTF-8 byte-order mark says what the file is, whatever encoding was asked for
-        # (Excel's "CSV UTF-8" given to a reader told cp932 would otherwise be mojibake).
-        encoding = "utf-8-sig"
+    encoding = export_encoding(raw, encoding)
     try:
         return raw.decode(encoding)
     except UnicodeDecodeError as e:

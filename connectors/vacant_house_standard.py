@@ -7,7 +7,8 @@ The header names the standard's fields by their 項目名 (``所在地_連結表
 every field 項目必須), plus the platform's own ``owner_id`` (所有者ID: the owner's platform id,
 whose consent the property rule asks for) and, optionally, ``listing_id`` (物件ID; else made from
 ``localGovernmentCode`` and ``identifier``). A column of neither kind is refused with the header,
-naming it: a misspelt standard name would otherwise be a field silently lost.
+naming it: a misspelt standard name would otherwise be a field silently lost. Only a rejects
+file's trailing ``line`` and ``reason`` (``connectors.rejects``) are let through, and ignored.
 
 Each row is the bank's whole record of one listing, so each is a registration (sent again when
 the record changes; an unchanged row gives the same event id, so a re-read publishes nothing).
@@ -43,11 +44,12 @@ from connectors.readers import (
     map_rows,
     read_csv,
 )
+from connectors.rejects import REJECT_COLUMNS
 from connectors.sdk.rows import EventDraft, RowError
+from contract.vacant_house_bank import STANDARD_FIELDS
 
 __all__ = [
     "PLATFORM_COLUMNS",
-    "STANDARD_FIELDS",
     "is_standard_header",
     "read_standard_listings_csv",
 ]
@@ -56,52 +58,6 @@ LISTING_REGISTERED = "vacant_house.listing.registered"
 #: The schema version this reader writes: the first to carry the standard model.
 SCHEMA_VERSION = 2
 
-#: The standard's 43 fields in its order: (項目名, 英字名), as the model's table writes them.
-STANDARD_FIELDS: tuple[tuple[str, str], ...] = (
-    ("全国地方公共団体コード", "localGovernmentCode"),
-    ("市町保有の管理ID", "identifier"),
-    ("町字ID", "streetAddressId"),
-    ("所在地_連結表記", "fullAddress"),
-    ("所在地_都道府県", "prefecture"),
-    ("所在地_市区町村", "city"),
-    ("所在地_町字", "streetAddress"),
-    ("所在地_番地以下", "cityBlock"),
-    ("郵便番号", "contactPointPostalCode"),
-    ("緯度", "latitude"),
-    ("経度", "longitude"),
-    ("都市計画区域等コード", "cityPlanningArea"),
-    ("区域区分コード", "areaDivision"),
-    ("用途地域コード", "useDistrict"),
-    ("敷地面積", "landArea_MTK"),
-    ("所有者等希望売買価格（土地）", "landSalePrice_JPY"),
-    ("所有者等希望賃貸価格（土地）", "landRent_JPY"),
-    ("建築年月日", "dateOfConstruction"),
-    ("延べ床面積", "totalFloorArea_MTK"),
-    ("建物の階数（地上）", "storeysAboveGround"),
-    ("建物の構造コード", "buildingStructure"),
-    ("確認申請状況", "buildingConfirmationStatus"),
-    ("所有者等希望売買価格（家屋）", "buildingSalePrice_JPY"),
-    ("所有者等希望賃貸価格（家屋）", "buildingRent_JPY"),
-    ("問い合わせ先名", "contactPointName"),
-    ("問い合わせ連絡先", "contactPointPhoneNumber"),
-    ("市町空き家バンク物件詳細URL", "propertyDetailUrl"),
-    ("電気", "electricity"),
-    ("ガス", "gas"),
-    ("風呂", "bath"),
-    ("トイレ", "toilet"),
-    ("上水道", "waterSupply"),
-    ("下水道", "drainage"),
-    ("車庫、駐車スペース", "parking"),
-    ("庭", "privateGarden"),
-    ("間取り", "floorPlan"),
-    ("情報公開日、更新日", "dateOfPublicationOrUpdate"),
-    ("取引形態", "transactionType"),
-    ("空き家バンクへの掲載", "vacantHouseListing"),
-    ("告知事項の有無", "disclosure"),
-    ("所有者等希望売買価格（土地＋家屋）", "propertySalePrice_JPY"),
-    ("所有者等希望賃借価格（土地＋家屋）", "propertyRent_JPY"),
-    ("備考", "remarks"),
-)
 #: The platform's own columns (the standard allows adding fields): name → Japanese name.
 PLATFORM_COLUMNS = {"owner_id": "所有者ID", "listing_id": "物件ID"}
 _REQUIRED_PLATFORM = ("owner_id",)
@@ -184,6 +140,8 @@ def read_standard_listings_csv(
     if isinstance(header, RowError):
         yield header
         return
+    if tuple(header[-len(REJECT_COLUMNS) :]) == REJECT_COLUMNS:
+        header = header[: -len(REJECT_COLUMNS)]  # a fixed rejects file, run again
     problem = _header_problem(header)
     if problem:
         yield RowError(1, f"header: {problem}")

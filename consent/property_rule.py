@@ -19,11 +19,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from broker.store.projections.vacant_house import LISTED_FOR_PUBLIC, WITHDRAWN
+from consent.catalogue import Catalogue
 from consent.decisions import Decision, DecisionPoint
 from consent.ids import CategoryCode
 
 PROPERTY_DETAILS = CategoryCode("property.details")
 PROPERTY_LISTING = CategoryCode("property.listing")
+#: The event whose fields the catalogue splits into the public listing and the owner details.
+LISTING_REGISTERED = "vacant_house.listing.registered"
 
 
 def listing_shown(publication: str | None) -> bool:
@@ -59,3 +62,24 @@ def shown_to_public(listing_mark: str | None, status: str | None) -> bool:
     anyone (open data)? Only a listing shown at all (``listing_shown``) and not withdrawn from
     the bank."""
     return listing_shown(listing_mark) and status != WITHDRAWN
+
+
+def public_listing_fields(catalogue: Catalogue) -> tuple[str, ...]:
+    """The public side of the property rule, field by field: the fields of a listing's public
+    part anyone may see, in the catalogue's order.
+
+    Those the public listing (``property.listing``) names under ``/public/``, and never one
+    whose name the owner details (``property.details``) give to a field that identifies the
+    owner: a field in neither, or in both, is not public.
+    """
+
+    def pointers(code: CategoryCode) -> tuple[str, ...]:
+        return catalogue.category(code).fields.get(LISTING_REGISTERED, ())
+
+    identifying = {pointer.rsplit("/", 1)[-1] for pointer in pointers(PROPERTY_DETAILS)}
+    public = []
+    for pointer in pointers(PROPERTY_LISTING):
+        name = pointer.removeprefix("/public/")
+        if pointer.startswith("/public/") and "/" not in name and name not in identifying:
+            public.append(name)
+    return tuple(public)

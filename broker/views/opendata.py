@@ -5,10 +5,12 @@ Only what may be public is here, each from the one place that decides it:
 - **bus stops and routes**: the stops trips used and the routes vehicles report, never a
   person's place (a door-to-door pick-up has no stop id and is not a stop), with GTFS-JP's
   column names;
-- **vacant houses**: the public part of each listing (``PUBLIC_FIELDS``, the same the partner
-  view shows without the owner's consent) of the listings the property rule shows to the
-  public (``consent.property_rule.shown_to_public``: never 管理者のみ閲覧), named after the
-  Digital Agency's 空き家バンク model where a field maps to one of its attributes;
+- **vacant houses**: the public part of each listing the property rule shows to the public
+  (``consent.property_rule.shown_to_public``: only 一般へ公開, never 管理者のみ閲覧 nor a
+  withdrawn one). A standard (v2) listing publishes, under the Digital Agency's 空き家バンク
+  names and in its order, exactly the standard fields the property rule lets anyone see
+  (``public_listing_fields``: never one that identifies the owner); a v1 listing its
+  ``PUBLIC_FIELDS``, named after the model's attribute where a field maps to one;
 - **people flow and ridership** (``broker.views.flows``): 人流データ in the Digital Agency
   model's column names, and 乗降実績 per stop, over the default period, only the cells of at
   least k residents (a smaller cell is in no row);
@@ -40,7 +42,9 @@ from broker.views.statistics import (
     town_flows,
     trips_by_town_month,
 )
-from consent.property_rule import shown_to_public
+from consent.catalogue import Catalogue
+from consent.property_rule import public_listing_fields, shown_to_public
+from contract.vacant_house_bank import STANDARD_NAMES
 
 _stops: Table = TransportStop.__table__  # type: ignore[attr-defined]
 _positions: Table = VehiclePosition.__table__  # type: ignore[attr-defined]
@@ -85,6 +89,16 @@ LISTING_COLUMNS: Mapping[str, str] = MappingProxyType(
         "walk_minutes_to_stop": "walk_minutes_to_stop",
         "status": "status",
     }
+)
+
+_SEEN_BY_ANYONE = frozenset(public_listing_fields(Catalogue.load()))
+#: The standard's fields a standard (v2) listing publishes: those the property rule lets anyone
+#: see under the shipped catalogue (never one that identifies the owner), in the standard's order.
+STANDARD_LISTING_COLUMNS: tuple[str, ...] = tuple(n for n in STANDARD_NAMES if n in _SEEN_BY_ANYONE)
+#: The vacant-house dataset's columns: the standard's public fields, then v1's own.
+VACANT_HOUSE_COLUMNS: tuple[str, ...] = (
+    *STANDARD_LISTING_COLUMNS,
+    *(c for c in LISTING_COLUMNS.values() if c not in STANDARD_LISTING_COLUMNS),
 )
 
 #: The model's values for the fields whose values map one to one.
@@ -170,19 +184,32 @@ def _route_rows(at: Moment) -> list[dict[str, Any]]:
 def public_listing_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The published rows of stored listings: the public part of those the property rule
     shows to the public, nothing of the others."""
-    published = []
-    for row in rows:
-        if not shown_to_public(row.get(LISTING_MARK_COLUMN), row.get("status")):
-            continue
-        out: dict[str, Any] = {"identifier": row["listing_id"]}
-        for field in PUBLIC_FIELDS:
-            out[LISTING_COLUMNS[field]] = row[field]
-        out["transactionType"] = _TRANSACTION_TYPES.get(out["transactionType"])
-        parking = out["parking"]
-        out["parking"] = None if parking is None else _PRESENCE[bool(parking)]
-        out["vacantHouseListing"] = LISTED_FOR_PUBLIC
-        published.append(out)
-    return published
+    return [
+        _standard_listing_row(row) if row.get("standard") is not None else _v1_listing_row(row)
+        for row in rows
+        if shown_to_public(row.get(LISTING_MARK_COLUMN), row.get("status"))
+    ]
+
+
+def _standard_listing_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A standard (v2) listing's published row: the standard fields anyone may see, as the
+    bank gave them, with the town and status the projection derived from them."""
+    standard: Mapping[str, Any] = row["standard"]
+    out = {name: standard.get(name) for name in STANDARD_LISTING_COLUMNS}
+    out.update(town=row.get("town"), status=row.get("status"))
+    return out
+
+
+def _v1_listing_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A v1 listing's published row: its public fields, by the model's names where it has one."""
+    out: dict[str, Any] = {"identifier": row["listing_id"]}
+    for field in PUBLIC_FIELDS:
+        out[LISTING_COLUMNS[field]] = row[field]
+    out["transactionType"] = _TRANSACTION_TYPES.get(out["transactionType"])
+    parking = out["parking"]
+    out["parking"] = None if parking is None else _PRESENCE[bool(parking)]
+    out["vacantHouseListing"] = LISTED_FOR_PUBLIC
+    return out
 
 
 def _listing_rows(at: Moment) -> list[dict[str, Any]]:
@@ -328,12 +355,14 @@ DATASETS: tuple[Dataset, ...] = (
         title_ja="空き家バンク物件（一般公開分）",
         title_en="Vacant-house bank listings (public part)",
         description="一般へ公開の物件の公開情報のみ（所有者を特定できる情報・管理者のみ閲覧の"
-        "物件は含まない）。列名はデジタル庁「空き家バンク」データモデルに対応するものはその英字名。"
-        " / The public part of listings open to the public; never the owner's details nor "
-        "an admin-only listing. " + MODEL_ATTRIBUTION,
+        "物件は含まない）。列名はデジタル庁「空き家バンク」データモデルの英字名（その順）、"
+        "続いてモデルにない独自の列。"
+        " / The public part of listings open to the public, in the 空き家バンク model's column "
+        "names and order, then our own columns; never the owner's details nor an admin-only "
+        "listing. " + MODEL_ATTRIBUTION,
         keywords=("空き家", "空き家バンク", "住まい", "housing"),
         conforms_to=AREA_DATA_MODELS,
-        columns=("identifier", *LISTING_COLUMNS.values(), "vacantHouseListing"),
+        columns=VACANT_HOUSE_COLUMNS,
         read=_listing_rows,
     ),
     Dataset(

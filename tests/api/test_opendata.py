@@ -16,7 +16,7 @@ import rdflib
 
 from broker.views.opendata import DATASETS, PDL_URL
 from broker.views.statistics import add_months, jst_month_start
-from tests.events import make_event
+from tests.events import example_data, make_event
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
 #: A closed month the statistics' default period holds.
@@ -41,6 +41,27 @@ OWNERS = {
     },
 }
 INQUIRER_NAME = "山際 誠司"
+#: Owners of standard (v2) listings: the standard's fields that identify them.
+STANDARD_OWNERS = {
+    "res-odo00003": {
+        "fullAddress": "香川県三豊市詫間町粟島4321番地",
+        "cityBlock": "4321番地",
+        "latitude": 34.2681,
+        "longitude": 133.6359,
+        "contactPointName": "粟野 澄江",
+        "contactPointPhoneNumber": "0875-77-6543",
+        "remarks": "所有者の粟野さんは大阪在住。鍵は隣家に預けてある。",
+    },
+    "res-odo00004": {
+        "fullAddress": "香川県三豊市仁尾町仁尾辛8765番地",
+        "cityBlock": "8765番地",
+        "latitude": 34.2093,
+        "longitude": 133.6523,
+        "contactPointName": "辛島 宗一郎",
+        "contactPointPhoneNumber": "0875-66-5432",
+        "remarks": "成約済み。",
+    },
+}
 
 
 def _iso(at: datetime) -> str:
@@ -110,12 +131,22 @@ def _listing(listing_id: str, owner: str, status: str) -> dict[str, Any]:
     )
 
 
+def _standard_listing(listing_id: str, owner: str, listed: str) -> dict[str, Any]:
+    """A listing of schema v2, the standard model 空き家バンク."""
+    data = example_data("vacant_house.listing.registered", 2)
+    data.update(listing_id=listing_id, owner_id=owner, owner_details=STANDARD_OWNERS[owner])
+    data["public"] = {**data["public"], "identifier": listing_id, "vacantHouseListing": listed}
+    return make_event("vacant_house.listing.registered", data=data, subject=listing_id, version=2)
+
+
 def _seed(platform: RunningPlatform) -> None:
     events = [_trip(n, r) for n, r in enumerate(RESIDENTS)]
     position = make_event("transport.vehicle.position")
     events.append(position)
     events.append(_listing("prop-odpub0001", "res-odo00001", "available"))
     events.append(_listing("prop-odgone001", "res-odo00002", "withdrawn"))
+    events.append(_standard_listing("prop-odstd0001", "res-odo00003", "一般へ公開"))
+    events.append(_standard_listing("prop-odadmn001", "res-odo00004", "管理者のみ閲覧"))
     inquiry = make_event("vacant_house.inquiry.received")
     inquiry["data"].update(
         resident_id=RESIDENTS[0],
@@ -303,8 +334,9 @@ def test_each_dataset_downloads_as_csv_with_a_bom_and_as_json(seeded: RunningPla
         _rows(routes.content)
     )
     house_rows = _rows(houses.content)
-    assert [r["identifier"] for r in house_rows] == ["prop-odpub0001"]  # not the withdrawn one
-    [house] = house_rows
+    # Neither the withdrawn one nor the admin-only one.
+    assert [r["identifier"] for r in house_rows] == ["prop-odpub0001", "prop-odstd0001"]
+    house = house_rows[0]
     assert house["streetAddress"] == "粟島"
     assert house["transactionType"] == "賃貸"
     assert house["vacantHouseListing"] == "一般へ公開"
@@ -314,6 +346,30 @@ def test_each_dataset_downloads_as_csv_with_a_bom_and_as_json(seeded: RunningPla
     [takuma] = [r for r in body["records"] if r["town"] == "takuma" and not r["suppressed"]]
     assert takuma["subjects"] == len(RESIDENTS)
     assert takuma["trips"] == len(RESIDENTS)
+
+
+def test_a_standard_listings_public_fields_download_in_the_standards_names(
+    seeded: RunningPlatform,
+) -> None:
+    with seeded.client() as http:
+        csv_rows = _rows(http.get("/opendata/datasets/vacant-houses.csv").content)
+        body = http.get("/opendata/datasets/vacant-houses.json").json()
+    [csv_house] = [r for r in csv_rows if r["identifier"] == "prop-odstd0001"]
+    [json_house] = [r for r in body["records"] if r["identifier"] == "prop-odstd0001"]
+    assert list(csv_rows[0])[:3] == ["localGovernmentCode", "identifier", "streetAddressId"]
+    for house in (csv_house, json_house):
+        assert house["localGovernmentCode"] == "372081"
+        assert house["streetAddress"] == "詫間町粟島"
+        assert house["buildingStructure"] == "木造（W造）"
+        assert house["gas"] == "プロパンガス（LPG）"
+        assert house["vacantHouseListing"] == "一般へ公開"
+        assert house["town"] == "takuma"
+    assert json_house["propertyRent_JPY"] == 30000
+    assert csv_house["propertyRent_JPY"] == "30000"
+    identifying = set(STANDARD_OWNERS["res-odo00003"])  # fullAddress, cityBlock, latitude, ...
+    assert identifying.isdisjoint(body["columns"])
+    assert identifying.isdisjoint(csv_rows[0])
+    assert "prop-odadmn001" not in {r["identifier"] for r in body["records"]}
 
 
 def test_an_unknown_dataset_is_a_problem_naming_those_published(seeded: RunningPlatform) -> None:
@@ -355,7 +411,8 @@ def _identifying(details: dict[str, Any]) -> Iterator[str]:
 
 def test_no_published_byte_names_a_resident_or_an_owner(seeded: RunningPlatform) -> None:
     needles = [*RESIDENTS, INQUIRER_NAME]
-    for owner, details in OWNERS.items():
+    owners: dict[str, dict[str, Any]] = {**OWNERS, **STANDARD_OWNERS}
+    for owner, details in owners.items():
         needles.append(owner)
         needles.extend(_identifying(details))
     pages = _published_bytes(seeded)
@@ -365,8 +422,10 @@ def test_no_published_byte_names_a_resident_or_an_owner(seeded: RunningPlatform)
     assert any("prop-odpub0001" in text for text in published.values())
     leaks = [(path, n) for path, text in published.items() for n in needles if n in text]
     assert leaks == []
-    # The withdrawn listing is nowhere either.
+    assert any("prop-odstd0001" in text for text in published.values())
+    # The withdrawn listing is nowhere either, nor the one its bank keeps to its administrators.
     assert not any("prop-odgone001" in text for text in published.values())
+    assert not any("prop-odadmn001" in text for text in published.values())
 
 
 # -- access ----------------------------------------------------------------------------------

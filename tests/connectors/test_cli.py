@@ -116,9 +116,12 @@ def test_connector_run_names_bad_rows_and_sends_the_good(tmp_path: Path) -> None
         "currency",
         "--transactions",
         str(SAMPLES / "currency" / "transactions_with_errors.csv"),
+        "--rejects",
+        str(tmp_path / "refused"),  # not beside the sample, in the checkout
     )
     assert result.returncode == 3, result.stdout + result.stderr
     assert "line " in result.stdout
+    assert (tmp_path / "refused" / "transactions_with_errors.rejected.csv").exists()
     counts = _project(tmp_path)
     assert sum(counts.values()) > 0
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from connectors.sdk.rows import EventDraft, RowError
 from connectors.vacant_house import read_listings_csv
-from connectors.vacant_house_standard import STANDARD_FIELDS
+from contract.vacant_house_bank import STANDARD_FIELDS
 from tests.events import registry
 
 SAMPLE = (

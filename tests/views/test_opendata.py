@@ -5,10 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from broker.bus.sqlite_log import SqliteLog
 from broker.store.database import make_engine
 from broker.store.projections.transport import Trip
 from broker.store.projections.vacant_house import (
@@ -21,12 +24,16 @@ from broker.views.opendata import (
     DATASETS,
     LISTING_COLUMNS,
     LISTING_MARK_COLUMN,
+    STANDARD_LISTING_COLUMNS,
     Moment,
     UnknownDatasetError,
     dataset,
     public_listing_rows,
 )
 from broker.views.statistics import add_months, jst_month_start
+from consent.vault import SubjectVault
+from tests.events import example_data, make_event
+from tests.store.world import ingest
 
 _listings = Listing.__table__  # type: ignore[attr-defined]
 _trips = Trip.__table__  # type: ignore[attr-defined]
@@ -102,6 +109,93 @@ def test_a_withdrawn_listing_is_not_published(engine: Engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert(_listings), [_listing("prop-gone0001", status="withdrawn")])
     assert public_listing_rows(_stored_listings(engine)) == []
+
+
+@pytest.fixture
+def vault(tmp_path: Path) -> Iterator[SubjectVault]:
+    opened = SubjectVault.open_url(f"sqlite:///{tmp_path / 'keys' / 'vault.db'}")
+    yield opened
+    opened.close()
+
+
+def _standard_listing(listing_id: str, listed: str = LISTED_FOR_PUBLIC) -> dict[str, Any]:
+    """A bank's listing in the standard model (v2): the schema's example, under ``listing_id``."""
+    data = example_data("vacant_house.listing.registered", 2)
+    data["listing_id"] = listing_id
+    data["public"] = {
+        **data["public"],
+        "identifier": listing_id.upper(),
+        "vacantHouseListing": listed,
+    }
+    return make_event("vacant_house.listing.registered", data=data, subject=listing_id, version=2)
+
+
+def _vacant_houses(
+    engine: Engine, sqlite_bus: SqliteLog, vault: SubjectVault, events: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The vacant-house dataset's rows once ``events`` went through the real ingest."""
+    outcome = ingest(sqlite_bus, engine, vault, events)
+    assert outcome.rejected == 0
+    return dataset("vacant-houses").rows(Moment(engine=engine, k=10, settle_days=7, now=NOW))
+
+
+def test_a_standard_listing_publishes_its_public_fields_under_the_standards_names(
+    engine: Engine, sqlite_bus: SqliteLog, vault: SubjectVault
+) -> None:
+    event = _standard_listing("prop-std00001")
+    [row] = _vacant_houses(engine, sqlite_bus, vault, [event])
+    public = event["data"]["public"]
+    assert {name: row[name] for name in STANDARD_LISTING_COLUMNS} == {
+        name: public[name] for name in STANDARD_LISTING_COLUMNS
+    }
+    # Every public field of the standard is published, not only those v1 also had.
+    assert set(STANDARD_LISTING_COLUMNS) == set(public)
+    assert row["identifier"] == "PROP-STD00001"
+    assert row["gas"] == "プロパンガス（LPG）"
+    assert row["vacantHouseListing"] == LISTED_FOR_PUBLIC
+    # What the projection derived from them, as v1 listings have it.
+    assert (row["town"], row["status"]) == ("takuma", "available")
+
+
+def test_no_field_that_identifies_a_standard_listings_owner_is_published(
+    engine: Engine, sqlite_bus: SqliteLog, vault: SubjectVault
+) -> None:
+    event = _standard_listing("prop-std00002")
+    owner_details = event["data"]["owner_details"]
+    rows = _vacant_houses(engine, sqlite_bus, vault, [event])
+    assert rows
+    columns = dataset("vacant-houses").columns
+    assert set(owner_details).isdisjoint(columns)  # fullAddress, cityBlock, latitude, ...
+    published = repr(rows)
+    leaks = [v for v in owner_details.values() if v is not None and str(v) in published]
+    assert leaks == []
+    assert event["data"]["owner_id"] not in published
+
+
+def test_an_admin_only_standard_listing_is_never_published(
+    engine: Engine, sqlite_bus: SqliteLog, vault: SubjectVault
+) -> None:
+    events = [
+        _standard_listing("prop-std00003"),
+        _standard_listing("prop-std00004", listed=LISTED_FOR_ADMINS_ONLY),
+    ]
+    rows = _vacant_houses(engine, sqlite_bus, vault, events)
+    assert [r["identifier"] for r in rows] == ["PROP-STD00003"]
+
+
+def test_v1_and_standard_listings_share_one_dataset(
+    engine: Engine, sqlite_bus: SqliteLog, vault: SubjectVault
+) -> None:
+    with engine.begin() as conn:
+        conn.execute(insert(_listings), [_listing("prop-open0003")])
+    rows = _vacant_houses(engine, sqlite_bus, vault, [_standard_listing("prop-std00005")])
+    by_id = {r["identifier"]: r for r in rows}
+    assert set(by_id) == {"prop-open0003", "PROP-STD00005"}
+    assert by_id["prop-open0003"]["floorPlan"] == "5DK"
+    assert by_id["prop-open0003"]["rent_band"] == "20k_to_40k"
+    assert by_id["PROP-STD00005"]["floorPlan"] == "5DK"
+    assert by_id["PROP-STD00005"]["propertyRent_JPY"] == 30000
+    assert by_id["PROP-STD00005"]["rent_band"] is None  # a v1 field the standard has not
 
 
 def _trips_of(town: str, subjects: int) -> list[dict[str, object]]:
