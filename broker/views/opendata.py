@@ -91,7 +91,9 @@ LISTING_COLUMNS: Mapping[str, str] = MappingProxyType(
     }
 )
 
-_SEEN_BY_ANYONE = frozenset(public_listing_fields(Catalogue.load()))
+# The shipped catalogue alone (the property categories are the platform's own): reading the
+# plug-ins' at import would fail `tsunagu up` before it can refuse a bad plug-in clearly.
+_SEEN_BY_ANYONE = frozenset(public_listing_fields(Catalogue.load(domains=())))
 #: The standard's fields a standard (v2) listing publishes: those the property rule lets anyone
 #: see under the shipped catalogue (never one that identifies the owner), in the standard's order.
 STANDARD_LISTING_COLUMNS: tuple[str, ...] = tuple(n for n in STANDARD_NAMES if n in _SEEN_BY_ANYONE)

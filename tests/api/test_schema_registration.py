@@ -14,7 +14,8 @@ from contract.bus import OutRecord
 from tests.events import connector_signer, encode, make_event, registry
 from tests.fixtures.platform import RunningPlatform, start_platform, stop_platform
 
-TRIP = "transport.trip.completed"
+#: A type with one shipped version, about no person (its events are projected as they come).
+TRIP = "transport.vehicle.position"
 URL = f"/v1/schemas/{TRIP}/versions"
 
 
@@ -24,7 +25,7 @@ def _token(platform: RunningPlatform) -> dict[str, str]:
 
 def _v2(required: bool = False) -> dict[str, Any]:
     schema = copy.deepcopy(dict(registry().get(TRIP).schema))
-    schema["$id"] = "urn:tsunagu:schema:transport.trip.completed:v2"
+    schema["$id"] = f"urn:tsunagu:schema:{TRIP}:v2"
     schema["properties"]["co2_g"] = {"type": "integer", "minimum": 0}
     if required:
         schema["required"] = [*schema["required"], "co2_g"]
@@ -87,13 +88,13 @@ def test_compatible_version_is_registered_and_events_under_it_are_ingested(
     assert r.json() == {
         "type": TRIP,
         "version": 2,
-        "id": "urn:tsunagu:schema:transport.trip.completed:v2",
+        "id": f"urn:tsunagu:schema:{TRIP}:v2",
     }
     assert again.json()["version"] == 2  # the same schema twice is one version
     assert described["versions"] == [1, 2]
 
     # The platform's worker learns of v2 from the store and accepts an event pinned to it.
-    doc = make_event(dataschema="urn:tsunagu:schema:transport.trip.completed:v2")
+    doc = make_event(TRIP, dataschema=f"urn:tsunagu:schema:{TRIP}:v2")
     doc["data"]["co2_g"] = 1200
     bus = open_bus(f"sqlite:///{platform.data_dir / 'bus.db'}")
     signer = connector_signer(platform.data_dir)
@@ -105,7 +106,7 @@ def test_compatible_version_is_registered_and_events_under_it_are_ingested(
     while time.monotonic() < deadline and not found:
         with engine.connect() as conn:
             found = conn.execute(
-                text("SELECT count(*) FROM transport_trips WHERE event_id = :id"), {"id": doc["id"]}
+                text("SELECT count(*) FROM ingested_events WHERE id = :id"), {"id": doc["id"]}
             ).scalar_one()
         time.sleep(0.1)
     engine.dispose()

@@ -31,19 +31,24 @@ def test_every_shipped_type_is_listed_with_its_versions(platform: RunningPlatfor
     types = {t["type"]: t for t in listed}
     assert set(types) == set(registry().types())
     trip = types["transport.trip.completed"]
-    assert trip["versions"] == [1]
+    assert trip["versions"] == [1, 2]
     assert trip["compatibility"] == "BACKWARD"
-    assert trip["latest"] == "urn:tsunagu:schema:transport.trip.completed:v1"
+    assert trip["latest"] == "urn:tsunagu:schema:transport.trip.completed:v2"
+    assert set(trip["breaking"]) == {"2"}  # v2 names residents by the service's subject
+    assert trip["deprecated"] == {"1": "2027-09-30"}
+    assert types["transport.vehicle.position"]["deprecated"] == {}
 
 
 def test_a_version_is_served_as_schema_json(platform: RunningPlatform) -> None:
     with platform.client() as http:
-        r = http.get("/v1/schemas/transport.trip.completed/versions/1")
+        r = http.get("/v1/schemas/transport.trip.completed/versions/2")
         latest = http.get("/v1/schemas/transport.trip.completed/versions/latest")
+        first = http.get("/v1/schemas/transport.trip.completed/versions/1")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/schema+json")
-    assert r.json()["$id"] == "urn:tsunagu:schema:transport.trip.completed:v1"
+    assert r.json()["$id"] == "urn:tsunagu:schema:transport.trip.completed:v2"
     assert latest.json() == r.json()
+    assert first.json()["$id"] == "urn:tsunagu:schema:transport.trip.completed:v1"
 
 
 def test_unknown_type_is_a_404_problem(platform: RunningPlatform) -> None:

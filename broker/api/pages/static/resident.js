@@ -1,5 +1,6 @@
 // The resident's page: my consents (pause, resume, revoke, receipts), granting a consent,
-// who read my data, the history of my consents, and erasure. Everything goes through
+// who read my data, the history of my consents, the services linked with my region ID
+// (link with a code, end a link), and erasure. Everything goes through
 // /v1/me with the resident's bearer token; the catalogues give partners', purposes' and
 // categories' names in both languages.
 "use strict";
@@ -29,6 +30,7 @@
     reads: null,
     readsCursor: null, // the tracker's next page (older reads), null after the oldest
     grantable: null, // the categories the API says I may consent to (null until known)
+    links: null, // the services linked with my region ID (null until known; [] where none)
     erasure: null,
   };
 
@@ -84,8 +86,15 @@
       api("/v1/me/consents/history"),
       fetchReads(null),
       api("/v1/me/consents/categories"),
+      api("/v1/me/links"),
     ]);
-    const [consents, history, reads, grantable] = results;
+    const [consents, history, reads, grantable, links] = results;
+    if (links.status === "fulfilled") state.links = links.value;
+    else if (links.reason && links.reason.status === 404) {
+      // No region ID here (the platform trusts an external provider): no links, no error.
+      state.links = [];
+      results.splice(results.indexOf(links), 1);
+    }
     if (grantable.status === "fulfilled") state.grantable = new Set(grantable.value);
     state.consents = consents.status === "fulfilled" ? consents.value : state.consents;
     state.history = history.status === "fulfilled" ? history.value : state.history;
@@ -467,6 +476,84 @@
     );
   }
 
+  // ----- linked services (ID link) -----------------------------------------------------
+
+  function renderLinks() {
+    const box = document.getElementById("links");
+    if (state.links === null) {
+      box.replaceChildren(el("p", { class: "muted" }, t("common.loading")));
+      return;
+    }
+    box.replaceChildren(
+      dataTable(
+        ["links.service", "links.how", "links.linked_at", "links.action"],
+        state.links.map((link) =>
+          el(
+            "tr",
+            { dataset: { client: link.client_id } },
+            el("td", { title: link.client_id }, link.name),
+            el("td", {}, tOr("links.how." + link.how, link.how)),
+            el("td", { class: "nowrap" }, fmtDate(link.linked_at)),
+            el(
+              "td",
+              {},
+              el("button", {
+                type: "button",
+                class: "quiet small",
+                dataset: { action: "unlink" },
+                text: t("links.unlink"),
+                onclick: () => unlink(link),
+              }),
+            ),
+          ),
+        ),
+        "links.empty",
+      ),
+    );
+  }
+
+  async function linkWithCode(event) {
+    event.preventDefault();
+    const input = document.getElementById("link-code");
+    const code = input.value.trim();
+    if (!code) {
+      input.focus();
+      return;
+    }
+    let linked = null;
+    const done = await act(async () => {
+      linked = await api("/v1/me/links", { method: "POST", body: { code } });
+    });
+    if (done && linked) {
+      input.value = "";
+      announce(t("links.linked", { name: linked.name }));
+    }
+    await loadLinks();
+  }
+
+  async function unlink(link) {
+    const yes = await confirmDialog(
+      t("links.confirm_title"),
+      t("links.confirm_text", { name: link.name }),
+      t("links.unlink"),
+    );
+    if (!yes) return;
+    const done = await act(async () => {
+      await api("/v1/me/links/" + encodeURIComponent(link.client_id), { method: "DELETE" });
+    });
+    if (done) announce(t("links.unlinked", { name: link.name }));
+    await loadLinks();
+  }
+
+  async function loadLinks() {
+    try {
+      state.links = await api("/v1/me/links");
+    } catch (error) {
+      showError(error);
+    }
+    renderLinks();
+  }
+
   // ----- erasure -----------------------------------------------------------------------
 
   async function erase() {
@@ -538,6 +625,7 @@
     renderConsents();
     renderTracker();
     renderHistory();
+    renderLinks();
     renderErasure();
   }
 
@@ -553,6 +641,7 @@
         loadMine();
       });
       document.getElementById("erase").addEventListener("click", erase);
+      document.getElementById("link-form").addEventListener("submit", linkWithCode);
       document.getElementById("tracker-more").addEventListener("click", loadMoreReads);
       for (const id of ["tracker-from", "tracker-to"]) {
         document.getElementById(id).addEventListener("change", loadReads);
