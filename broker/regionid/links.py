@@ -266,18 +266,7 @@ class Links:
                 )
             link.unlinked_at = datetime.now(UTC)
             session.add(link)
-            session.flush()
-            self._audit.append_in(
-                session.connection(),
-                [
-                    NewEntry(
-                        EntryKind.ID_LINK,
-                        "subject",
-                        {"event": "unlinked", "client": client_id},
-                        subject=account_id,
-                    )
-                ],
-            )
+            self._record(session, account_id, event="unlinked", client=client_id)
             session.commit()
             session.refresh(link)
         return self._shown_link(link)
@@ -328,20 +317,15 @@ class Links:
             linked_at=datetime.now(UTC),
         )
         session.add(link)
-        session.flush()
-        # In the link's own transaction: the record exists exactly when the link does.
-        self._audit.append_in(
-            session.connection(),
-            [
-                NewEntry(
-                    EntryKind.ID_LINK,
-                    "subject",
-                    {"event": "linked", "client": client_id, "how": how.value},
-                    subject=account_id,
-                )
-            ],
-        )
+        self._record(session, account_id, event="linked", client=client_id, how=how.value)
         return link
+
+    def _record(self, session: Session, account_id: str, **fields: str) -> None:
+        """The resident's ``id_link`` entry, in the session's own transaction: the record
+        exists exactly when the change does."""
+        session.flush()
+        entry = NewEntry(EntryKind.ID_LINK, "subject", fields, subject=account_id)
+        self._audit.append_in(session.connection(), [entry])
 
     def _shown_link(self, row: RegionLink) -> Link:
         client = self._directory.client(row.client_id)
