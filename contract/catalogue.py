@@ -137,6 +137,17 @@ class SchemaCatalogue:
                 return v
         raise UnknownSchemaError(f"{event_type} has no version {version}")
 
+    def latest_naming(self, event_type: str, field: str) -> SchemaVersion:
+        """The latest version whose data names the person it is about by ``field``
+        (``resident_id``, or the service's ``subject`` under ID link); the latest version for
+        a type naming no person either way."""
+        versions = self._known(event_type)
+        for v in reversed(versions):
+            properties = v.schema.get("properties", {})
+            if field in properties or not {"resident_id", "subject"} & set(properties):
+                return v
+        raise UnknownSchemaError(f"no version of {event_type} names the person by {field!r}")
+
     def resolve(self, event_type: str, dataschema: str | None) -> SchemaVersion:
         """The version an event declares in ``dataschema``, or the latest when it names none."""
         found = self._resolved.get((event_type, dataschema))

@@ -32,12 +32,7 @@ def by_resident_id(event_type: str) -> int:
     """The latest version of the type naming residents by the platform's ``resident_id``
     (the latest, for a type about no resident): what the tests publish unless they say
     otherwise. A test of ID link asks for the version naming them by service ``subject``."""
-    versions = registry().versions(event_type)
-    for v in reversed(versions):
-        properties = v.schema.get("properties", {})
-        if "resident_id" in properties or "subject" not in properties:
-            return v.version
-    return versions[-1].version
+    return registry().latest_naming(event_type, "resident_id").version
 
 
 def example_data(event_type: str, version: int | None = None) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """`python -m ops.bench.ingest --quick` runs end to end on both buses and prints its figures
-(no timing asserted): raw validation, the MAC check alone, raw bus and end to end, the ratios."""
+(no timing asserted): raw validation, the MAC check alone, raw bus and end to end, the ratios,
+and end to end again with ID-linked subjects."""
 
 from __future__ import annotations
 
@@ -25,3 +26,6 @@ def test_the_ingest_benchmark_prints_its_figures_with_the_macs_cost() -> None:
             assert re.search(rf"^  {ratio}\s+[\d.]+$", section, re.M), section
         share = re.search(r"^  MAC share of the worker\s+([\d.]+)%", section, re.M)
         assert share and 0 < float(share.group(1)) < 100, section
+        # The same run with residents named by the connector's subjects, resolved at ingest.
+        assert re.search(rf"^  end to end, ID-linked\s+{RATE}", section, re.M), section
+        assert re.search(r"^  ratio ID-linked / resident\s+[\d.]+", section, re.M), section

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import random
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import orjson
 
 from broker.registry.catalogue import SchemaRegistry
+from connectors.sdk.schemas import Identity
 from contract.bus import OutRecord
 from contract.cloudevents import STRUCTURED_HEADERS
 from contract.origin import OriginSigner
@@ -30,29 +33,50 @@ MIX = {
 SOURCE = "urn:tsunagu:connector:bench"
 
 
+#: Residents the events are about.
+RESIDENTS = 2000
+
+
+def resident(i: int) -> str:
+    """The platform id of the bench's resident ``i``."""
+    return f"res-{i:05d}"
+
+
+def service_subject(resident_id: str) -> str:
+    """The bench connector's pairwise subject for ``resident_id`` (43 characters, as the
+    region ID's)."""
+    digest = hashlib.sha256(b"bench\x00" + resident_id.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def make_records(
     registry: SchemaRegistry,
     n: int,
     seed: int = 7,
     signer: OriginSigner | None = None,
+    identity: Identity = "resident_id",
 ) -> dict[str, list[OutRecord]]:
     """``n`` valid events as bus records, grouped by topic (signed by ``signer``'s connector:
-    its token and each record's MAC)."""
+    its token and each record's MAC); residents named by their platform id, or by the
+    connector's subject for them (``service_subject``, ID link)."""
     rng = random.Random(seed)
     types = list(MIX)
     weights = [MIX[t] for t in types]
-    examples = {t: registry.get(t).schema["examples"][0] for t in types}
-    urns = {t: registry.get(t).urn for t in types}
+    versions = {t: registry.latest_naming(t, identity) for t in types}
+    examples = {t: v.schema["examples"][0] for t, v in versions.items()}
+    urns = {t: v.urn for t, v in versions.items()}
     now = datetime.now(UTC).isoformat()
     by_topic: dict[str, list[OutRecord]] = {}
     for i, event_type in enumerate(rng.choices(types, weights, k=n)):
         data: dict[str, Any] = copy.deepcopy(examples[event_type])
         if "resident_id" in data:
-            data["resident_id"] = subject = f"res-{rng.randrange(2000):05d}"
+            data["resident_id"] = subject = resident(rng.randrange(RESIDENTS))
+        elif "subject" in data:
+            data["subject"] = subject = service_subject(resident(rng.randrange(RESIDENTS)))
         elif "vehicle_id" in data:
             data["vehicle_id"] = subject = f"veh-{rng.randrange(40):03d}"
         else:
-            subject = f"res-{rng.randrange(2000):05d}"
+            subject = resident(rng.randrange(RESIDENTS))
         doc = {
             "specversion": "1.0",
             "id": f"bench-{seed}-{i:09d}",

@@ -7,8 +7,11 @@ Prints, per backend, in one run:
   - raw bus:         events/s published, and consumed by a bare consumer group
   - end to end:      events/s from a publisher process through one ingest worker into the store
                      (connector tokens checked, subjects sealed, each batch audited)
+  - ID-linked:       the same with every resident named by the connector's pairwise subject,
+                     resolved at ingest through the residents' links (issue 19)
 and the end-to-end figure as a ratio to each baseline. Targets on the 2-core dev machine:
-embedded ≥ 20,000 events/s; Kafka ≥ 15,000 events/s and ≥ 0.6 of the raw consume rate.
+embedded ≥ 20,000 events/s; Kafka ≥ 15,000 events/s and ≥ 0.6 of the raw consume rate;
+resolving subjects costs at most 10% (ID-linked / resident ≥ 0.90).
 
     python -m ops.bench.ingest [--events 100000] [--backends sqlite,kafka]
                                [--quick]
@@ -26,9 +29,11 @@ import threading
 import time
 import uuid
 from contextlib import ExitStack
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
+from sqlmodel import Session
 
 from broker.audit import AuditLog
 from broker.auth.issuer import EmbeddedIssuer
@@ -36,21 +41,26 @@ from broker.auth.origin import connector_key, mac_matches
 from broker.auth.principals import Role
 from broker.auth.verifier import StaticKeys, TokenVerifier
 from broker.bus import open_bus
+from broker.ingest.held import HeldEvents
 from broker.ingest.pipeline import IngestWorker
 from broker.ingest.provenance import SourceAuthenticator
+from broker.regionid.tables import RegionClient, RegionLink
 from broker.registry.catalogue import SchemaRegistry
 from broker.settings import REPO_SCHEMAS
 from broker.store.database import make_engine
+from connectors.sdk.schemas import Identity
 from consent.keys import KeyRing
 from consent.vault import SubjectVault
 from contract.bus import Bus, Record, TopicSpec
 from contract.domains import DOMAINS
 from contract.origin import OriginSigner
 from contract.validation import EventValidator
-from ops.bench.events import SOURCE, make_records
+from ops.bench.events import RESIDENTS, SOURCE, make_records, resident, service_subject
 from ops.kafka.broker import KafkaBroker
 
 PUBLISH_CHUNK = 2000
+#: The region ID client the bench connector publishes for, in ID-linked runs.
+BENCH_CLIENT = "bench"
 
 
 def _create_topics(bus: Bus, prefix: str) -> None:
@@ -72,10 +82,12 @@ def _publisher(
     go: mp.Event,  # type: ignore[valid-type]
     token: str = "",
     key: bytes = b"",
+    identity: Identity = "resident_id",
 ) -> None:
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
     signer = OriginSigner(token, key) if token else None
-    by_topic = make_records(registry, n, seed=hash(prefix) & 0xFFFF, signer=signer)
+    seed = hash(prefix) & 0xFFFF
+    by_topic = make_records(registry, n, seed=seed, signer=signer, identity=identity)
     bus = open_bus(bus_url)
     ready.set()  # type: ignore[attr-defined]
     go.wait()  # type: ignore[attr-defined]
@@ -136,16 +148,52 @@ def bench_raw_bus(bus_url: str, registry: SchemaRegistry, n: int) -> tuple[float
     return publish_rate, consume_rate
 
 
-def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> float:
+def _link_residents(engine: Engine) -> None:
+    """The bench connector registered as a service of the region ID, every bench resident
+    linked with it under ``service_subject`` (as if each had signed in once)."""
+    now = datetime.now(UTC)
+    with Session(engine) as session:
+        if session.get(RegionClient, BENCH_CLIENT) is not None:
+            return  # a shared store linked them in an earlier run
+        session.add(
+            RegionClient(
+                client_id=BENCH_CLIENT,
+                name="bench",
+                redirect_uris=["https://bench.example.jp/cb"],
+                sector="bench.example.jp",
+                created_at=now,
+                connector="bench",
+            )
+        )
+        for i in range(RESIDENTS):
+            session.add(
+                RegionLink(
+                    id=uuid.uuid4().hex,
+                    client_id=BENCH_CLIENT,
+                    account_id=resident(i),
+                    subject=service_subject(resident(i)),
+                    how="sign_in",
+                    linked_at=now,
+                )
+            )
+        session.commit()
+
+
+def bench_end_to_end(
+    bus_url: str, store_url: str, n: int, vault_url: str, identity: Identity = "resident_id"
+) -> float:
     """Events/s from a publisher process through one worker into the store.
 
     The vault starts empty: the worker makes every resident's key on the way, as a new
-    region's first hour would.
+    region's first hour would. With ``identity="subject"`` every event names its resident by
+    the connector's pairwise subject, resolved at ingest through the residents' links.
     """
     prefix = f"e2e{uuid.uuid4().hex[:6]}."
     bus = open_bus(bus_url)
     _create_topics(bus, prefix)
     engine = make_engine(store_url)
+    if identity == "subject":
+        _link_residents(engine)
     registry = SchemaRegistry.from_directory(REPO_SCHEMAS)
     vault = SubjectVault.open_url(vault_url)
     # As the platform runs it: every record's connector token checked against its source.
@@ -165,6 +213,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
         batch_size=2000,
         authenticate=SourceAuthenticator(verifier, master),
         audit=audit,
+        held=HeldEvents.in_keys_dir(keys_dir, retention_s=30 * 24 * 3600),
     )
     token = issuer.issue(
         "bench", Role.CONNECTOR, sources=[SOURCE], event_types=[f"{d}.*" for d in DOMAINS.names()]
@@ -173,7 +222,7 @@ def bench_end_to_end(bus_url: str, store_url: str, n: int, vault_url: str) -> fl
     ready, go = ctx.Event(), ctx.Event()
     publisher = ctx.Process(
         target=_publisher,
-        args=(bus_url, prefix, n, ready, go, token, connector_key(master, "bench")),
+        args=(bus_url, prefix, n, ready, go, token, connector_key(master, "bench"), identity),
     )
     publisher.start()
     ready.wait(120)
@@ -229,6 +278,14 @@ def main() -> None:
                 bus_url = f"sqlite:///{tmp / 'bus.db'}"
             publish, consume = bench_raw_bus(bus_url, registry, n)
             e2e = bench_end_to_end(bus_url, store, n, vault)
+            # Its own store and vault: both runs start with no resident's key made.
+            linked = bench_end_to_end(
+                bus_url,
+                args.store or f"sqlite:///{tmp / f'store-{backend}-linked.db'}",
+                n,
+                args.vault or f"sqlite:///{tmp / 'keys' / f'vault-{backend}-linked.db'}",
+                identity="subject",
+            )
             raw = 1 / (1 / publish + 1 / consume)
             print(f"\n[{backend}] {n:,} events, store {store.split(':')[0]}")
             print(f"  raw bus publish             {publish:>10,.0f} events/s")
@@ -239,6 +296,8 @@ def main() -> None:
             print(f"  ratio to raw bus consume    {e2e / consume:>10.2f}")
             print(f"  ratio to raw validation     {e2e / validation:>10.2f}")
             print(f"  MAC share of the worker     {e2e / mac:>10.1%}  (its time per event)")
+            print(f"  end to end, ID-linked       {linked:>10,.0f} events/s  (subjects resolved)")
+            print(f"  ratio ID-linked / resident  {linked / e2e:>10.2f}  (target >= 0.90)")
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"\npeak RSS of the benchmark process (worker side): {rss_mb:,.0f} MB")
 
