@@ -23,11 +23,11 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from prometheus_client import Counter
-from sqlalchemy import Connection, Engine, LargeBinary, delete, select
+from sqlalchemy import Connection, Engine, LargeBinary, and_, delete, select
 from sqlmodel import Field, SQLModel
 
 from broker.audit import AuditLog, EntryKind, NewEntry
-from broker.regionid.links import resolve_many
+from broker.regionid.links import active_links, resolve_many
 from broker.store.projections import project
 from broker.store.projections.timestamps import UtcDateTime
 from consent.keys import load_or_create_key
@@ -168,34 +168,34 @@ class HeldEvents:
     def _release_some(self, engine: Engine, vault: SubjectVault, audit: AuditLog | None) -> int:
         # Under sealing(), as a batch is: an erasure in this process waits for it.
         with vault.sealing(), engine.begin() as conn:
+            # Only the held events whose subject is linked now, however many others wait.
+            linked = active_links().subquery()
             rows = conn.execute(
                 select(
                     HELD_EVENTS.c.event_id,
                     HELD_EVENTS.c.connector,
-                    HELD_EVENTS.c.subject,
                     HELD_EVENTS.c.sealed,
+                    linked.c.account_id,
+                )
+                .join(
+                    linked,
+                    and_(
+                        linked.c.subject == HELD_EVENTS.c.subject,
+                        linked.c.connector == HELD_EVENTS.c.connector,
+                    ),
                 )
                 .order_by(HELD_EVENTS.c.held_at)
-                .limit(RELEASE_BATCH * 4)
+                .limit(RELEASE_BATCH)
             ).all()
             if not rows:
                 return 0
-            residents = resolve_many(conn, {(r.connector, r.subject) for r in rows})
-            linked = [r for r in rows if (r.connector, r.subject) in residents][:RELEASE_BATCH]
-            if not linked:
-                return 0
-            events = [
-                as_residents(self._open(r.event_id, r.sealed), residents[(r.connector, r.subject)])
-                for r in linked
-            ]
+            events = [as_residents(self._open(r.event_id, r.sealed), r.account_id) for r in rows]
             project(conn, events, vault)
             conn.execute(
-                delete(HELD_EVENTS).where(HELD_EVENTS.c.event_id.in_([r.event_id for r in linked]))
+                delete(HELD_EVENTS).where(HELD_EVENTS.c.event_id.in_([r.event_id for r in rows]))
             )
             if audit is not None:
-                per = collections.Counter(
-                    (residents[(r.connector, r.subject)], r.connector) for r in linked
-                )
+                per = collections.Counter((r.account_id, r.connector) for r in rows)
                 audit.append_in(
                     conn,
                     [
@@ -208,8 +208,8 @@ class HeldEvents:
                         for (resident, connector), n in per.items()
                     ],
                 )
-        RELEASED.inc(len(linked))
-        return len(linked)
+        RELEASED.inc(len(rows))
+        return len(rows)
 
     def _discard(self, engine: Engine, audit: AuditLog | None) -> int:
         cutoff = datetime.now(UTC) - timedelta(seconds=self.retention_s)

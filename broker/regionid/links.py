@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from sqlalchemy import Connection, Engine, delete, func, update
+from sqlalchemy import Connection, Engine, Select, delete, func, update
 from sqlmodel import Session, col, select
 
 from broker.audit import AuditLog, EntryKind, NewEntry
@@ -348,21 +348,29 @@ def forget(conn: Connection, account_id: str) -> int:
     return int(conn.execute(delete(links).where(links.c.account_id == account_id)).rowcount)
 
 
+def active_links() -> Select[tuple[str, str, str]]:
+    """``(connector, subject, account_id)`` of every link in force: whom each connector's
+    subject resolves to (a query, for the ingest to join or filter)."""
+    links = RegionLink.__table__  # type: ignore[attr-defined]
+    clients = RegionClient.__table__  # type: ignore[attr-defined]
+    connector = func.coalesce(clients.c.connector, clients.c.client_id).label("connector")
+    return (
+        select(connector, links.c.subject, links.c.account_id)
+        .join(clients, clients.c.client_id == links.c.client_id)
+        .where(links.c.unlinked_at.is_(None))
+    )
+
+
 def resolve_many(conn: Connection, pairs: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
     """The resident each (connector, service subject) pair is linked with, where one is: the
     ingest's resolution, one query per batch."""
     if not pairs:
         return {}
-    links = RegionLink.__table__  # type: ignore[attr-defined]
-    clients = RegionClient.__table__  # type: ignore[attr-defined]
-    connector = func.coalesce(clients.c.connector, clients.c.client_id)
+    linked = active_links().subquery()
     rows = conn.execute(
-        select(connector, links.c.subject, links.c.account_id)
-        .join(clients, clients.c.client_id == links.c.client_id)
-        .where(
-            links.c.unlinked_at.is_(None),
-            links.c.subject.in_({s for _, s in pairs}),
-            connector.in_({c for c, _ in pairs}),
+        select(linked.c.connector, linked.c.subject, linked.c.account_id).where(
+            linked.c.subject.in_({s for _, s in pairs}),
+            linked.c.connector.in_({c for c, _ in pairs}),
         )
     ).all()
     return {(c, s): a for c, s, a in rows if (c, s) in pairs}

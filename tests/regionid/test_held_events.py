@@ -199,3 +199,22 @@ def test_the_schema_catalogue_states_the_deprecation_window(platform: RunningPla
     doc = httpx.get(f"{platform.base_url}/v1/schemas/{TRIP}").json()
     assert doc["breaking"][str(LINKED_TRIP)]
     assert doc["deprecated"] == {"1": "2027-09-30"}
+
+
+def test_a_linked_subject_is_released_behind_a_long_backlog_of_unlinked_ones(
+    platform: RunningPlatform, linking: Linking
+) -> None:
+    # More events no one will link than a sweep reads at once, all held before ours.
+    backlog = [_trip(secrets.token_urlsafe(32)[:43]) for _ in range(2100)]
+    platform.ingest(backlog, timeout_s=60)
+    resident = f"res-{secrets.token_hex(5)}"
+    sub = _link(linking, BUS[0], resident)
+    with platform.client() as http:
+        auth = platform.auth("resident", resident)
+        assert http.delete(f"/v1/me/links/{BUS[0]}", headers=auth).status_code == 200
+    doc = _trip(sub)
+    platform.ingest([doc])
+    assert len(_held(platform, doc["id"])) == 1
+    assert _link(linking, BUS[0], resident) == sub
+    _eventually(lambda: _projected(platform, doc["id"]))
+    assert len(_query(platform, "SELECT 1 FROM held_events")) >= len(backlog)
